@@ -1,0 +1,160 @@
+//! Wiring: reader task → bounded queue → fold task → metrics; HTTP and gRPC servers
+//! at the edge. `start` returns once every listener is bound, so callers (main, demo,
+//! tests) know the real addresses.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use prometheus_client::registry::Registry;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::TcpListenerStream;
+
+use crate::config::Settings;
+use crate::pipeline::Pipeline;
+use crate::server::grpc::Passthrough;
+use crate::server::http::{self, Shared};
+use crate::server::upstream::Upstream;
+use crate::sink::Metrics;
+use crate::source::grpc::{self as grpc_source, Progress};
+
+/// A running exporter.
+#[derive(Debug)]
+pub struct Running {
+    /// Where `/metrics` is served.
+    pub http_addr: SocketAddr,
+    /// Where the gRPC passthrough is served, if enabled.
+    pub grpc_addr: Option<SocketAddr>,
+    /// Reader progress (readiness).
+    pub progress: Arc<Progress>,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Running {
+    /// Stops reading, lets the fold drain, and closes the servers gracefully.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        for t in self.tasks {
+            if tokio::time::timeout(Duration::from_secs(10), t)
+                .await
+                .is_err()
+            {
+                tracing::warn!("A task did not stop within 10 s.");
+            }
+        }
+    }
+}
+
+/// Binds the listeners and starts every task.
+pub async fn start(settings: Settings) -> anyhow::Result<Running> {
+    let mut registry = Registry::default();
+    let metrics = Metrics::register(&mut registry, &settings.buckets, settings.max_label_values);
+    let own = metrics.own.clone();
+    let registry = Arc::new(registry);
+    let progress = Arc::new(Progress::default());
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let upstream = Upstream::new(&settings.skaffold_addr, settings.upstream_timeout)
+        .with_context(|| format!("invalid Skaffold address {:?}", settings.skaffold_addr))?;
+
+    let http_listener = TcpListener::bind(settings.listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (--listen)", settings.listen))?;
+    let http_addr = http_listener.local_addr()?;
+    let grpc_listener = match settings.grpc_listen {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr} (--grpc-listen)"))?,
+        ),
+        None => None,
+    };
+    let grpc_addr = grpc_listener.as_ref().map(|l| l.local_addr()).transpose()?;
+
+    let (tx, mut rx) = mpsc::channel(settings.queue_capacity);
+    let mut tasks = Vec::new();
+
+    tasks.push(tokio::spawn(grpc_source::run(
+        grpc_source::Config {
+            addr: settings.skaffold_addr.clone(),
+            backoff_min: settings.backoff.0,
+            backoff_max: settings.backoff.1,
+        },
+        tx,
+        progress.clone(),
+        own,
+        shutdown_rx.clone(),
+    )));
+
+    let fold_progress = progress.clone();
+    tasks.push(tokio::spawn(async move {
+        let mut pipeline = Pipeline::new(metrics);
+        // Ends when the reader drops its sender: everything queued is folded first.
+        while let Some(msg) = rx.recv().await {
+            pipeline.handle(&msg);
+            fold_progress.handled.fetch_add(1, Ordering::AcqRel);
+        }
+    }));
+
+    let shared = Arc::new(Shared {
+        registry,
+        progress: progress.clone(),
+        upstream: Some(upstream.clone()),
+    });
+    tasks.push(tokio::spawn(http::serve(
+        http_listener,
+        shared,
+        shutdown_rx.clone(),
+    )));
+
+    if let Some(listener) = grpc_listener {
+        let svc = Passthrough::new(upstream, settings.allow_control);
+        let mut stop = shutdown_rx.clone();
+        tasks.push(tokio::spawn(async move {
+            let res = tonic::transport::Server::builder()
+                .add_service(svc)
+                .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                })
+                .await;
+            if let Err(e) = res {
+                tracing::error!(error = %e, "The gRPC passthrough server failed.");
+            }
+        }));
+    }
+
+    tracing::info!(%http_addr, grpc = ?grpc_addr, skaffold = %settings.skaffold_addr, "skaffold-exporter is serving.");
+    Ok(Running {
+        http_addr,
+        grpc_addr,
+        progress,
+        shutdown,
+        tasks,
+    })
+}
+
+/// Resolves on ctrl-c or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

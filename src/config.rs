@@ -1,0 +1,243 @@
+//! Command-line flags and environment variables (clap), validated into [`Settings`].
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::simulator::scenario::Flavor;
+use crate::sink::DEFAULT_BUCKETS;
+
+/// Turns Skaffold's event stream into Prometheus metrics.
+#[derive(Debug, Parser)]
+#[command(
+    name = "skaffold-exporter",
+    version,
+    about,
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    /// What to run (default: the exporter against a real Skaffold).
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Exporter flags.
+    #[command(flatten)]
+    pub exporter: ExporterArgs,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run against a real Skaffold (`skaffold dev --rpc-port 50051`); the default.
+    Run(ExporterArgs),
+    /// Start a simulated Skaffold that plays realistic dev sessions, and run the
+    /// exporter against it.
+    Demo(DemoArgs),
+}
+
+/// Flags of the exporter itself.
+#[derive(Debug, Clone, Args)]
+pub struct ExporterArgs {
+    /// Skaffold's gRPC address (`skaffold dev --rpc-port PORT`; Skaffold binds 127.0.0.1).
+    #[arg(
+        long,
+        env = "SKAFFOLD_EXPORTER_SKAFFOLD_ADDR",
+        default_value = "127.0.0.1:50051"
+    )]
+    pub skaffold_addr: String,
+    /// Address for the HTTP server (/metrics, /healthz, /readyz, /v1/state).
+    #[arg(
+        long,
+        env = "SKAFFOLD_EXPORTER_LISTEN",
+        default_value = "127.0.0.1:9464"
+    )]
+    pub listen: SocketAddr,
+    /// Address for the gRPC passthrough (proto.SkaffoldService/GetState); off unless given.
+    #[arg(long, env = "SKAFFOLD_EXPORTER_GRPC_LISTEN")]
+    pub grpc_listen: Option<SocketAddr>,
+    /// Forward Skaffold's control RPCs (Execute, AutoBuild, AutoSync, AutoDeploy, Handle)
+    /// through the gRPC passthrough. Off by default: they change what Skaffold does.
+    #[arg(long, env = "SKAFFOLD_EXPORTER_ALLOW_CONTROL")]
+    pub allow_control: bool,
+    /// Most distinct artifacts / images / resources per label; the rest become `other`.
+    #[arg(
+        long,
+        env = "SKAFFOLD_EXPORTER_MAX_LABEL_VALUES",
+        default_value_t = 200
+    )]
+    pub max_label_values: usize,
+    /// Histogram buckets in seconds, comma-separated and increasing.
+    #[arg(long, env = "SKAFFOLD_EXPORTER_BUCKETS", value_delimiter = ',')]
+    pub buckets: Option<Vec<f64>>,
+    /// Events buffered between the reader and the fold; beyond it they are dropped and
+    /// counted (the reader never waits, so Skaffold is never slowed down).
+    #[arg(
+        long,
+        env = "SKAFFOLD_EXPORTER_QUEUE_CAPACITY",
+        default_value_t = 65_536
+    )]
+    pub queue_capacity: usize,
+    /// Deadline for calls to Skaffold (GetState), e.g. `2s`, `500ms`.
+    #[arg(long, env = "SKAFFOLD_EXPORTER_UPSTREAM_TIMEOUT", default_value = "2s", value_parser = parse_duration)]
+    pub upstream_timeout: Duration,
+    /// First reconnect delay.
+    #[arg(long, env = "SKAFFOLD_EXPORTER_BACKOFF_MIN", default_value = "250ms", value_parser = parse_duration)]
+    pub backoff_min: Duration,
+    /// Largest reconnect delay.
+    #[arg(long, env = "SKAFFOLD_EXPORTER_BACKOFF_MAX", default_value = "30s", value_parser = parse_duration)]
+    pub backoff_max: Duration,
+}
+
+/// Flags of `demo`.
+#[derive(Debug, Clone, Args)]
+pub struct DemoArgs {
+    /// Exporter flags (`--skaffold-addr` is ignored: the demo starts its own Skaffold).
+    #[command(flatten)]
+    pub exporter: ExporterArgs,
+    /// Where the simulated Skaffold listens (port 0 = any free port).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub skaffold_listen: SocketAddr,
+    /// Which session to play.
+    #[arg(long, value_enum, default_value = "normal")]
+    pub scenario: Flavor,
+    /// Real time per simulated second (0.2 plays five times faster).
+    #[arg(long, default_value_t = 1.0)]
+    pub time_scale: f64,
+    /// Random seed of the session.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+}
+
+/// Parses `250ms`, `2s`, `1m`, or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = match s.find(|c: char| !(c.is_ascii_digit() || c == '.')) {
+        Some(i) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("invalid duration {s:?}: expected e.g. 250ms, 2s, 1m"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" => n * 60.0,
+        _ => return Err(format!("invalid duration unit in {s:?}: use ms, s or m")),
+    };
+    Duration::try_from_secs_f64(secs).map_err(|e| format!("invalid duration {s:?}: {e}"))
+}
+
+/// Validated exporter settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Skaffold's gRPC address.
+    pub skaffold_addr: String,
+    /// HTTP listen address.
+    pub listen: SocketAddr,
+    /// gRPC passthrough listen address.
+    pub grpc_listen: Option<SocketAddr>,
+    /// Forward control RPCs.
+    pub allow_control: bool,
+    /// Label cardinality cap.
+    pub max_label_values: usize,
+    /// Histogram buckets.
+    pub buckets: Vec<f64>,
+    /// Reader → fold queue size.
+    pub queue_capacity: usize,
+    /// Deadline for upstream calls.
+    pub upstream_timeout: Duration,
+    /// Reconnect backoff bounds.
+    pub backoff: (Duration, Duration),
+}
+
+impl TryFrom<ExporterArgs> for Settings {
+    type Error = String;
+
+    fn try_from(a: ExporterArgs) -> Result<Self, String> {
+        let buckets = a.buckets.unwrap_or_else(|| DEFAULT_BUCKETS.to_vec());
+        if buckets.is_empty()
+            || buckets.iter().any(|b| !b.is_finite() || *b <= 0.0)
+            || buckets.windows(2).any(|w| w[0] >= w[1])
+        {
+            return Err(format!(
+                "--buckets must be positive, finite and strictly increasing, got {buckets:?}"
+            ));
+        }
+        if a.max_label_values == 0 {
+            return Err("--max-label-values must be at least 1".into());
+        }
+        if a.queue_capacity == 0 {
+            return Err("--queue-capacity must be at least 1".into());
+        }
+        if a.backoff_min.is_zero() || a.backoff_min > a.backoff_max {
+            return Err(format!(
+                "--backoff-min ({:?}) must be positive and not above --backoff-max ({:?})",
+                a.backoff_min, a.backoff_max
+            ));
+        }
+        if a.skaffold_addr.parse::<SocketAddr>().is_err() && !a.skaffold_addr.contains(':') {
+            return Err(format!(
+                "--skaffold-addr must be host:port, got {:?}",
+                a.skaffold_addr
+            ));
+        }
+        Ok(Settings {
+            skaffold_addr: a.skaffold_addr,
+            listen: a.listen,
+            grpc_listen: a.grpc_listen,
+            allow_control: a.allow_control,
+            max_label_values: a.max_label_values,
+            buckets,
+            queue_capacity: a.queue_capacity,
+            upstream_timeout: a.upstream_timeout,
+            backoff: (a.backoff_min, a.backoff_max),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    fn settings(args: &[&str]) -> Result<Settings, String> {
+        let cli = Cli::try_parse_from(args).map_err(|e| e.to_string())?;
+        Settings::try_from(cli.exporter)
+    }
+
+    #[test]
+    fn defaults_are_secure_and_documented() {
+        let s = settings(&["skaffold-exporter"]).unwrap();
+        assert_eq!(s.listen.to_string(), "127.0.0.1:9464");
+        assert_eq!(s.skaffold_addr, "127.0.0.1:50051");
+        assert!(s.grpc_listen.is_none());
+        assert!(!s.allow_control);
+        assert_eq!(s.buckets, DEFAULT_BUCKETS.to_vec());
+        assert_eq!(s.max_label_values, 200);
+    }
+
+    #[test]
+    fn rejects_bad_flags_with_a_clear_message() {
+        let e = settings(&["x", "--buckets", "1,0.5"]).unwrap_err();
+        assert!(e.contains("strictly increasing"), "{e}");
+        let e = settings(&["x", "--max-label-values", "0"]).unwrap_err();
+        assert!(e.contains("at least 1"), "{e}");
+        let e = settings(&["x", "--listen", "nowhere"]).unwrap_err();
+        assert!(e.contains("--listen"), "{e}");
+        let e = settings(&["x", "--upstream-timeout", "3 fortnights"]).unwrap_err();
+        assert!(e.contains("invalid duration"), "{e}");
+    }
+
+    #[test]
+    fn parses_durations() {
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("2").unwrap(), Duration::from_secs(2));
+        assert_eq!(parse_duration("1m").unwrap(), Duration::from_secs(60));
+        assert!(parse_duration("-1s").is_err());
+    }
+}

@@ -1,0 +1,260 @@
+//! The domain event: what Skaffold said, stripped of wire details.
+//!
+//! Decoders (`source::decode`) turn protobuf messages into these; the fold
+//! (`core::state`) consumes them. Timestamps are Skaffold's own, in nanoseconds since
+//! the Unix epoch, never the time we received the event.
+
+/// Nanoseconds since the Unix epoch, as Skaffold stamped the event.
+pub type Nanos = i64;
+
+/// One event from Skaffold.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    /// Skaffold's timestamp (entries without one are rejected by the decoders).
+    pub at: Nanos,
+    /// What happened.
+    pub kind: EventKind,
+}
+
+/// Lifecycle status, normalised from Skaffold's strings (v1 "In Progress", v2
+/// "InProgress", the documented-but-never-sent "Completed", ...).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Status {
+    /// "Not Started" / "NotStarted".
+    NotStarted,
+    /// "In Progress" / "InProgress" / "Started": a phase began (or, for a resource, is still rolling out).
+    InProgress,
+    /// "Complete" / "Completed" / "Succeeded".
+    Succeeded,
+    /// "Failed".
+    Failed,
+    /// "Canceled" / "Cancelled".
+    Canceled,
+    /// "Information": a non-fatal note (deploy).
+    Information,
+    /// "Terminated" (debug containers).
+    Terminated,
+}
+
+impl Status {
+    /// Parses a Skaffold status string; `None` for anything unknown.
+    pub fn parse(s: &str) -> Option<Status> {
+        Some(match s {
+            "Not Started" | "NotStarted" | "Not started" => Status::NotStarted,
+            "In Progress" | "InProgress" | "In progress" | "Started" => Status::InProgress,
+            "Complete" | "Completed" | "Succeeded" => Status::Succeeded,
+            "Failed" => Status::Failed,
+            "Canceled" | "Cancelled" => Status::Canceled,
+            "Information" => Status::Information,
+            "Terminated" => Status::Terminated,
+            _ => return None,
+        })
+    }
+}
+
+/// An error Skaffold attached to a failed event.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ErrorInfo {
+    /// Skaffold's StatusCode name (`BUILD_PUSH_ACCESS_DENIED`), when it sent a known one.
+    pub code: Option<String>,
+    /// Human-readable message.
+    pub message: String,
+}
+
+/// What an event is about.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EventKind {
+    /// Skaffold (re)started a runner.
+    Meta {
+        /// Skaffold's version, parsed from the `Starting Skaffold: &{Version:...}` text.
+        version: Option<String>,
+    },
+    /// An artifact build.
+    Build {
+        /// Image name from skaffold.yaml.
+        artifact: String,
+        /// Status.
+        status: Status,
+        /// Error, when failed.
+        error: Option<ErrorInfo>,
+    },
+    /// Tests (custom / structure tests).
+    Test {
+        /// Status.
+        status: Status,
+        /// Error, when failed.
+        error: Option<ErrorInfo>,
+    },
+    /// Deploy (the deployer itself; the status check is separate).
+    Deploy {
+        /// Status.
+        status: Status,
+        /// Error, when failed.
+        error: Option<ErrorInfo>,
+    },
+    /// The status check as a whole.
+    StatusCheck {
+        /// Status.
+        status: Status,
+        /// Error, when failed.
+        error: Option<ErrorInfo>,
+    },
+    /// One resource inside a status check.
+    ResourceStatus {
+        /// `namespace:kind/name` or `kind/name`.
+        resource: String,
+        /// Status.
+        status: Status,
+        /// Error, when failed.
+        error: Option<ErrorInfo>,
+    },
+    /// A file sync to running containers.
+    FileSync {
+        /// Image the files went to.
+        image: String,
+        /// Number of files.
+        file_count: u64,
+        /// Status.
+        status: Status,
+        /// Error, when failed.
+        error: Option<ErrorInfo>,
+    },
+    /// A port forward was announced.
+    PortForward {
+        /// Local port.
+        local_port: i32,
+        /// Resource type (`service`, `pod`, ...).
+        resource_type: String,
+        /// Resource name.
+        resource_name: String,
+        /// Namespace.
+        namespace: String,
+    },
+    /// A dev-loop iteration boundary.
+    DevLoop {
+        /// 0 is the initial loop.
+        iteration: i64,
+        /// Status.
+        status: Status,
+        /// Error, when failed.
+        error: Option<ErrorInfo>,
+    },
+    /// Skaffold is terminating (v1: only on initialisation failure).
+    Termination {
+        /// Status.
+        status: Status,
+        /// Error, if any.
+        error: Option<ErrorInfo>,
+    },
+    /// A debuggable container started or stopped (counted, not measured).
+    Debug,
+}
+
+impl EventKind {
+    /// Bounded name of the event type, for `skaffold_exporter_events_total{event}`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            EventKind::Meta { .. } => "meta",
+            EventKind::Build { .. } => "build",
+            EventKind::Test { .. } => "test",
+            EventKind::Deploy { .. } => "deploy",
+            EventKind::StatusCheck { .. } => "status_check",
+            EventKind::ResourceStatus { .. } => "resource_status_check",
+            EventKind::FileSync { .. } => "file_sync",
+            EventKind::PortForward { .. } => "port",
+            EventKind::DevLoop { .. } => "dev_loop",
+            EventKind::Termination { .. } => "termination",
+            EventKind::Debug => "debugging_container",
+        }
+    }
+}
+
+/// Why an event could not be interpreted. The `reason` is a bounded label value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidEvent {
+    /// The entry had no event at all.
+    #[error("entry carries no event")]
+    Empty,
+    /// A status string that Skaffold does not send.
+    #[error("unknown status {status:?} on {event} event")]
+    UnknownStatus {
+        /// Which event.
+        event: &'static str,
+        /// The status string (truncated).
+        status: String,
+    },
+    /// A required field was empty.
+    #[error("{event} event without {field}")]
+    MissingField {
+        /// Which event.
+        event: &'static str,
+        /// Which field.
+        field: &'static str,
+    },
+    /// A value outside any sane range.
+    #[error("absurd value in {event} event: {detail}")]
+    AbsurdValue {
+        /// Which event.
+        event: &'static str,
+        /// What was wrong.
+        detail: String,
+    },
+    /// The bytes or JSON could not be decoded.
+    #[error("undecodable: {0}")]
+    Undecodable(String),
+}
+
+impl InvalidEvent {
+    /// Bounded reason, for `skaffold_exporter_invalid_events_total{reason}`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            InvalidEvent::Empty => "empty_event",
+            InvalidEvent::UnknownStatus { .. } => "unknown_status",
+            InvalidEvent::MissingField { .. } => "missing_field",
+            InvalidEvent::AbsurdValue { .. } => "absurd_value",
+            InvalidEvent::Undecodable(_) => "undecodable",
+        }
+    }
+}
+
+/// Parses the Skaffold version out of a v1 MetaEvent text
+/// (`Starting Skaffold: &{Version:v1.5.0 ConfigVersion:...}`).
+pub fn parse_version(meta_entry: &str) -> Option<String> {
+    let rest = &meta_entry[meta_entry.find("Version:")? + "Version:".len()..];
+    let v: String = rest
+        .chars()
+        .take_while(|c| !c.is_whitespace() && *c != '}')
+        .take(64)
+        .collect();
+    (!v.is_empty()).then_some(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_status_strings_as_skaffold_sends_them_and_as_documented() {
+        assert_eq!(Status::parse("In Progress"), Some(Status::InProgress));
+        assert_eq!(Status::parse("InProgress"), Some(Status::InProgress));
+        assert_eq!(Status::parse("Complete"), Some(Status::Succeeded));
+        assert_eq!(Status::parse("Completed"), Some(Status::Succeeded));
+        assert_eq!(Status::parse("Started"), Some(Status::InProgress));
+        assert_eq!(Status::parse("Canceled"), Some(Status::Canceled));
+        assert_eq!(Status::parse("Information"), Some(Status::Information));
+        assert_eq!(Status::parse("Exploded"), None);
+        assert_eq!(Status::parse(""), None);
+    }
+
+    #[test]
+    fn parses_version_from_meta_text() {
+        let t = "Starting Skaffold: &{Version:v1.5.0-16-gc9be4210c ConfigVersion:skaffold/v2beta1 GitVersion: }";
+        assert_eq!(parse_version(t).as_deref(), Some("v1.5.0-16-gc9be4210c"));
+        assert_eq!(
+            parse_version("Starting Skaffold: &{Version:v2.1.0}").as_deref(),
+            Some("v2.1.0")
+        );
+        assert_eq!(parse_version("no version here"), None);
+        assert_eq!(parse_version("Version:"), None);
+    }
+}

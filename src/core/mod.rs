@@ -1,0 +1,12 @@
+//! The pure core: domain events in, transitions out. No I/O, no clock reads; time
+//! arrives inside the events (Skaffold's timestamps).
+
+pub mod event;
+pub mod replay;
+pub mod state;
+pub mod transition;
+
+pub use event::{ErrorInfo, Event, EventKind, InvalidEvent, Nanos, Status};
+pub use replay::{Admission, ReplayFilter};
+pub use state::State;
+pub use transition::{Finished, LoopKind, Outcome, Phase, Transition};

@@ -1,0 +1,172 @@
+//! Transitions: what the fold concluded from an event. Sinks (Prometheus, OTLP) turn
+//! these into series and spans; they never look at raw events.
+
+use super::event::{ErrorInfo, Nanos};
+
+/// How a phase ended. Label values: `success`, `failure`, `canceled`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Outcome {
+    /// Completed successfully.
+    Success,
+    /// Failed.
+    Failure,
+    /// Canceled (or abandoned because Skaffold went away).
+    Canceled,
+}
+
+impl Outcome {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Success => "success",
+            Outcome::Failure => "failure",
+            Outcome::Canceled => "canceled",
+        }
+    }
+}
+
+/// A measured phase. Label values for `skaffold_errors_total{phase}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Phase {
+    /// One artifact build.
+    Build,
+    /// Tests.
+    Test,
+    /// The deployer.
+    Deploy,
+    /// The status check as a whole.
+    StatusCheck,
+    /// One resource's rollout inside a status check.
+    Resource,
+    /// One file sync.
+    FileSync,
+    /// A whole dev-loop iteration.
+    DevLoop,
+}
+
+impl Phase {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Build => "build",
+            Phase::Test => "test",
+            Phase::Deploy => "deploy",
+            Phase::StatusCheck => "status_check",
+            Phase::Resource => "resource",
+            Phase::FileSync => "file_sync",
+            Phase::DevLoop => "dev_loop",
+        }
+    }
+}
+
+/// What kind of dev-loop iteration it was. Label values for `kind`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum LoopKind {
+    /// Iteration 0: the first build and deploy.
+    Initial,
+    /// At least one artifact was (re)built.
+    Rebuild,
+    /// Only files were synced.
+    Sync,
+    /// Deployed again without building (all cache hits, manifest change) or nothing ran.
+    Redeploy,
+}
+
+impl LoopKind {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LoopKind::Initial => "initial",
+            LoopKind::Rebuild => "rebuild",
+            LoopKind::Sync => "sync",
+            LoopKind::Redeploy => "redeploy",
+        }
+    }
+}
+
+/// A phase that ended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Finished {
+    /// Which phase.
+    pub phase: Phase,
+    /// Artifact (build), image (file sync) or resource (resource); `None` otherwise.
+    pub subject: Option<String>,
+    /// How it ended.
+    pub outcome: Outcome,
+    /// Skaffold's timestamp of the start event, if one was seen.
+    pub started_at: Option<Nanos>,
+    /// Skaffold's timestamp of the terminal event.
+    pub finished_at: Nanos,
+    /// Skaffold's error, on failure.
+    pub error: Option<ErrorInfo>,
+    /// Files synced (file sync only).
+    pub file_count: u64,
+    /// Dev-loop iteration this phase belongs to, when known.
+    pub iteration: Option<i64>,
+    /// Dev-loop kind (dev loop only).
+    pub loop_kind: Option<LoopKind>,
+}
+
+impl Finished {
+    /// Duration in seconds from Skaffold's timestamps; `None` without a start, or when
+    /// the clock went backwards.
+    pub fn duration_seconds(&self) -> Option<f64> {
+        let (s, e) = (self.started_at?, self.finished_at);
+        (e >= s).then(|| (e - s) as f64 / 1e9)
+    }
+}
+
+/// A conclusion the fold drew from one event.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Transition {
+    /// A Skaffold runner started (MetaEvent): per-run state was reset.
+    RunStarted {
+        /// Skaffold's version, if the MetaEvent named one.
+        version: Option<String>,
+        /// Skaffold's timestamp.
+        at: Nanos,
+    },
+    /// A subject (artifact or image) was seen for the first time in this run, so its
+    /// series can be created at zero before its first failure.
+    SubjectSeen {
+        /// Build (artifact) or FileSync (image).
+        phase: Phase,
+        /// The name.
+        subject: String,
+    },
+    /// A phase started (for spans).
+    Started {
+        /// Which phase.
+        phase: Phase,
+        /// Artifact, image or resource.
+        subject: Option<String>,
+        /// Skaffold's timestamp.
+        at: Nanos,
+        /// Dev-loop iteration, when known.
+        iteration: Option<i64>,
+    },
+    /// A phase ended.
+    Finished(Finished),
+    /// Failed deploys since the last successful one.
+    DeployStreak(u64),
+    /// Failed builds of one artifact since its last successful build.
+    BuildStreak {
+        /// The artifact.
+        artifact: String,
+        /// The streak.
+        failures: u64,
+    },
+    /// Port forwards announced in the current run.
+    PortForwards {
+        /// How many distinct local ports.
+        count: u64,
+        /// The local port just announced.
+        local_port: i32,
+        /// `kind/name` of the forwarded resource.
+        resource: String,
+        /// Skaffold's timestamp.
+        at: Nanos,
+    },
+    /// Something the fold could not reconcile (bounded reason). Counted as invalid.
+    Anomaly(&'static str),
+}

@@ -1,0 +1,81 @@
+//! The `skaffold-exporter` binary: parses flags, starts the exporter (or the demo),
+//! runs until ctrl-c / SIGTERM.
+
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::Parser as _;
+use skaffold_exporter::app;
+use skaffold_exporter::config::{Cli, Command, Settings};
+use skaffold_exporter::simulator::{Simulator, scenario};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,h2=warn,hyper=warn,tower=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        None => run(cli.exporter).await,
+        Some(Command::Run(args)) => run(args).await,
+        Some(Command::Demo(args)) => demo(args).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("skaffold-exporter: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn run(args: skaffold_exporter::config::ExporterArgs) -> anyhow::Result<()> {
+    let settings = Settings::try_from(args).map_err(anyhow::Error::msg)?;
+    let running = app::start(settings).await?;
+    app::shutdown_signal().await;
+    tracing::info!("Shutting down.");
+    running.shutdown().await;
+    Ok(())
+}
+
+async fn demo(args: skaffold_exporter::config::DemoArgs) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(args.skaffold_listen)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on {} (--skaffold-listen)",
+                args.skaffold_listen
+            )
+        })?;
+    let skaffold_addr = listener.local_addr()?;
+    if !(args.time_scale.is_finite() && args.time_scale >= 0.0) {
+        anyhow::bail!("--time-scale must be a non-negative number");
+    }
+    let sim = Simulator::new();
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    let server = tokio::spawn(sim.clone().serve(listener, stop_rx));
+    let player = tokio::spawn(scenario::run_demo(
+        sim,
+        args.scenario,
+        args.time_scale,
+        args.seed,
+    ));
+    let mut exporter = args.exporter;
+    exporter.skaffold_addr = skaffold_addr.to_string();
+    let settings = Settings::try_from(exporter).map_err(anyhow::Error::msg)?;
+    let running = app::start(settings).await?;
+    eprintln!(
+        "demo: simulated Skaffold on {skaffold_addr}; metrics on http://{}/metrics (ctrl-c to stop)",
+        running.http_addr
+    );
+    app::shutdown_signal().await;
+    player.abort();
+    running.shutdown().await;
+    let _ = stop.send(true);
+    let _ = server.await;
+    Ok(())
+}

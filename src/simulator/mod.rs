@@ -1,0 +1,264 @@
+//! A stand-in Skaffold that speaks the real v1 gRPC API (`proto.SkaffoldService`):
+//! it keeps an in-memory event log, replays it to every new `Events` subscriber and
+//! then streams live events, like Skaffold does. Used by `demo` and by the tests, so
+//! both exercise the same sockets, HTTP/2 and protobuf as a real Skaffold.
+
+pub mod scenario;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use std::sync::Mutex;
+use tokio::net::TcpListener;
+use tokio::sync::{broadcast, mpsc, watch};
+use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
+use tonic::{Request, Response, Status};
+
+use crate::pb::v1::{self, skaffold_service_server as svc};
+
+#[derive(Debug)]
+struct Inner {
+    log: Mutex<Vec<v1::LogEntry>>,
+    live: broadcast::Sender<v1::LogEntry>,
+    state: Mutex<v1::State>,
+    /// Bumped to end every open stream with UNAVAILABLE.
+    abort: watch::Sender<u64>,
+    /// End each new stream after this many entries (0 = never).
+    cut_after: AtomicU64,
+    subscriptions: AtomicU64,
+}
+
+/// The simulated Skaffold. Cheap to clone; clones share the log.
+#[derive(Debug, Clone)]
+pub struct Simulator {
+    inner: Arc<Inner>,
+}
+
+impl Default for Simulator {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Simulator {
+    /// An empty Skaffold process.
+    pub fn new() -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                log: Mutex::new(Vec::new()),
+                live: broadcast::channel(65_536).0,
+                state: Mutex::new(v1::State::default()),
+                abort: watch::channel(0).0,
+                cut_after: AtomicU64::new(0),
+                subscriptions: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    /// Appends an entry to the log and sends it to every subscriber.
+    pub fn emit(&self, entry: v1::LogEntry) {
+        self.update_state(&entry);
+        let mut log = self.inner.log.lock().expect("log lock");
+        log.push(entry.clone());
+        let _ = self.inner.live.send(entry);
+    }
+
+    /// Entries in the log.
+    pub fn len(&self) -> usize {
+        self.inner.log.lock().expect("log lock").len()
+    }
+
+    /// Whether the log is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// `Events` subscriptions served so far.
+    pub fn subscriptions(&self) -> u64 {
+        self.inner.subscriptions.load(Ordering::Acquire)
+    }
+
+    /// Ends every open stream with UNAVAILABLE (as when Skaffold's server hiccups).
+    pub fn abort_streams(&self) {
+        self.inner.abort.send_modify(|n| *n += 1);
+    }
+
+    /// Ends each stream opened from now on after `n` entries (0 = never).
+    pub fn cut_streams_after(&self, n: u64) {
+        self.inner.cut_after.store(n, Ordering::Release);
+    }
+
+    /// Simulates a Skaffold restart: a new process with an empty log; open streams end.
+    pub fn restart(&self) {
+        self.inner.log.lock().expect("log lock").clear();
+        *self.inner.state.lock().expect("state lock") = v1::State::default();
+        self.abort_streams();
+    }
+
+    /// The current state, as `GetState` returns it.
+    pub fn state(&self) -> v1::State {
+        self.inner.state.lock().expect("state lock").clone()
+    }
+
+    fn update_state(&self, entry: &v1::LogEntry) {
+        use v1::event::EventType as E;
+        let Some(ev) = entry.event.as_ref().and_then(|e| e.event_type.as_ref()) else {
+            return;
+        };
+        let mut st = self.inner.state.lock().expect("state lock");
+        match ev {
+            E::BuildEvent(b) => {
+                st.build_state
+                    .get_or_insert_with(Default::default)
+                    .artifacts
+                    .insert(b.artifact.clone(), b.status.clone());
+            }
+            E::DeployEvent(d) => {
+                st.deploy_state.get_or_insert_with(Default::default).status = d.status.clone();
+            }
+            E::StatusCheckEvent(s) => {
+                st.status_check_state
+                    .get_or_insert_with(Default::default)
+                    .status = s.status.clone();
+            }
+            E::ResourceStatusCheckEvent(r) => {
+                st.status_check_state
+                    .get_or_insert_with(Default::default)
+                    .resources
+                    .insert(r.resource.clone(), r.status.clone());
+            }
+            E::FileSyncEvent(f) => {
+                st.file_sync_state
+                    .get_or_insert_with(Default::default)
+                    .status = f.status.clone();
+            }
+            E::PortEvent(p) => {
+                st.forwarded_ports.insert(p.local_port, p.clone());
+            }
+            E::MetaEvent(m) => st.metadata = m.metadata.clone(),
+            _ => {}
+        }
+    }
+
+    /// Serves the v1 API on `listener` until `shutdown` turns true.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> Result<(), tonic::transport::Error> {
+        tonic::transport::Server::builder()
+            .add_service(svc::SkaffoldServiceServer::new(self))
+            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+                let _ = shutdown.wait_for(|s| *s).await;
+            })
+            .await
+    }
+}
+
+#[tonic::async_trait]
+impl svc::SkaffoldService for Simulator {
+    async fn get_state(&self, _req: Request<()>) -> Result<Response<v1::State>, Status> {
+        Ok(Response::new(self.state()))
+    }
+
+    type EventLogStream = ReceiverStream<Result<v1::LogEntry, Status>>;
+
+    async fn event_log(
+        &self,
+        _req: Request<tonic::Streaming<v1::LogEntry>>,
+    ) -> Result<Response<Self::EventLogStream>, Status> {
+        Ok(Response::new(self.subscribe()))
+    }
+
+    type EventsStream = ReceiverStream<Result<v1::LogEntry, Status>>;
+
+    async fn events(&self, _req: Request<()>) -> Result<Response<Self::EventsStream>, Status> {
+        Ok(Response::new(self.subscribe()))
+    }
+
+    async fn execute(&self, _req: Request<v1::UserIntentRequest>) -> Result<Response<()>, Status> {
+        Ok(Response::new(()))
+    }
+
+    async fn auto_build(&self, _req: Request<v1::TriggerRequest>) -> Result<Response<()>, Status> {
+        Ok(Response::new(()))
+    }
+
+    async fn auto_sync(&self, _req: Request<v1::TriggerRequest>) -> Result<Response<()>, Status> {
+        Ok(Response::new(()))
+    }
+
+    async fn auto_deploy(&self, _req: Request<v1::TriggerRequest>) -> Result<Response<()>, Status> {
+        Ok(Response::new(()))
+    }
+
+    async fn handle(&self, req: Request<v1::Event>) -> Result<Response<()>, Status> {
+        let now = std::time::SystemTime::now();
+        self.emit(v1::LogEntry {
+            timestamp: Some(prost_types::Timestamp::from(now)),
+            event: Some(req.into_inner()),
+            entry: String::new(),
+        });
+        Ok(Response::new(()))
+    }
+}
+
+impl Simulator {
+    /// Snapshot of the log plus a live subscription, taken under the log lock so no
+    /// event is missed or sent twice.
+    fn subscribe(&self) -> ReceiverStream<Result<v1::LogEntry, Status>> {
+        self.inner.subscriptions.fetch_add(1, Ordering::AcqRel);
+        let (replay, mut live) = {
+            let log = self.inner.log.lock().expect("log lock");
+            (log.clone(), self.inner.live.subscribe())
+        };
+        let mut abort = self.inner.abort.subscribe();
+        abort.mark_unchanged();
+        let cut_after = self.inner.cut_after.load(Ordering::Acquire);
+        let (tx, rx) = mpsc::channel(256);
+        tokio::spawn(async move {
+            let mut sent = 0u64;
+            let cut = |sent: u64| cut_after > 0 && sent >= cut_after;
+            for e in replay {
+                if cut(sent) || abort.has_changed().unwrap_or(true) {
+                    let _ = tx
+                        .send(Err(Status::unavailable("stream cut by the simulator")))
+                        .await;
+                    return;
+                }
+                if tx.send(Ok(e)).await.is_err() {
+                    return;
+                }
+                sent += 1;
+            }
+            loop {
+                if cut(sent) {
+                    let _ = tx
+                        .send(Err(Status::unavailable("stream cut by the simulator")))
+                        .await;
+                    return;
+                }
+                tokio::select! {
+                    _ = abort.changed() => {
+                        let _ = tx.send(Err(Status::unavailable("stream aborted by the simulator"))).await;
+                        return;
+                    }
+                    next = live.recv() => match next {
+                        Ok(e) => {
+                            if tx.send(Ok(e)).await.is_err() {
+                                return;
+                            }
+                            sent += 1;
+                        }
+                        Err(broadcast::error::RecvError::Lagged(_)) => {
+                            let _ = tx.send(Err(Status::resource_exhausted("subscriber too slow"))).await;
+                            return;
+                        }
+                        Err(broadcast::error::RecvError::Closed) => return,
+                    }
+                }
+            }
+        });
+        ReceiverStream::new(rx)
+    }
+}

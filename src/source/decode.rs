@@ -1,0 +1,268 @@
+//! Protobuf → domain: `decode_v1(&LogEntry) -> Result<Event, InvalidEvent>`.
+//!
+//! Everything Skaffold may get wrong or leave out is checked here, so the fold only
+//! sees well-formed events: missing timestamps, unknown status strings, empty names,
+//! negative counts and timestamps outside 2000-2200 are rejected with a reason.
+
+use crate::core::{ErrorInfo, Event, EventKind, InvalidEvent, Nanos, Status, event};
+use crate::pb::{enums::StatusCode, v1};
+
+/// Earliest and latest plausible event time (2000-01-01, 2200-01-01), in seconds.
+const SANE_SECONDS: std::ops::Range<i64> = 946_684_800..7_258_118_400;
+/// Longest name (artifact, image, resource) kept; longer ones are truncated.
+const MAX_NAME: usize = 512;
+
+/// Name of a Skaffold StatusCode, for the `code` label; `None` for 0 (OK, or
+/// "not sent") and for numbers newer than our enum.
+pub fn status_code_name(code: i32) -> Option<String> {
+    if code == 0 {
+        return None;
+    }
+    StatusCode::try_from(code)
+        .ok()
+        .map(|c| c.as_str_name().to_owned())
+}
+
+/// Converts a protobuf timestamp to nanoseconds, rejecting absurd ones.
+pub fn timestamp_nanos(ts: Option<&prost_types::Timestamp>) -> Result<Nanos, InvalidEvent> {
+    let ts = ts.ok_or(InvalidEvent::MissingField {
+        event: "entry",
+        field: "timestamp",
+    })?;
+    if !SANE_SECONDS.contains(&ts.seconds) || !(0..1_000_000_000).contains(&ts.nanos) {
+        return Err(InvalidEvent::AbsurdValue {
+            event: "entry",
+            detail: format!("timestamp {}s {}ns", ts.seconds, ts.nanos),
+        });
+    }
+    Ok(ts.seconds * 1_000_000_000 + i64::from(ts.nanos))
+}
+
+fn status(event: &'static str, s: &str) -> Result<Status, InvalidEvent> {
+    Status::parse(s).ok_or_else(|| InvalidEvent::UnknownStatus {
+        event,
+        status: s.chars().take(64).collect(),
+    })
+}
+
+fn name(event: &'static str, field: &'static str, s: &str) -> Result<String, InvalidEvent> {
+    if s.trim().is_empty() {
+        return Err(InvalidEvent::MissingField { event, field });
+    }
+    Ok(s.chars().take(MAX_NAME).collect())
+}
+
+/// Builds the error of a failed event from the legacy `err`/`errCode` fields and the
+/// newer `actionableErr` (which wins when set).
+fn error(
+    status: Status,
+    err: &str,
+    code: i32,
+    actionable: Option<&v1::ActionableErr>,
+) -> Option<ErrorInfo> {
+    if status != Status::Failed {
+        return None;
+    }
+    let (code, message) = match actionable {
+        Some(a) => (
+            status_code_name(a.err_code).or_else(|| status_code_name(code)),
+            if a.message.is_empty() {
+                err
+            } else {
+                &a.message
+            },
+        ),
+        None => (status_code_name(code), err),
+    };
+    Some(ErrorInfo {
+        code,
+        message: message.chars().take(4096).collect(),
+    })
+}
+
+/// Decodes one v1 `LogEntry`.
+pub fn decode_v1(entry: &v1::LogEntry) -> Result<Event, InvalidEvent> {
+    use v1::event::EventType as E;
+    let ev = entry
+        .event
+        .as_ref()
+        .and_then(|e| e.event_type.as_ref())
+        .ok_or(InvalidEvent::Empty)?;
+    let at = timestamp_nanos(entry.timestamp.as_ref())?;
+    let kind = match ev {
+        E::MetaEvent(m) => EventKind::Meta {
+            version: event::parse_version(&m.entry),
+        },
+        E::BuildEvent(b) => {
+            let st = status("build", &b.status)?;
+            EventKind::Build {
+                artifact: name("build", "artifact", &b.artifact)?,
+                status: st,
+                error: error(st, &b.err, b.err_code, b.actionable_err.as_ref()),
+            }
+        }
+        E::DeployEvent(d) => {
+            let st = status("deploy", &d.status)?;
+            EventKind::Deploy {
+                status: st,
+                error: error(st, &d.err, d.err_code, d.actionable_err.as_ref()),
+            }
+        }
+        E::PortEvent(p) => {
+            if !(0..=65535).contains(&p.local_port) {
+                return Err(InvalidEvent::AbsurdValue {
+                    event: "port",
+                    detail: format!("localPort {}", p.local_port),
+                });
+            }
+            EventKind::PortForward {
+                local_port: p.local_port,
+                resource_type: p.resource_type.chars().take(MAX_NAME).collect(),
+                resource_name: p.resource_name.chars().take(MAX_NAME).collect(),
+                namespace: p.namespace.chars().take(MAX_NAME).collect(),
+            }
+        }
+        E::StatusCheckEvent(s) => {
+            let st = status("status_check", &s.status)?;
+            EventKind::StatusCheck {
+                status: st,
+                error: error(st, &s.err, s.err_code, s.actionable_err.as_ref()),
+            }
+        }
+        E::ResourceStatusCheckEvent(r) => {
+            let st = status("resource_status_check", &r.status)?;
+            EventKind::ResourceStatus {
+                resource: name("resource_status_check", "resource", &r.resource)?,
+                status: st,
+                error: error(st, &r.err, r.status_code, r.actionable_err.as_ref()),
+            }
+        }
+        E::FileSyncEvent(f) => {
+            let st = status("file_sync", &f.status)?;
+            if f.file_count < 0 {
+                return Err(InvalidEvent::AbsurdValue {
+                    event: "file_sync",
+                    detail: format!("fileCount {}", f.file_count),
+                });
+            }
+            EventKind::FileSync {
+                image: name("file_sync", "image", &f.image)?,
+                file_count: f.file_count as u64,
+                status: st,
+                error: error(st, &f.err, f.err_code, f.actionable_err.as_ref()),
+            }
+        }
+        E::DebuggingContainerEvent(_) => EventKind::Debug,
+        E::DevLoopEvent(d) => {
+            let st = status("dev_loop", &d.status)?;
+            if d.iteration < 0 {
+                return Err(InvalidEvent::AbsurdValue {
+                    event: "dev_loop",
+                    detail: format!("iteration {}", d.iteration),
+                });
+            }
+            EventKind::DevLoop {
+                iteration: i64::from(d.iteration),
+                status: st,
+                error: error(st, "", 0, d.err.as_ref()),
+            }
+        }
+        E::TerminationEvent(t) => {
+            let st = status("termination", &t.status)?;
+            EventKind::Termination {
+                status: st,
+                error: error(st, "", 0, t.err.as_ref()),
+            }
+        }
+        E::TestEvent(t) => {
+            let st = status("test", &t.status)?;
+            EventKind::Test {
+                status: st,
+                error: error(st, "", 0, t.actionable_err.as_ref()),
+            }
+        }
+    };
+    Ok(Event { at, kind })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(ev: v1::event::EventType) -> v1::LogEntry {
+        v1::LogEntry {
+            timestamp: Some(prost_types::Timestamp {
+                seconds: 1_600_000_000,
+                nanos: 5,
+            }),
+            event: Some(v1::Event {
+                event_type: Some(ev),
+            }),
+            entry: String::new(),
+        }
+    }
+
+    #[test]
+    fn decodes_build_failure_with_actionable_error_code() {
+        let e = entry(v1::event::EventType::BuildEvent(v1::BuildEvent {
+            artifact: "leeroy-web".into(),
+            status: "Failed".into(),
+            err: "legacy".into(),
+            err_code: 0,
+            actionable_err: Some(v1::ActionableErr {
+                err_code: StatusCode::UnknownError as i32,
+                message: "docker build failed".into(),
+                suggestions: vec![],
+            }),
+            ..Default::default()
+        }));
+        let ev = decode_v1(&e).unwrap();
+        assert_eq!(ev.at, 1_600_000_000_000_000_005);
+        assert_eq!(
+            ev.kind,
+            EventKind::Build {
+                artifact: "leeroy-web".into(),
+                status: Status::Failed,
+                error: Some(ErrorInfo {
+                    code: Some("UNKNOWN_ERROR".into()),
+                    message: "docker build failed".into()
+                }),
+            }
+        );
+    }
+
+    #[test]
+    fn rejects_what_skaffold_never_sends() {
+        let unknown = entry(v1::event::EventType::DeployEvent(v1::DeployEvent {
+            status: "Exploded".into(),
+            ..Default::default()
+        }));
+        assert_eq!(decode_v1(&unknown).unwrap_err().reason(), "unknown_status");
+        let no_artifact = entry(v1::event::EventType::BuildEvent(v1::BuildEvent {
+            status: "Complete".into(),
+            ..Default::default()
+        }));
+        assert_eq!(
+            decode_v1(&no_artifact).unwrap_err().reason(),
+            "missing_field"
+        );
+        let mut no_time = unknown.clone();
+        no_time.timestamp = None;
+        assert_eq!(decode_v1(&no_time).unwrap_err().reason(), "missing_field");
+        let empty = v1::LogEntry::default();
+        assert_eq!(decode_v1(&empty).unwrap_err().reason(), "empty_event");
+        let mut future = unknown;
+        future.timestamp = Some(prost_types::Timestamp {
+            seconds: i64::MAX,
+            nanos: 0,
+        });
+        assert_eq!(decode_v1(&future).unwrap_err().reason(), "absurd_value");
+    }
+
+    #[test]
+    fn unknown_status_code_numbers_decode_without_a_name() {
+        assert_eq!(status_code_name(0), None);
+        assert_eq!(status_code_name(987_654), None);
+        assert_eq!(status_code_name(201).as_deref(), Some("BUILD_SUCCESS"));
+    }
+}
