@@ -19,7 +19,10 @@ use crate::pb::v1::{self, skaffold_service_server as svc};
 #[derive(Debug)]
 struct Inner {
     log: Mutex<Vec<v1::LogEntry>>,
-    live: broadcast::Sender<v1::LogEntry>,
+    /// Live entries, tagged with the process generation that emitted them.
+    live: broadcast::Sender<(u64, v1::LogEntry)>,
+    /// Bumped by `restart`: streams of an older generation end.
+    generation: AtomicU64,
     state: Mutex<v1::State>,
     /// Bumped to end every open stream with UNAVAILABLE.
     abort: watch::Sender<u64>,
@@ -47,6 +50,7 @@ impl Simulator {
             inner: Arc::new(Inner {
                 log: Mutex::new(Vec::new()),
                 live: broadcast::channel(65_536).0,
+                generation: AtomicU64::new(0),
                 state: Mutex::new(v1::State::default()),
                 abort: watch::channel(0).0,
                 cut_after: AtomicU64::new(0),
@@ -60,7 +64,8 @@ impl Simulator {
         self.update_state(&entry);
         let mut log = self.inner.log.lock().expect("log lock");
         log.push(entry.clone());
-        let _ = self.inner.live.send(entry);
+        let generation = self.inner.generation.load(Ordering::Acquire);
+        let _ = self.inner.live.send((generation, entry));
     }
 
     /// Entries in the log.
@@ -90,7 +95,10 @@ impl Simulator {
 
     /// Simulates a Skaffold restart: a new process with an empty log; open streams end.
     pub fn restart(&self) {
-        self.inner.log.lock().expect("log lock").clear();
+        let mut log = self.inner.log.lock().expect("log lock");
+        log.clear();
+        self.inner.generation.fetch_add(1, Ordering::AcqRel);
+        drop(log);
         *self.inner.state.lock().expect("state lock") = v1::State::default();
         self.abort_streams();
     }
@@ -208,9 +216,10 @@ impl Simulator {
     /// event is missed or sent twice.
     fn subscribe(&self) -> ReceiverStream<Result<v1::LogEntry, Status>> {
         self.inner.subscriptions.fetch_add(1, Ordering::AcqRel);
-        let (replay, mut live) = {
+        let (replay, mut live, generation) = {
             let log = self.inner.log.lock().expect("log lock");
-            (log.clone(), self.inner.live.subscribe())
+            let generation = self.inner.generation.load(Ordering::Acquire);
+            (log.clone(), self.inner.live.subscribe(), generation)
         };
         let mut abort = self.inner.abort.subscribe();
         abort.mark_unchanged();
@@ -239,12 +248,17 @@ impl Simulator {
                     return;
                 }
                 tokio::select! {
+                    biased;
                     _ = abort.changed() => {
                         let _ = tx.send(Err(Status::unavailable("stream aborted by the simulator"))).await;
                         return;
                     }
                     next = live.recv() => match next {
-                        Ok(e) => {
+                        Ok((g, _)) if g != generation => {
+                            let _ = tx.send(Err(Status::unavailable("Skaffold restarted"))).await;
+                            return;
+                        }
+                        Ok((_, e)) => {
                             if tx.send(Ok(e)).await.is_err() {
                                 return;
                             }

@@ -1,0 +1,727 @@
+//! End to end through real sockets: the simulated Skaffold (a real tonic server
+//! speaking proto.SkaffoldService) streams scripted sessions; the real exporter
+//! subscribes, folds and serves /metrics over HTTP, which we scrape and check exactly.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use skaffold_exporter::app::{self, Running};
+use skaffold_exporter::config::Settings;
+use skaffold_exporter::pb::enums::StatusCode as C;
+use skaffold_exporter::pb::v1;
+use skaffold_exporter::simulator::Simulator;
+use skaffold_exporter::simulator::scenario::Script;
+use skaffold_exporter::sink::DEFAULT_BUCKETS;
+use support::{http_get, sample, series_count};
+
+const T0: i64 = 1_700_000_000_000_000_000;
+
+fn settings(skaffold: SocketAddr) -> Settings {
+    Settings {
+        skaffold_addr: skaffold.to_string(),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        grpc_listen: None,
+        allow_control: false,
+        max_label_values: 200,
+        buckets: DEFAULT_BUCKETS.to_vec(),
+        queue_capacity: 65_536,
+        upstream_timeout: Duration::from_secs(2),
+        backoff: (Duration::from_millis(10), Duration::from_millis(100)),
+    }
+}
+
+async fn skaffold(sim: &Simulator) -> (SocketAddr, tokio::sync::watch::Sender<bool>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(sim.clone().serve(listener, rx));
+    (addr, stop)
+}
+
+/// A dev session with known timestamps: an initial loop, a sync, a failed build,
+/// a failed deploy.
+fn session() -> Script {
+    let mut s = Script::new();
+    s.meta(0, "v2.16.1")
+        .dev_loop(1000, 0, "In Progress")
+        .build(500, "web", "In Progress", C::Ok)
+        .build(2500, "web", "Complete", C::Ok)
+        .build(100, "app", "In Progress", C::Ok)
+        .build(1500, "app", "Complete", C::Ok)
+        .deploy(100, "In Progress", C::Ok)
+        .deploy(800, "Complete", C::Ok)
+        .status_check(100, "Started", C::Ok)
+        .resource(200, "deployment/web", "In Progress", C::Ok)
+        .resource(500, "deployment/web", "In Progress", C::Ok)
+        .resource(500, "deployment/web", "Succeeded", C::Ok)
+        .status_check(100, "Succeeded", C::Ok)
+        .port(50, 9000, "web")
+        .dev_loop(50, 0, "Succeeded")
+        .dev_loop(2000, 1, "In Progress")
+        .sync(100, "web", 3, "In Progress")
+        .sync(400, "web", 3, "Succeeded")
+        .dev_loop(100, 1, "Succeeded")
+        .dev_loop(1400, 2, "In Progress")
+        .build(100, "app", "In Progress", C::Ok)
+        .build(900, "app", "Failed", C::BuildUserError)
+        .dev_loop(100, 2, "Failed")
+        .dev_loop(900, 3, "In Progress")
+        .deploy(100, "In Progress", C::Ok)
+        .deploy(400, "Failed", C::DeployKubectlUserErr)
+        .dev_loop(100, 3, "Failed");
+    s
+}
+
+async fn scrape(addr: SocketAddr) -> String {
+    let (status, _, body) = http_get(addr, "/metrics", None).await;
+    assert_eq!(status, 200);
+    body
+}
+
+fn events_folded(text: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with("skaffold_exporter_events_total{"))
+        .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()))
+        .sum()
+}
+
+/// Polls /metrics until `pred` holds (10 s at most).
+async fn wait_for(addr: SocketAddr, what: &str, pred: impl Fn(&str) -> bool) -> String {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = scrape(addr).await;
+        if pred(&text) {
+            return text;
+        }
+        if tokio::time::Instant::now() > deadline {
+            panic!("timed out waiting for {what}; last scrape:\n{text}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn emit_all(sim: &Simulator, script: &Script, start: i64) {
+    for e in script.entries(start) {
+        sim.emit(e);
+    }
+}
+
+#[track_caller]
+fn close(actual: Option<f64>, expected: f64) {
+    let a = actual.expect("sample present");
+    assert!((a - expected).abs() < 1e-6, "expected {expected}, got {a}");
+}
+
+/// Skaffold-series only (drops the exporter's own bookkeeping), for comparing runs.
+fn skaffold_series(text: &str) -> Vec<String> {
+    let mut v: Vec<String> = text
+        .lines()
+        .filter(|l| l.starts_with("skaffold_") && !l.starts_with("skaffold_exporter_"))
+        .map(str::to_owned)
+        .collect();
+    v.sort();
+    v
+}
+
+async fn start(sim_addr: SocketAddr) -> Running {
+    app::start(settings(sim_addr))
+        .await
+        .expect("exporter starts")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scripted_session_yields_exact_counts_and_durations() {
+    let sim = Simulator::new();
+    let (addr, _stop) = skaffold(&sim).await;
+    let script = session();
+    let n = script.steps.len() as f64;
+    // Half of the session happened before the exporter started (learned from the
+    // replay), half arrives live.
+    let entries = script.entries(T0);
+    let (before, after) = entries.split_at(12);
+    for e in before {
+        sim.emit(e.clone());
+    }
+    let exp = start(addr).await;
+    wait_for(exp.http_addr, "replay", |t| events_folded(t) == 12.0).await;
+    for e in after {
+        sim.emit(e.clone());
+    }
+    let t = wait_for(exp.http_addr, "whole session", |t| events_folded(t) == n).await;
+
+    close(
+        sample(
+            &t,
+            "skaffold_builds_total",
+            &[("artifact", "web"), ("result", "success")],
+        ),
+        1.0,
+    );
+    close(
+        sample(
+            &t,
+            "skaffold_builds_total",
+            &[("artifact", "web"), ("result", "failure")],
+        ),
+        0.0,
+    );
+    close(
+        sample(
+            &t,
+            "skaffold_builds_total",
+            &[("artifact", "app"), ("result", "success")],
+        ),
+        1.0,
+    );
+    close(
+        sample(
+            &t,
+            "skaffold_builds_total",
+            &[("artifact", "app"), ("result", "failure")],
+        ),
+        1.0,
+    );
+    close(
+        sample(
+            &t,
+            "skaffold_build_duration_seconds_sum",
+            &[("artifact", "web"), ("result", "success")],
+        ),
+        2.5,
+    );
+    close(
+        sample(
+            &t,
+            "skaffold_build_duration_seconds_sum",
+            &[("artifact", "app"), ("result", "success")],
+        ),
+        1.5,
+    );
+    close(
+        sample(
+            &t,
+            "skaffold_build_duration_seconds_sum",
+            &[("artifact", "app"), ("result", "failure")],
+        ),
+        0.9,
+    );
+    close(
+        sample(
+            &t,
+            "skaffold_build_duration_seconds_bucket",
+            &[("artifact", "web"), ("result", "success"), ("le", "2.5")],
+        ),
+        1.0,
+    );
+    close(
+        sample(
+            &t,
+            "skaffold_build_duration_seconds_bucket",
+            &[("artifact", "web"), ("result", "success"), ("le", "1.0")],
+        ),
+        0.0,
+    );
+    close(
+        sample(&t, "skaffold_deploys_total", &[("result", "success")]),
+        1.0,
+    );
+    close(
+        sample(&t, "skaffold_deploys_total", &[("result", "failure")]),
+        1.0,
+    );
+    close(
+        sample(
+            &t,
+            "skaffold_deploy_duration_seconds_sum",
+            &[("result", "success")],
+        ),
+        0.8,
+    );
+    close(
+        sample(
+            &t,
+            "skaffold_deploy_duration_seconds_sum",
+            &[("result", "failure")],
+        ),
+        0.4,
+    );
+    close(
+        sample(&t, "skaffold_status_checks_total", &[("result", "success")]),
+        1.0,
+    );
+    close(
+        sample(
+            &t,
+            "skaffold_status_check_duration_seconds_sum",
+            &[("result", "success")],
+        ),
+        1.3,
+    );
+    close(
+        sample(
+            &t,
+            "skaffold_resource_rollout_duration_seconds_sum",
+            &[("resource", "deployment/web"), ("result", "success")],
+        ),
+        1.2,
+    );
+    close(
+        sample(
+            &t,
+            "skaffold_file_syncs_total",
+            &[("image", "web"), ("result", "success")],
+        ),
+        1.0,
+    );
+    close(
+        sample(
+            &t,
+            "skaffold_file_sync_duration_seconds_sum",
+            &[("image", "web"), ("result", "success")],
+        ),
+        0.4,
+    );
+    close(
+        sample(&t, "skaffold_synced_files_total", &[("image", "web")]),
+        3.0,
+    );
+    close(
+        sample(
+            &t,
+            "skaffold_dev_loops_total",
+            &[("kind", "initial"), ("result", "success")],
+        ),
+        1.0,
+    );
+    close(
+        sample(
+            &t,
+            "skaffold_dev_loops_total",
+            &[("kind", "sync"), ("result", "success")],
+        ),
+        1.0,
+    );
+    close(
+        sample(
+            &t,
+            "skaffold_dev_loops_total",
+            &[("kind", "rebuild"), ("result", "failure")],
+        ),
+        1.0,
+    );
+    close(
+        sample(
+            &t,
+            "skaffold_dev_loops_total",
+            &[("kind", "redeploy"), ("result", "failure")],
+        ),
+        1.0,
+    );
+    close(
+        sample(
+            &t,
+            "skaffold_dev_loops_total",
+            &[("kind", "rebuild"), ("result", "success")],
+        ),
+        0.0,
+    );
+    close(
+        sample(
+            &t,
+            "skaffold_dev_loop_duration_seconds_sum",
+            &[("kind", "initial"), ("result", "success")],
+        ),
+        7.0,
+    );
+    close(
+        sample(
+            &t,
+            "skaffold_dev_loop_duration_seconds_sum",
+            &[("kind", "sync"), ("result", "success")],
+        ),
+        0.6,
+    );
+    close(
+        sample(
+            &t,
+            "skaffold_dev_loop_duration_seconds_sum",
+            &[("kind", "rebuild"), ("result", "failure")],
+        ),
+        1.1,
+    );
+    close(
+        sample(
+            &t,
+            "skaffold_dev_loop_duration_seconds_sum",
+            &[("kind", "redeploy"), ("result", "failure")],
+        ),
+        0.6,
+    );
+    close(sample(&t, "skaffold_deploy_consecutive_failures", &[]), 1.0);
+    close(
+        sample(
+            &t,
+            "skaffold_build_consecutive_failures",
+            &[("artifact", "app")],
+        ),
+        1.0,
+    );
+    close(
+        sample(
+            &t,
+            "skaffold_build_consecutive_failures",
+            &[("artifact", "web")],
+        ),
+        0.0,
+    );
+    close(
+        sample(
+            &t,
+            "skaffold_errors_total",
+            &[("phase", "build"), ("code", "BUILD_USER_ERROR")],
+        ),
+        1.0,
+    );
+    close(
+        sample(
+            &t,
+            "skaffold_errors_total",
+            &[("phase", "deploy"), ("code", "DEPLOY_KUBECTL_USER_ERR")],
+        ),
+        1.0,
+    );
+    close(
+        sample(
+            &t,
+            "skaffold_errors_total",
+            &[("phase", "dev_loop"), ("code", "UNKNOWN_ERROR")],
+        ),
+        2.0,
+    );
+    close(sample(&t, "skaffold_port_forwards", &[]), 1.0);
+    close(sample(&t, "skaffold_info", &[("version", "v2.16.1")]), 1.0);
+    close(sample(&t, "skaffold_exporter_connected", &[]), 1.0);
+    close(
+        sample(&t, "skaffold_exporter_replayed_events_skipped_total", &[]),
+        0.0,
+    );
+    close(
+        sample(&t, "skaffold_exporter_last_event_timestamp_seconds", &[]),
+        1_700_000_014.6,
+    );
+    assert_eq!(
+        sample(&t, "skaffold_exporter_invalid_events_total", &[]),
+        None,
+        "{t}"
+    );
+
+    let (status, _, body) = http_get(exp.http_addr, "/readyz", None).await;
+    assert_eq!((status, body.as_str()), (200, "ready\n"));
+    exp.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_are_openmetrics_when_asked_and_prometheus_text_otherwise() {
+    let sim = Simulator::new();
+    let (addr, _stop) = skaffold(&sim).await;
+    emit_all(&sim, &session(), T0);
+    let exp = start(addr).await;
+    wait_for(exp.http_addr, "session", |t| events_folded(t) > 0.0).await;
+    let (status, ctype, body) = http_get(
+        exp.http_addr,
+        "/metrics",
+        Some("application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5"),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        ctype,
+        "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    );
+    assert!(body.ends_with("# EOF\n"));
+    assert!(body.contains("# TYPE skaffold_builds counter"));
+    assert!(body.contains("# UNIT skaffold_build_duration_seconds seconds"));
+    let (_, ctype, text) = http_get(exp.http_addr, "/metrics", Some("text/plain")).await;
+    assert_eq!(ctype, "text/plain; version=0.0.4; charset=utf-8");
+    assert!(text.contains("# TYPE skaffold_builds_total counter"));
+    assert!(!text.contains("# EOF") && !text.contains("_created"));
+    let (status, ctype, landing) = http_get(exp.http_addr, "/", None).await;
+    assert_eq!((status, ctype.as_str()), (200, "text/html; charset=utf-8"));
+    assert!(landing.contains("href=\"/metrics\""));
+    assert_eq!(http_get(exp.http_addr, "/nope", None).await.0, 404);
+    assert_eq!(http_get(exp.http_addr, "/healthz", None).await.0, 200);
+    exp.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconnects_and_replays_never_count_twice() {
+    // Reference: one clean pass.
+    let clean = Simulator::new();
+    let (clean_addr, _s1) = skaffold(&clean).await;
+    emit_all(&clean, &session(), T0);
+    let reference = start(clean_addr).await;
+    let n = session().steps.len() as f64;
+    let expected = wait_for(reference.http_addr, "clean pass", |t| events_folded(t) == n).await;
+    reference.shutdown().await;
+
+    // Same session; the stream is cut during the replay, then aborted mid-session.
+    let sim = Simulator::new();
+    let (addr, _s2) = skaffold(&sim).await;
+    let entries = session().entries(T0);
+    for e in &entries[..15] {
+        sim.emit(e.clone());
+    }
+    sim.cut_streams_after(7);
+    let exp = start(addr).await;
+    while sim.subscriptions() < 3 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    sim.cut_streams_after(0);
+    wait_for(exp.http_addr, "first half", |t| events_folded(t) == 15.0).await;
+    sim.abort_streams();
+    for e in &entries[15..] {
+        sim.emit(e.clone());
+    }
+    let t = wait_for(exp.http_addr, "second half", |t| events_folded(t) == n).await;
+    assert_eq!(skaffold_series(&t), skaffold_series(&expected));
+    let reconnects = sample(&t, "skaffold_exporter_reconnects_total", &[]).unwrap();
+    assert!(reconnects >= 3.0, "reconnects {reconnects}");
+    let skipped = sample(&t, "skaffold_exporter_replayed_events_skipped_total", &[]).unwrap();
+    assert!(skipped >= 7.0 + 15.0, "skipped {skipped}");
+    exp.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn skaffold_restart_starts_a_new_run_and_counters_keep_counting() {
+    let sim = Simulator::new();
+    let (addr, _stop) = skaffold(&sim).await;
+    emit_all(&sim, &session(), T0);
+    let exp = start(addr).await;
+    let n = session().steps.len() as f64;
+    wait_for(exp.http_addr, "first run", |t| events_folded(t) == n).await;
+    sim.restart();
+    let mut second = Script::new();
+    second
+        .meta(0, "v2.17.0")
+        .dev_loop(100, 0, "In Progress")
+        .build(10, "web", "In Progress", C::Ok)
+        .build(3000, "web", "Complete", C::Ok)
+        .deploy(10, "In Progress", C::Ok)
+        .deploy(500, "Complete", C::Ok)
+        .dev_loop(10, 0, "Succeeded");
+    emit_all(&sim, &second, T0 + 3_600_000_000_000);
+    let t = wait_for(exp.http_addr, "second run", |t| events_folded(t) == n + 7.0).await;
+    close(
+        sample(
+            &t,
+            "skaffold_builds_total",
+            &[("artifact", "web"), ("result", "success")],
+        ),
+        2.0,
+    );
+    close(
+        sample(
+            &t,
+            "skaffold_build_duration_seconds_sum",
+            &[("artifact", "web"), ("result", "success")],
+        ),
+        5.5,
+    );
+    close(
+        sample(
+            &t,
+            "skaffold_dev_loops_total",
+            &[("kind", "initial"), ("result", "success")],
+        ),
+        2.0,
+    );
+    close(sample(&t, "skaffold_deploy_consecutive_failures", &[]), 0.0);
+    close(sample(&t, "skaffold_port_forwards", &[]), 0.0);
+    close(sample(&t, "skaffold_info", &[("version", "v2.17.0")]), 1.0);
+    assert_eq!(sample(&t, "skaffold_info", &[("version", "v2.16.1")]), None);
+    close(
+        sample(&t, "skaffold_exporter_replayed_events_skipped_total", &[]),
+        0.0,
+    );
+    exp.shutdown().await;
+}
+
+fn raw(ts: Option<i64>, ev: Option<v1::event::EventType>) -> v1::LogEntry {
+    v1::LogEntry {
+        timestamp: ts.map(|t| prost_types::Timestamp {
+            seconds: t / 1_000_000_000,
+            nanos: (t % 1_000_000_000) as i32,
+        }),
+        event: ev.map(|e| v1::Event {
+            event_type: Some(e),
+        }),
+        entry: String::new(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_is_counted_and_the_exporter_keeps_serving() {
+    use v1::event::EventType as E;
+    let sim = Simulator::new();
+    let (addr, _stop) = skaffold(&sim).await;
+    let mut s = Script::new();
+    s.meta(0, "v2.16.1");
+    emit_all(&sim, &s, T0);
+    let deploy = |status: &str| {
+        E::DeployEvent(v1::DeployEvent {
+            status: status.into(),
+            ..Default::default()
+        })
+    };
+    sim.emit(raw(Some(T0 + 1), Some(deploy("Exploded"))));
+    sim.emit(raw(Some(T0 + 2), None));
+    sim.emit(raw(None, Some(deploy("In Progress"))));
+    sim.emit(raw(Some(i64::MAX), Some(deploy("In Progress"))));
+    sim.emit(raw(Some(T0 + 3), Some(deploy("Complete"))));
+    sim.emit(raw(
+        Some(T0 + 4),
+        Some(E::BuildEvent(v1::BuildEvent {
+            status: "Complete".into(),
+            ..Default::default()
+        })),
+    ));
+    sim.emit(raw(
+        Some(T0 + 5),
+        Some(E::FileSyncEvent(v1::FileSyncEvent {
+            image: "x".into(),
+            status: "In Progress".into(),
+            file_count: -4,
+            ..Default::default()
+        })),
+    ));
+    let exp = start(addr).await;
+    // Thousands of distinct artifacts.
+    for i in 0..3000 {
+        let a = format!("img-{i}");
+        sim.emit(raw(
+            Some(T0 + 10 + i),
+            Some(E::BuildEvent(v1::BuildEvent {
+                artifact: a.clone(),
+                status: "In Progress".into(),
+                ..Default::default()
+            })),
+        ));
+        sim.emit(raw(
+            Some(T0 + 20 + i),
+            Some(E::BuildEvent(v1::BuildEvent {
+                artifact: a,
+                status: "Complete".into(),
+                ..Default::default()
+            })),
+        ));
+    }
+    let t = wait_for(exp.http_addr, "flood", |t| {
+        sample(t, "skaffold_exporter_events_total", &[("event", "build")]) == Some(6000.0)
+    })
+    .await;
+    close(
+        sample(
+            &t,
+            "skaffold_exporter_invalid_events_total",
+            &[("reason", "unknown_status")],
+        ),
+        1.0,
+    );
+    close(
+        sample(
+            &t,
+            "skaffold_exporter_invalid_events_total",
+            &[("reason", "empty_event")],
+        ),
+        1.0,
+    );
+    close(
+        sample(
+            &t,
+            "skaffold_exporter_invalid_events_total",
+            &[("reason", "missing_field")],
+        ),
+        2.0,
+    );
+    close(
+        sample(
+            &t,
+            "skaffold_exporter_invalid_events_total",
+            &[("reason", "absurd_value")],
+        ),
+        2.0,
+    );
+    close(
+        sample(
+            &t,
+            "skaffold_exporter_invalid_events_total",
+            &[("reason", "terminal_without_start")],
+        ),
+        1.0,
+    );
+    close(
+        sample(&t, "skaffold_deploys_total", &[("result", "success")]),
+        1.0,
+    );
+    // 200 artifacts kept, the rest folded into "other".
+    assert_eq!(series_count(&t, "skaffold_builds_total"), 201 * 2);
+    close(
+        sample(
+            &t,
+            "skaffold_builds_total",
+            &[("artifact", "other"), ("result", "success")],
+        ),
+        2800.0,
+    );
+    close(
+        sample(
+            &t,
+            "skaffold_exporter_label_values_folded_total",
+            &[("label", "artifact")],
+        ),
+        2800.0 * 3.0,
+    );
+    assert_eq!(http_get(exp.http_addr, "/healthz", None).await.0, 200);
+    exp.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waits_for_skaffold_and_reports_disconnects() {
+    // Nothing listens yet: the exporter serves, not connected, not ready.
+    let probe = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = probe.local_addr().unwrap();
+    drop(probe);
+    let exp = start(addr).await;
+    let t = scrape(exp.http_addr).await;
+    close(sample(&t, "skaffold_exporter_connected", &[]), 0.0);
+    assert_eq!(http_get(exp.http_addr, "/readyz", None).await.0, 503);
+    let (status, _, body) = http_get(exp.http_addr, "/v1/state", None).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("not reachable"), "{body}");
+    // Skaffold comes up on that port.
+    let sim = Simulator::new();
+    emit_all(&sim, &session(), T0);
+    let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+    let (stop, rx) = tokio::sync::watch::channel(false);
+    let server = tokio::spawn(sim.clone().serve(listener, rx));
+    wait_for(exp.http_addr, "connect", |t| {
+        sample(t, "skaffold_exporter_connected", &[]) == Some(1.0)
+    })
+    .await;
+    let (status, _, body) = http_get(exp.http_addr, "/v1/state", None).await;
+    assert_eq!(status, 200, "{body}");
+    let state: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(state["buildState"]["artifacts"]["web"], "Complete");
+    assert_eq!(state["forwardedPorts"]["9000"]["resourceName"], "web");
+    // Skaffold exits.
+    stop.send(true).unwrap();
+    sim.abort_streams();
+    let _ = server.await;
+    wait_for(exp.http_addr, "disconnect", |t| {
+        sample(t, "skaffold_exporter_connected", &[]) == Some(0.0)
+    })
+    .await;
+    exp.shutdown().await;
+}

@@ -1,0 +1,101 @@
+//! Shared test helpers: golden files, fixtures, metric scraping.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+/// Compares `actual` with the golden file; rewrites it when UPDATE_GOLDEN=1.
+#[track_caller]
+pub fn assert_golden(path: &Path, actual: &str) {
+    if std::env::var_os("UPDATE_GOLDEN").is_some_and(|v| v == "1") {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, actual).unwrap();
+        return;
+    }
+    let expected = std::fs::read_to_string(path).unwrap_or_else(|e| {
+        panic!(
+            "missing golden file {} ({e}); run with UPDATE_GOLDEN=1 and review it",
+            path.display()
+        )
+    });
+    if expected != actual {
+        panic!(
+            "golden mismatch for {}\n--- expected ---\n{expected}\n--- actual ---\n{actual}\n(UPDATE_GOLDEN=1 rewrites; review the diff)",
+            path.display()
+        );
+    }
+}
+
+/// The captured Skaffold streams shipped in shared/fixtures/captured.
+pub fn captured_dir() -> PathBuf {
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for candidate in [
+        here.join("../shared/fixtures/captured"),
+        here.join("tests/fixtures/captured"),
+    ] {
+        if candidate.is_dir() {
+            return candidate;
+        }
+    }
+    panic!("captured fixtures not found next to the repository (../shared/fixtures/captured)");
+}
+
+/// Value of the first sample of `name` whose labels contain every `labels` pair
+/// (Prometheus text format).
+pub fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find(|l| {
+            let (series, _) = l.rsplit_once(' ').unwrap_or((l, ""));
+            let metric = series.split('{').next().unwrap_or_default();
+            metric == name
+                && labels
+                    .iter()
+                    .all(|(k, v)| series.contains(&format!("{k}=\"{v}\"")))
+        })
+        .and_then(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse().ok()))
+}
+
+/// Number of series of `name`.
+pub fn series_count(text: &str, name: &str) -> usize {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| l.split(['{', ' ']).next() == Some(name))
+        .count()
+}
+
+/// GET over a real socket; returns (status, content-type, body).
+pub async fn http_get(
+    addr: std::net::SocketAddr,
+    path: &str,
+    accept: Option<&str>,
+) -> (u16, String, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let accept = accept
+        .map(|a| format!("Accept: {a}\r\n"))
+        .unwrap_or_default();
+    s.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{accept}Connection: close\r\n\r\n")
+            .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).await.unwrap();
+    let raw = String::from_utf8_lossy(&raw).to_string();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let ctype = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-type")
+                .then(|| v.trim().to_owned())
+        })
+        .unwrap_or_default();
+    (status, ctype, body.to_owned())
+}
