@@ -1,0 +1,187 @@
+//! The gRPC passthrough: `GetState` reaches Skaffold and comes back byte for byte
+//! (a field newer than our proto survives), control RPCs are refused unless
+//! `--allow-control`, and an unreachable Skaffold is a clear UNAVAILABLE.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
+use prost::Message;
+use skaffold_exporter::app;
+use skaffold_exporter::config::Settings;
+use skaffold_exporter::pb::v1;
+use skaffold_exporter::server::upstream::{RawCodec, Upstream};
+use skaffold_exporter::sink::DEFAULT_BUCKETS;
+use tonic::server::{NamedService, UnaryService};
+use tonic::{Request, Response, Status};
+
+/// A Skaffold whose GetState answers fixed bytes and which counts Execute calls.
+#[derive(Clone)]
+struct FakeSkaffold {
+    state: Bytes,
+    executes: Arc<AtomicUsize>,
+}
+
+struct Reply(Bytes);
+
+impl UnaryService<Bytes> for Reply {
+    type Response = Bytes;
+    type Future = BoxFuture<'static, Result<Response<Bytes>, Status>>;
+    fn call(&mut self, _req: Request<Bytes>) -> Self::Future {
+        let b = self.0.clone();
+        Box::pin(async move { Ok(Response::new(b)) })
+    }
+}
+
+impl NamedService for FakeSkaffold {
+    const NAME: &'static str = "proto.SkaffoldService";
+}
+
+impl<B> tower_service::Service<http::Request<B>> for FakeSkaffold
+where
+    B: http_body::Body + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>> + Send + 'static,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<'static, Result<Self::Response, Infallible>>;
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        let this = self.clone();
+        Box::pin(async move {
+            let mut grpc = tonic::server::Grpc::new(RawCodec);
+            Ok(match req.uri().path() {
+                "/proto.SkaffoldService/GetState" => grpc.unary(Reply(this.state), req).await,
+                "/proto.SkaffoldService/Execute" => {
+                    this.executes.fetch_add(1, Ordering::SeqCst);
+                    grpc.unary(Reply(Bytes::new()), req).await
+                }
+                _ => Status::unimplemented("fake").into_http(),
+            })
+        })
+    }
+}
+
+/// A State with a field (number 100) that our proto does not define.
+fn state_with_future_field() -> Bytes {
+    let mut bytes = v1::State {
+        deploy_state: Some(v1::DeployState {
+            status: "Complete".into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+    .encode_to_vec();
+    // field 100, wire type 2 (length-delimited): key varint 802 = [0xA2, 0x06]
+    bytes.extend_from_slice(&[0xA2, 0x06, 6]);
+    bytes.extend_from_slice(b"future");
+    Bytes::from(bytes)
+}
+
+async fn fake_skaffold(state: Bytes) -> (SocketAddr, Arc<AtomicUsize>) {
+    let executes = Arc::new(AtomicUsize::new(0));
+    let svc = FakeSkaffold {
+        state,
+        executes: executes.clone(),
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(svc)
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+    );
+    (addr, executes)
+}
+
+fn settings(skaffold: SocketAddr, allow_control: bool) -> Settings {
+    Settings {
+        skaffold_addr: skaffold.to_string(),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        grpc_listen: Some("127.0.0.1:0".parse().unwrap()),
+        allow_control,
+        max_label_values: 200,
+        buckets: DEFAULT_BUCKETS.to_vec(),
+        queue_capacity: 1024,
+        upstream_timeout: Duration::from_millis(500),
+        backoff: (Duration::from_millis(10), Duration::from_millis(100)),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_state_is_forwarded_byte_for_byte_including_unknown_fields() {
+    let original = state_with_future_field();
+    let (skaffold, _) = fake_skaffold(original.clone()).await;
+    let exp = app::start(settings(skaffold, false)).await.unwrap();
+    let grpc = exp.grpc_addr.unwrap();
+
+    // Raw client: the exact bytes come back.
+    let client = Upstream::new(&grpc.to_string(), Duration::from_secs(2)).unwrap();
+    let got = client.get_state().await.expect("GetState through the exporter");
+    assert_eq!(got, original);
+
+    // Generated client: decodes, and prost keeps nothing of field 100 (so only the
+    // byte passthrough preserves it).
+    let mut typed = v1::skaffold_service_client::SkaffoldServiceClient::connect(format!("http://{grpc}"))
+        .await
+        .unwrap();
+    let state = typed.get_state(()).await.unwrap().into_inner();
+    assert_eq!(state.deploy_state.unwrap().status, "Complete");
+    exp.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_rpcs_are_refused_unless_allowed() {
+    let (skaffold, executes) = fake_skaffold(Bytes::new()).await;
+    let exp = app::start(settings(skaffold, false)).await.unwrap();
+    let grpc = exp.grpc_addr.unwrap();
+    let mut client = v1::skaffold_service_client::SkaffoldServiceClient::connect(format!("http://{grpc}"))
+        .await
+        .unwrap();
+    let err = client
+        .execute(v1::UserIntentRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::PermissionDenied);
+    assert!(err.message().contains("--allow-control"), "{}", err.message());
+    let err = client.events(()).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unimplemented);
+    assert_eq!(executes.load(Ordering::SeqCst), 0);
+    exp.shutdown().await;
+
+    let exp = app::start(settings(skaffold, true)).await.unwrap();
+    let grpc = exp.grpc_addr.unwrap();
+    let mut client = v1::skaffold_service_client::SkaffoldServiceClient::connect(format!("http://{grpc}"))
+        .await
+        .unwrap();
+    client
+        .execute(v1::UserIntentRequest::default())
+        .await
+        .expect("forwarded with --allow-control");
+    assert_eq!(executes.load(Ordering::SeqCst), 1);
+    exp.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_skaffold_is_unavailable_with_a_clear_message() {
+    let probe = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let nobody = probe.local_addr().unwrap();
+    drop(probe);
+    let exp = app::start(settings(nobody, false)).await.unwrap();
+    let grpc = exp.grpc_addr.unwrap();
+    let mut client = v1::skaffold_service_client::SkaffoldServiceClient::connect(format!("http://{grpc}"))
+        .await
+        .unwrap();
+    let err = client.get_state(()).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unavailable, "{err:?}");
+    assert!(err.message().contains("not reachable"), "{}", err.message());
+    assert!(err.message().contains(&nobody.to_string()), "{}", err.message());
+    exp.shutdown().await;
+}
