@@ -6,7 +6,11 @@ use protox::prost::Message as _;
 use std::path::PathBuf;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let protos = ["skaffold/enums/enums.proto", "skaffold/v1/skaffold.proto"];
+    let protos = [
+        "skaffold/enums/enums.proto",
+        "skaffold/v1/skaffold.proto",
+        "skaffold/v2/skaffold.proto",
+    ];
     let fds = protox::compile(protos, ["proto"])?;
     let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
     std::fs::write(out_dir.join("skaffold_descriptor.bin"), fds.encode_to_vec())?;

@@ -14,12 +14,13 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::TcpListenerStream;
 
-use crate::config::Settings;
+use crate::config::{Settings, SourceSettings};
 use crate::pipeline::Pipeline;
 use crate::server::grpc::Passthrough;
 use crate::server::http::{self, Shared};
 use crate::server::upstream::Upstream;
 use crate::sink::Metrics;
+use crate::sink::otlp_setup::{OtlpSettings, Telemetry};
 use crate::source::grpc::{self as grpc_source, Progress};
 
 /// A running exporter.
@@ -50,16 +51,38 @@ impl Running {
     }
 }
 
-/// Binds the listeners and starts every task.
+/// Binds the listeners and starts every task, reading events over gRPC from
+/// `settings.skaffold_addr` with `--api auto`.
 pub async fn start(settings: Settings) -> anyhow::Result<Running> {
+    start_with(settings, SourceSettings::default()).await
+}
+
+/// Binds the listeners and starts every task, reading events as `source` says.
+pub async fn start_with(settings: Settings, source: SourceSettings) -> anyhow::Result<Running> {
+    start_all(settings, source, OtlpSettings::default()).await
+}
+
+/// Binds the listeners and starts every task, with traces and the OTLP metrics push
+/// as `otlp` says (off by default).
+pub async fn start_all(
+    settings: Settings,
+    source: SourceSettings,
+    otlp: OtlpSettings,
+) -> anyhow::Result<Running> {
     let mut registry = Registry::default();
-    let metrics = Metrics::register(&mut registry, &settings.buckets, settings.max_label_values);
+    let mut metrics =
+        Metrics::register(&mut registry, &settings.buckets, settings.max_label_values);
+    let telemetry = Telemetry::start(&otlp, &mut registry, &mut metrics, &settings.buckets)
+        .map_err(anyhow::Error::msg)?;
     let own = metrics.own.clone();
     let registry = Arc::new(registry);
     let progress = Arc::new(Progress::default());
     let (shutdown, shutdown_rx) = watch::channel(false);
-    let upstream = Upstream::new(&settings.skaffold_addr, settings.upstream_timeout)
+    let mut upstream = Upstream::new(&settings.skaffold_addr, settings.upstream_timeout)
         .with_context(|| format!("invalid Skaffold address {:?}", settings.skaffold_addr))?;
+    if let Some(base) = source.skaffold_http.clone() {
+        upstream = upstream.with_gateway(base);
+    }
 
     let http_listener = TcpListener::bind(settings.listen)
         .await
@@ -78,26 +101,73 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
     let (tx, mut rx) = mpsc::channel(settings.queue_capacity);
     let mut tasks = Vec::new();
 
-    tasks.push(tokio::spawn(grpc_source::run(
-        grpc_source::Config {
-            addr: settings.skaffold_addr.clone(),
-            backoff_min: settings.backoff.0,
-            backoff_max: settings.backoff.1,
-        },
-        tx,
-        progress.clone(),
-        own,
-        shutdown_rx.clone(),
-    )));
+    // The event source: Skaffold's HTTP gateway when given, else its gRPC port.
+    if let Some(base) = source.skaffold_http.clone() {
+        tasks.push(tokio::spawn(crate::source::gateway::run(
+            crate::source::gateway::Config {
+                base,
+                api: source.api,
+                backoff_min: settings.backoff.0,
+                backoff_max: settings.backoff.1,
+            },
+            tx,
+            progress.clone(),
+            own,
+            shutdown_rx.clone(),
+        )));
+    } else {
+        tasks.push(tokio::spawn(grpc_source::run(
+            grpc_source::Config {
+                addr: settings.skaffold_addr.clone(),
+                backoff_min: settings.backoff.0,
+                backoff_max: settings.backoff.1,
+                api: source.api,
+            },
+            tx,
+            progress.clone(),
+            own,
+            shutdown_rx.clone(),
+        )));
+    }
 
     let fold_progress = progress.clone();
     tasks.push(tokio::spawn(async move {
         let mut pipeline = Pipeline::new(metrics);
-        // Ends when the reader drops its sender: everything queued is folded first.
-        while let Some(msg) = rx.recv().await {
-            pipeline.handle(&msg);
-            fold_progress.handled.fetch_add(1, Ordering::AcqRel);
+        let Telemetry {
+            spans,
+            meter_provider,
+            shutdown_timeout,
+        } = telemetry;
+        let tracing_on = spans.is_some();
+        if let Some(s) = spans {
+            pipeline.set_spans(s);
         }
+        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        // Entries received when the last disconnect was handled.
+        let mut mark = 0u64;
+        // Ends when the reader drops its sender: everything queued is folded first.
+        loop {
+            tokio::select! {
+                msg = rx.recv() => {
+                    let Some(msg) = msg else { break };
+                    pipeline.handle(&msg);
+                    fold_progress.handled.fetch_add(1, Ordering::AcqRel);
+                }
+                _ = tick.tick(), if tracing_on => {
+                    // Skaffold went away after sending something (and all of it is
+                    // folded): spans it left open end now, marked `disconnected`.
+                    let connected = fold_progress.connected.load(Ordering::Acquire);
+                    let received = fold_progress.received.load(Ordering::Acquire);
+                    if !connected && received > mark && rx.is_empty() {
+                        mark = received;
+                        pipeline.disconnected();
+                    }
+                    pipeline.tick();
+                }
+            }
+        }
+        crate::sink::otlp_setup::shutdown(pipeline.take_spans(), meter_provider, shutdown_timeout)
+            .await;
     }));
 
     let shared = Arc::new(Shared {

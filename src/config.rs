@@ -33,6 +33,9 @@ pub enum Command {
     /// Start a simulated Skaffold that plays realistic dev sessions, and run the
     /// exporter against it.
     Demo(DemoArgs),
+    /// Fold Skaffold event log files (`--event-log-file`, `FILE.v2`) or HTTP-gateway
+    /// captures and print the metrics and a per-iteration summary.
+    Replay(crate::replay::ReplayArgs),
 }
 
 /// Flags of the exporter itself.
@@ -45,6 +48,22 @@ pub struct ExporterArgs {
         default_value = "127.0.0.1:50051"
     )]
     pub skaffold_addr: String,
+    /// Which Skaffold event API to read: v1, v2 (Skaffold v1.26+; also releases
+    /// `skaffold --wait-for-connection`) or auto (v2 when offered, else v1; decided
+    /// once, never both).
+    #[arg(
+        long,
+        env = "SKAFFOLD_EXPORTER_API",
+        value_enum,
+        default_value = "auto"
+    )]
+    pub api: crate::source::Api,
+    /// Read events from Skaffold's HTTP gateway instead of gRPC, e.g.
+    /// `http://127.0.0.1:50052` (`skaffold dev --rpc-http-port 50052`); `/v1/state`
+    /// is then fetched from it too. `--skaffold-addr` stays the gRPC passthrough's
+    /// upstream.
+    #[arg(long, env = "SKAFFOLD_EXPORTER_SKAFFOLD_HTTP")]
+    pub skaffold_http: Option<String>,
     /// Address for the HTTP server (/metrics, /healthz, /readyz, /v1/state).
     #[arg(
         long,
@@ -86,6 +105,31 @@ pub struct ExporterArgs {
     /// Largest reconnect delay.
     #[arg(long, env = "SKAFFOLD_EXPORTER_BACKOFF_MAX", default_value = "30s", value_parser = parse_duration)]
     pub backoff_max: Duration,
+    /// Pipeline name on traces (`cicd.pipeline.name`; root spans are `RUN <name>`).
+    /// Default: the name of the working directory's git repository, else `skaffold`.
+    #[arg(long, env = "SKAFFOLD_EXPORTER_PIPELINE_NAME")]
+    pub pipeline_name: Option<String>,
+    /// Push the metrics over OTLP too (same as `OTEL_METRICS_EXPORTER=otlp`); endpoint,
+    /// protocol and headers come from the standard `OTEL_EXPORTER_OTLP_*` variables.
+    /// Traces are on whenever an OTLP endpoint is configured.
+    #[arg(long, env = "SKAFFOLD_EXPORTER_OTLP_METRICS")]
+    pub otlp_metrics: bool,
+    /// Identify the developer as `user.name` on OTLP telemetry. Default: only
+    /// `user.hash`, a salted hash of the OS user name.
+    #[arg(long, env = "SKAFFOLD_EXPORTER_USER_NAME")]
+    pub user_name: Option<String>,
+}
+
+impl ExporterArgs {
+    /// The OTLP settings: these flags plus the standard `OTEL_*` environment variables.
+    pub fn otlp_settings(&self) -> Result<crate::sink::otlp_setup::OtlpSettings, String> {
+        crate::sink::otlp_setup::OtlpSettings::from_env(
+            |k| std::env::var(k).ok(),
+            self.otlp_metrics,
+            self.pipeline_name.clone(),
+            self.user_name.clone(),
+        )
+    }
 }
 
 /// Flags of `demo`.
@@ -125,6 +169,41 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         _ => return Err(format!("invalid duration unit in {s:?}: use ms, s or m")),
     };
     Duration::try_from_secs_f64(secs).map_err(|e| format!("invalid duration {s:?}: {e}"))
+}
+
+/// Parses `--skaffold-http`: an `http://host:port` URL (Skaffold's gateway has no TLS).
+pub fn parse_http_url(url: &str) -> Result<http::Uri, String> {
+    let uri: http::Uri = url.trim_end_matches('/').parse().map_err(|e| {
+        format!("--skaffold-http must be a URL like http://127.0.0.1:50052, got {url:?}: {e}")
+    })?;
+    if uri.scheme_str() != Some("http") || uri.authority().is_none() {
+        return Err(format!(
+            "--skaffold-http must be an http:// URL with host and port (Skaffold's gateway has no TLS), got {url:?}"
+        ));
+    }
+    Ok(uri)
+}
+
+/// Where the events come from (`--api`, `--skaffold-http`); kept apart from
+/// [`Settings`] so code that builds `Settings` by hand keeps the default (gRPC at
+/// `--skaffold-addr`, `--api auto`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SourceSettings {
+    /// Which event API.
+    pub api: crate::source::Api,
+    /// Skaffold's HTTP gateway: events and `/v1/state` come from it when set.
+    pub skaffold_http: Option<http::Uri>,
+}
+
+impl TryFrom<&ExporterArgs> for SourceSettings {
+    type Error = String;
+
+    fn try_from(a: &ExporterArgs) -> Result<Self, String> {
+        Ok(SourceSettings {
+            api: a.api,
+            skaffold_http: a.skaffold_http.as_deref().map(parse_http_url).transpose()?,
+        })
+    }
 }
 
 /// Validated exporter settings.
@@ -231,6 +310,34 @@ mod tests {
         assert!(e.contains("--listen"), "{e}");
         let e = settings(&["x", "--upstream-timeout", "3 fortnights"]).unwrap_err();
         assert!(e.contains("invalid duration"), "{e}");
+    }
+
+    #[test]
+    fn source_flags_pick_the_api_and_the_gateway() {
+        let cli = Cli::try_parse_from([
+            "x",
+            "--api",
+            "v2",
+            "--skaffold-http",
+            "http://127.0.0.1:50052/",
+        ])
+        .unwrap();
+        let s = SourceSettings::try_from(&cli.exporter).unwrap();
+        assert_eq!(s.api, crate::source::Api::V2);
+        assert_eq!(
+            s.skaffold_http.unwrap().to_string(),
+            "http://127.0.0.1:50052/"
+        );
+        let cli = Cli::try_parse_from(["x"]).unwrap();
+        assert_eq!(
+            SourceSettings::try_from(&cli.exporter).unwrap(),
+            SourceSettings::default()
+        );
+        for bad in ["https://127.0.0.1:50052", "127.0.0.1:50052", "http://"] {
+            let e = parse_http_url(bad).unwrap_err();
+            assert!(e.contains("--skaffold-http"), "{bad}: {e}");
+        }
+        assert!(Cli::try_parse_from(["x", "--api", "v3"]).is_err());
     }
 
     #[test]

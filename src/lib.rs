@@ -13,6 +13,7 @@ pub mod config;
 pub mod core;
 pub mod pb;
 pub mod pipeline;
+pub mod replay;
 pub mod server;
 pub mod simulator;
 pub mod sink;

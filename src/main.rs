@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::Parser as _;
 use skaffold_exporter::app;
-use skaffold_exporter::config::{Cli, Command, Settings};
+use skaffold_exporter::config::{Cli, Command, Settings, SourceSettings};
 use skaffold_exporter::simulator::{Simulator, scenario};
 
 #[tokio::main]
@@ -23,6 +23,7 @@ async fn main() -> ExitCode {
         None => run(cli.exporter).await,
         Some(Command::Run(args)) => run(args).await,
         Some(Command::Demo(args)) => demo(args).await,
+        Some(Command::Replay(args)) => return replay(args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -34,12 +35,28 @@ async fn main() -> ExitCode {
 }
 
 async fn run(args: skaffold_exporter::config::ExporterArgs) -> anyhow::Result<()> {
+    let source = SourceSettings::try_from(&args).map_err(anyhow::Error::msg)?;
+    let otlp = args.otlp_settings().map_err(anyhow::Error::msg)?;
     let settings = Settings::try_from(args).map_err(anyhow::Error::msg)?;
-    let running = app::start(settings).await?;
+    let running = app::start_all(settings, source, otlp).await?;
     app::shutdown_signal().await;
     tracing::info!("Shutting down.");
     running.shutdown().await;
     Ok(())
+}
+
+async fn replay(args: skaffold_exporter::replay::ReplayArgs) -> ExitCode {
+    // HOOK(otlp): when `replay --otlp` exists, build the span sink here and install it
+    // with `pipeline.set_spans(...)` in this closure (it runs before the first record
+    // is folded); shut the provider down after `replay::run` returns.
+    let setup = |_pipeline: &mut skaffold_exporter::pipeline::Pipeline| {};
+    match skaffold_exporter::replay::run(args, setup).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("skaffold-exporter: {e:#}");
+            ExitCode::from(2)
+        }
+    }
 }
 
 async fn demo(args: skaffold_exporter::config::DemoArgs) -> anyhow::Result<()> {
@@ -56,6 +73,8 @@ async fn demo(args: skaffold_exporter::config::DemoArgs) -> anyhow::Result<()> {
         anyhow::bail!("--time-scale must be a non-negative number");
     }
     let sim = Simulator::new();
+    // Like Skaffold v1.22+: API v1 and v2 side by side on one port.
+    sim.enable_v2();
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
     let server = tokio::spawn(sim.clone().serve(listener, stop_rx));
     let player = tokio::spawn(scenario::run_demo(
@@ -66,8 +85,9 @@ async fn demo(args: skaffold_exporter::config::DemoArgs) -> anyhow::Result<()> {
     ));
     let mut exporter = args.exporter;
     exporter.skaffold_addr = skaffold_addr.to_string();
+    let otlp = exporter.otlp_settings().map_err(anyhow::Error::msg)?;
     let settings = Settings::try_from(exporter).map_err(anyhow::Error::msg)?;
-    let running = app::start(settings).await?;
+    let running = app::start_all(settings, Default::default(), otlp).await?;
     eprintln!(
         "demo: simulated Skaffold on {skaffold_addr}; metrics on http://{}/metrics (ctrl-c to stop)",
         running.http_addr

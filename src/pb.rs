@@ -1,4 +1,6 @@
-//! Generated protobuf types for Skaffold's API (compiled by `build.rs`).
+//! Generated protobuf types for Skaffold's API (compiled by `build.rs`): `v1`
+//! (`package proto`), `v2` (`package proto.v2`, the v1.26+ layout) and the shared
+//! `enums` (`package proto.enums`).
 //!
 //! Only the source decoders, the simulator and the servers touch these types; the
 //! core works on [`crate::core::Event`].
@@ -10,11 +12,15 @@ mod generated {
         pub mod enums {
             tonic::include_proto!("proto.enums");
         }
+        pub mod v2 {
+            tonic::include_proto!("proto.v2");
+        }
     }
 }
 
 pub use generated::proto as v1;
 pub use generated::proto::enums;
+pub use generated::proto::v2;
 
 /// The encoded `FileDescriptorSet` of every proto in `proto/` (for JSON mapping).
 pub const FILE_DESCRIPTOR_SET: &[u8] =

@@ -5,15 +5,15 @@
 //! same code folds live streams, log files and test fixtures.
 
 use std::collections::HashSet;
-use std::hash::{DefaultHasher, Hasher};
 
 use prost::Message;
 
 use crate::core::{Admission, Event, InvalidEvent, ReplayFilter, State, Transition};
-use crate::pb::v1;
+use crate::pb::{v1, v2};
 use crate::sink::Metrics;
-use crate::source::SourceMessage;
 use crate::source::decode::decode_v1;
+use crate::source::decode_v2::V2Decoder;
+use crate::source::{LogKind, Payload, SourceMessage, fingerprint_bytes};
 
 /// Receives every transition besides the Prometheus sink (spans, summaries, tests).
 pub trait TransitionObserver: Send {
@@ -28,8 +28,15 @@ pub struct Pipeline {
     /// The Prometheus sink.
     pub metrics: Metrics,
     observers: Vec<Box<dyn TransitionObserver>>,
+    /// Traces (OTLP), when configured.
+    spans: Option<crate::sink::otlp::SpanSink>,
     logged: HashSet<&'static str>,
     folded: u64,
+    v2: V2Decoder,
+    scratch: Vec<Event>,
+    /// Events counted as invalid so far, and the last reason (replay reports them).
+    invalid_count: u64,
+    last_invalid: Option<String>,
 }
 
 impl Pipeline {
@@ -40,8 +47,13 @@ impl Pipeline {
             filter: ReplayFilter::new(),
             metrics,
             observers: Vec::new(),
+            spans: None,
             logged: HashSet::new(),
             folded: 0,
+            v2: V2Decoder::new(),
+            scratch: Vec::new(),
+            invalid_count: 0,
+            last_invalid: None,
         }
     }
 
@@ -57,8 +69,7 @@ impl Pipeline {
 
     /// Handles one message from a live source: skips replays, folds the rest.
     pub fn handle(&mut self, msg: &SourceMessage) {
-        let fingerprint = fingerprint(&msg.entry);
-        match self.filter.admit(msg.position, fingerprint) {
+        match self.filter.admit(msg.position, msg.fingerprint) {
             Admission::Replayed => {
                 self.metrics.own.replayed_skipped.inc();
             }
@@ -66,8 +77,63 @@ impl Pipeline {
                 &InvalidEvent::Undecodable("replayed history differs from what was folded".into()),
                 "replay_mismatch",
             ),
-            Admission::Fold | Admission::FoldNewProcess => self.fold_entry(&msg.entry),
+            Admission::FoldNewProcess => {
+                self.v2.reset();
+                self.fold_payload(&msg.payload);
+            }
+            Admission::Fold => self.fold_payload(&msg.payload),
         }
+    }
+
+    /// Folds one received message (no de-duplication).
+    pub fn fold_payload(&mut self, payload: &Payload) {
+        match payload {
+            Payload::V1(entry) => self.fold_entry(entry),
+            Payload::V2(event) => self.fold_v2(event),
+            Payload::SkippedLog(kind) => self.skipped_log(*kind),
+            Payload::Invalid(e) => self.invalid(e, e.reason()),
+        }
+    }
+
+    /// Folds one v2 event (no de-duplication: for files and fixtures). Log events are
+    /// counted, and otherwise only looked at for file syncs.
+    pub fn fold_v2(&mut self, event: &v2::Event) {
+        use v2::event::EventType as E;
+        match &event.event_type {
+            Some(E::SkaffoldLogEvent(_)) => self.skipped_log(LogKind::Skaffold),
+            Some(E::ApplicationLogEvent(_)) => {
+                self.skipped_log(LogKind::Application);
+                return;
+            }
+            _ => {}
+        }
+        let mut events = std::mem::take(&mut self.scratch);
+        match self.v2.decode(event, &mut events) {
+            Ok(()) => {
+                for ev in &events {
+                    self.fold_event(ev);
+                }
+            }
+            Err(e) => self.invalid(&e, e.reason()),
+        }
+        events.clear();
+        self.scratch = events;
+    }
+
+    /// Counts a log event that was not folded.
+    pub fn skipped_log(&mut self, kind: LogKind) {
+        self.metrics
+            .own
+            .log_events_skipped
+            .get_or_create(&crate::sink::prometheus::LogEventLabel {
+                event: kind.as_str(),
+            })
+            .inc();
+    }
+
+    /// The v2 decoder's view of the current run's id (Skaffold v1.26+).
+    pub fn run_id(&self) -> Option<&str> {
+        self.v2.run_id()
     }
 
     /// Folds one entry (no de-duplication: for files and fixtures).
@@ -92,25 +158,72 @@ impl Pipeline {
         if secs > self.metrics.own.last_event_timestamp.get() {
             self.metrics.own.last_event_timestamp.set(secs);
         }
+        if let Some(s) = &mut self.spans {
+            s.builder.event(ev);
+        }
         for t in self.state.apply(ev) {
             if let Transition::Anomaly(reason) = &t {
                 self.log_once(reason, &format!("{:?} event", ev.kind.name()));
             }
-            self.metrics.observe(&t);
+            let trace = self.spans.as_mut().and_then(|s| s.builder.observe(ev, &t));
+            self.metrics.observe_traced(&t, trace, ev.at);
             for o in &mut self.observers {
                 o.observe(ev, &t);
             }
+        }
+        if let Some(s) = &mut self.spans {
+            s.ship();
+        }
+    }
+
+    /// Sends spans (one trace per dev-loop iteration) to `sink`; exemplars on the
+    /// duration histograms then carry their trace ids.
+    pub fn set_spans(&mut self, sink: crate::sink::otlp::SpanSink) {
+        self.spans = Some(sink);
+    }
+
+    /// Takes the span sink back (to close it on shutdown).
+    pub fn take_spans(&mut self) -> Option<crate::sink::otlp::SpanSink> {
+        self.spans.take()
+    }
+
+    /// Skaffold's event stream ended: spans still open end with result `error`.
+    pub fn disconnected(&mut self) {
+        if let Some(s) = &mut self.spans {
+            s.builder.disconnected();
+            s.ship();
+        }
+    }
+
+    /// Periodic housekeeping (wall clock): releases finished root spans once their
+    /// grace period for late port forwards has passed.
+    pub fn tick(&mut self) {
+        if let Some(s) = &mut self.spans {
+            s.builder.tick();
+            s.ship();
         }
     }
 
     /// Counts an event that could not be interpreted, logging the first of each reason.
     pub fn invalid(&mut self, err: &InvalidEvent, reason: &'static str) {
+        self.invalid_count += 1;
+        self.last_invalid = Some(err.to_string());
         self.metrics
             .own
             .invalid
             .get_or_create(&crate::sink::prometheus::ReasonLabel { reason })
             .inc();
         self.log_once(reason, &err.to_string());
+    }
+
+    /// Events counted as invalid so far (decoding failures and rejected events).
+    pub fn invalid_count(&self) -> u64 {
+        self.invalid_count
+    }
+
+    /// Why the last invalid event was rejected.
+    pub fn last_invalid(&self) -> Option<&str> {
+        self.last_invalid.as_deref()
     }
 
     fn log_once(&mut self, reason: &'static str, detail: &str) {
@@ -124,9 +237,7 @@ impl Pipeline {
     }
 }
 
-/// A stable hash of an entry's encoded bytes.
+/// A stable hash of an entry's encoded bytes (what [`SourceMessage::v1`] uses).
 pub fn fingerprint(entry: &v1::LogEntry) -> u64 {
-    let mut h = DefaultHasher::new();
-    h.write(&entry.encode_to_vec());
-    h.finish()
+    fingerprint_bytes(&entry.encode_to_vec())
 }

@@ -48,11 +48,14 @@ fn fold_fixture(path: &std::path::Path) -> String {
         }
     }
     let metrics = openmetrics_to_prometheus(&encode_openmetrics(&registry));
-    let metrics: String = metrics
+    // Series order within a family follows a HashMap: sort.
+    let mut metrics: Vec<String> = metrics
         .lines()
         .filter(|l| !l.starts_with('#') && !l.ends_with(" 0"))
         .map(|l| format!("{l}\n"))
         .collect();
+    metrics.sort();
+    let metrics = metrics.concat();
     format!(
         "# transitions\n{}\n# not folded\n{}\n# metrics (non-zero samples)\n{metrics}",
         log.lock().unwrap().join("\n"),

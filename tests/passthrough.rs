@@ -124,14 +124,18 @@ async fn get_state_is_forwarded_byte_for_byte_including_unknown_fields() {
 
     // Raw client: the exact bytes come back.
     let client = Upstream::new(&grpc.to_string(), Duration::from_secs(2)).unwrap();
-    let got = client.get_state().await.expect("GetState through the exporter");
+    let got = client
+        .get_state()
+        .await
+        .expect("GetState through the exporter");
     assert_eq!(got, original);
 
     // Generated client: decodes, and prost keeps nothing of field 100 (so only the
     // byte passthrough preserves it).
-    let mut typed = v1::skaffold_service_client::SkaffoldServiceClient::connect(format!("http://{grpc}"))
-        .await
-        .unwrap();
+    let mut typed =
+        v1::skaffold_service_client::SkaffoldServiceClient::connect(format!("http://{grpc}"))
+            .await
+            .unwrap();
     let state = typed.get_state(()).await.unwrap().into_inner();
     assert_eq!(state.deploy_state.unwrap().status, "Complete");
     exp.shutdown().await;
@@ -142,15 +146,20 @@ async fn control_rpcs_are_refused_unless_allowed() {
     let (skaffold, executes) = fake_skaffold(Bytes::new()).await;
     let exp = app::start(settings(skaffold, false)).await.unwrap();
     let grpc = exp.grpc_addr.unwrap();
-    let mut client = v1::skaffold_service_client::SkaffoldServiceClient::connect(format!("http://{grpc}"))
-        .await
-        .unwrap();
+    let mut client =
+        v1::skaffold_service_client::SkaffoldServiceClient::connect(format!("http://{grpc}"))
+            .await
+            .unwrap();
     let err = client
         .execute(v1::UserIntentRequest::default())
         .await
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::PermissionDenied);
-    assert!(err.message().contains("--allow-control"), "{}", err.message());
+    assert!(
+        err.message().contains("--allow-control"),
+        "{}",
+        err.message()
+    );
     let err = client.events(()).await.unwrap_err();
     assert_eq!(err.code(), tonic::Code::Unimplemented);
     assert_eq!(executes.load(Ordering::SeqCst), 0);
@@ -158,9 +167,10 @@ async fn control_rpcs_are_refused_unless_allowed() {
 
     let exp = app::start(settings(skaffold, true)).await.unwrap();
     let grpc = exp.grpc_addr.unwrap();
-    let mut client = v1::skaffold_service_client::SkaffoldServiceClient::connect(format!("http://{grpc}"))
-        .await
-        .unwrap();
+    let mut client =
+        v1::skaffold_service_client::SkaffoldServiceClient::connect(format!("http://{grpc}"))
+            .await
+            .unwrap();
     client
         .execute(v1::UserIntentRequest::default())
         .await
@@ -176,12 +186,17 @@ async fn unreachable_skaffold_is_unavailable_with_a_clear_message() {
     drop(probe);
     let exp = app::start(settings(nobody, false)).await.unwrap();
     let grpc = exp.grpc_addr.unwrap();
-    let mut client = v1::skaffold_service_client::SkaffoldServiceClient::connect(format!("http://{grpc}"))
-        .await
-        .unwrap();
+    let mut client =
+        v1::skaffold_service_client::SkaffoldServiceClient::connect(format!("http://{grpc}"))
+            .await
+            .unwrap();
     let err = client.get_state(()).await.unwrap_err();
     assert_eq!(err.code(), tonic::Code::Unavailable, "{err:?}");
     assert!(err.message().contains("not reachable"), "{}", err.message());
-    assert!(err.message().contains(&nobody.to_string()), "{}", err.message());
+    assert!(
+        err.message().contains(&nobody.to_string()),
+        "{}",
+        err.message()
+    );
     exp.shutdown().await;
 }

@@ -4,6 +4,8 @@
 //! (`core::state`) consumes them. Timestamps are Skaffold's own, in nanoseconds since
 //! the Unix epoch, never the time we received the event.
 
+use super::transition::Phase;
+
 /// Nanoseconds since the Unix epoch, as Skaffold stamped the event.
 pub type Nanos = i64;
 
@@ -148,6 +150,53 @@ pub enum EventKind {
     },
     /// A debuggable container started or stopped (counted, not measured).
     Debug,
+    /// v2 only: the build-cache lookup of one artifact (BuildSubtaskEvent, step
+    /// `Cache`): `Succeeded` is a hit, `Failed` a miss, `InProgress` the lookup start.
+    BuildCache {
+        /// Image name from skaffold.yaml.
+        artifact: String,
+        /// Status.
+        status: Status,
+    },
+    /// v2 only: rendering manifests (`Render` task).
+    Render {
+        /// Status.
+        status: Status,
+        /// Error, when failed.
+        error: Option<ErrorInfo>,
+    },
+    /// v2 only: `skaffold verify` (`Verify` task).
+    Verify {
+        /// Status.
+        status: Status,
+        /// Error, when failed.
+        error: Option<ErrorInfo>,
+    },
+    /// v2 only: custom actions, `skaffold exec` (`Exec` task).
+    Exec {
+        /// Status.
+        status: Status,
+        /// Error, when failed.
+        error: Option<ErrorInfo>,
+    },
+    /// v2 only: one unit of work inside a phase: a deployer, a tester, a renderer, a
+    /// verify test or an exec action. Measured (for spans), never counted as a phase.
+    Subtask {
+        /// Which kind of subtask (`Phase::DeploySubtask`, ...).
+        phase: Phase,
+        /// Skaffold's subtask id (deployer index, test name, ...).
+        id: String,
+        /// Status.
+        status: Status,
+        /// Error, when failed.
+        error: Option<ErrorInfo>,
+    },
+    /// v2 only: the run id from the MetaEvent metadata (Skaffold v1.26+), sent right
+    /// after the `Meta` that started the run.
+    RunIdentified {
+        /// Skaffold's run id.
+        run_id: String,
+    },
 }
 
 impl EventKind {
@@ -165,6 +214,12 @@ impl EventKind {
             EventKind::DevLoop { .. } => "dev_loop",
             EventKind::Termination { .. } => "termination",
             EventKind::Debug => "debugging_container",
+            EventKind::BuildCache { .. } => "build_cache",
+            EventKind::Render { .. } => "render",
+            EventKind::Verify { .. } => "verify",
+            EventKind::Exec { .. } => "exec",
+            EventKind::Subtask { .. } => "subtask",
+            EventKind::RunIdentified { .. } => "run_id",
         }
     }
 }

@@ -41,6 +41,12 @@ struct Run {
     /// Resources of the current status check: first In Progress, and whether ended.
     resources: HashMap<String, (Option<Nanos>, bool)>,
     syncs: HashMap<String, Nanos>,
+    /// v2 phases with one instance at a time.
+    render: Option<Nanos>,
+    verify: Option<Nanos>,
+    exec: Option<Nanos>,
+    /// v2 subtasks (deployers, testers, ...) by kind and id.
+    subtasks: HashMap<(Phase, String), Nanos>,
     ports: HashSet<i32>,
     dev_loop: Option<Loop>,
     /// A DevLoopEvent was seen in this run: no derived iterations from now on.
@@ -54,6 +60,9 @@ impl Run {
         match phase {
             Phase::Test => &mut self.test,
             Phase::Deploy => &mut self.deploy,
+            Phase::Render => &mut self.render,
+            Phase::Verify => &mut self.verify,
+            Phase::Exec => &mut self.exec,
             _ => &mut self.status_check,
         }
     }
@@ -164,6 +173,43 @@ impl State {
                 error,
             } => self.dev_loop(*iteration, *status, error, at, &mut out),
             EventKind::Termination { .. } | EventKind::Debug => {}
+            EventKind::BuildCache { artifact, status } => {
+                let hit = match status {
+                    Status::Succeeded => true,
+                    Status::Failed => false,
+                    _ => {
+                        self.run.last_at = Some(at);
+                        return out;
+                    }
+                };
+                out.push(Transition::CacheChecked {
+                    artifact: artifact.clone(),
+                    hit,
+                    at,
+                    iteration: self.iteration(),
+                });
+            }
+            EventKind::Render { status, error } => {
+                self.single(Phase::Render, *status, error, at, &mut out);
+            }
+            EventKind::Verify { status, error } => {
+                self.single(Phase::Verify, *status, error, at, &mut out);
+            }
+            EventKind::Exec { status, error } => {
+                self.single(Phase::Exec, *status, error, at, &mut out);
+            }
+            EventKind::Subtask {
+                phase,
+                id,
+                status,
+                error,
+            } => self.subtask(*phase, id, *status, error, at, &mut out),
+            EventKind::RunIdentified { run_id } => {
+                out.push(Transition::RunIdentified {
+                    run_id: run_id.clone(),
+                    at,
+                });
+            }
         }
         self.run.last_at = Some(at);
         out
@@ -256,7 +302,9 @@ impl State {
     ) {
         match status {
             Status::InProgress => {
-                if phase != Phase::StatusCheck {
+                // Only phases Skaffold < v1.9 reported open a derived iteration (the
+                // v2-only render / verify / exec never do, so v1 and v2 agree).
+                if matches!(phase, Phase::Test | Phase::Deploy) {
                     self.begin(at, out);
                 }
                 if let Some(l) = self.run.dev_loop.as_mut()
@@ -317,14 +365,14 @@ impl State {
             }
             // A rollout runs from the status check's start; without one (iterative
             // status check inside the deployer) from the resource's first event.
-            let start = Some(check_start.unwrap_or(at));
+            let start = check_start.unwrap_or(at);
             self.run
                 .resources
-                .insert(resource.to_owned(), (start, false));
+                .insert(resource.to_owned(), (Some(start), false));
             out.push(Transition::Started {
                 phase: Phase::Resource,
                 subject: Some(resource.to_owned()),
-                at: start.unwrap_or(at),
+                at: start,
                 iteration: self.iteration(),
             });
         }
@@ -462,6 +510,54 @@ impl State {
         }
     }
 
+    /// v2 subtasks: timed from their start to their end; no streaks, no iterations.
+    fn subtask(
+        &mut self,
+        phase: Phase,
+        id: &str,
+        status: Status,
+        error: &Option<ErrorInfo>,
+        at: Nanos,
+        out: &mut Vec<Transition>,
+    ) {
+        let key = (phase, id.to_owned());
+        match status {
+            Status::InProgress => {
+                if self.run.subtasks.contains_key(&key) {
+                    return;
+                }
+                if self.run.subtasks.len() >= MAX_OPEN {
+                    out.push(Transition::Anomaly("too_many_open"));
+                    return;
+                }
+                self.run.subtasks.insert(key, at);
+                out.push(Transition::Started {
+                    phase,
+                    subject: Some(id.to_owned()),
+                    at,
+                    iteration: self.iteration(),
+                });
+            }
+            _ => {
+                let Some(result) = outcome(status) else {
+                    return;
+                };
+                let started = self.run.subtasks.remove(&key);
+                if started.is_none() {
+                    out.push(Transition::Anomaly("terminal_without_start"));
+                }
+                out.push(Transition::Finished(self.finished(
+                    phase,
+                    Some(id),
+                    result,
+                    started,
+                    at,
+                    error,
+                )));
+            }
+        }
+    }
+
     // === derived iterations (Skaffold < v1.9) ===
 
     /// A build, test, deploy or sync started: opens a derived iteration if needed.
@@ -589,5 +685,374 @@ impl State {
             ("file_sync", r.syncs.len()),
             ("dev_loop", r.dev_loop.iter().count()),
         ])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::event::ErrorInfo;
+
+    const S: Nanos = 1_000_000_000;
+
+    fn ev(at_s: f64, kind: EventKind) -> Event {
+        Event {
+            at: (at_s * S as f64) as Nanos,
+            kind,
+        }
+    }
+    fn build(a: &str, status: Status) -> EventKind {
+        EventKind::Build {
+            artifact: a.into(),
+            status,
+            error: None,
+        }
+    }
+    fn deploy(status: Status) -> EventKind {
+        EventKind::Deploy {
+            status,
+            error: None,
+        }
+    }
+    fn check(status: Status) -> EventKind {
+        EventKind::StatusCheck {
+            status,
+            error: None,
+        }
+    }
+    fn res(r: &str, status: Status) -> EventKind {
+        EventKind::ResourceStatus {
+            resource: r.into(),
+            status,
+            error: None,
+        }
+    }
+    fn dev(i: i64, status: Status) -> EventKind {
+        EventKind::DevLoop {
+            iteration: i,
+            status,
+            error: None,
+        }
+    }
+    fn sync(image: &str, n: u64, status: Status) -> EventKind {
+        EventKind::FileSync {
+            image: image.into(),
+            file_count: n,
+            status,
+            error: None,
+        }
+    }
+
+    fn fold(events: &[Event]) -> (State, Vec<Transition>) {
+        let mut st = State::new();
+        let out = events.iter().flat_map(|e| st.apply(e)).collect();
+        (st, out)
+    }
+
+    fn finished(ts: &[Transition]) -> Vec<(Phase, Option<String>, Outcome, Option<f64>)> {
+        ts.iter()
+            .filter_map(|t| match t {
+                Transition::Finished(f) => Some((
+                    f.phase,
+                    f.subject.clone(),
+                    f.outcome,
+                    f.duration_seconds().map(|d| (d * 1000.0).round() / 1000.0),
+                )),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn anomalies(ts: &[Transition]) -> Vec<&'static str> {
+        ts.iter()
+            .filter_map(|t| match t {
+                Transition::Anomaly(r) => Some(*r),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn dev_iteration_measures_every_phase_from_skaffold_timestamps() {
+        use Status::*;
+        let (_, ts) = fold(&[
+            ev(
+                0.0,
+                EventKind::Meta {
+                    version: Some("v2.16.1".into()),
+                },
+            ),
+            ev(1.0, dev(0, InProgress)),
+            ev(1.5, build("web", InProgress)),
+            ev(4.0, build("web", Succeeded)),
+            ev(4.1, deploy(InProgress)),
+            ev(5.1, deploy(Succeeded)),
+            ev(5.2, check(InProgress)),
+            ev(5.3, res("deployment/web", InProgress)),
+            ev(6.0, res("deployment/web", InProgress)),
+            ev(7.2, res("deployment/web", Succeeded)),
+            ev(7.3, check(Succeeded)),
+            ev(7.5, dev(0, Succeeded)),
+        ]);
+        assert_eq!(
+            finished(&ts),
+            [
+                (
+                    Phase::Build,
+                    Some("web".into()),
+                    Outcome::Success,
+                    Some(2.5)
+                ),
+                (Phase::Deploy, None, Outcome::Success, Some(1.0)),
+                (
+                    Phase::Resource,
+                    Some("deployment/web".into()),
+                    Outcome::Success,
+                    Some(2.0)
+                ),
+                (Phase::StatusCheck, None, Outcome::Success, Some(2.1)),
+                (Phase::DevLoop, None, Outcome::Success, Some(6.5)),
+            ]
+        );
+        let kinds: Vec<_> = ts
+            .iter()
+            .filter_map(|t| match t {
+                Transition::Finished(f) => f.loop_kind,
+                _ => None,
+            })
+            .collect();
+        assert_eq!(kinds, [LoopKind::Initial]);
+        assert!(anomalies(&ts).is_empty());
+    }
+
+    #[test]
+    fn classifies_later_iterations_by_what_ran() {
+        use Status::*;
+        let (_, ts) = fold(&[
+            ev(0.0, dev(1, InProgress)),
+            ev(1.0, sync("web", 3, InProgress)),
+            ev(1.2, sync("web", 3, Succeeded)),
+            ev(1.3, dev(1, Succeeded)),
+            ev(2.0, dev(2, InProgress)),
+            ev(2.1, build("app", InProgress)),
+            ev(3.1, build("app", Succeeded)),
+            ev(3.2, deploy(InProgress)),
+            ev(3.3, deploy(Succeeded)),
+            ev(3.4, dev(2, Succeeded)),
+            ev(4.0, dev(3, InProgress)),
+            ev(4.1, deploy(InProgress)),
+            ev(4.4, deploy(Failed)),
+            ev(4.5, dev(3, Failed)),
+        ]);
+        let kinds: Vec<_> = ts
+            .iter()
+            .filter_map(|t| match t {
+                Transition::Finished(f) if f.phase == Phase::DevLoop => {
+                    Some((f.loop_kind.unwrap(), f.outcome))
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                (LoopKind::Sync, Outcome::Success),
+                (LoopKind::Rebuild, Outcome::Success),
+                (LoopKind::Redeploy, Outcome::Failure),
+            ]
+        );
+    }
+
+    #[test]
+    fn duplicate_in_progress_from_pre_v1_9_cache_keeps_the_first_start() {
+        use Status::*;
+        // Skaffold issue #3812: leeroy-web gets "In Progress" twice.
+        let (_, ts) = fold(&[
+            ev(10.0, build("web", InProgress)),
+            ev(12.0, build("web", InProgress)),
+            ev(15.0, build("web", Succeeded)),
+        ]);
+        assert_eq!(
+            finished(&ts)[0],
+            (
+                Phase::Build,
+                Some("web".into()),
+                Outcome::Success,
+                Some(5.0)
+            )
+        );
+        assert!(anomalies(&ts).is_empty());
+    }
+
+    #[test]
+    fn resource_polling_counts_one_rollout_per_status_check() {
+        use Status::*;
+        let (_, ts) = fold(&[
+            ev(0.0, check(InProgress)),
+            ev(1.0, res("ns:deployment/a", InProgress)),
+            ev(2.0, res("ns:deployment/a", Failed)),
+            ev(2.5, res("ns:deployment/a", Failed)),
+            ev(3.0, check(Failed)),
+            ev(10.0, check(InProgress)),
+            ev(12.0, res("ns:deployment/a", Succeeded)),
+            ev(12.5, check(Succeeded)),
+        ]);
+        let rollouts: Vec<_> = finished(&ts)
+            .into_iter()
+            .filter(|f| f.0 == Phase::Resource)
+            .collect();
+        assert_eq!(
+            rollouts,
+            [
+                (
+                    Phase::Resource,
+                    Some("ns:deployment/a".into()),
+                    Outcome::Failure,
+                    Some(2.0)
+                ),
+                (
+                    Phase::Resource,
+                    Some("ns:deployment/a".into()),
+                    Outcome::Success,
+                    Some(2.0)
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn deploy_streak_counts_failures_and_resets_on_success_across_runs() {
+        use Status::*;
+        let mut st = State::new();
+        let mut streaks = vec![];
+        let seq = [Failed, Failed, Succeeded, Failed];
+        for (i, s) in seq.iter().enumerate() {
+            if i == 2 {
+                st.apply(&ev(0.0, EventKind::Meta { version: None }));
+            }
+            st.apply(&ev(i as f64, deploy(InProgress)));
+            for t in st.apply(&ev(i as f64 + 0.5, deploy(*s))) {
+                if let Transition::DeployStreak(n) = t {
+                    streaks.push(n);
+                }
+            }
+        }
+        assert_eq!(streaks, [1, 2, 0, 1]);
+    }
+
+    #[test]
+    fn terminal_without_start_is_counted_but_not_timed() {
+        use Status::*;
+        let (_, ts) = fold(&[ev(1.0, build("x", Failed)), ev(2.0, dev(4, Succeeded))]);
+        assert_eq!(
+            finished(&ts),
+            [
+                (Phase::Build, Some("x".into()), Outcome::Failure, None),
+                (Phase::DevLoop, None, Outcome::Success, None),
+            ]
+        );
+        assert_eq!(
+            anomalies(&ts),
+            ["terminal_without_start", "terminal_without_start"]
+        );
+        let err = ts.iter().find_map(|t| match t {
+            Transition::Finished(f) => f.error.clone(),
+            _ => None,
+        });
+        assert_eq!(err, Some(ErrorInfo::default()));
+    }
+
+    #[test]
+    fn derives_iterations_when_skaffold_sends_no_dev_loop_events() {
+        use Status::*;
+        // Skaffold < v1.9: build, deploy, status check; later a sync-only change.
+        let (_, ts) = fold(&[
+            ev(
+                0.0,
+                EventKind::Meta {
+                    version: Some("v1.5.0".into()),
+                },
+            ),
+            ev(1.0, build("web", InProgress)),
+            ev(3.0, build("web", Succeeded)),
+            ev(3.5, deploy(InProgress)),
+            ev(4.0, deploy(Succeeded)),
+            ev(4.1, check(InProgress)),
+            ev(6.0, check(Succeeded)),
+            ev(20.0, sync("web", 2, InProgress)),
+            ev(20.5, sync("web", 2, Succeeded)),
+            ev(30.0, build("web", InProgress)),
+            ev(31.0, build("web", Failed)),
+        ]);
+        let loops: Vec<_> = ts
+            .iter()
+            .filter_map(|t| match t {
+                Transition::Finished(f) if f.phase == Phase::DevLoop => Some((
+                    f.iteration,
+                    f.loop_kind.unwrap(),
+                    f.outcome,
+                    f.duration_seconds(),
+                )),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            loops,
+            [
+                (Some(0), LoopKind::Initial, Outcome::Success, Some(5.0)),
+                (Some(1), LoopKind::Sync, Outcome::Success, Some(0.5)),
+                (Some(2), LoopKind::Rebuild, Outcome::Failure, Some(1.0)),
+            ]
+        );
+    }
+
+    #[test]
+    fn derived_iteration_without_status_check_closes_at_next_start() {
+        use Status::*;
+        let (_, ts) = fold(&[
+            ev(1.0, deploy(InProgress)),
+            ev(2.0, deploy(Succeeded)),
+            ev(9.0, deploy(InProgress)),
+        ]);
+        let loops: Vec<_> = finished(&ts)
+            .into_iter()
+            .filter(|f| f.0 == Phase::DevLoop)
+            .collect();
+        assert_eq!(loops, [(Phase::DevLoop, None, Outcome::Success, Some(1.0))]);
+    }
+
+    #[test]
+    fn new_run_resets_open_phases_and_port_forwards() {
+        use Status::*;
+        let mut st = State::new();
+        st.apply(&ev(0.0, build("a", InProgress)));
+        let port = EventKind::PortForward {
+            local_port: 9000,
+            resource_type: "service".into(),
+            resource_name: "web".into(),
+            namespace: "default".into(),
+        };
+        st.apply(&ev(0.5, port.clone()));
+        assert_eq!(st.open_phases()["build"], 1);
+        st.apply(&ev(1.0, EventKind::Meta { version: None }));
+        assert_eq!(st.open_phases()["build"], 0);
+        let ts = st.apply(&ev(2.0, port));
+        assert!(matches!(ts[0], Transition::PortForwards { count: 1, .. }));
+    }
+
+    #[test]
+    fn a_flood_of_distinct_artifacts_is_bounded() {
+        use Status::*;
+        let mut st = State::new();
+        let mut too_many = 0;
+        for i in 0..(MAX_OPEN + 50) {
+            for t in st.apply(&ev(1.0, build(&format!("a{i}"), InProgress))) {
+                if t == Transition::Anomaly("too_many_open") {
+                    too_many += 1;
+                }
+            }
+        }
+        assert_eq!(too_many, 50);
+        assert_eq!(st.open_phases()["build"], MAX_OPEN);
     }
 }

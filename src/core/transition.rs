@@ -42,6 +42,22 @@ pub enum Phase {
     FileSync,
     /// A whole dev-loop iteration.
     DevLoop,
+    /// Rendering manifests (v2 only).
+    Render,
+    /// `skaffold verify` (v2 only).
+    Verify,
+    /// Custom actions, `skaffold exec` (v2 only).
+    Exec,
+    /// One deployer inside a deploy (v2 only; spans, not metrics).
+    DeploySubtask,
+    /// One tester inside the test phase (v2 only; spans, not metrics).
+    TestSubtask,
+    /// One renderer inside the render phase (v2 only; spans, not metrics).
+    RenderSubtask,
+    /// One verify test (v2 only; spans, not metrics).
+    VerifySubtask,
+    /// One exec action (v2 only; spans, not metrics).
+    ExecSubtask,
 }
 
 impl Phase {
@@ -55,7 +71,28 @@ impl Phase {
             Phase::Resource => "resource",
             Phase::FileSync => "file_sync",
             Phase::DevLoop => "dev_loop",
+            Phase::Render => "render",
+            Phase::Verify => "verify",
+            Phase::Exec => "exec",
+            Phase::DeploySubtask => "deploy_subtask",
+            Phase::TestSubtask => "test_subtask",
+            Phase::RenderSubtask => "render_subtask",
+            Phase::VerifySubtask => "verify_subtask",
+            Phase::ExecSubtask => "exec_subtask",
         }
+    }
+
+    /// Whether this is a subtask (one unit inside a phase), which sinks measure for
+    /// spans but never count as a phase of its own.
+    pub fn is_subtask(self) -> bool {
+        matches!(
+            self,
+            Phase::DeploySubtask
+                | Phase::TestSubtask
+                | Phase::RenderSubtask
+                | Phase::VerifySubtask
+                | Phase::ExecSubtask
+        )
     }
 }
 
@@ -169,4 +206,22 @@ pub enum Transition {
     },
     /// Something the fold could not reconcile (bounded reason). Counted as invalid.
     Anomaly(&'static str),
+    /// v2 only: a build-cache lookup ended (`skaffold_build_cache_total`).
+    CacheChecked {
+        /// The artifact.
+        artifact: String,
+        /// `true` for a hit (no build needed), `false` for a miss.
+        hit: bool,
+        /// Skaffold's timestamp.
+        at: Nanos,
+        /// Dev-loop iteration, when known.
+        iteration: Option<i64>,
+    },
+    /// v2 only: Skaffold named the current run (metadata `runID`, v1.26+).
+    RunIdentified {
+        /// Skaffold's run id.
+        run_id: String,
+        /// Skaffold's timestamp.
+        at: Nanos,
+    },
 }

@@ -101,6 +101,16 @@ async fn state(shared: &Shared) -> Response<Full<Bytes>> {
             "{\"error\":\"no Skaffold address configured\"}\n",
         );
     };
+    if let Some(res) = upstream.gateway_state().await {
+        // The gateway already speaks the JSON we serve: pass its answer through.
+        return match res {
+            Ok((status, body)) => text(status, json, body),
+            Err(e) => {
+                let body = serde_json::json!({ "error": e });
+                text(StatusCode::SERVICE_UNAVAILABLE, json, format!("{body}\n"))
+            }
+        };
+    }
     match upstream.get_state().await {
         Ok(bytes) => match state_json_from_bytes(&bytes) {
             Ok(v) => text(StatusCode::OK, json, format!("{v}\n")),

@@ -48,12 +48,14 @@ impl Decoder for RawCodec {
     }
 }
 
-/// Skaffold's gRPC endpoint, connected lazily.
+/// Skaffold's gRPC endpoint, connected lazily (and its HTTP gateway, when the
+/// exporter reads from it: `/v1/state` then comes from the gateway).
 #[derive(Debug, Clone)]
 pub struct Upstream {
     addr: String,
     channel: Channel,
     deadline: Duration,
+    gateway: Option<crate::source::gateway::GatewayClient>,
 }
 
 impl Upstream {
@@ -66,7 +68,21 @@ impl Upstream {
             addr: addr.to_owned(),
             channel,
             deadline,
+            gateway: None,
         })
+    }
+
+    /// Fetch `/v1/state` from Skaffold's HTTP gateway at `base` instead of gRPC.
+    pub fn with_gateway(mut self, base: http::Uri) -> Self {
+        self.gateway = Some(crate::source::gateway::GatewayClient::new(base));
+        self
+    }
+
+    /// Skaffold's `/v1/state` from its HTTP gateway, passed through unchanged:
+    /// `None` when no gateway is configured; else the HTTP status and body.
+    pub async fn gateway_state(&self) -> Option<Result<(http::StatusCode, Bytes), String>> {
+        let gw = self.gateway.as_ref()?;
+        Some(gw.get_body("/v1/state", self.deadline).await)
     }
 
     /// Calls a unary method with raw request bytes and returns the raw response bytes.

@@ -1,13 +1,27 @@
-//! A stand-in Skaffold that speaks the real v1 gRPC API (`proto.SkaffoldService`):
-//! it keeps an in-memory event log, replays it to every new `Events` subscriber and
-//! then streams live events, like Skaffold does. Used by `demo` and by the tests, so
-//! both exercise the same sockets, HTTP/2 and protobuf as a real Skaffold.
+//! A stand-in Skaffold that speaks the real gRPC APIs: v1 (`proto.SkaffoldService`)
+//! always, v2 (`proto.v2.SkaffoldV2Service`) once [`Simulator::enable_v2`] is called,
+//! both on one port as Skaffold v1.22+ does; and, with [`Simulator::serve_gateway`],
+//! the HTTP gateway (`/v1/events`, `/v2/events`, `/v1/state`: newline-delimited
+//! `{"result": ...}` chunks). It keeps an in-memory event log per API, replays it to
+//! every new `Events` subscriber and then streams live events, like Skaffold does.
+//! Used by `demo` and by the tests, so both exercise the same sockets, HTTP/2,
+//! protobuf and JSON as a real Skaffold.
+//!
+//! v2 events are kept as encoded bytes, so a test can also play a server that uses
+//! the pre-v1.26 message layout ([`Simulator::emit_v2_raw`]).
 
+pub mod gateway;
 pub mod scenario;
 
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::task::{Context, Poll};
 
+use bytes::Bytes;
+use prost::Message;
 use std::sync::Mutex;
 use tokio::net::TcpListener;
 use tokio::sync::{broadcast, mpsc, watch};
@@ -15,9 +29,19 @@ use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
 use tonic::{Request, Response, Status};
 
 use crate::pb::v1::{self, skaffold_service_server as svc};
+use crate::pb::v2;
+use crate::server::upstream::RawCodec;
+
+pub use gateway::ErrorShape;
 
 #[derive(Debug)]
 struct Inner {
+    /// v2 events, encoded, with their live channel.
+    log_v2: Mutex<Vec<Bytes>>,
+    live_v2: broadcast::Sender<(u64, Bytes)>,
+    v2_enabled: AtomicBool,
+    /// The next gateway stream ends with an error chunk after this many chunks.
+    gateway_fault: Mutex<Option<(u64, ErrorShape)>>,
     log: Mutex<Vec<v1::LogEntry>>,
     /// Live entries, tagged with the process generation that emitted them.
     live: broadcast::Sender<(u64, v1::LogEntry)>,
@@ -48,6 +72,10 @@ impl Simulator {
     pub fn new() -> Self {
         Self {
             inner: Arc::new(Inner {
+                log_v2: Mutex::new(Vec::new()),
+                live_v2: broadcast::channel(65_536).0,
+                v2_enabled: AtomicBool::new(false),
+                gateway_fault: Mutex::new(None),
                 log: Mutex::new(Vec::new()),
                 live: broadcast::channel(65_536).0,
                 generation: AtomicU64::new(0),
@@ -66,6 +94,47 @@ impl Simulator {
         log.push(entry.clone());
         let generation = self.inner.generation.load(Ordering::Acquire);
         let _ = self.inner.live.send((generation, entry));
+    }
+
+    /// Serves API v2 too (as Skaffold v1.22+ does); off by default, so a plain
+    /// simulator is a pre-v1.22 Skaffold whose v2 calls answer UNIMPLEMENTED. Call it
+    /// before `serve`.
+    pub fn enable_v2(&self) -> &Self {
+        self.inner.v2_enabled.store(true, Ordering::Release);
+        self
+    }
+
+    /// Whether API v2 is served.
+    pub fn v2_enabled(&self) -> bool {
+        self.inner.v2_enabled.load(Ordering::Acquire)
+    }
+
+    /// Appends a v2 event to the v2 log and sends it to every v2 subscriber.
+    pub fn emit_v2(&self, event: v2::Event) {
+        self.emit_v2_raw(Bytes::from(event.encode_to_vec()));
+    }
+
+    /// Appends an already encoded v2 event (any layout) to the v2 log.
+    pub fn emit_v2_raw(&self, bytes: Bytes) {
+        let mut log = self.inner.log_v2.lock().expect("log lock");
+        log.push(bytes.clone());
+        let generation = self.inner.generation.load(Ordering::Acquire);
+        let _ = self.inner.live_v2.send((generation, bytes));
+    }
+
+    /// Events in the v2 log.
+    pub fn len_v2(&self) -> usize {
+        self.inner.log_v2.lock().expect("log lock").len()
+    }
+
+    /// The next gateway event stream sends `after` chunks, then an error chunk of
+    /// `shape`, then ends (as Skaffold's gateway does on a stream error).
+    pub fn fail_next_gateway_stream(&self, after: u64, shape: ErrorShape) {
+        *self.inner.gateway_fault.lock().expect("fault lock") = Some((after, shape));
+    }
+
+    pub(crate) fn take_gateway_fault(&self) -> Option<(u64, ErrorShape)> {
+        self.inner.gateway_fault.lock().expect("fault lock").take()
     }
 
     /// Entries in the log.
@@ -96,8 +165,11 @@ impl Simulator {
     /// Simulates a Skaffold restart: a new process with an empty log; open streams end.
     pub fn restart(&self) {
         let mut log = self.inner.log.lock().expect("log lock");
+        let mut log_v2 = self.inner.log_v2.lock().expect("log lock");
         log.clear();
+        log_v2.clear();
         self.inner.generation.fetch_add(1, Ordering::AcqRel);
+        drop(log_v2);
         drop(log);
         *self.inner.state.lock().expect("state lock") = v1::State::default();
         self.abort_streams();
@@ -148,14 +220,17 @@ impl Simulator {
         }
     }
 
-    /// Serves the v1 API on `listener` until `shutdown` turns true.
+    /// Serves the v1 API (and v2, when enabled) on `listener` until `shutdown`
+    /// turns true.
     pub async fn serve(
         self,
         listener: TcpListener,
         mut shutdown: watch::Receiver<bool>,
     ) -> Result<(), tonic::transport::Error> {
+        let v2 = self.v2_enabled().then(|| V2Service(self.clone()));
         tonic::transport::Server::builder()
             .add_service(svc::SkaffoldServiceServer::new(self))
+            .add_optional_service(v2)
             .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
                 let _ = shutdown.wait_for(|s| *s).await;
             })
@@ -212,14 +287,28 @@ impl svc::SkaffoldService for Simulator {
 }
 
 impl Simulator {
+    /// v1 `Events`: the log so far, then live entries.
+    pub(crate) fn subscribe(&self) -> ReceiverStream<Result<v1::LogEntry, Status>> {
+        self.subscribe_to(&self.inner.log, &self.inner.live)
+    }
+
+    /// v2 `Events` (encoded events): the log so far, then live events.
+    pub(crate) fn subscribe_v2(&self) -> ReceiverStream<Result<Bytes, Status>> {
+        self.subscribe_to(&self.inner.log_v2, &self.inner.live_v2)
+    }
+
     /// Snapshot of the log plus a live subscription, taken under the log lock so no
     /// event is missed or sent twice.
-    fn subscribe(&self) -> ReceiverStream<Result<v1::LogEntry, Status>> {
+    fn subscribe_to<T: Clone + Send + 'static>(
+        &self,
+        log: &Mutex<Vec<T>>,
+        live: &broadcast::Sender<(u64, T)>,
+    ) -> ReceiverStream<Result<T, Status>> {
         self.inner.subscriptions.fetch_add(1, Ordering::AcqRel);
         let (replay, mut live, generation) = {
-            let log = self.inner.log.lock().expect("log lock");
+            let log = log.lock().expect("log lock");
             let generation = self.inner.generation.load(Ordering::Acquire);
-            (log.clone(), self.inner.live.subscribe(), generation)
+            (log.clone(), live.subscribe(), generation)
         };
         let mut abort = self.inner.abort.subscribe();
         abort.mark_unchanged();
@@ -274,5 +363,67 @@ impl Simulator {
             }
         });
         ReceiverStream::new(rx)
+    }
+}
+
+// === impl V2Service ===
+
+/// `proto.v2.SkaffoldV2Service`, serving raw encoded events (so any layout can be
+/// played). Only `Events` is implemented; other methods answer UNIMPLEMENTED.
+#[derive(Debug, Clone)]
+struct V2Service(Simulator);
+
+impl tonic::server::NamedService for V2Service {
+    const NAME: &'static str = "proto.v2.SkaffoldV2Service";
+}
+
+struct V2Events(Simulator);
+
+impl tonic::server::ServerStreamingService<Bytes> for V2Events {
+    type Response = Bytes;
+    type ResponseStream = ReceiverStream<Result<Bytes, Status>>;
+    type Future = std::future::Ready<Result<Response<Self::ResponseStream>, Status>>;
+
+    fn call(&mut self, _req: Request<Bytes>) -> Self::Future {
+        std::future::ready(Ok(Response::new(self.0.subscribe_v2())))
+    }
+}
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+impl<B> tower_service::Service<http::Request<B>> for V2Service
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>> + Send + 'static,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<Result<Self::Response, Infallible>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        if req.uri().path() == "/proto.v2.SkaffoldV2Service/Events" {
+            let sim = self.0.clone();
+            return Box::pin(async move {
+                let mut grpc = tonic::server::Grpc::new(RawCodec);
+                Ok(grpc.server_streaming(V2Events(sim), req).await)
+            });
+        }
+        Box::pin(async move {
+            let mut response = http::Response::new(tonic::body::Body::default());
+            let headers = response.headers_mut();
+            headers.insert(
+                Status::GRPC_STATUS,
+                (tonic::Code::Unimplemented as i32).into(),
+            );
+            headers.insert(
+                http::header::CONTENT_TYPE,
+                tonic::metadata::GRPC_CONTENT_TYPE,
+            );
+            Ok(response)
+        })
     }
 }

@@ -1,5 +1,8 @@
 //! Scripted Skaffold sessions: builders for v1 events with Skaffold's real status
-//! strings and entry texts, a realistic random dev session for the demo, and a player
+//! strings and entry texts, each with the v2 events Skaffold v1.26+ fires beside it
+//! (same call sites, same instant: TaskEvents `DevLoop-n`/`Build-n`/..., per-artifact
+//! cache and build subtasks, deployer and status-check subtasks, the per-iteration
+//! MetaEvent, log lines), a realistic random dev session for the demo, and a player
 //! that emits a script into a [`Simulator`] with Skaffold-style timestamps.
 
 use std::time::Duration;
@@ -8,16 +11,19 @@ use super::Simulator;
 use crate::core::Nanos;
 use crate::pb::enums::StatusCode;
 use crate::pb::v1::{self, event::EventType as E};
+use crate::pb::v2::{self, event::EventType as V2};
 
-/// One scripted event: emitted `after` the previous one (virtual time).
+/// One scripted step: emitted `after` the previous one (virtual time).
 #[derive(Debug, Clone)]
 pub struct Step {
     /// Virtual time since the previous step.
     pub after: Duration,
-    /// The event.
-    pub event: E,
+    /// The v1 event (`None`: a step only API v2 reports, e.g. a cache hit).
+    pub event: Option<E>,
     /// `LogEntry.entry` text.
     pub entry: String,
+    /// The v2 events Skaffold fires at the same instant.
+    pub v2: Vec<V2>,
 }
 
 /// A script under construction.
@@ -25,6 +31,33 @@ pub struct Step {
 pub struct Script {
     /// The steps, in order.
     pub steps: Vec<Step>,
+    v2: V2Context,
+}
+
+/// What the v2 counterparts depend on.
+#[derive(Debug, Clone, Default)]
+struct V2Context {
+    /// v2 iteration (v1 iteration + 1 during `skaffold dev`; 0 before the first loop).
+    iteration: i32,
+    build_open: bool,
+    run_id: Option<String>,
+}
+
+fn v2_err(code: StatusCode, message: &str) -> Option<v2::ActionableErr> {
+    Some(v2::ActionableErr {
+        err_code: code as i32,
+        message: message.to_owned(),
+        suggestions: vec![],
+    })
+}
+
+/// v1 status strings → v2 ones (no spaces; `Complete` is `Succeeded`).
+fn v2_status(status: &str) -> &str {
+    match status {
+        "In Progress" | "Started" => "InProgress",
+        "Complete" => "Succeeded",
+        other => other,
+    }
 }
 
 fn err(code: StatusCode, message: &str) -> Option<v1::ActionableErr> {
@@ -41,14 +74,217 @@ impl Script {
         Self::default()
     }
 
-    /// Appends an event `after_ms` milliseconds (virtual) after the previous one.
+    /// Appends a v1 event `after_ms` milliseconds (virtual) after the previous one
+    /// (without v2 counterpart).
     pub fn push(&mut self, after_ms: u64, event: E, entry: impl Into<String>) -> &mut Self {
+        self.push_both(after_ms, Some(event), entry, Vec::new())
+    }
+
+    /// Appends a step only API v2 reports.
+    pub fn push_v2(&mut self, after_ms: u64, v2: Vec<V2>) -> &mut Self {
+        self.push_both(after_ms, None, "", v2)
+    }
+
+    fn push_both(
+        &mut self,
+        after_ms: u64,
+        event: Option<E>,
+        entry: impl Into<String>,
+        v2: Vec<V2>,
+    ) -> &mut Self {
         self.steps.push(Step {
             after: Duration::from_millis(after_ms),
             event,
             entry: entry.into(),
+            v2,
         });
         self
+    }
+
+    /// Names the Skaffold run (v2 `Metadata.runID`); default `simulated-run`.
+    pub fn with_run_id(&mut self, run_id: &str) -> &mut Self {
+        self.v2.run_id = Some(run_id.to_owned());
+        self
+    }
+
+    fn task(&self, task: &str, status: &str, err: Option<v2::ActionableErr>) -> V2 {
+        let k = self.v2.iteration;
+        V2::TaskEvent(v2::TaskEvent {
+            id: format!("{task}-{k}"),
+            task: task.to_owned(),
+            description: match task {
+                "DevLoop" => String::new(),
+                "Build" => "Build containers".into(),
+                "Render" => "Rendering manifests".into(),
+                "Deploy" => "Deploy to cluster".into(),
+                "StatusCheck" => "Waiting for deployments to stabilize".into(),
+                "Test" => "Testing images".into(),
+                other => other.to_owned(),
+            },
+            iteration: k,
+            status: v2_status(status).to_owned(),
+            actionable_err: err,
+        })
+    }
+
+    fn v2_meta(&self, version: &str) -> V2 {
+        V2::MetaEvent(v2::MetaEvent {
+            entry: format!(
+                "Starting Skaffold: &{{Version:{version} ConfigVersion:skaffold/v4beta11}}"
+            ),
+            metadata: Some(v2::Metadata {
+                run_id: self
+                    .v2
+                    .run_id
+                    .clone()
+                    .unwrap_or_else(|| "simulated-run".into()),
+                build: Some(v2::BuildMetadata {
+                    artifacts: DEMO_ARTIFACTS
+                        .iter()
+                        .map(|a| v2::build_metadata::Artifact {
+                            r#type: 6,
+                            name: (*a).to_owned(),
+                            ..Default::default()
+                        })
+                        .collect(),
+                    r#type: 3,
+                    additional: Default::default(),
+                }),
+                ..Default::default()
+            }),
+        })
+    }
+
+    fn log_event(&self, task: &str, subtask: &str, message: &str) -> V2 {
+        V2::SkaffoldLogEvent(v2::SkaffoldLogEvent {
+            task_id: format!("{task}-{}", self.v2.iteration),
+            subtask_id: subtask.to_owned(),
+            level: 1,
+            message: message.to_owned(),
+        })
+    }
+
+    fn build_subtask(
+        &self,
+        artifact: &str,
+        step: &str,
+        status: &str,
+        err: Option<v2::ActionableErr>,
+    ) -> V2 {
+        V2::BuildSubtaskEvent(v2::BuildSubtaskEvent {
+            id: artifact.to_owned(),
+            task_id: format!("Build-{}", self.v2.iteration),
+            artifact: artifact.to_owned(),
+            step: step.to_owned(),
+            status: v2_status(status).to_owned(),
+            actionable_err: err,
+            host_platform: "linux/amd64".into(),
+            target_platforms: "linux/amd64".into(),
+        })
+    }
+
+    fn open_build(&mut self, v2: &mut Vec<V2>) {
+        if !self.v2.build_open {
+            self.v2.build_open = true;
+            v2.push(self.task("Build", "InProgress", None));
+        }
+    }
+
+    fn close_build(&mut self, v2: &mut Vec<V2>) {
+        if self.v2.build_open {
+            self.v2.build_open = false;
+            v2.push(self.task("Build", "Succeeded", None));
+        }
+    }
+
+    /// v2 only: the build cache had `artifact` (no v1 event: Skaffold v1.9+ sends
+    /// none for a cache hit).
+    pub fn cache_hit(&mut self, after_ms: u64, artifact: &str) -> &mut Self {
+        let mut v2 = Vec::new();
+        self.open_build(&mut v2);
+        v2.push(self.build_subtask(artifact, "Cache", "InProgress", None));
+        v2.push(self.build_subtask(artifact, "Cache", "Succeeded", None));
+        self.push_v2(after_ms, v2)
+    }
+
+    /// v2 only: the render phase (`In Progress`, then `Succeeded` or `Failed`).
+    pub fn render(&mut self, after_ms: u64, status: &str) -> &mut Self {
+        let mut v2 = Vec::new();
+        let sub = |status: &str, err| {
+            V2::RenderEvent(v2::RenderSubtaskEvent {
+                id: "0".into(),
+                task_id: format!("Render-{}", self.v2.iteration),
+                status: v2_status(status).to_owned(),
+                actionable_err: err,
+            })
+        };
+        if v2_status(status) == "InProgress" {
+            let (t, s) = (self.task("Render", status, None), sub(status, None));
+            self.close_build(&mut v2);
+            v2.extend([t, s]);
+        } else {
+            let err = (status == "Failed")
+                .then(|| v2_err(StatusCode::RenderTransformManifestErr, "rendering failed"))
+                .flatten();
+            v2.extend([sub(status, err.clone()), self.task("Render", status, err)]);
+        }
+        self.push_v2(after_ms, v2)
+    }
+
+    /// v2 only: a line of Skaffold's own output (`SkaffoldLogEvent`).
+    pub fn log(&mut self, after_ms: u64, message: &str) -> &mut Self {
+        let v2 = vec![self.log_event("DevLoop", "-1", message)];
+        self.push_v2(after_ms, v2)
+    }
+
+    /// v2 only: a line of the application's output (`ApplicationLogEvent`).
+    pub fn app_log(&mut self, after_ms: u64, pod: &str, message: &str) -> &mut Self {
+        let v2 = vec![V2::ApplicationLogEvent(v2::ApplicationLogEvent {
+            container_name: "app".into(),
+            pod_name: pod.to_owned(),
+            prefix: format!("[{pod} app]"),
+            message: message.to_owned(),
+            rich_formatted_message: message.to_owned(),
+        })];
+        self.push_v2(after_ms, v2)
+    }
+
+    /// TestEvent (`In Progress`, `Complete`, `Failed`) and the v2 `Test` task.
+    pub fn test(&mut self, after_ms: u64, status: &str, code: StatusCode) -> &mut Self {
+        let failed = status == "Failed";
+        let entry = match status {
+            "In Progress" => "Test started",
+            "Complete" => "Test completed",
+            _ => "Test failed",
+        };
+        let err1 = failed
+            .then(|| err(code, "container-structure-test failed"))
+            .flatten();
+        let err2 = failed
+            .then(|| v2_err(code, "container-structure-test failed"))
+            .flatten();
+        let mut v2 = Vec::new();
+        let sub = V2::TestEvent(v2::TestSubtaskEvent {
+            id: "0".into(),
+            task_id: format!("Test-{}", self.v2.iteration),
+            status: v2_status(status).to_owned(),
+            actionable_err: err2.clone(),
+        });
+        if status == "In Progress" {
+            self.close_build(&mut v2);
+            v2.extend([self.task("Test", status, None), sub]);
+        } else {
+            v2.extend([sub, self.task("Test", status, err2)]);
+        }
+        self.push_both(
+            after_ms,
+            Some(E::TestEvent(v1::TestEvent {
+                status: status.into(),
+                actionable_err: err1,
+            })),
+            entry,
+            v2,
+        )
     }
 
     /// MetaEvent as Skaffold's runner sends it.
@@ -56,13 +292,19 @@ impl Script {
         let text = format!(
             "Starting Skaffold: &{{Version:{version} ConfigVersion:skaffold/v4beta11 GitVersion: GitCommit:0000000 BuildDate:2026-01-01T00:00:00Z GoVersion:go1.22 Compiler:gc Platform:linux/amd64 User:}}"
         );
-        self.push(
+        self.v2 = V2Context {
+            run_id: self.v2.run_id.clone(),
+            ..V2Context::default()
+        };
+        let v2 = vec![self.v2_meta(version)];
+        self.push_both(
             after_ms,
-            E::MetaEvent(v1::MetaEvent {
+            Some(E::MetaEvent(v1::MetaEvent {
                 entry: text,
                 metadata: None,
-            }),
+            })),
             "",
+            v2,
         )
     }
 
@@ -76,14 +318,29 @@ impl Script {
                 err(StatusCode::UnknownError, "iteration failed"),
             ),
         };
-        self.push(
+        let mut v2 = Vec::new();
+        if status == "In Progress" {
+            // v1.26+: the v2 counter is one ahead; a MetaEvent follows every start.
+            self.v2.iteration = iteration + 1;
+            self.v2.build_open = false;
+            v2.push(self.task("DevLoop", status, None));
+            v2.push(self.v2_meta("v2.16.1"));
+        } else {
+            self.close_build(&mut v2);
+            let e2 = (status == "Failed")
+                .then(|| v2_err(StatusCode::UnknownError, "iteration failed"))
+                .flatten();
+            v2.push(self.task("DevLoop", status, e2));
+        }
+        self.push_both(
             after_ms,
-            E::DevLoopEvent(v1::DevLoopEvent {
+            Some(E::DevLoopEvent(v1::DevLoopEvent {
                 iteration,
                 status: status.into(),
                 err: e,
-            }),
+            })),
             entry,
+            v2,
         )
     }
 
@@ -102,9 +359,26 @@ impl Script {
             _ => String::new(),
         };
         let failed = status == "Failed";
-        self.push(
+        let mut v2 = Vec::new();
+        match status {
+            "In Progress" => {
+                self.open_build(&mut v2);
+                v2.push(self.build_subtask(artifact, "Cache", "InProgress", None));
+                v2.push(self.build_subtask(artifact, "Cache", "Failed", None));
+                v2.push(self.log_event("Build", artifact, &format!("Building [{artifact}]...\n")));
+                v2.push(self.build_subtask(artifact, "Build", "InProgress", None));
+            }
+            "Failed" => {
+                let e = v2_err(code, "docker build returned exit code 1");
+                v2.push(self.build_subtask(artifact, "Build", "Failed", e.clone()));
+                self.v2.build_open = false;
+                v2.push(self.task("Build", "Failed", e));
+            }
+            other => v2.push(self.build_subtask(artifact, "Build", other, None)),
+        }
+        self.push_both(
             after_ms,
-            E::BuildEvent(v1::BuildEvent {
+            Some(E::BuildEvent(v1::BuildEvent {
                 artifact: artifact.into(),
                 status: status.into(),
                 err: if failed {
@@ -119,8 +393,9 @@ impl Script {
                     None
                 },
                 ..Default::default()
-            }),
+            })),
             entry,
+            v2,
         )
     }
 
@@ -133,9 +408,31 @@ impl Script {
             _ => "",
         };
         let failed = status == "Failed";
-        self.push(
+        let mut v2 = Vec::new();
+        let sub = |status: &str, err| {
+            V2::DeploySubtaskEvent(v2::DeploySubtaskEvent {
+                id: "0".into(),
+                task_id: format!("Deploy-{}", self.v2.iteration),
+                status: v2_status(status).to_owned(),
+                actionable_err: err,
+            })
+        };
+        match status {
+            "In Progress" => {
+                let (t, s) = (self.task("Deploy", status, None), sub(status, None));
+                self.close_build(&mut v2);
+                v2.extend([t, s]);
+            }
+            "Failed" => {
+                let e = v2_err(code, "kubectl apply: exit status 1");
+                v2.extend([sub(status, e.clone()), self.task("Deploy", status, e)]);
+            }
+            "Complete" => v2.push(sub(status, None)),
+            _ => {}
+        }
+        self.push_both(
             after_ms,
-            E::DeployEvent(v1::DeployEvent {
+            Some(E::DeployEvent(v1::DeployEvent {
                 status: status.into(),
                 err: if failed {
                     "kubectl apply failed".into()
@@ -148,8 +445,9 @@ impl Script {
                 } else {
                     None
                 },
-            }),
+            })),
             entry,
+            v2,
         )
     }
 
@@ -161,9 +459,19 @@ impl Script {
             _ => "Status check failed",
         };
         let failed = status == "Failed";
-        self.push(
+        let e2 = failed
+            .then(|| v2_err(code, "1/2 deployment(s) failed"))
+            .flatten();
+        let v2 = match status {
+            "Started" => vec![self.task("StatusCheck", status, None)],
+            _ => vec![
+                self.task("StatusCheck", status, e2.clone()),
+                self.task("Deploy", status, e2),
+            ],
+        };
+        self.push_both(
             after_ms,
-            E::StatusCheckEvent(v1::StatusCheckEvent {
+            Some(E::StatusCheckEvent(v1::StatusCheckEvent {
                 status: status.into(),
                 err_code: if failed { code as i32 } else { 0 },
                 actionable_err: if failed {
@@ -172,8 +480,9 @@ impl Script {
                     None
                 },
                 ..Default::default()
-            }),
+            })),
             entry,
+            v2,
         )
     }
 
@@ -196,9 +505,30 @@ impl Script {
             "Failed" => code as i32,
             _ => 0,
         };
-        self.push(
+        let message = if status == "Succeeded" {
+            "Succeeded"
+        } else {
+            "Waiting for rollout"
+        };
+        let v2 = vec![V2::StatusCheckSubtaskEvent(v2::StatusCheckSubtaskEvent {
+            id: resource.to_owned(),
+            task_id: format!("Deploy-{}", self.v2.iteration),
+            resource: resource.to_owned(),
+            status: v2_status(status).to_owned(),
+            message: message.to_owned(),
+            status_code: code,
+            actionable_err: failed
+                .then(|| {
+                    v2_err(
+                        StatusCode::try_from(code).unwrap_or(StatusCode::UnknownError),
+                        "container crashed",
+                    )
+                })
+                .flatten(),
+        })];
+        self.push_both(
             after_ms,
-            E::ResourceStatusCheckEvent(v1::ResourceStatusCheckEvent {
+            Some(E::ResourceStatusCheckEvent(v1::ResourceStatusCheckEvent {
                 resource: resource.into(),
                 status: status.into(),
                 message: if status == "Succeeded" {
@@ -216,8 +546,9 @@ impl Script {
                     None
                 },
                 ..Default::default()
-            }),
+            })),
             entry,
+            v2,
         )
     }
 
@@ -228,31 +559,57 @@ impl Script {
             "Succeeded" => "succeeded",
             _ => "failed",
         };
-        self.push(
+        // Skaffold emits no v2 FileSyncEvent: only the log line announces a sync.
+        let v2 = if status == "In Progress" {
+            vec![self.log_event(
+                "DevLoop",
+                "-1",
+                &format!("Syncing {files} files for {image}\n"),
+            )]
+        } else {
+            Vec::new()
+        };
+        self.push_both(
             after_ms,
-            E::FileSyncEvent(v1::FileSyncEvent {
+            Some(E::FileSyncEvent(v1::FileSyncEvent {
                 file_count: files,
                 image: image.into(),
                 status: status.into(),
                 ..Default::default()
-            }),
+            })),
             format!("File sync {verb} for {files} files for {image}"),
+            v2,
         )
     }
 
     /// PortEvent for a service forward.
     pub fn port(&mut self, after_ms: u64, local_port: i32, service: &str) -> &mut Self {
-        self.push(
+        let v2 = vec![V2::PortEvent(v2::PortForwardEvent {
+            task_id: format!("PortForward-{}", self.v2.iteration),
+            local_port,
+            namespace: "default".into(),
+            resource_type: "service".into(),
+            resource_name: service.into(),
+            address: "127.0.0.1".into(),
+            target_port: Some(v2::IntOrString {
+                r#type: 0,
+                int_val: 8080,
+                str_val: String::new(),
+            }),
+            ..Default::default()
+        })];
+        self.push_both(
             after_ms,
-            E::PortEvent(v1::PortEvent {
+            Some(E::PortEvent(v1::PortEvent {
                 local_port,
                 namespace: "default".into(),
                 resource_type: "service".into(),
                 resource_name: service.into(),
                 address: "127.0.0.1".into(),
                 ..Default::default()
-            }),
+            })),
             format!("Forwarding container  to local port {local_port}"),
+            v2,
         )
     }
 
@@ -261,25 +618,48 @@ impl Script {
         let mut t = start;
         self.steps
             .iter()
-            .map(|s| {
+            .filter_map(|s| {
                 t += i64::try_from(s.after.as_nanos()).unwrap_or(i64::MAX);
                 entry_at(t, s)
             })
             .collect()
     }
+
+    /// Turns the script into v2 events stamped from `start` (virtual time); each
+    /// step's v2 events carry the same timestamp as its v1 entry.
+    pub fn events_v2(&self, start: Nanos) -> Vec<v2::Event> {
+        let mut t = start;
+        let mut out = Vec::new();
+        for s in &self.steps {
+            t += i64::try_from(s.after.as_nanos()).unwrap_or(i64::MAX);
+            out.extend(events_v2_at(t, s));
+        }
+        out
+    }
 }
 
-fn entry_at(t: Nanos, s: &Step) -> v1::LogEntry {
-    v1::LogEntry {
-        timestamp: Some(prost_types::Timestamp {
-            seconds: t.div_euclid(1_000_000_000),
-            nanos: t.rem_euclid(1_000_000_000) as i32,
-        }),
+fn timestamp(t: Nanos) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: t.div_euclid(1_000_000_000),
+        nanos: t.rem_euclid(1_000_000_000) as i32,
+    }
+}
+
+fn entry_at(t: Nanos, s: &Step) -> Option<v1::LogEntry> {
+    Some(v1::LogEntry {
+        timestamp: Some(timestamp(t)),
         event: Some(v1::Event {
-            event_type: Some(s.event.clone()),
+            event_type: Some(s.event.clone()?),
         }),
         entry: s.entry.clone(),
-    }
+    })
+}
+
+fn events_v2_at(t: Nanos, s: &Step) -> impl Iterator<Item = v2::Event> + '_ {
+    s.v2.iter().map(move |e| v2::Event {
+        timestamp: Some(timestamp(t)),
+        event_type: Some(e.clone()),
+    })
 }
 
 /// Which demo session to play.
@@ -339,7 +719,10 @@ pub fn next_loop(rng: &mut fastrand::Rng, flavor: Flavor, iteration: i32) -> Scr
 }
 
 fn deploy_and_check(s: &mut Script, rng: &mut fastrand::Rng, flavor: Flavor, iteration: i32) {
-    s.deploy(20, "In Progress", StatusCode::Ok);
+    // Rendering is only reported over API v2.
+    s.render(10, "In Progress")
+        .render(rng.u64(50..300), "Succeeded")
+        .deploy(20, "In Progress", StatusCode::Ok);
     let deploy_fails = match flavor {
         Flavor::DeployFailures => true,
         Flavor::Normal => rng.u32(0..100) < 8,
@@ -378,6 +761,8 @@ fn deploy_and_check(s: &mut Script, rng: &mut fastrand::Rng, flavor: Flavor, ite
     if iteration == 0 {
         s.port(30, 9000, "leeroy-web").port(5, 9001, "leeroy-app");
     }
+    s.app_log(5, "leeroy-web-7d9f", "Listening on :8080")
+        .app_log(5, "leeroy-app-5c4b", "GET /healthz 200");
     s.dev_loop(10, iteration, "Succeeded");
 }
 
@@ -389,7 +774,12 @@ pub async fn play(sim: &Simulator, script: &Script, clock: &mut Nanos, time_scal
             tokio::time::sleep(step.after.mul_f64(time_scale)).await;
         }
         *clock += i64::try_from(step.after.as_nanos()).unwrap_or(i64::MAX);
-        sim.emit(entry_at(*clock, step));
+        if let Some(e) = entry_at(*clock, step) {
+            sim.emit(e);
+        }
+        for e in events_v2_at(*clock, step) {
+            sim.emit_v2(e);
+        }
     }
 }
 

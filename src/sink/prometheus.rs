@@ -1,16 +1,23 @@
-//! The Prometheus sink: the metric contract (names, labels, label values) and
-//! `observe(&Transition)`. Metric names here are a public contract: dashboards and
-//! alert rules depend on them, and the README documents each one.
+//! The metric contract (names, labels, label values) and the one mapping from
+//! transitions to instrument updates.
+//!
+//! [`Mapping::record`] is the only place that decides which instrument a transition
+//! touches and with which labels; it writes through the small [`Recorder`] trait. The
+//! Prometheus registry (`/metrics`, [`PromRecorder`]) and the OTLP metrics push
+//! (`sink::otlp_metrics`) are two recorders of the same updates, so the two can never
+//! drift apart. Metric names here are a public contract: dashboards and alert rules
+//! depend on them, and the README documents each one.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
+use std::time::SystemTime;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::exemplar::HistogramWithExemplars;
 use prometheus_client::metrics::family::{Family, MetricConstructor};
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 
 use super::labels::LabelCap;
@@ -22,90 +29,731 @@ pub const DEFAULT_BUCKETS: [f64; 16] = [
     3600.0,
 ];
 
+// === the contract ===
+
+/// Instrument kinds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Monotonic counter (`_total`).
+    Counter,
+    /// Duration histogram in seconds, with the configured buckets.
+    Histogram,
+    /// Gauge with labels.
+    Gauge,
+    /// Gauge without labels.
+    PlainGauge,
+}
+
+/// One instrument of the contract.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[allow(missing_docs)]
+pub enum Instrument {
+    Builds,
+    BuildDuration,
+    Deploys,
+    DeployDuration,
+    StatusChecks,
+    StatusCheckDuration,
+    Tests,
+    TestDuration,
+    Renders,
+    RenderDuration,
+    Verifies,
+    VerifyDuration,
+    Execs,
+    ExecDuration,
+    BuildCache,
+    RolloutDuration,
+    FileSyncs,
+    FileSyncDuration,
+    SyncedFiles,
+    DevLoops,
+    DevLoopDuration,
+    DeployStreak,
+    BuildStreak,
+    Errors,
+    PortForwards,
+    Info,
+}
+
+/// How an instrument is named and described in both backends.
+#[derive(Debug, Clone, Copy)]
+pub struct Spec {
+    /// The instrument.
+    pub instrument: Instrument,
+    /// Prometheus name without `_total` / unit suffix (`skaffold_build_duration`).
+    pub name: &'static str,
+    /// OTLP instrument name; Prometheus' OTLP translation turns it into the same
+    /// series name as `/metrics` (`skaffold.build.duration` in `s` →
+    /// `skaffold_build_duration_seconds`).
+    pub otel_name: &'static str,
+    /// OTLP unit (`s`, or a `{annotation}` that the translation drops).
+    pub otel_unit: &'static str,
+    /// Help text (both backends).
+    pub help: &'static str,
+    /// Kind.
+    pub kind: Kind,
+    /// Label names, in exposition order.
+    pub labels: &'static [&'static str],
+}
+
+const fn spec(
+    instrument: Instrument,
+    name: &'static str,
+    otel_name: &'static str,
+    otel_unit: &'static str,
+    kind: Kind,
+    labels: &'static [&'static str],
+    help: &'static str,
+) -> Spec {
+    Spec {
+        instrument,
+        name,
+        otel_name,
+        otel_unit,
+        help,
+        kind,
+        labels,
+    }
+}
+
+use Instrument as I;
+use Kind::{Counter as C, Gauge as G, Histogram as H, PlainGauge as P};
+
+/// Every instrument, in registration (and exposition) order.
+pub const SPECS: &[Spec] = &[
+    spec(
+        I::Builds,
+        "skaffold_builds",
+        "skaffold.builds",
+        "{build}",
+        C,
+        &["artifact", "result"],
+        "Artifact builds finished, by artifact and result",
+    ),
+    spec(
+        I::BuildDuration,
+        "skaffold_build_duration",
+        "skaffold.build.duration",
+        "s",
+        H,
+        &["artifact", "result"],
+        "Artifact build time from Skaffold's start to end event",
+    ),
+    spec(
+        I::Deploys,
+        "skaffold_deploys",
+        "skaffold.deploys",
+        "{deploy}",
+        C,
+        &["result"],
+        "Deploys finished, by result",
+    ),
+    spec(
+        I::DeployDuration,
+        "skaffold_deploy_duration",
+        "skaffold.deploy.duration",
+        "s",
+        H,
+        &["result"],
+        "Deploy time (the deployer, without the status check)",
+    ),
+    spec(
+        I::StatusChecks,
+        "skaffold_status_checks",
+        "skaffold.status_checks",
+        "{check}",
+        C,
+        &["result"],
+        "Status checks finished, by result",
+    ),
+    spec(
+        I::StatusCheckDuration,
+        "skaffold_status_check_duration",
+        "skaffold.status_check.duration",
+        "s",
+        H,
+        &["result"],
+        "Status check time (waiting for resources to stabilise)",
+    ),
+    spec(
+        I::Tests,
+        "skaffold_tests",
+        "skaffold.tests",
+        "{test}",
+        C,
+        &["result"],
+        "Test phases finished, by result",
+    ),
+    spec(
+        I::TestDuration,
+        "skaffold_test_duration",
+        "skaffold.test.duration",
+        "s",
+        H,
+        &["result"],
+        "Test phase time",
+    ),
+    spec(
+        I::Renders,
+        "skaffold_renders",
+        "skaffold.renders",
+        "{render}",
+        C,
+        &["result"],
+        "Render phases finished, by result (API v2 only)",
+    ),
+    spec(
+        I::RenderDuration,
+        "skaffold_render_duration",
+        "skaffold.render.duration",
+        "s",
+        H,
+        &["result"],
+        "Render phase time (API v2 only)",
+    ),
+    spec(
+        I::Verifies,
+        "skaffold_verifies",
+        "skaffold.verifies",
+        "{verify}",
+        C,
+        &["result"],
+        "Verify phases finished, by result (API v2 only)",
+    ),
+    spec(
+        I::VerifyDuration,
+        "skaffold_verify_duration",
+        "skaffold.verify.duration",
+        "s",
+        H,
+        &["result"],
+        "Verify phase time (API v2 only)",
+    ),
+    spec(
+        I::Execs,
+        "skaffold_execs",
+        "skaffold.execs",
+        "{exec}",
+        C,
+        &["result"],
+        "Custom action (exec) phases finished, by result (API v2 only)",
+    ),
+    spec(
+        I::ExecDuration,
+        "skaffold_exec_duration",
+        "skaffold.exec.duration",
+        "s",
+        H,
+        &["result"],
+        "Custom action (exec) phase time (API v2 only)",
+    ),
+    spec(
+        I::BuildCache,
+        "skaffold_build_cache",
+        "skaffold.build_cache",
+        "{lookup}",
+        C,
+        &["artifact", "result"],
+        "Build-cache lookups, by artifact and result (hit or miss; API v2 only)",
+    ),
+    spec(
+        I::RolloutDuration,
+        "skaffold_resource_rollout_duration",
+        "skaffold.resource_rollout.duration",
+        "s",
+        H,
+        &["resource", "result"],
+        "Time from the status check's start until a resource succeeded or failed",
+    ),
+    spec(
+        I::FileSyncs,
+        "skaffold_file_syncs",
+        "skaffold.file_syncs",
+        "{sync}",
+        C,
+        &["image", "result"],
+        "File syncs finished, by image and result",
+    ),
+    spec(
+        I::FileSyncDuration,
+        "skaffold_file_sync_duration",
+        "skaffold.file_sync.duration",
+        "s",
+        H,
+        &["image", "result"],
+        "File sync time",
+    ),
+    spec(
+        I::SyncedFiles,
+        "skaffold_synced_files",
+        "skaffold.synced_files",
+        "{file}",
+        C,
+        &["image"],
+        "Files synced to running containers, by image",
+    ),
+    spec(
+        I::DevLoops,
+        "skaffold_dev_loops",
+        "skaffold.dev_loops",
+        "{iteration}",
+        C,
+        &["kind", "result"],
+        "Dev-loop iterations finished, by kind and result",
+    ),
+    spec(
+        I::DevLoopDuration,
+        "skaffold_dev_loop_duration",
+        "skaffold.dev_loop.duration",
+        "s",
+        H,
+        &["kind", "result"],
+        "Dev-loop iteration time, from its start to its end event",
+    ),
+    spec(
+        I::DeployStreak,
+        "skaffold_deploy_consecutive_failures",
+        "skaffold.deploy.consecutive_failures",
+        "{failure}",
+        P,
+        &[],
+        "Failed deploys since the last successful one",
+    ),
+    spec(
+        I::BuildStreak,
+        "skaffold_build_consecutive_failures",
+        "skaffold.build.consecutive_failures",
+        "{failure}",
+        G,
+        &["artifact"],
+        "Failed builds of an artifact since its last successful build",
+    ),
+    spec(
+        I::Errors,
+        "skaffold_errors",
+        "skaffold.errors",
+        "{error}",
+        C,
+        &["phase", "code"],
+        "Failures by phase and Skaffold status code",
+    ),
+    spec(
+        I::PortForwards,
+        "skaffold_port_forwards",
+        "skaffold.port_forwards",
+        "{forward}",
+        P,
+        &[],
+        "Port forwards announced in the current Skaffold run",
+    ),
+    spec(
+        I::Info,
+        "skaffold_info",
+        "skaffold.info",
+        "",
+        G,
+        &["version"],
+        "Skaffold version of the current run (value is always 1)",
+    ),
+];
+
+/// Label values of one update, in the instrument's label order.
+pub type Labels<'a> = &'a [&'a str];
+
+/// The trace that produced a histogram observation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Exemplar {
+    /// 32 lowercase hex digits.
+    pub trace_id: String,
+    /// Skaffold's timestamp of the event that ended the span.
+    pub at: SystemTime,
+}
+
+/// A metrics backend: receives the updates [`Mapping::record`] decides on.
+pub trait Recorder: std::fmt::Debug {
+    /// Adds `by` to a counter (`by == 0` creates the series at zero).
+    fn add(&mut self, i: Instrument, labels: Labels<'_>, by: u64);
+    /// Records a histogram observation (seconds).
+    fn observe(&mut self, i: Instrument, labels: Labels<'_>, value: f64, ex: Option<&Exemplar>);
+    /// Sets a gauge.
+    fn set(&mut self, i: Instrument, labels: Labels<'_>, value: i64);
+    /// Forgets every series of a gauge (`skaffold_info` on a version change).
+    fn clear(&mut self, i: Instrument);
+}
+
+const SUCCESS_FAILURE: [&str; 2] = ["success", "failure"];
+
+/// The one mapping from transitions to instrument updates (plus the state it needs:
+/// label caps, versions seen).
+#[derive(Debug)]
+pub struct Mapping {
+    artifacts: LabelCap,
+    images: LabelCap,
+    resources: LabelCap,
+    versions_seen: HashSet<String>,
+    cache_artifacts_seen: HashSet<String>,
+}
+
+impl Mapping {
+    /// A mapping with the `max_label_values` cardinality cap.
+    pub fn new(max_label_values: usize) -> Self {
+        Self {
+            artifacts: LabelCap::new(max_label_values),
+            images: LabelCap::new(max_label_values),
+            resources: LabelCap::new(max_label_values),
+            versions_seen: HashSet::new(),
+            cache_artifacts_seen: HashSet::new(),
+        }
+    }
+
+    /// Creates the series that exist before anything happened.
+    pub fn precreate(r: &mut dyn Recorder) {
+        for result in SUCCESS_FAILURE {
+            r.add(I::Deploys, &[result], 0);
+            r.add(I::StatusChecks, &[result], 0);
+            r.add(I::Tests, &[result], 0);
+            for kind in [
+                LoopKind::Initial,
+                LoopKind::Rebuild,
+                LoopKind::Sync,
+                LoopKind::Redeploy,
+            ] {
+                r.add(I::DevLoops, &[kind.as_str(), result], 0);
+            }
+        }
+        r.set(I::DeployStreak, &[], 0);
+        r.set(I::PortForwards, &[], 0);
+    }
+
+    fn cap(&mut self, phase: Phase, value: &str, own: &SelfMetrics) -> String {
+        let (cap, label) = match phase {
+            Phase::Build => (&mut self.artifacts, "artifact"),
+            Phase::FileSync => (&mut self.images, "image"),
+            _ => (&mut self.resources, "resource"),
+        };
+        let (v, folded) = cap.apply(value);
+        if folded {
+            own.label_values_folded
+                .get_or_create(&LabelLabel { label })
+                .inc();
+        }
+        v
+    }
+
+    /// Records one transition into `r`; histogram observations carry `ex`.
+    pub fn record(
+        &mut self,
+        t: &Transition,
+        ex: Option<&Exemplar>,
+        own: &SelfMetrics,
+        r: &mut dyn Recorder,
+    ) {
+        match t {
+            Transition::RunStarted { version, .. } => {
+                r.set(I::PortForwards, &[], 0);
+                if let Some(v) = version {
+                    r.clear(I::Info);
+                    if self.versions_seen.len() < 16 || self.versions_seen.contains(v) {
+                        self.versions_seen.insert(v.clone());
+                        r.set(I::Info, &[v], 1);
+                    }
+                }
+            }
+            Transition::SubjectSeen { phase, subject } => {
+                let name = self.cap(*phase, subject, own);
+                let i = match phase {
+                    Phase::Build => I::Builds,
+                    Phase::FileSync => I::FileSyncs,
+                    _ => return,
+                };
+                for result in SUCCESS_FAILURE {
+                    r.add(i, &[&name, result], 0);
+                }
+            }
+            Transition::Started { phase, .. } => {
+                // Series of the v2-only phases appear once the phase is first seen.
+                let i = match phase {
+                    Phase::Render => I::Renders,
+                    Phase::Verify => I::Verifies,
+                    Phase::Exec => I::Execs,
+                    _ => return,
+                };
+                for result in SUCCESS_FAILURE {
+                    r.add(i, &[result], 0);
+                }
+            }
+            Transition::CacheChecked { artifact, hit, .. } => {
+                let artifact = self.cap(Phase::Build, artifact, own);
+                if self.cache_artifacts_seen.len() < 100_000
+                    && self.cache_artifacts_seen.insert(artifact.clone())
+                {
+                    for result in ["hit", "miss"] {
+                        r.add(I::BuildCache, &[&artifact, result], 0);
+                    }
+                }
+                let result = if *hit { "hit" } else { "miss" };
+                r.add(I::BuildCache, &[&artifact, result], 1);
+            }
+            Transition::Finished(f) => self.finished(f, ex, own, r),
+            Transition::DeployStreak(n) => {
+                r.set(I::DeployStreak, &[], i64::try_from(*n).unwrap_or(i64::MAX));
+            }
+            Transition::BuildStreak { artifact, failures } => {
+                let artifact = self.cap(Phase::Build, artifact, own);
+                let n = i64::try_from(*failures).unwrap_or(i64::MAX);
+                r.set(I::BuildStreak, &[&artifact], n);
+            }
+            Transition::PortForwards { count, .. } => {
+                r.set(
+                    I::PortForwards,
+                    &[],
+                    i64::try_from(*count).unwrap_or(i64::MAX),
+                );
+            }
+            Transition::Anomaly(reason) => {
+                own.invalid.get_or_create(&ReasonLabel { reason }).inc();
+            }
+            _ => {}
+        }
+    }
+
+    fn finished(
+        &mut self,
+        f: &Finished,
+        ex: Option<&Exemplar>,
+        own: &SelfMetrics,
+        r: &mut dyn Recorder,
+    ) {
+        if f.phase.is_subtask() {
+            // Measured for spans only: the enclosing phase is counted (and its failure).
+            return;
+        }
+        let result = f.outcome.as_str();
+        let secs = f.duration_seconds();
+        let subject = f
+            .subject
+            .as_deref()
+            .map(|s| self.cap(f.phase, s, own))
+            .unwrap_or_default();
+        let single = |count: Instrument, hist: Instrument, r: &mut dyn Recorder| {
+            r.add(count, &[result], 1);
+            if let Some(s) = secs {
+                r.observe(hist, &[result], s, ex);
+            }
+        };
+        match f.phase {
+            Phase::Build => {
+                r.add(I::Builds, &[&subject, result], 1);
+                if let Some(s) = secs {
+                    r.observe(I::BuildDuration, &[&subject, result], s, ex);
+                }
+            }
+            Phase::Test => single(I::Tests, I::TestDuration, r),
+            Phase::Deploy => single(I::Deploys, I::DeployDuration, r),
+            Phase::StatusCheck => single(I::StatusChecks, I::StatusCheckDuration, r),
+            Phase::Render => single(I::Renders, I::RenderDuration, r),
+            Phase::Verify => single(I::Verifies, I::VerifyDuration, r),
+            Phase::Exec => single(I::Execs, I::ExecDuration, r),
+            Phase::Resource => {
+                if let Some(s) = secs {
+                    r.observe(I::RolloutDuration, &[&subject, result], s, ex);
+                }
+            }
+            Phase::FileSync => {
+                r.add(I::FileSyncs, &[&subject, result], 1);
+                if let Some(s) = secs {
+                    r.observe(I::FileSyncDuration, &[&subject, result], s, ex);
+                }
+                if f.outcome == Outcome::Success {
+                    r.add(I::SyncedFiles, &[&subject], f.file_count);
+                }
+            }
+            Phase::DevLoop => {
+                let kind = f.loop_kind.unwrap_or(LoopKind::Redeploy).as_str();
+                r.add(I::DevLoops, &[kind, result], 1);
+                if let Some(s) = secs {
+                    r.observe(I::DevLoopDuration, &[kind, result], s, ex);
+                }
+            }
+            _ => {}
+        }
+        if f.outcome == Outcome::Failure {
+            let code = f
+                .error
+                .as_ref()
+                .and_then(|e| e.code.as_deref())
+                .unwrap_or("UNKNOWN");
+            r.add(I::Errors, &[f.phase.as_str(), code], 1);
+        }
+    }
+}
+
+// === the Prometheus backend ===
+
+/// Exemplar labels on `/metrics` histograms (OpenMetrics only).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TraceLabel {
+    /// The trace's id, 32 hex digits.
+    pub trace_id: String,
+}
+
+type LabelSet = Vec<(&'static str, String)>;
+type Hist = HistogramWithExemplars<TraceLabel>;
+
 /// Creates histograms with the configured buckets.
 #[derive(Clone, Debug)]
 pub struct Buckets(Arc<[f64]>);
 
-impl MetricConstructor<Histogram> for Buckets {
-    fn new_metric(&self) -> Histogram {
-        Histogram::new(self.0.iter().copied())
+impl MetricConstructor<Hist> for Buckets {
+    fn new_metric(&self) -> Hist {
+        HistogramWithExemplars::new(self.0.iter().copied())
     }
 }
 
-type Histograms<L> = Family<L, Histogram, Buckets>;
-
-/// `{result}`.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ResultLabels {
-    /// success | failure | canceled
-    pub result: &'static str,
+#[derive(Debug)]
+enum Slot {
+    Counter(Family<LabelSet, Counter>),
+    Histogram(Family<LabelSet, Hist, Buckets>),
+    Gauge(Family<LabelSet, Gauge>),
+    Plain(Gauge),
 }
 
-/// `{artifact, result}`.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ArtifactLabels {
-    /// Artifact image name (capped).
-    pub artifact: String,
-    /// success | failure | canceled
-    pub result: &'static str,
+/// The Prometheus registry as a [`Recorder`].
+#[derive(Debug)]
+pub struct PromRecorder {
+    slots: Vec<Slot>,
 }
 
-/// `{image, result}`.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ImageLabels {
-    /// Image name (capped).
-    pub image: String,
-    /// success | failure | canceled
-    pub result: &'static str,
+fn label_set(i: Instrument, values: Labels<'_>) -> LabelSet {
+    let names = SPECS[i as usize].labels;
+    names
+        .iter()
+        .zip(values)
+        .map(|(n, v)| (*n, (*v).to_owned()))
+        .collect()
 }
 
-/// `{resource, result}`.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ResourceLabels {
-    /// `namespace:kind/name` (capped).
-    pub resource: String,
-    /// success | failure | canceled
-    pub result: &'static str,
+impl PromRecorder {
+    /// Registers every instrument of [`SPECS`] in `r`.
+    pub fn register(r: &mut Registry, buckets: &[f64]) -> Self {
+        let b = Buckets(buckets.into());
+        let slots = SPECS
+            .iter()
+            .enumerate()
+            .map(|(n, s)| {
+                debug_assert_eq!(s.instrument as usize, n, "SPECS in enum order");
+                match s.kind {
+                    Kind::Counter => {
+                        let f = Family::<LabelSet, Counter>::default();
+                        r.register(s.name, s.help, f.clone());
+                        Slot::Counter(f)
+                    }
+                    Kind::Histogram => {
+                        let f = Family::new_with_constructor(b.clone());
+                        r.register_with_unit(s.name, s.help, Unit::Seconds, f.clone());
+                        Slot::Histogram(f)
+                    }
+                    Kind::Gauge => {
+                        let f = Family::<LabelSet, Gauge>::default();
+                        r.register(s.name, s.help, f.clone());
+                        Slot::Gauge(f)
+                    }
+                    Kind::PlainGauge => {
+                        let g = Gauge::default();
+                        r.register(s.name, s.help, g.clone());
+                        Slot::Plain(g)
+                    }
+                }
+            })
+            .collect();
+        Self { slots }
+    }
 }
 
-/// `{kind, result}`.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct LoopLabels {
-    /// initial | rebuild | sync | redeploy
-    pub kind: &'static str,
-    /// success | failure | canceled
-    pub result: &'static str,
+impl Recorder for PromRecorder {
+    fn add(&mut self, i: Instrument, labels: Labels<'_>, by: u64) {
+        if let Slot::Counter(f) = &self.slots[i as usize] {
+            f.get_or_create(&label_set(i, labels)).inc_by(by);
+        }
+    }
+
+    fn observe(&mut self, i: Instrument, labels: Labels<'_>, value: f64, ex: Option<&Exemplar>) {
+        if let Slot::Histogram(f) = &self.slots[i as usize] {
+            let ex = ex.map(|e| {
+                (
+                    TraceLabel {
+                        trace_id: e.trace_id.clone(),
+                    },
+                    e.at,
+                )
+            });
+            let (label, at) = match ex {
+                Some((l, at)) => (Some(l), Some(at)),
+                None => (None, None),
+            };
+            f.get_or_create(&label_set(i, labels))
+                .observe(value, label, at);
+        }
+    }
+
+    fn set(&mut self, i: Instrument, labels: Labels<'_>, value: i64) {
+        match &self.slots[i as usize] {
+            Slot::Gauge(f) => {
+                f.get_or_create(&label_set(i, labels)).set(value);
+            }
+            Slot::Plain(g) => {
+                g.set(value);
+            }
+            _ => {}
+        }
+    }
+
+    fn clear(&mut self, i: Instrument) {
+        if let Slot::Gauge(f) = &self.slots[i as usize] {
+            f.clear();
+        }
+    }
 }
 
-/// `{phase, code}`.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ErrorLabels {
-    /// build | test | deploy | status_check | resource | file_sync | dev_loop
-    pub phase: &'static str,
-    /// Skaffold StatusCode name, or UNKNOWN.
-    pub code: String,
+/// Sends every update to two recorders.
+#[derive(Debug)]
+struct Tee<'a>(
+    &'a mut dyn Recorder,
+    Option<&'a mut Box<dyn Recorder + Send>>,
+);
+
+impl Recorder for Tee<'_> {
+    fn add(&mut self, i: Instrument, labels: Labels<'_>, by: u64) {
+        self.0.add(i, labels, by);
+        if let Some(r) = self.1.as_deref_mut() {
+            r.add(i, labels, by);
+        }
+    }
+
+    fn observe(&mut self, i: Instrument, labels: Labels<'_>, value: f64, ex: Option<&Exemplar>) {
+        self.0.observe(i, labels, value, ex);
+        if let Some(r) = self.1.as_deref_mut() {
+            r.observe(i, labels, value, ex);
+        }
+    }
+
+    fn set(&mut self, i: Instrument, labels: Labels<'_>, value: i64) {
+        self.0.set(i, labels, value);
+        if let Some(r) = self.1.as_deref_mut() {
+            r.set(i, labels, value);
+        }
+    }
+
+    fn clear(&mut self, i: Instrument) {
+        self.0.clear(i);
+        if let Some(r) = self.1.as_deref_mut() {
+            r.clear(i);
+        }
+    }
 }
 
-/// A single string label (`artifact`, `image`, `version`, `event`, `reason`, `label`).
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ArtifactLabel {
-    /// Artifact (capped).
-    pub artifact: String,
-}
-
-/// `{image}`.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ImageLabel {
-    /// Image (capped).
-    pub image: String,
-}
-
-/// `{version}`.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct VersionLabel {
-    /// Skaffold version.
-    pub version: String,
-}
+// === the exporter's own metrics ===
 
 /// `{event}`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -128,6 +776,13 @@ pub struct LabelLabel {
     pub label: &'static str,
 }
 
+/// `{event}` of log events skipped without decoding.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LogEventLabel {
+    /// skaffold_log | application_log
+    pub event: &'static str,
+}
+
 /// The exporter's own health, shared between the reader and the fold.
 #[derive(Clone, Debug, Default)]
 pub struct SelfMetrics {
@@ -147,6 +802,8 @@ pub struct SelfMetrics {
     pub dropped: Counter,
     /// Label values folded into `other` by the cardinality cap.
     pub label_values_folded: Family<LabelLabel, Counter>,
+    /// v2 Skaffold / application log events skipped without decoding.
+    pub log_events_skipped: Family<LogEventLabel, Counter>,
 }
 
 impl SelfMetrics {
@@ -192,347 +849,116 @@ impl SelfMetrics {
             "Label values folded into 'other' by the --max-label-values cap, by label",
             self.label_values_folded.clone(),
         );
+        r.register(
+            "skaffold_exporter_log_events_skipped",
+            "Skaffold's own log lines and the application's log lines (API v2) skipped without decoding, by event",
+            self.log_events_skipped.clone(),
+        );
         self
     }
 }
 
-/// Every Skaffold metric; `observe` applies one transition.
+/// Every Skaffold metric: the Prometheus registry, plus an optional second recorder
+/// (the OTLP push) fed by the same [`Mapping`].
 #[derive(Debug)]
 pub struct Metrics {
-    builds: Family<ArtifactLabels, Counter>,
-    build_duration: Histograms<ArtifactLabels>,
-    deploys: Family<ResultLabels, Counter>,
-    deploy_duration: Histograms<ResultLabels>,
-    status_checks: Family<ResultLabels, Counter>,
-    status_check_duration: Histograms<ResultLabels>,
-    tests: Family<ResultLabels, Counter>,
-    test_duration: Histograms<ResultLabels>,
-    rollout_duration: Histograms<ResourceLabels>,
-    file_syncs: Family<ImageLabels, Counter>,
-    file_sync_duration: Histograms<ImageLabels>,
-    synced_files: Family<ImageLabel, Counter>,
-    dev_loops: Family<LoopLabels, Counter>,
-    dev_loop_duration: Histograms<LoopLabels>,
-    deploy_streak: Gauge,
-    build_streak: Family<ArtifactLabel, Gauge>,
-    errors: Family<ErrorLabels, Counter>,
-    port_forwards: Gauge,
-    info: Family<VersionLabel, Gauge>,
+    prom: PromRecorder,
+    mapping: Mapping,
+    otlp: Option<Box<dyn Recorder + Send>>,
     /// The exporter's own metrics.
     pub own: SelfMetrics,
-    artifacts: LabelCap,
-    images: LabelCap,
-    resources: LabelCap,
-    versions_seen: HashSet<String>,
 }
-
-const SUCCESS_FAILURE: [&str; 2] = ["success", "failure"];
 
 impl Metrics {
     /// Registers every metric in `r`, with the histogram `buckets` and the label
     /// cardinality cap `max_label_values`.
     pub fn register(r: &mut Registry, buckets: &[f64], max_label_values: usize) -> Self {
-        let b = Buckets(buckets.into());
-        fn hist<L: Clone + std::hash::Hash + Eq>(b: &Buckets) -> Histograms<L> {
-            Family::new_with_constructor(b.clone())
+        let own = SelfMetrics::default().register(r);
+        let mut prom = PromRecorder::register(r, buckets);
+        Mapping::precreate(&mut prom);
+        Self {
+            prom,
+            mapping: Mapping::new(max_label_values),
+            otlp: None,
+            own,
         }
-        let m = Metrics {
-            builds: Family::default(),
-            build_duration: hist(&b),
-            deploys: Family::default(),
-            deploy_duration: hist(&b),
-            status_checks: Family::default(),
-            status_check_duration: hist(&b),
-            tests: Family::default(),
-            test_duration: hist(&b),
-            rollout_duration: hist(&b),
-            file_syncs: Family::default(),
-            file_sync_duration: hist(&b),
-            synced_files: Family::default(),
-            dev_loops: Family::default(),
-            dev_loop_duration: hist(&b),
-            deploy_streak: Gauge::default(),
-            build_streak: Family::default(),
-            errors: Family::default(),
-            port_forwards: Gauge::default(),
-            info: Family::default(),
-            own: SelfMetrics::default().register(r),
-            artifacts: LabelCap::new(max_label_values),
-            images: LabelCap::new(max_label_values),
-            resources: LabelCap::new(max_label_values),
-            versions_seen: HashSet::new(),
-        };
-        let s = Unit::Seconds;
-        r.register(
-            "skaffold_builds",
-            "Artifact builds finished, by artifact and result",
-            m.builds.clone(),
-        );
-        r.register_with_unit(
-            "skaffold_build_duration",
-            "Artifact build time from Skaffold's start to end event",
-            s.clone(),
-            m.build_duration.clone(),
-        );
-        r.register(
-            "skaffold_deploys",
-            "Deploys finished, by result",
-            m.deploys.clone(),
-        );
-        r.register_with_unit(
-            "skaffold_deploy_duration",
-            "Deploy time (the deployer, without the status check)",
-            s.clone(),
-            m.deploy_duration.clone(),
-        );
-        r.register(
-            "skaffold_status_checks",
-            "Status checks finished, by result",
-            m.status_checks.clone(),
-        );
-        r.register_with_unit(
-            "skaffold_status_check_duration",
-            "Status check time (waiting for resources to stabilise)",
-            s.clone(),
-            m.status_check_duration.clone(),
-        );
-        r.register(
-            "skaffold_tests",
-            "Test phases finished, by result",
-            m.tests.clone(),
-        );
-        r.register_with_unit(
-            "skaffold_test_duration",
-            "Test phase time",
-            s.clone(),
-            m.test_duration.clone(),
-        );
-        r.register_with_unit(
-            "skaffold_resource_rollout_duration",
-            "Time from the status check's start until a resource succeeded or failed",
-            s.clone(),
-            m.rollout_duration.clone(),
-        );
-        r.register(
-            "skaffold_file_syncs",
-            "File syncs finished, by image and result",
-            m.file_syncs.clone(),
-        );
-        r.register_with_unit(
-            "skaffold_file_sync_duration",
-            "File sync time",
-            s.clone(),
-            m.file_sync_duration.clone(),
-        );
-        r.register(
-            "skaffold_synced_files",
-            "Files synced to running containers, by image",
-            m.synced_files.clone(),
-        );
-        r.register(
-            "skaffold_dev_loops",
-            "Dev-loop iterations finished, by kind and result",
-            m.dev_loops.clone(),
-        );
-        r.register_with_unit(
-            "skaffold_dev_loop_duration",
-            "Dev-loop iteration time, from its start to its end event",
-            s,
-            m.dev_loop_duration.clone(),
-        );
-        r.register(
-            "skaffold_deploy_consecutive_failures",
-            "Failed deploys since the last successful one",
-            m.deploy_streak.clone(),
-        );
-        r.register(
-            "skaffold_build_consecutive_failures",
-            "Failed builds of an artifact since its last successful build",
-            m.build_streak.clone(),
-        );
-        r.register(
-            "skaffold_errors",
-            "Failures by phase and Skaffold status code",
-            m.errors.clone(),
-        );
-        r.register(
-            "skaffold_port_forwards",
-            "Port forwards announced in the current Skaffold run",
-            m.port_forwards.clone(),
-        );
-        r.register(
-            "skaffold_info",
-            "Skaffold version of the current run (value is always 1)",
-            m.info.clone(),
-        );
-        for result in SUCCESS_FAILURE {
-            let _ = m.deploys.get_or_create(&ResultLabels { result });
-            let _ = m.status_checks.get_or_create(&ResultLabels { result });
-            let _ = m.tests.get_or_create(&ResultLabels { result });
-            for kind in [
-                LoopKind::Initial,
-                LoopKind::Rebuild,
-                LoopKind::Sync,
-                LoopKind::Redeploy,
-            ] {
-                let _ = m.dev_loops.get_or_create(&LoopLabels {
-                    kind: kind.as_str(),
-                    result,
-                });
-            }
-        }
-        m
     }
 
-    fn cap(&mut self, phase: Phase, value: &str) -> String {
-        let (cap, label) = match phase {
-            Phase::Build => (&mut self.artifacts, "artifact"),
-            Phase::FileSync => (&mut self.images, "image"),
-            _ => (&mut self.resources, "resource"),
-        };
-        let (v, folded) = cap.apply(value);
-        if folded {
-            self.own
-                .label_values_folded
-                .get_or_create(&LabelLabel { label })
-                .inc();
-        }
-        v
+    /// Feeds every later update to `recorder` too (the OTLP metrics push).
+    pub fn add_recorder(&mut self, mut recorder: Box<dyn Recorder + Send>) {
+        Mapping::precreate(recorder.as_mut());
+        self.otlp = Some(recorder);
     }
 
     /// Applies one transition.
     pub fn observe(&mut self, t: &Transition) {
-        match t {
-            Transition::RunStarted { version, .. } => {
-                self.port_forwards.set(0);
-                if let Some(v) = version {
-                    self.info.clear();
-                    if self.versions_seen.len() < 16 || self.versions_seen.contains(v) {
-                        self.versions_seen.insert(v.clone());
-                        self.info
-                            .get_or_create(&VersionLabel { version: v.clone() })
-                            .set(1);
-                    }
-                }
-            }
-            Transition::SubjectSeen { phase, subject } => {
-                let name = self.cap(*phase, subject);
-                for result in SUCCESS_FAILURE {
-                    match phase {
-                        Phase::Build => {
-                            let _ = self.builds.get_or_create(&ArtifactLabels {
-                                artifact: name.clone(),
-                                result,
-                            });
-                        }
-                        Phase::FileSync => {
-                            let _ = self.file_syncs.get_or_create(&ImageLabels {
-                                image: name.clone(),
-                                result,
-                            });
-                        }
-                        _ => {}
-                    }
-                }
-            }
-            Transition::Started { .. } => {}
-            Transition::Finished(f) => self.finished(f),
-            Transition::DeployStreak(n) => {
-                self.deploy_streak
-                    .set(i64::try_from(*n).unwrap_or(i64::MAX));
-            }
-            Transition::BuildStreak { artifact, failures } => {
-                let artifact = self.cap(Phase::Build, artifact);
-                self.build_streak
-                    .get_or_create(&ArtifactLabel { artifact })
-                    .set(i64::try_from(*failures).unwrap_or(i64::MAX));
-            }
-            Transition::PortForwards { count, .. } => {
-                self.port_forwards
-                    .set(i64::try_from(*count).unwrap_or(i64::MAX));
-            }
-            Transition::Anomaly(reason) => {
-                self.own
-                    .invalid
-                    .get_or_create(&ReasonLabel { reason })
-                    .inc();
-            }
-        }
+        self.observe_traced(t, None, 0);
     }
 
-    fn finished(&mut self, f: &Finished) {
-        let result = f.outcome.as_str();
-        let secs = f.duration_seconds();
-        let subject = f.subject.as_deref().map(|s| self.cap(f.phase, s));
-        match f.phase {
-            Phase::Build => {
-                let l = ArtifactLabels {
-                    artifact: subject.unwrap_or_default(),
-                    result,
-                };
-                self.builds.get_or_create(&l).inc();
-                if let Some(s) = secs {
-                    self.build_duration.get_or_create(&l).observe(s);
-                }
-            }
-            Phase::Test | Phase::Deploy | Phase::StatusCheck => {
-                let (count, hist) = match f.phase {
-                    Phase::Test => (&self.tests, &self.test_duration),
-                    Phase::Deploy => (&self.deploys, &self.deploy_duration),
-                    _ => (&self.status_checks, &self.status_check_duration),
-                };
-                let l = ResultLabels { result };
-                count.get_or_create(&l).inc();
-                if let Some(s) = secs {
-                    hist.get_or_create(&l).observe(s);
-                }
-            }
-            Phase::Resource => {
-                if let Some(s) = secs {
-                    let l = ResourceLabels {
-                        resource: subject.unwrap_or_default(),
-                        result,
-                    };
-                    self.rollout_duration.get_or_create(&l).observe(s);
-                }
-            }
-            Phase::FileSync => {
-                let image = subject.unwrap_or_default();
-                let l = ImageLabels {
-                    image: image.clone(),
-                    result,
-                };
-                self.file_syncs.get_or_create(&l).inc();
-                if let Some(s) = secs {
-                    self.file_sync_duration.get_or_create(&l).observe(s);
-                }
-                if f.outcome == Outcome::Success {
-                    self.synced_files
-                        .get_or_create(&ImageLabel { image })
-                        .inc_by(f.file_count);
-                }
-            }
-            Phase::DevLoop => {
-                let kind = f.loop_kind.unwrap_or(LoopKind::Redeploy).as_str();
-                let l = LoopLabels { kind, result };
-                self.dev_loops.get_or_create(&l).inc();
-                if let Some(s) = secs {
-                    self.dev_loop_duration.get_or_create(&l).observe(s);
-                }
-            }
-        }
-        if f.outcome == Outcome::Failure {
-            let code = f
-                .error
-                .as_ref()
-                .and_then(|e| e.code.clone())
-                .unwrap_or_else(|| "UNKNOWN".to_owned());
-            self.errors
-                .get_or_create(&ErrorLabels {
-                    phase: f.phase.as_str(),
-                    code,
-                })
-                .inc();
-        }
+    /// Applies one transition; histogram observations carry `trace` (the span that
+    /// produced them) as exemplar, stamped `at` (Skaffold's time).
+    pub fn observe_traced(
+        &mut self,
+        t: &Transition,
+        trace: Option<opentelemetry::trace::TraceId>,
+        at: crate::core::Nanos,
+    ) {
+        let ex = trace.map(|id| Exemplar {
+            trace_id: id.to_string(),
+            at: std::time::UNIX_EPOCH
+                + std::time::Duration::from_nanos(u64::try_from(at).unwrap_or(0)),
+        });
+        let mut tee = Tee(&mut self.prom, self.otlp.as_mut());
+        self.mapping.record(t, ex.as_ref(), &self.own, &mut tee);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::{Finished, Transition};
+
+    #[test]
+    fn histograms_carry_trace_exemplars_in_openmetrics_only() {
+        let mut r = Registry::default();
+        let mut m = Metrics::register(&mut r, &DEFAULT_BUCKETS, 10);
+        let f = Finished {
+            phase: Phase::Build,
+            subject: Some("web".into()),
+            outcome: Outcome::Success,
+            started_at: Some(1_700_000_000_020_000_000),
+            finished_at: 1_700_000_001_225_000_000,
+            error: None,
+            file_count: 0,
+            iteration: Some(0),
+            loop_kind: None,
+        };
+        let trace = opentelemetry::trace::TraceId::from_bytes([0xab; 16]);
+        m.observe_traced(
+            &Transition::Finished(f),
+            Some(trace),
+            1_700_000_001_225_000_000,
+        );
+        let om = super::super::exposition::encode_openmetrics(&r);
+        let line = om
+            .lines()
+            .find(|l| {
+                l.starts_with("skaffold_build_duration_seconds_bucket") && l.contains("le=\"2.5\"")
+            })
+            .unwrap();
+        assert_eq!(
+            line,
+            "skaffold_build_duration_seconds_bucket{le=\"2.5\",artifact=\"web\",result=\"success\"} 1 # {trace_id=\"abababababababababababababababab\"} 1.205 1700000001.225"
+        );
+        let text = super::super::exposition::openmetrics_to_prometheus(&om);
+        assert!(!text.contains("trace_id"));
+        // Without a trace, the histogram encodes exactly as before exemplars existed.
+        let mut r2 = Registry::default();
+        let mut m2 = Metrics::register(&mut r2, &DEFAULT_BUCKETS, 10);
+        m2.observe(&Transition::RunStarted {
+            version: Some("v2".into()),
+            at: 0,
+        });
+        assert!(!super::super::exposition::encode_openmetrics(&r2).contains(" # {"));
     }
 }

@@ -10,7 +10,7 @@ use crate::pb::{enums::StatusCode, v1};
 /// Earliest and latest plausible event time (2000-01-01, 2200-01-01), in seconds.
 const SANE_SECONDS: std::ops::Range<i64> = 946_684_800..7_258_118_400;
 /// Longest name (artifact, image, resource) kept; longer ones are truncated.
-const MAX_NAME: usize = 512;
+pub(crate) const MAX_NAME: usize = 512;
 
 /// Name of a Skaffold StatusCode, for the `code` label; `None` for 0 (OK, or
 /// "not sent") and for numbers newer than our enum.
@@ -38,14 +38,18 @@ pub fn timestamp_nanos(ts: Option<&prost_types::Timestamp>) -> Result<Nanos, Inv
     Ok(ts.seconds * 1_000_000_000 + i64::from(ts.nanos))
 }
 
-fn status(event: &'static str, s: &str) -> Result<Status, InvalidEvent> {
+pub(crate) fn status(event: &'static str, s: &str) -> Result<Status, InvalidEvent> {
     Status::parse(s).ok_or_else(|| InvalidEvent::UnknownStatus {
         event,
         status: s.chars().take(64).collect(),
     })
 }
 
-fn name(event: &'static str, field: &'static str, s: &str) -> Result<String, InvalidEvent> {
+pub(crate) fn name(
+    event: &'static str,
+    field: &'static str,
+    s: &str,
+) -> Result<String, InvalidEvent> {
     if s.trim().is_empty() {
         return Err(InvalidEvent::MissingField { event, field });
     }

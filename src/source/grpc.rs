@@ -1,21 +1,33 @@
-//! Subscribes to Skaffold's v1 `Events` stream over gRPC and keeps subscribing:
-//! Skaffold may not be up yet, may restart, or may exit. Each received entry is
-//! handed to the fold with `try_send` (never awaited), so a slow consumer can never
-//! stall Skaffold, which delivers events synchronously; a full queue drops and counts.
+//! Subscribes to Skaffold's `Events` stream over gRPC, API v1
+//! (`proto.SkaffoldService`) or v2 (`proto.v2.SkaffoldV2Service`), and keeps
+//! subscribing through [`supervisor::run`]: Skaffold may not be up yet, may restart,
+//! or may exit.
 //!
-//! The stream is never cut on purpose: no idle timeout (a subscriber that leaves
-//! during Skaffold's replay can wedge Skaffold's event handler).
+//! Messages are read as raw bytes and decoded here: the fingerprint for replay
+//! de-duplication is the hash of the bytes Skaffold sent, a message our proto cannot
+//! decode is counted instead of ending the stream, and v2 log events are skipped
+//! before decoding (see [`super::wire`]).
+//!
+//! `--api auto` tries v2 first: UNIMPLEMENTED (Skaffold before v1.22) or the
+//! pre-v1.26 layout switch to v1. The choice is kept for the life of the exporter, so
+//! one Skaffold process is never read through both APIs (which would count twice).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
+use bytes::Bytes;
+use http::uri::PathAndQuery;
+use prost::Message;
 use tokio::sync::{mpsc, watch};
-use tonic::transport::Endpoint;
+use tonic::transport::{Channel, Endpoint};
 
-use super::SourceMessage;
-use super::backoff::Backoff;
-use crate::pb::v1::skaffold_service_client::SkaffoldServiceClient;
+use super::supervisor::{self, Connector, EventStream, Received, Retry, StreamError};
+use super::wire::{PeekError, peek_v2};
+use super::{Api, Payload, SourceMessage, V2_SALT, fingerprint_bytes};
+use crate::core::InvalidEvent;
+use crate::pb::{v1, v2};
+use crate::server::upstream::RawCodec;
 use crate::sink::SelfMetrics;
 
 /// Largest message accepted from Skaffold (ActionableErr texts can be long).
@@ -52,6 +64,8 @@ pub struct Config {
     pub backoff_min: Duration,
     /// Largest reconnect delay.
     pub backoff_max: Duration,
+    /// Which event API.
+    pub api: Api,
 }
 
 /// Runs until `shutdown` turns true or the fold's queue closes.
@@ -60,98 +74,173 @@ pub async fn run(
     tx: mpsc::Sender<SourceMessage>,
     progress: Arc<Progress>,
     metrics: SelfMetrics,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) {
-    let mut backoff = Backoff::new(cfg.backoff_min, cfg.backoff_max, fastrand::u64(..))
-        .unwrap_or_else(|e| {
-            tracing::warn!(error = %e, "Using the default reconnect backoff.");
-            Backoff::new(Duration::from_millis(250), Duration::from_secs(30), 0)
-                .expect("valid defaults")
-        });
-    let uri = format!("http://{}", cfg.addr);
-    let mut stream_id = 0u64;
-    let mut failures = 0u64;
-    loop {
-        if *shutdown.borrow() {
-            return;
+    let retry = Retry {
+        min: cfg.backoff_min,
+        max: cfg.backoff_max,
+    };
+    let connector = GrpcConnector::new(&cfg.addr, cfg.api);
+    supervisor::run(connector, retry, tx, progress, metrics, shutdown).await;
+}
+
+/// gRPC path of v1 `Events`.
+pub const V1_EVENTS: &str = "/proto.SkaffoldService/Events";
+/// gRPC path of v2 `Events`.
+pub const V2_EVENTS: &str = "/proto.v2.SkaffoldV2Service/Events";
+
+/// Opens `Events` streams on Skaffold's gRPC port.
+#[derive(Debug)]
+pub struct GrpcConnector {
+    addr: String,
+    api: Api,
+    chosen: Option<Api>,
+}
+
+impl GrpcConnector {
+    /// A connector for `addr` (`host:port`).
+    pub fn new(addr: &str, api: Api) -> Self {
+        Self {
+            addr: addr.to_owned(),
+            api,
+            chosen: match api {
+                Api::Auto => None,
+                other => Some(other),
+            },
         }
-        match subscribe(&uri).await {
-            Ok(mut stream) => {
-                stream_id += 1;
-                if stream_id > 1 {
-                    metrics.reconnects.inc();
+    }
+
+    /// The API in use (`None` while `auto` has not decided yet).
+    pub fn chosen(&self) -> Option<Api> {
+        self.chosen
+    }
+}
+
+async fn open(channel: Channel, api: Api) -> Result<tonic::Streaming<Bytes>, tonic::Status> {
+    let mut grpc = tonic::client::Grpc::new(channel).max_decoding_message_size(MAX_MESSAGE_BYTES);
+    grpc.ready()
+        .await
+        .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+    let path = if api == Api::V1 { V1_EVENTS } else { V2_EVENTS };
+    // The request is google.protobuf.Empty: zero bytes.
+    let req = tonic::Request::new(Bytes::new());
+    Ok(grpc
+        .server_streaming(req, PathAndQuery::from_static(path), RawCodec)
+        .await?
+        .into_inner())
+}
+
+fn describe(status: &tonic::Status) -> String {
+    format!("{:?}: {}", status.code(), status.message())
+}
+
+impl Connector for GrpcConnector {
+    type Stream = GrpcStream;
+
+    fn target(&self) -> String {
+        format!("grpc://{} (api {})", self.addr, self.api.as_str())
+    }
+
+    async fn connect(&mut self) -> Result<GrpcStream, String> {
+        let channel = Endpoint::from_shared(format!("http://{}", self.addr))
+            .map_err(|e| e.to_string())?
+            .connect_timeout(Duration::from_secs(5))
+            .tcp_nodelay(true)
+            // No HTTP/2 keep-alive pings: grpc-go servers (Skaffold) answer pings more
+            // frequent than every 5 minutes with GOAWAY, which would cut the stream.
+            .connect()
+            .await
+            .map_err(|e| {
+                format!(
+                    "{e}: {}",
+                    std::error::Error::source(&e)
+                        .map(ToString::to_string)
+                        .unwrap_or_default()
+                )
+            })?;
+        let api = self.chosen.unwrap_or(Api::V2);
+        match open(channel.clone(), api).await {
+            Ok(inner) => {
+                if self.chosen.is_none() {
+                    tracing::info!(addr = %self.addr, "Skaffold offers event API v2; using it (--api auto).");
+                    self.chosen = Some(api);
                 }
-                progress.connected.store(true, Ordering::Release);
-                metrics.connected.set(1);
-                tracing::info!(addr = %cfg.addr, stream = stream_id, "Subscribed to Skaffold's event stream.");
-                failures = 0;
-                let mut position = 0u64;
-                loop {
-                    tokio::select! {
-                        _ = shutdown.changed() => {
-                            progress.connected.store(false, Ordering::Release);
-                            metrics.connected.set(0);
-                            return;
-                        }
-                        msg = stream.message() => match msg {
-                            Ok(Some(entry)) => {
-                                if position == 0 {
-                                    backoff.reset();
-                                }
-                                progress.received.fetch_add(1, Ordering::AcqRel);
-                                let m = SourceMessage { stream: stream_id, position, entry };
-                                position += 1;
-                                match tx.try_send(m) {
-                                    Ok(()) => {}
-                                    Err(mpsc::error::TrySendError::Full(_)) => {
-                                        metrics.dropped.inc();
-                                        progress.handled.fetch_add(1, Ordering::AcqRel);
-                                    }
-                                    Err(mpsc::error::TrySendError::Closed(_)) => return,
-                                }
-                            }
-                            Ok(None) => {
-                                tracing::info!(stream = stream_id, "Skaffold closed the event stream.");
-                                break;
-                            }
-                            Err(status) => {
-                                tracing::warn!(stream = stream_id, code = ?status.code(), message = status.message(), "Skaffold's event stream failed.");
-                                break;
-                            }
-                        }
-                    }
-                }
-                progress.connected.store(false, Ordering::Release);
-                metrics.connected.set(0);
+                Ok(GrpcStream { inner, api })
             }
-            Err(e) => {
-                failures += 1;
-                if failures == 1 {
-                    tracing::warn!(addr = %cfg.addr, error = %e, "Cannot reach Skaffold yet; retrying with backoff (is `skaffold dev --rpc-port` running?).");
-                } else {
-                    tracing::debug!(addr = %cfg.addr, error = %e, failures, "Still cannot reach Skaffold.");
+            Err(status) if status.code() == tonic::Code::Unimplemented && api == Api::V2 => {
+                if self.api == Api::V2 {
+                    return Err(format!(
+                        "Skaffold at {} does not offer event API v2 ({}; Skaffold older than v1.22?): use --api v1 or --api auto",
+                        self.addr,
+                        describe(&status)
+                    ));
                 }
+                tracing::info!(addr = %self.addr, "Skaffold does not offer event API v2 (older than v1.22); using v1 (--api auto).");
+                self.chosen = Some(Api::V1);
+                let inner = open(channel, Api::V1).await.map_err(|s| describe(&s))?;
+                Ok(GrpcStream {
+                    inner,
+                    api: Api::V1,
+                })
             }
+            Err(status) => Err(describe(&status)),
         }
-        let delay = backoff.next().unwrap_or(cfg.backoff_max);
-        tokio::select! {
-            _ = shutdown.changed() => return,
-            _ = tokio::time::sleep(delay) => {}
+    }
+
+    fn stream_failed(&mut self, err: &StreamError) {
+        if let StreamError::Incompatible(_) = err
+            && self.api == Api::Auto
+            && self.chosen != Some(Api::V1)
+        {
+            tracing::warn!(addr = %self.addr, "Falling back to event API v1 (--api auto).");
+            self.chosen = Some(Api::V1);
         }
     }
 }
 
-async fn subscribe(
-    uri: &str,
-) -> Result<tonic::Streaming<crate::pb::v1::LogEntry>, Box<dyn std::error::Error + Send + Sync>> {
-    let channel = Endpoint::from_shared(uri.to_owned())?
-        .connect_timeout(Duration::from_secs(5))
-        .tcp_nodelay(true)
-        // No HTTP/2 keep-alive pings: grpc-go servers (Skaffold) answer pings more
-        // frequent than every 5 minutes with GOAWAY, which would cut the stream.
-        .connect()
-        .await?;
-    let mut client =
-        SkaffoldServiceClient::new(channel).max_decoding_message_size(MAX_MESSAGE_BYTES);
-    Ok(client.events(()).await?.into_inner())
+/// An open `Events` stream, v1 or v2.
+#[derive(Debug)]
+pub struct GrpcStream {
+    inner: tonic::Streaming<Bytes>,
+    api: Api,
+}
+
+/// Decodes one raw message of `api`'s stream.
+pub fn decode_raw(api: Api, bytes: &[u8]) -> Result<Received, StreamError> {
+    if api == Api::V1 {
+        let payload = match v1::LogEntry::decode(bytes) {
+            Ok(entry) => Payload::V1(entry),
+            Err(e) => Payload::Invalid(InvalidEvent::Undecodable(e.to_string())),
+        };
+        return Ok(Received {
+            fingerprint: fingerprint_bytes(bytes),
+            payload,
+        });
+    }
+    let fingerprint = fingerprint_bytes(bytes) ^ V2_SALT;
+    let payload = match peek_v2(bytes) {
+        Ok(super::wire::Peek::SkipLog(kind)) => Payload::SkippedLog(kind),
+        Ok(super::wire::Peek::Decode) => match v2::Event::decode(bytes) {
+            Ok(ev) => Payload::V2(ev),
+            Err(e) => Payload::Invalid(InvalidEvent::Undecodable(e.to_string())),
+        },
+        Err(e @ PeekError::OldLayout(_)) => return Err(StreamError::Incompatible(e.to_string())),
+        Err(e @ PeekError::Malformed(_)) => {
+            Payload::Invalid(InvalidEvent::Undecodable(e.to_string()))
+        }
+    };
+    Ok(Received {
+        fingerprint,
+        payload,
+    })
+}
+
+impl EventStream for GrpcStream {
+    async fn next(&mut self) -> Result<Option<Received>, StreamError> {
+        match self.inner.message().await {
+            Ok(Some(bytes)) => decode_raw(self.api, &bytes).map(Some),
+            Ok(None) => Ok(None),
+            Err(status) => Err(StreamError::Failed(describe(&status))),
+        }
+    }
 }

@@ -14,7 +14,10 @@ use prost_reflect::{DescriptorPool, DeserializeOptions, DynamicMessage, Serializ
 use serde_json::Value;
 
 use crate::core::InvalidEvent;
-use crate::pb::{self, enums::StatusCode, v1};
+use crate::pb::{self, enums::StatusCode, v1, v2};
+use crate::source::decode_v2::SYNC_LOG_PREFIX;
+use crate::source::wire::LogKind;
+use crate::source::{Api, Payload, V2_SALT, fingerprint_bytes};
 
 fn pool() -> &'static DescriptorPool {
     static POOL: OnceLock<DescriptorPool> = OnceLock::new();
@@ -67,6 +70,85 @@ pub fn log_entry_from_json(value: Value) -> Result<v1::LogEntry, InvalidEvent> {
     message_from_json("proto.LogEntry", value)
 }
 
+/// Decodes a v2 `Event` from its JSON form: proto names (`task_id`, gateway) or
+/// lowerCamel names (`taskId`, `--event-log-file`'s `.v2` file) alike.
+pub fn event_v2_from_json(value: Value) -> Result<v2::Event, InvalidEvent> {
+    message_from_json("proto.v2.Event", value)
+}
+
+/// The oneof members of a v2 `Event`, as JSON keys (proto names = lowerCamel here).
+const V2_KEYS: [&str; 16] = [
+    "metaEvent",
+    "skaffoldLogEvent",
+    "applicationLogEvent",
+    "taskEvent",
+    "buildSubtaskEvent",
+    "deploySubtaskEvent",
+    "portEvent",
+    "statusCheckSubtaskEvent",
+    "fileSyncEvent",
+    "debuggingContainerEvent",
+    "terminationEvent",
+    "testEvent",
+    "renderEvent",
+    "verifyEvent",
+    "cloudRunReadyEvent",
+    "execEvent",
+];
+
+/// Which API a bare JSON message belongs to: a v1 `LogEntry` nests its event under
+/// `event`; a v2 `Event` has its oneof member at the top level. `None` when neither.
+pub fn detect_api(value: &Value) -> Option<Api> {
+    let obj = value.as_object()?;
+    if obj.contains_key("event") || obj.contains_key("entry") {
+        return Some(Api::V1);
+    }
+    V2_KEYS
+        .iter()
+        .any(|k| obj.get(*k).is_some_and(|v| !v.is_null()))
+        .then_some(Api::V2)
+}
+
+/// A v2 log event that can be skipped without decoding (every Skaffold log line but
+/// the `Syncing N files for IMAGE` one, and every application log line).
+pub fn v2_skippable_log(value: &Value) -> Option<LogKind> {
+    let obj = value.as_object()?;
+    if obj.get("applicationLogEvent").is_some_and(|v| !v.is_null()) {
+        return Some(LogKind::Application);
+    }
+    let log = obj.get("skaffoldLogEvent").filter(|v| !v.is_null())?;
+    let is_sync = log
+        .get("message")
+        .and_then(Value::as_str)
+        .is_some_and(|m| m.starts_with(SYNC_LOG_PREFIX));
+    (!is_sync).then_some(LogKind::Skaffold)
+}
+
+/// Hash of a JSON message in a canonical form (compact, keys in a fixed order), for
+/// replay de-duplication of gateway streams.
+pub fn fingerprint_json(api: Api, value: &Value) -> u64 {
+    let h = fingerprint_bytes(value.to_string().as_bytes());
+    if api == Api::V1 { h } else { h ^ V2_SALT }
+}
+
+/// Decodes a bare JSON message of `api` (v1 `LogEntry` or v2 `Event`) into what the
+/// fold takes; v2 log events are skipped before the (costly) protobuf mapping.
+pub fn payload_from_json(api: Api, value: Value) -> Payload {
+    if api == Api::V1 {
+        return match log_entry_from_json(value) {
+            Ok(e) => Payload::V1(e),
+            Err(e) => Payload::Invalid(e),
+        };
+    }
+    if let Some(kind) = v2_skippable_log(&value) {
+        return Payload::SkippedLog(kind);
+    }
+    match event_v2_from_json(value) {
+        Ok(e) => Payload::V2(e),
+        Err(e) => Payload::Invalid(e),
+    }
+}
+
 fn message_from_json<M: Message + Default>(name: &str, value: Value) -> Result<M, InvalidEvent> {
     let desc = pool()
         .get_message_by_name(name)
@@ -96,10 +178,15 @@ fn scrub_unknown_enum_names(value: &mut Value) -> bool {
     match value {
         Value::Object(obj) => {
             for (k, v) in obj.iter_mut() {
-                let is_code = matches!(k.as_str(), "errCode" | "statusCode" | "suggestionCode");
+                let is_code = matches!(
+                    k.as_str(),
+                    "errCode" | "statusCode" | "suggestionCode" | "level"
+                );
                 if is_code && let Value::String(s) = v {
                     let known = if k == "suggestionCode" {
                         pb::enums::SuggestionCode::from_str_name(s).is_some()
+                    } else if k == "level" {
+                        pb::enums::LogLevel::from_str_name(s).is_some()
                     } else {
                         StatusCode::from_str_name(s).is_some()
                     };
@@ -120,6 +207,28 @@ fn scrub_unknown_enum_names(value: &mut Value) -> bool {
         _ => {}
     }
     changed
+}
+
+/// Renders an encoded message (`full_name`, e.g. `proto.v2.Event`) as JSON: with
+/// `proto_names` and `emit_defaults` as Skaffold's HTTP gateway does since v1.33
+/// (`task_id`, every field present); with neither as `--event-log-file` does
+/// (lowerCamel `taskId`, zero values left out). Enums by name, RFC 3339 timestamps.
+pub fn message_to_json(
+    full_name: &str,
+    bytes: &[u8],
+    proto_names: bool,
+    emit_defaults: bool,
+) -> Result<Value, InvalidEvent> {
+    let desc = pool()
+        .get_message_by_name(full_name)
+        .ok_or_else(|| InvalidEvent::Undecodable(format!("unknown message {full_name}")))?;
+    let dm = DynamicMessage::decode(desc, bytes)
+        .map_err(|e| InvalidEvent::Undecodable(e.to_string()))?;
+    let opts = SerializeOptions::new()
+        .use_proto_field_name(proto_names)
+        .skip_default_fields(!emit_defaults);
+    dm.serialize_with_options(serde_json::value::Serializer, &opts)
+        .map_err(|e| InvalidEvent::Undecodable(e.to_string()))
 }
 
 /// Renders an encoded v1 `State` as the HTTP gateway does (proto field names, every
@@ -170,6 +279,50 @@ mod tests {
             v1::event::EventType::DeployEvent(d) => assert_eq!(d.err_code, 0),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn decodes_v2_events_with_proto_or_lower_camel_names() {
+        let gateway = json!({
+            "timestamp": "2022-02-04T21:54:24.624180Z",
+            "portEvent": {"id": "", "task_id": "PortForward-1", "localPort": 8080,
+                "resourceType": "pod", "resourceName": "x",
+                "targetPort": {"type": 0, "intVal": 8080, "strVal": ""}}
+        });
+        let file = json!({
+            "timestamp": "2022-02-04T21:54:24Z",
+            "taskEvent": {"id": "Exec-0", "task": "Exec", "description": "d", "status": "InProgress"}
+        });
+        assert_eq!(detect_api(&gateway), Some(Api::V2));
+        match event_v2_from_json(gateway).unwrap().event_type.unwrap() {
+            v2::event::EventType::PortEvent(p) => assert_eq!(p.task_id, "PortForward-1"),
+            other => panic!("{other:?}"),
+        }
+        match event_v2_from_json(file).unwrap().event_type.unwrap() {
+            v2::event::EventType::TaskEvent(t) => assert_eq!(t.task, "Exec"),
+            other => panic!("{other:?}"),
+        }
+        let v1 = json!({"timestamp": "2021-01-01T00:00:00Z", "event": {"buildEvent": {}}});
+        assert_eq!(detect_api(&v1), Some(Api::V1));
+        assert_eq!(detect_api(&json!({"timestamp": "x"})), None);
+    }
+
+    #[test]
+    fn v2_log_lines_are_skipped_before_mapping_except_syncs() {
+        let log = |m: &str| json!({"timestamp": "2021-10-15T18:00:14Z", "skaffoldLogEvent": {"task_id": "DevLoop-0", "level": "INFO", "message": m}});
+        assert_eq!(
+            payload_from_json(Api::V2, log("Loaded defaults\n")),
+            Payload::SkippedLog(LogKind::Skaffold)
+        );
+        assert!(matches!(
+            payload_from_json(Api::V2, log("Syncing 2 files for web\n")),
+            Payload::V2(_)
+        ));
+        let unknown_level = json!({"timestamp": "2021-10-15T18:00:14Z", "skaffoldLogEvent": {"level": "CHATTY", "message": "Syncing 1 files for a"}});
+        assert!(matches!(
+            payload_from_json(Api::V2, unknown_level),
+            Payload::V2(_)
+        ));
     }
 
     #[test]

@@ -1,0 +1,731 @@
+//! `skaffold-exporter replay FILE...`: folds Skaffold's event log files
+//! (`--event-log-file`, its `.v2` sibling) and HTTP-gateway captures through the same
+//! pipeline as a live stream, then prints the metrics (Prometheus or OpenMetrics
+//! text) and a per-iteration summary table. This is how a team backfills history,
+//! and how a bug report's stream is turned into numbers.
+//!
+//! Inputs are read line by line (JSON Lines) or as one document (a JSON array, or
+//! the captured fixtures' `{"records": [...]}`), detected from their first line;
+//! `-` is stdin. A malformed line is reported as `file:line: ...` on stderr and
+//! counted; the rest is still folded, and the exit code says some lines were bad.
+//!
+//! Skaffold writes every event to both the v1 file and the `.v2` file; when both
+//! kinds of input are given, only the v2 ones are folded, so nothing counts twice.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{BufRead, BufReader, IsTerminal, Read};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Args, ValueEnum};
+use prometheus_client::registry::Registry;
+use serde_json::Value;
+
+use crate::core::{Event, LoopKind, Outcome, Phase, Transition};
+use crate::pipeline::{Pipeline, TransitionObserver};
+use crate::sink::exposition::{encode_openmetrics, openmetrics_to_prometheus};
+use crate::sink::{DEFAULT_BUCKETS, Metrics};
+use crate::source::file::{
+    Item, hint_from_name, item_from_line, item_from_value, records_of_document,
+};
+use crate::source::{Api, Payload};
+
+/// Text format of the printed metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// Prometheus text format 0.0.4 (what `promtool check metrics` reads).
+    Prometheus,
+    /// OpenMetrics text 1.0.0 (ends with `# EOF`).
+    Openmetrics,
+}
+
+/// What to print to stdout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    /// The summary table, then the metrics.
+    Both,
+    /// Only the metrics.
+    Metrics,
+    /// Only the summary table.
+    Summary,
+}
+
+/// Flags of `replay`.
+#[derive(Debug, Clone, Args)]
+pub struct ReplayArgs {
+    /// Files to replay; `-` reads stdin. Skaffold's `--event-log-file` output (JSON
+    /// Lines of v1 LogEntry; `FILE.v2` holds v2 Events), HTTP-gateway captures
+    /// (`{"result": ...}` lines or arrays) and `{"records": [...]}` documents are
+    /// detected automatically.
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<String>,
+    /// Text format of the printed metrics.
+    #[arg(long, value_enum, default_value = "prometheus")]
+    pub format: Format,
+    /// What to print to stdout.
+    #[arg(long, value_enum, default_value = "both")]
+    pub output: Output,
+    /// Keep reading the (single) input as it grows, like `tail -f`, until ctrl-c;
+    /// then print.
+    #[arg(long)]
+    pub follow: bool,
+    /// Keep serving /metrics on --listen after the replay (and while following),
+    /// until ctrl-c.
+    #[arg(long)]
+    pub serve: bool,
+    /// Address for /metrics with --serve.
+    #[arg(long, default_value = "127.0.0.1:9464")]
+    pub listen: SocketAddr,
+    /// Most distinct artifacts / images / resources per label; the rest become `other`.
+    #[arg(long, default_value_t = 200)]
+    pub max_label_values: usize,
+    /// Histogram buckets in seconds, comma-separated and increasing.
+    #[arg(long, value_delimiter = ',')]
+    pub buckets: Option<Vec<f64>>,
+}
+
+// === summary ===
+
+/// One dev-loop iteration in the summary.
+#[derive(Debug, Clone, Default)]
+struct Row {
+    kind: Option<LoopKind>,
+    result: Option<Outcome>,
+    total: Option<f64>,
+    build: Option<f64>,
+    deploy: Option<f64>,
+    status_check: Option<f64>,
+    sync: Option<f64>,
+    slowest: Option<(String, f64)>,
+}
+
+/// Collects per-iteration figures from the transitions.
+#[derive(Debug, Default)]
+pub struct Summary {
+    run: u32,
+    rows: BTreeMap<(u32, i64), Row>,
+}
+
+fn add(slot: &mut Option<f64>, d: Option<f64>) {
+    if let Some(d) = d {
+        *slot = Some(slot.unwrap_or(0.0) + d);
+    }
+}
+
+impl Summary {
+    fn observe(&mut self, t: &Transition) {
+        match t {
+            Transition::RunStarted { .. } => self.run += 1,
+            Transition::Started {
+                phase: Phase::DevLoop,
+                iteration: Some(i),
+                ..
+            } => {
+                self.rows.entry((self.run.max(1), *i)).or_default();
+            }
+            Transition::Finished(f) => {
+                let Some(iteration) = f.iteration else {
+                    return;
+                };
+                let run = self.run.max(1);
+                let d = f.duration_seconds();
+                let row = self.rows.entry((run, iteration)).or_default();
+                match f.phase {
+                    Phase::DevLoop => {
+                        row.kind = f.loop_kind;
+                        row.result = Some(f.outcome);
+                        row.total = d;
+                    }
+                    Phase::Build => {
+                        add(&mut row.build, d);
+                        if let (Some(d), Some(a)) = (d, &f.subject)
+                            && row.slowest.as_ref().is_none_or(|(_, s)| d > *s)
+                        {
+                            row.slowest = Some((a.clone(), d));
+                        }
+                    }
+                    Phase::Deploy => add(&mut row.deploy, d),
+                    Phase::StatusCheck => add(&mut row.status_check, d),
+                    Phase::FileSync => add(&mut row.sync, d),
+                    _ => {}
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The table: one row per (run, iteration), durations in seconds from Skaffold's
+    /// timestamps (phase columns are sums over the iteration; `-` = did not run).
+    pub fn table(&self) -> String {
+        let secs = |v: Option<f64>| v.map_or("-".to_owned(), |s| format!("{s:.3}"));
+        let mut rows = vec![
+            [
+                "run",
+                "iteration",
+                "kind",
+                "result",
+                "total_s",
+                "build_s",
+                "deploy_s",
+                "status_check_s",
+                "sync_s",
+                "slowest_artifact",
+            ]
+            .map(str::to_owned),
+        ];
+        for ((run, iteration), r) in &self.rows {
+            rows.push([
+                run.to_string(),
+                iteration.to_string(),
+                r.kind.map_or("-", LoopKind::as_str).to_owned(),
+                r.result.map_or("in-progress", Outcome::as_str).to_owned(),
+                secs(r.total),
+                secs(r.build),
+                secs(r.deploy),
+                secs(r.status_check),
+                secs(r.sync),
+                r.slowest
+                    .as_ref()
+                    .map_or("-".to_owned(), |(a, d)| format!("{a} ({d:.3}s)")),
+            ]);
+        }
+        let widths: Vec<usize> = (0..10)
+            .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
+            .collect();
+        let mut out = String::new();
+        for r in &rows {
+            let cells: Vec<String> = r
+                .iter()
+                .zip(&widths)
+                .map(|(c, w)| format!("{c:<w$}"))
+                .collect();
+            out.push_str(cells.join("  ").trim_end());
+            out.push('\n');
+        }
+        if self.rows.is_empty() {
+            out.push_str("(no dev-loop iteration in the input)\n");
+        }
+        out
+    }
+}
+
+struct SummaryObserver(Arc<Mutex<Summary>>);
+
+impl TransitionObserver for SummaryObserver {
+    fn observe(&mut self, _event: &Event, t: &Transition) {
+        if let Ok(mut s) = self.0.lock() {
+            s.observe(t);
+        }
+    }
+}
+
+// === impl Replayer ===
+
+/// The fold of a replay: pipeline, registry, summary, and what went wrong where.
+pub struct Replayer {
+    registry: Arc<Registry>,
+    pipeline: Pipeline,
+    summary: Arc<Mutex<Summary>>,
+    records: u64,
+    malformed: u64,
+    diagnostics: Vec<String>,
+}
+
+impl std::fmt::Debug for Replayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Replayer")
+            .field("records", &self.records)
+            .field("malformed", &self.malformed)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Replayer {
+    /// A replayer with the given histogram buckets and label cap.
+    pub fn new(buckets: &[f64], max_label_values: usize) -> Self {
+        let mut registry = Registry::default();
+        let metrics = Metrics::register(&mut registry, buckets, max_label_values);
+        let mut pipeline = Pipeline::new(metrics);
+        let summary = Arc::new(Mutex::new(Summary::default()));
+        pipeline.add_observer(Box::new(SummaryObserver(summary.clone())));
+        Self {
+            registry: Arc::new(registry),
+            pipeline,
+            summary,
+            records: 0,
+            malformed: 0,
+            diagnostics: Vec::new(),
+        }
+    }
+
+    /// The pipeline, to add observers (e.g. spans) before feeding.
+    pub fn pipeline_mut(&mut self) -> &mut Pipeline {
+        &mut self.pipeline
+    }
+
+    /// The registry (to serve `/metrics` while replaying).
+    pub fn registry(&self) -> Arc<Registry> {
+        self.registry.clone()
+    }
+
+    /// Folds one record read from `file` at `line` (1-based).
+    pub fn feed(&mut self, file: &str, line: u64, item: Item) {
+        self.records += 1;
+        match item {
+            Item::Message { payload, .. } => {
+                if let Payload::Invalid(e) = &payload {
+                    self.malformed += 1;
+                    self.diagnostics.push(format!("{file}:{line}: malformed: {e}"));
+                }
+                let before = self.pipeline.invalid_count();
+                self.pipeline.fold_payload(&payload);
+                if !matches!(payload, Payload::Invalid(_))
+                    && self.pipeline.invalid_count() > before
+                {
+                    let why = self.pipeline.last_invalid().unwrap_or("invalid event");
+                    self.diagnostics
+                        .push(format!("{file}:{line}: skipped (counted as invalid): {why}"));
+                }
+            }
+            Item::StreamEnded { code, message } => self.diagnostics.push(format!(
+                "{file}:{line}: the captured stream ended with a gateway error (gRPC code {code}): {message}"
+            )),
+            Item::NotAnEvent(what) => {
+                self.diagnostics.push(format!("{file}:{line}: not folded: {what}"));
+            }
+        }
+    }
+
+    /// Records read so far.
+    pub fn records(&self) -> u64 {
+        self.records
+    }
+
+    /// Malformed records so far.
+    pub fn malformed(&self) -> u64 {
+        self.malformed
+    }
+
+    /// Events folded so far.
+    pub fn folded(&self) -> u64 {
+        self.pipeline.folded()
+    }
+
+    /// `file:line` notes, in input order.
+    pub fn diagnostics(&self) -> &[String] {
+        &self.diagnostics
+    }
+
+    /// Adds a note (e.g. an input that was skipped).
+    pub fn note(&mut self, text: String) {
+        self.diagnostics.push(text);
+    }
+
+    /// The summary table.
+    pub fn summary_table(&self) -> String {
+        self.summary.lock().map(|s| s.table()).unwrap_or_default()
+    }
+
+    /// The metrics in `format`.
+    pub fn metrics_text(&self, format: Format) -> String {
+        let om = encode_openmetrics(&self.registry);
+        match format {
+            Format::Openmetrics => om,
+            Format::Prometheus => openmetrics_to_prometheus(&om),
+        }
+    }
+
+    /// What `replay` prints to stdout.
+    pub fn report(&self, format: Format, output: Output) -> String {
+        let mut out = String::new();
+        if output != Output::Metrics {
+            out.push_str(&self.summary_table());
+        }
+        if output == Output::Both {
+            out.push('\n');
+        }
+        if output != Output::Summary {
+            out.push_str(&self.metrics_text(format));
+        }
+        out
+    }
+}
+
+// === inputs ===
+
+/// An opened input, its first line already read.
+pub struct Input {
+    name: String,
+    reader: Box<dyn BufRead + Send>,
+    path: Option<PathBuf>,
+    size: Option<u64>,
+    hint: Option<Api>,
+    kind: InputKind,
+}
+
+enum InputKind {
+    Empty,
+    /// JSON Lines; the first line is kept for the reader.
+    Lines {
+        first: String,
+        api: Option<Api>,
+    },
+    /// One document, parsed.
+    Document {
+        records: Vec<Value>,
+        api: Option<Api>,
+        error: Option<String>,
+    },
+}
+
+impl std::fmt::Debug for Input {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Input")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+fn record_api(v: &Value, hint: Option<Api>) -> Option<Api> {
+    match item_from_value(v.clone(), hint) {
+        Item::Message {
+            api,
+            payload: Payload::V1(_) | Payload::V2(_) | Payload::SkippedLog(_),
+        } => Some(api),
+        _ => None,
+    }
+}
+
+impl Input {
+    /// Opens `name` (`-` = stdin) and looks at its first line.
+    pub fn open(name: &str) -> anyhow::Result<Self> {
+        let (reader, path, size): (Box<dyn BufRead + Send>, _, _) = if name == "-" {
+            (Box::new(BufReader::new(std::io::stdin())), None, None)
+        } else {
+            let f = File::open(name).with_context(|| format!("cannot open {name}"))?;
+            let size = f.metadata().ok().filter(|m| m.is_file()).map(|m| m.len());
+            (
+                Box::new(BufReader::with_capacity(256 * 1024, f)),
+                Some(PathBuf::from(name)),
+                size,
+            )
+        };
+        Self::from_reader(name, reader, path, size)
+    }
+
+    /// An input over any reader (tests).
+    pub fn from_reader(
+        name: &str,
+        mut reader: Box<dyn BufRead + Send>,
+        path: Option<PathBuf>,
+        size: Option<u64>,
+    ) -> anyhow::Result<Self> {
+        let hint = hint_from_name(name);
+        let mut first = String::new();
+        while first.trim().is_empty() {
+            first.clear();
+            if reader
+                .read_line(&mut first)
+                .with_context(|| format!("reading {name}"))?
+                == 0
+            {
+                break;
+            }
+        }
+        let trimmed = first.trim_start();
+        let kind = if trimmed.is_empty() {
+            InputKind::Empty
+        } else if trimmed.starts_with('{')
+            && let Ok(v) = serde_json::from_str::<Value>(first.trim())
+            && !v.get("records").is_some_and(Value::is_array)
+        {
+            let api = record_api(&v, hint);
+            InputKind::Lines { first, api }
+        } else {
+            // A document spread over lines (or a JSON array): read it whole.
+            let mut text = first;
+            reader
+                .read_to_string(&mut text)
+                .with_context(|| format!("reading {name}"))?;
+            match serde_json::from_str::<Value>(&text) {
+                Ok(doc) => {
+                    let records = records_of_document(doc);
+                    let api = records.iter().find_map(|r| record_api(r, hint));
+                    InputKind::Document {
+                        records,
+                        api,
+                        error: None,
+                    }
+                }
+                Err(e) => InputKind::Document {
+                    records: Vec::new(),
+                    api: None,
+                    error: Some(format!(
+                        "{name}:{}:{}: neither JSON Lines nor a JSON document: {e}",
+                        e.line(),
+                        e.column()
+                    )),
+                },
+            }
+        };
+        Ok(Self {
+            name: name.to_owned(),
+            reader,
+            path,
+            size,
+            hint,
+            kind,
+        })
+    }
+
+    /// The API of the input's first decodable record.
+    pub fn api(&self) -> Option<Api> {
+        match &self.kind {
+            InputKind::Lines { api, .. } | InputKind::Document { api, .. } => *api,
+            InputKind::Empty => None,
+        }
+    }
+
+    /// Feeds every record to `r`. With `follow`, keeps reading as the file grows
+    /// until `stop` is set. `progress` draws a bar on stderr.
+    pub fn feed(
+        self,
+        r: &mut Replayer,
+        follow: bool,
+        stop: &AtomicBool,
+        progress: bool,
+    ) -> anyhow::Result<()> {
+        let Input {
+            name,
+            mut reader,
+            path,
+            size,
+            hint,
+            kind,
+        } = self;
+        match kind {
+            InputKind::Empty if !follow => Ok(()),
+            InputKind::Document { records, error, .. } => {
+                if let Some(e) = error {
+                    r.malformed += 1;
+                    r.diagnostics.push(e);
+                }
+                for (i, rec) in records.into_iter().enumerate() {
+                    r.feed(&name, i as u64 + 1, item_from_value(rec, hint));
+                }
+                Ok(())
+            }
+            InputKind::Empty | InputKind::Lines { .. } => {
+                let first = match kind {
+                    InputKind::Lines { first, .. } => first,
+                    _ => String::new(),
+                };
+                let bar = (progress && !follow)
+                    .then_some(size)
+                    .flatten()
+                    .filter(|n| *n > 0)
+                    .map(|n| {
+                        let bar = indicatif::ProgressBar::new(n);
+                        bar.set_style(
+                            indicatif::ProgressStyle::with_template(
+                                "{msg} {wide_bar} {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}",
+                            )
+                            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+                        );
+                        bar.set_message(name.clone());
+                        bar
+                    });
+                let mut line_no = 0u64;
+                let mut offset = 0u64;
+                let mut buf = first;
+                loop {
+                    if buf.is_empty() || (follow && !buf.ends_with('\n')) {
+                        let n = reader
+                            .read_line(&mut buf)
+                            .with_context(|| format!("reading {name}"))?;
+                        if n == 0 {
+                            if !follow || stop.load(Ordering::Acquire) {
+                                if !buf.is_empty() {
+                                    line_no += 1;
+                                    if let Some(item) = item_from_line(&buf, hint) {
+                                        r.feed(&name, line_no, item);
+                                    }
+                                }
+                                break;
+                            }
+                            // Truncated (rotated or rewritten)? Start over.
+                            if let Some(p) = &path
+                                && std::fs::metadata(p).is_ok_and(|m| m.len() < offset)
+                            {
+                                r.note(format!(
+                                    "{name}: truncated; reading it again from the start"
+                                ));
+                                reader = Box::new(BufReader::new(File::open(p)?));
+                                offset = 0;
+                                buf.clear();
+                            }
+                            std::thread::sleep(Duration::from_millis(200));
+                            continue;
+                        }
+                        if follow && !buf.ends_with('\n') {
+                            continue;
+                        }
+                    }
+                    line_no += 1;
+                    offset += buf.len() as u64;
+                    if let Some(item) = item_from_line(&buf, hint) {
+                        r.feed(&name, line_no, item);
+                    }
+                    buf.clear();
+                    if let Some(b) = &bar
+                        && line_no.is_multiple_of(2048)
+                    {
+                        b.set_position(offset);
+                    }
+                }
+                if let Some(b) = bar {
+                    b.finish_and_clear();
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Opens the inputs and drops the v1 ones when v2 ones are present (Skaffold writes
+/// every event to both files; folding both would count everything twice).
+pub fn open_inputs(names: &[String], r: &mut Replayer) -> anyhow::Result<Vec<Input>> {
+    let inputs: Vec<Input> = names
+        .iter()
+        .map(|n| Input::open(n))
+        .collect::<anyhow::Result<_>>()?;
+    Ok(select_inputs(inputs, r))
+}
+
+/// Keeps the v2 inputs when both v1 and v2 ones are given (see [`open_inputs`]).
+pub fn select_inputs(inputs: Vec<Input>, r: &mut Replayer) -> Vec<Input> {
+    let has = |api| inputs.iter().any(|i| i.api() == Some(api));
+    if !(has(Api::V1) && has(Api::V2)) {
+        return inputs;
+    }
+    inputs
+        .into_iter()
+        .filter(|i| {
+            let keep = i.api() != Some(Api::V1);
+            if !keep {
+                r.note(format!(
+                    "{}: skipped: v1 events, and v2 inputs were given too (Skaffold writes every event to both; only the v2 ones are folded)",
+                    i.name
+                ));
+            }
+            keep
+        })
+        .collect()
+}
+
+/// Runs `replay`: folds the inputs, prints, optionally serves. `setup` may add
+/// observers to the pipeline first.
+pub async fn run(
+    args: ReplayArgs,
+    setup: impl FnOnce(&mut Pipeline) + Send + 'static,
+) -> anyhow::Result<ExitCode> {
+    let buckets = args
+        .buckets
+        .clone()
+        .unwrap_or_else(|| DEFAULT_BUCKETS.to_vec());
+    if buckets.is_empty()
+        || buckets.iter().any(|b| !b.is_finite() || *b <= 0.0)
+        || buckets.windows(2).any(|w| w[0] >= w[1])
+    {
+        anyhow::bail!(
+            "--buckets must be positive, finite and strictly increasing, got {buckets:?}"
+        );
+    }
+    if args.max_label_values == 0 {
+        anyhow::bail!("--max-label-values must be at least 1");
+    }
+    if args.follow && args.files.len() != 1 {
+        anyhow::bail!("--follow reads one input; got {}", args.files.len());
+    }
+    let mut replayer = Replayer::new(&buckets, args.max_label_values);
+    setup(replayer.pipeline_mut());
+    let inputs = open_inputs(&args.files, &mut replayer)?;
+
+    let (shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
+    let mut server = None;
+    if args.serve {
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("cannot listen on {} (--listen)", args.listen))?;
+        let addr = listener.local_addr()?;
+        let progress = Arc::new(crate::source::grpc::Progress::default());
+        progress.connected.store(true, Ordering::Release);
+        let shared = Arc::new(crate::server::http::Shared {
+            registry: replayer.registry(),
+            progress,
+            upstream: None,
+        });
+        server = Some(tokio::spawn(crate::server::http::serve(
+            listener,
+            shared,
+            shutdown_rx,
+        )));
+        eprintln!("replay: serving http://{addr}/metrics");
+    }
+
+    let stop = Arc::new(AtomicBool::new(false));
+    if args.follow {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            crate::app::shutdown_signal().await;
+            stop.store(true, Ordering::Release);
+        });
+    }
+    let progress = std::io::stderr().is_terminal();
+    let follow = args.follow;
+    let stop2 = stop.clone();
+    let (replayer, result) = tokio::task::spawn_blocking(move || {
+        let mut replayer = replayer;
+        let mut result = Ok(());
+        for input in inputs {
+            if let Err(e) = input.feed(&mut replayer, follow, &stop2, progress) {
+                result = Err(e);
+                break;
+            }
+        }
+        (replayer, result)
+    })
+    .await?;
+    result?;
+
+    for d in replayer.diagnostics() {
+        eprintln!("{d}");
+    }
+    eprintln!(
+        "replay: {} records, {} events folded, {} malformed",
+        replayer.records(),
+        replayer.folded(),
+        replayer.malformed()
+    );
+    print!("{}", replayer.report(args.format, args.output));
+
+    if let Some(server) = server {
+        if !stop.load(Ordering::Acquire) {
+            eprintln!("replay: still serving /metrics (ctrl-c to stop)");
+            crate::app::shutdown_signal().await;
+        }
+        let _ = shutdown.send(true);
+        let _ = server.await;
+    }
+    Ok(if replayer.malformed() > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}

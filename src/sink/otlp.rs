@@ -1,0 +1,1206 @@
+//! Traces: one trace per dev-loop iteration, built from the fold's transitions and
+//! exported over OTLP.
+//!
+//! [`SpanBuilder`] is pure (no I/O, no clock): transitions in, finished [`SpanData`]
+//! out, with Skaffold's timestamps as start and end times and ids derived from the
+//! Skaffold run (its MetaEvent timestamp), the iteration, the phase, the subject and
+//! its occurrence. Folding the same event log again (an exporter restart receives
+//! Skaffold's replay) therefore yields the same trace and span ids.
+//!
+//! [`SpanSink`] owns a builder and a bounded queue to one export thread; the fold only
+//! ever `try_send`s, so a slow or absent collector never blocks it: a full queue drops
+//! spans and counts them (`skaffold_exporter_spans_dropped_total`), a failed export
+//! counts `skaffold_exporter_otlp_export_errors_total{signal="traces"}`.
+//!
+//! Export runs on a dedicated OS thread, never on a tokio worker: the gRPC (tonic)
+//! exporter is driven through a handle to the application's tokio runtime, so it has
+//! a reactor (the known opentelemetry-rust pitfall), and the blocking HTTP client runs
+//! outside any runtime, as it must.
+
+use std::borrow::Cow;
+use std::collections::{HashMap, HashSet};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use opentelemetry::trace::{
+    Event as SpanEvent, SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceId, TraceState,
+};
+use opentelemetry::{InstrumentationScope, KeyValue, Value};
+use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanExporter as _, SpanLinks};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
+use sha2::{Digest, Sha256};
+
+use super::semconv as k;
+use crate::core::{Event, EventKind, Finished, LoopKind, Nanos, Outcome, Phase, Transition};
+
+// === ids ===
+
+/// A 16-byte trace id, as the hex string exemplars carry.
+pub type TraceHex = String;
+
+fn digest(parts: &[&[u8]]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(b"skaffold-exporter/trace-ids/v1");
+    for p in parts {
+        h.update((p.len() as u64).to_be_bytes());
+        h.update(p);
+    }
+    h.finalize().into()
+}
+
+/// The trace id of `iteration` (-1: spans outside any iteration) of the run that
+/// started at `run_at` (Skaffold's MetaEvent timestamp).
+pub fn trace_id(run_at: Nanos, iteration: i64) -> TraceId {
+    let d = digest(&[&run_at.to_be_bytes(), &iteration.to_be_bytes()]);
+    let mut b = [0u8; 16];
+    b.copy_from_slice(&d[..16]);
+    if b == [0; 16] {
+        b[15] = 1;
+    }
+    TraceId::from_bytes(b)
+}
+
+/// The span id of the `occurrence`-th span of `phase`/`subject` in `trace`.
+pub fn span_id(trace: TraceId, phase: &str, subject: Option<&str>, occurrence: u32) -> SpanId {
+    let d = digest(&[
+        &trace.to_bytes(),
+        phase.as_bytes(),
+        subject.unwrap_or("\u{0}").as_bytes(),
+        &occurrence.to_be_bytes(),
+    ]);
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&d[..8]);
+    if b == [0; 8] {
+        b[7] = 1;
+    }
+    SpanId::from_bytes(b)
+}
+
+fn time(at: Nanos) -> SystemTime {
+    if at >= 0 {
+        UNIX_EPOCH + Duration::from_nanos(at as u64)
+    } else {
+        UNIX_EPOCH
+    }
+}
+
+// === vocabulary ===
+
+/// `cicd.pipeline.result` / `cicd.pipeline.task.run.result` of an outcome.
+pub fn result_value(o: Outcome) -> &'static str {
+    match o {
+        Outcome::Success => "success",
+        Outcome::Failure => "failure",
+        Outcome::Canceled => "cancellation",
+    }
+}
+
+/// Why the exporter ended a span that Skaffold never ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndReason {
+    /// Skaffold's event stream ended.
+    Disconnected,
+    /// A new Skaffold run (MetaEvent) started.
+    NewRun,
+    /// Skaffold sent a TerminationEvent.
+    Terminated,
+}
+
+impl EndReason {
+    /// The `skaffold.span.end_reason` value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EndReason::Disconnected => "disconnected",
+            EndReason::NewRun => "new_run",
+            EndReason::Terminated => "terminated",
+        }
+    }
+
+    fn result(self) -> &'static str {
+        match self {
+            EndReason::Terminated => "cancellation",
+            _ => "error",
+        }
+    }
+
+    fn description(self) -> &'static str {
+        match self {
+            EndReason::Disconnected => "Skaffold disconnected before this ended",
+            EndReason::NewRun => "a new Skaffold run started before this ended",
+            EndReason::Terminated => "Skaffold terminated before this ended",
+        }
+    }
+}
+
+/// Span name and `cicd.pipeline.task.type` of a phase.
+fn task(phase: Phase, subject: Option<&str>) -> (String, &'static str) {
+    let ty = match phase {
+        Phase::Build => "build",
+        Phase::Test => "test",
+        Phase::Deploy => "deploy",
+        Phase::StatusCheck => "status_check",
+        Phase::Resource => "rollout",
+        Phase::FileSync => "sync",
+        Phase::DevLoop => "dev_loop",
+        Phase::Render => "render",
+        Phase::Verify => "verify",
+        Phase::Exec => "exec",
+        Phase::DeploySubtask => "deploy",
+        Phase::TestSubtask => "test",
+        Phase::RenderSubtask => "render",
+        Phase::VerifySubtask => "verify",
+        Phase::ExecSubtask => "exec",
+    };
+    let verb = match phase {
+        Phase::StatusCheck => "status check",
+        _ => ty,
+    };
+    let name = match subject {
+        Some(s) => format!("{verb} {s}"),
+        None => verb.to_owned(),
+    };
+    (name, ty)
+}
+
+/// The phase whose span encloses a subtask's span.
+fn enclosing(phase: Phase) -> Option<Phase> {
+    Some(match phase {
+        Phase::Resource => Phase::StatusCheck,
+        Phase::DeploySubtask => Phase::Deploy,
+        Phase::TestSubtask => Phase::Test,
+        Phase::RenderSubtask => Phase::Render,
+        Phase::VerifySubtask => Phase::Verify,
+        Phase::ExecSubtask => Phase::Exec,
+        _ => return None,
+    })
+}
+
+/// Splits Skaffold's `namespace:kind/name` (or `kind/name`).
+pub fn parse_resource(r: &str) -> (Option<&str>, Option<&str>, &str) {
+    let (ns, rest) = match r.split_once(':') {
+        Some((ns, rest)) if !ns.is_empty() => (Some(ns), rest),
+        _ => (None, r),
+    };
+    match rest.split_once('/') {
+        Some((kind, name)) => (ns, Some(kind), name),
+        None => (ns, None, rest),
+    }
+}
+
+// === the builder ===
+
+type Key = (Phase, Option<String>);
+
+#[derive(Debug, Clone)]
+struct Open {
+    trace: TraceId,
+    span: SpanId,
+    parent: SpanId,
+    iteration: i64,
+    start: Nanos,
+}
+
+#[derive(Debug, Clone)]
+struct Root {
+    trace: TraceId,
+    span: SpanId,
+    start: Nanos,
+    events: Vec<SpanEvent>,
+    built: bool,
+    deployed: bool,
+    failed_child: bool,
+    last_end: Nanos,
+}
+
+#[derive(Debug, Clone)]
+struct Pending {
+    data: SpanData,
+    ticks: u32,
+}
+
+#[derive(Debug, Clone)]
+struct Run {
+    at: Nanos,
+    run_id: String,
+    version: Option<String>,
+    last_at: Nanos,
+    last_iteration: Option<i64>,
+}
+
+/// What the builder needs besides transitions.
+#[derive(Debug, Clone)]
+pub struct SpanConfig {
+    /// `cicd.pipeline.name` and the second word of root span names.
+    pub pipeline: String,
+}
+
+/// Transitions → spans. Pure; see the module docs.
+#[derive(Debug)]
+pub struct SpanBuilder {
+    pipeline: String,
+    scope: InstrumentationScope,
+    run: Option<Run>,
+    open: HashMap<Key, Open>,
+    roots: HashMap<i64, Root>,
+    pending: Vec<Pending>,
+    occurrences: HashMap<(i64, Phase, Option<String>), u32>,
+    abandoned: HashSet<Key>,
+    abandoned_roots: HashSet<i64>,
+    ready: Vec<SpanData>,
+}
+
+/// Ticks a finished root waits for the port forwards Skaffold announces after it.
+const ROOT_GRACE_TICKS: u32 = 2;
+/// Most spans tracked open at once (the fold caps its own state the same way).
+const MAX_OPEN: usize = 10_000;
+
+impl SpanBuilder {
+    /// A builder for `cfg.pipeline`.
+    pub fn new(cfg: SpanConfig) -> Self {
+        Self {
+            pipeline: cfg.pipeline,
+            scope: InstrumentationScope::builder("skaffold-exporter")
+                .with_version(env!("CARGO_PKG_VERSION"))
+                .with_schema_url(k::SCHEMA_URL)
+                .build(),
+            run: None,
+            open: HashMap::new(),
+            roots: HashMap::new(),
+            pending: Vec::new(),
+            occurrences: HashMap::new(),
+            abandoned: HashSet::new(),
+            abandoned_roots: HashSet::new(),
+            ready: Vec::new(),
+        }
+    }
+
+    /// Spans finished so far (and not yet taken), in the order they ended.
+    pub fn take_ready(&mut self) -> Vec<SpanData> {
+        std::mem::take(&mut self.ready)
+    }
+
+    /// Spans tracked open (roots and children).
+    pub fn open_spans(&self) -> usize {
+        self.open.len() + self.roots.len()
+    }
+
+    fn run(&mut self, at: Nanos) -> &mut Run {
+        self.run.get_or_insert_with(|| Run {
+            at,
+            run_id: format!(
+                "{:016x}",
+                u64::from_be_bytes(
+                    trace_id(at, -1).to_bytes()[..8]
+                        .try_into()
+                        .expect("8 bytes")
+                )
+            ),
+            version: None,
+            last_at: at,
+            last_iteration: None,
+        })
+    }
+
+    fn iteration(&mut self, at: Nanos, it: Option<i64>) -> i64 {
+        let run = self.run(at);
+        match it {
+            Some(i) => {
+                run.last_iteration = Some(i);
+                i
+            }
+            None => run.last_iteration.unwrap_or(-1),
+        }
+    }
+
+    /// Handles a raw event the fold turns into no transition (TerminationEvent).
+    pub fn event(&mut self, ev: &Event) {
+        match ev.kind {
+            EventKind::Termination { .. } => self.end_run(ev.at, EndReason::Terminated),
+            // A MetaEvent belongs to the next run, not to the one it replaces.
+            EventKind::Meta { .. } => {}
+            _ => {
+                if let Some(run) = self.run.as_mut() {
+                    run.last_at = run.last_at.max(ev.at);
+                }
+            }
+        }
+    }
+
+    /// Skaffold's stream ended: every open span ends now, with result `error`.
+    pub fn disconnected(&mut self) {
+        let Some(at) = self.run.as_ref().map(|r| r.last_at) else {
+            return;
+        };
+        self.end_run(at, EndReason::Disconnected);
+    }
+
+    /// Called periodically (wall clock) by the fold task: releases finished roots
+    /// whose grace for late port forwards has passed.
+    pub fn tick(&mut self) {
+        for p in &mut self.pending {
+            p.ticks += 1;
+        }
+        let (done, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut self.pending)
+            .into_iter()
+            .partition(|p| p.ticks >= ROOT_GRACE_TICKS);
+        self.pending = keep;
+        self.ready.extend(done.into_iter().map(|p| p.data));
+    }
+
+    /// Releases everything finished, including roots still in their grace period.
+    pub fn flush(&mut self) {
+        self.release_pending();
+    }
+
+    fn release_pending(&mut self) {
+        let pending = std::mem::take(&mut self.pending);
+        self.ready.extend(pending.into_iter().map(|p| p.data));
+    }
+
+    /// Folds one transition; returns the trace id the transition's observation belongs
+    /// to (for exemplars), when it ended a span.
+    pub fn observe(&mut self, ev: &Event, t: &Transition) -> Option<TraceId> {
+        if let Some(run) = self.run.as_mut()
+            && !matches!(t, Transition::RunStarted { .. })
+        {
+            run.last_at = run.last_at.max(ev.at);
+        }
+        match t {
+            Transition::RunStarted { version, at } => {
+                if self.run.is_some() {
+                    let last = self.run.as_ref().map_or(*at, |r| r.last_at);
+                    self.end_run(last, EndReason::NewRun);
+                }
+                self.run = None;
+                self.occurrences.clear();
+                self.abandoned.clear();
+                self.abandoned_roots.clear();
+                self.run(*at).version = version.clone();
+                None
+            }
+            Transition::RunIdentified { run_id, at } => {
+                self.run(*at).run_id = run_id.clone();
+                None
+            }
+            Transition::Started {
+                phase,
+                subject,
+                at,
+                iteration,
+            } => {
+                self.release_pending();
+                self.started(*phase, subject.clone(), *at, *iteration);
+                None
+            }
+            Transition::Finished(f) => self.finished(f),
+            Transition::PortForwards {
+                local_port,
+                resource,
+                at,
+                ..
+            } => {
+                self.port_forward(*local_port, resource, *at);
+                None
+            }
+            Transition::CacheChecked {
+                artifact,
+                hit,
+                at,
+                iteration,
+            } => {
+                let it = self.iteration(*at, *iteration);
+                if let Some(root) = self.roots.get_mut(&it) {
+                    root.events.push(SpanEvent::new(
+                        k::EVENT_BUILD_CACHE,
+                        time(*at),
+                        vec![
+                            KeyValue::new(k::CONTAINER_IMAGE_NAME, artifact.clone()),
+                            KeyValue::new(k::SKAFFOLD_BUILD_CACHE_HIT, *hit),
+                        ],
+                        0,
+                    ));
+                }
+                None
+            }
+            _ => None,
+        }
+    }
+
+    fn started(&mut self, phase: Phase, subject: Option<String>, at: Nanos, it: Option<i64>) {
+        let iteration = self.iteration(at, it);
+        let run_at = self.run(at).at;
+        let trace = trace_id(run_at, iteration);
+        if phase == Phase::DevLoop {
+            // Occurrence counters of iterations long gone are not needed any more
+            // (bounded memory over a long session; replays prune identically).
+            self.occurrences
+                .retain(|(it, _, _), _| *it < 0 || *it + 2 >= iteration);
+            self.abandoned_roots.remove(&iteration);
+            if self.roots.len() < MAX_OPEN {
+                self.roots.insert(
+                    iteration,
+                    Root {
+                        trace,
+                        span: span_id(trace, Phase::DevLoop.as_str(), None, 0),
+                        start: at,
+                        events: Vec::new(),
+                        built: false,
+                        deployed: false,
+                        failed_child: false,
+                        last_end: at,
+                    },
+                );
+            }
+            return;
+        }
+        if self.open.len() >= MAX_OPEN {
+            return;
+        }
+        let key = (phase, subject.clone());
+        self.abandoned.remove(&key);
+        let occ = self
+            .occurrences
+            .entry((iteration, phase, subject.clone()))
+            .or_default();
+        let occurrence = *occ;
+        *occ += 1;
+        let span = span_id(trace, phase.as_str(), subject.as_deref(), occurrence);
+        let parent = self.parent_of(phase, iteration, trace, at);
+        if let Some(root) = self.roots.get_mut(&iteration) {
+            match phase {
+                Phase::Build => root.built = true,
+                Phase::Deploy => root.deployed = true,
+                _ => {}
+            }
+        }
+        self.open.insert(
+            key,
+            Open {
+                trace,
+                span,
+                parent,
+                iteration,
+                start: at,
+            },
+        );
+    }
+
+    fn parent_of(&mut self, phase: Phase, iteration: i64, trace: TraceId, at: Nanos) -> SpanId {
+        if let Some(enc) = enclosing(phase) {
+            let candidates: &[Phase] = if phase == Phase::Resource {
+                &[Phase::StatusCheck, Phase::Deploy]
+            } else {
+                std::slice::from_ref(match enc {
+                    Phase::Deploy => &Phase::Deploy,
+                    Phase::Test => &Phase::Test,
+                    Phase::Render => &Phase::Render,
+                    Phase::Verify => &Phase::Verify,
+                    Phase::Exec => &Phase::Exec,
+                    _ => &Phase::StatusCheck,
+                })
+            };
+            for p in candidates {
+                if let Some(o) = self.open.get(&(*p, None))
+                    && o.trace == trace
+                {
+                    return o.span;
+                }
+            }
+        }
+        if iteration < 0 && !self.roots.contains_key(&iteration) {
+            // Spans outside any iteration share one trace per run, under a root that
+            // ends with the run.
+            self.roots.insert(
+                iteration,
+                Root {
+                    trace,
+                    span: span_id(trace, Phase::DevLoop.as_str(), None, 0),
+                    start: at,
+                    events: Vec::new(),
+                    built: false,
+                    deployed: false,
+                    failed_child: false,
+                    last_end: at,
+                },
+            );
+        }
+        span_id(trace, Phase::DevLoop.as_str(), None, 0)
+    }
+
+    fn finished(&mut self, f: &Finished) -> Option<TraceId> {
+        if f.phase == Phase::DevLoop {
+            let iteration = self.iteration(f.finished_at, f.iteration);
+            if self.abandoned_roots.remove(&iteration) {
+                return None;
+            }
+            let root = self.roots.remove(&iteration).unwrap_or_else(|| {
+                let run_at = self.run(f.finished_at).at;
+                let trace = trace_id(run_at, iteration);
+                Root {
+                    trace,
+                    span: span_id(trace, Phase::DevLoop.as_str(), None, 0),
+                    start: f.started_at.unwrap_or(f.finished_at),
+                    events: Vec::new(),
+                    built: false,
+                    deployed: false,
+                    failed_child: false,
+                    last_end: f.finished_at,
+                }
+            });
+            let trace = root.trace;
+            let error = f
+                .error
+                .as_ref()
+                .map(|e| (e.code.clone(), e.message.clone()));
+            let data = self.root_span(
+                root,
+                iteration,
+                f.finished_at,
+                result_value(f.outcome),
+                f.loop_kind,
+                error,
+                None,
+            );
+            self.pending.push(Pending { data, ticks: 0 });
+            return Some(trace);
+        }
+        let key = (f.phase, f.subject.clone());
+        if self.abandoned.remove(&key) {
+            return None;
+        }
+        let open = match self.open.remove(&key) {
+            Some(o) => o,
+            None => {
+                // A terminal event without a start: a zero-length span at its time.
+                self.started(f.phase, f.subject.clone(), f.finished_at, f.iteration);
+                self.open.remove(&key)?
+            }
+        };
+        let trace = open.trace;
+        let error = f
+            .error
+            .as_ref()
+            .map(|e| (e.code.clone(), e.message.clone()));
+        let mut extra = Vec::new();
+        if f.phase == Phase::FileSync {
+            extra.push(KeyValue::new(
+                k::SKAFFOLD_SYNC_FILE_COUNT,
+                i64::try_from(f.file_count).unwrap_or(i64::MAX),
+            ));
+        }
+        let data = self.child_span(
+            f.phase,
+            f.subject.as_deref(),
+            &open,
+            f.finished_at,
+            result_value(f.outcome),
+            error,
+            None,
+            extra,
+        );
+        if let Some(root) = self.roots.get_mut(&open.iteration) {
+            root.failed_child |= f.outcome == Outcome::Failure;
+            root.last_end = root.last_end.max(f.finished_at);
+        }
+        self.ready.push(data);
+        Some(trace)
+    }
+
+    fn port_forward(&mut self, local_port: i32, resource: &str, at: Nanos) {
+        let event = SpanEvent::new(
+            k::EVENT_PORT_FORWARD,
+            time(at),
+            vec![
+                KeyValue::new(k::SKAFFOLD_PORT_FORWARD_LOCAL_PORT, i64::from(local_port)),
+                KeyValue::new(k::SKAFFOLD_PORT_FORWARD_RESOURCE, resource.to_owned()),
+            ],
+            0,
+        );
+        // The open root of the newest iteration, else the root that just ended.
+        if let Some(it) = self.roots.keys().copied().filter(|i| *i >= 0).max()
+            && let Some(root) = self.roots.get_mut(&it)
+        {
+            root.events.push(event);
+            return;
+        }
+        if let Some(p) = self.pending.last_mut() {
+            p.data.events.events.push(event);
+            return;
+        }
+        // Nothing to attach to: the session-level root of this run.
+        let iteration = -1;
+        let run_at = self.run(at).at;
+        let trace = trace_id(run_at, iteration);
+        self.parent_of(Phase::DevLoop, iteration, trace, at);
+        if let Some(root) = self.roots.get_mut(&iteration) {
+            root.events.push(event);
+            root.last_end = root.last_end.max(at);
+        }
+    }
+
+    /// Ends every open span of the current run at `at`, marked with `reason`.
+    fn end_run(&mut self, at: Nanos, reason: EndReason) {
+        let mut open: Vec<(Key, Open)> = self.open.drain().collect();
+        // Deterministic order: by start time, then name.
+        open.sort_by(|a, b| (a.1.start, &a.0).cmp(&(b.1.start, &b.0)));
+        for (key, o) in open {
+            let desc = reason.description();
+            let data = self.child_span(
+                key.0,
+                key.1.as_deref(),
+                &o,
+                at.max(o.start),
+                reason.result(),
+                (reason != EndReason::Terminated).then(|| (None, desc.to_owned())),
+                Some(reason),
+                Vec::new(),
+            );
+            self.ready.push(data);
+            self.abandoned.insert(key);
+        }
+        let mut roots: Vec<(i64, Root)> = self.roots.drain().collect();
+        roots.sort_by_key(|(i, _)| *i);
+        for (iteration, root) in roots {
+            let data = if iteration < 0 {
+                let result = if root.failed_child {
+                    "failure"
+                } else {
+                    "success"
+                };
+                let end = root.last_end.max(root.start);
+                self.root_span(root, iteration, end, result, None, None, None)
+            } else {
+                self.abandoned_roots.insert(iteration);
+                let end = at.max(root.start);
+                let error = (reason != EndReason::Terminated)
+                    .then(|| (None, reason.description().to_owned()));
+                self.root_span(
+                    root,
+                    iteration,
+                    end,
+                    reason.result(),
+                    None,
+                    error,
+                    Some(reason),
+                )
+            };
+            self.pending.push(Pending { data, ticks: 0 });
+        }
+        self.release_pending();
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn root_span(
+        &self,
+        root: Root,
+        iteration: i64,
+        end: Nanos,
+        result: &'static str,
+        loop_kind: Option<LoopKind>,
+        error: Option<(Option<String>, String)>,
+        reason: Option<EndReason>,
+    ) -> SpanData {
+        let action = match loop_kind {
+            Some(LoopKind::Sync) => "SYNC",
+            // `skaffold build`: artifacts built, nothing deployed, nothing failed.
+            _ if root.built && !root.deployed && iteration >= 0 && result == "success" => "BUILD",
+            _ => "RUN",
+        };
+        let run = self.run.as_ref();
+        let run_id = run.map_or_else(String::new, |r| r.run_id.clone());
+        // Spans outside any iteration (-1) belong to the run as a whole.
+        let run_id = if iteration < 0 {
+            run_id
+        } else {
+            format!("{run_id}-{iteration}")
+        };
+        let mut attrs = vec![
+            KeyValue::new(k::CICD_PIPELINE_NAME, self.pipeline.clone()),
+            KeyValue::new(k::CICD_PIPELINE_ACTION_NAME, action),
+            KeyValue::new(k::CICD_PIPELINE_RUN_ID, run_id),
+            KeyValue::new(k::CICD_PIPELINE_RESULT, result),
+        ];
+        if iteration >= 0 {
+            attrs.push(KeyValue::new(k::SKAFFOLD_ITERATION, iteration));
+        }
+        if let Some(v) = run.and_then(|r| r.version.clone()) {
+            attrs.push(KeyValue::new(k::SKAFFOLD_VERSION, v));
+        }
+        if let Some(kind) = loop_kind {
+            attrs.push(KeyValue::new(k::SKAFFOLD_LOOP_KIND, kind.as_str()));
+        }
+        let status = status(&mut attrs, error);
+        if let Some(r) = reason {
+            attrs.push(KeyValue::new(k::SKAFFOLD_SPAN_END_REASON, r.as_str()));
+        }
+        let mut events = SpanEvents::default();
+        events.events = root.events;
+        SpanData {
+            span_context: ctx(root.trace, root.span),
+            parent_span_id: SpanId::INVALID,
+            parent_span_is_remote: false,
+            span_kind: SpanKind::Server,
+            name: Cow::Owned(format!("{action} {}", self.pipeline)),
+            start_time: time(root.start),
+            end_time: time(end.max(root.start)),
+            attributes: attrs,
+            dropped_attributes_count: 0,
+            events,
+            links: SpanLinks::default(),
+            status,
+            instrumentation_scope: self.scope.clone(),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn child_span(
+        &self,
+        phase: Phase,
+        subject: Option<&str>,
+        o: &Open,
+        end: Nanos,
+        result: &'static str,
+        error: Option<(Option<String>, String)>,
+        reason: Option<EndReason>,
+        extra: Vec<KeyValue>,
+    ) -> SpanData {
+        let (name, ty) = task(phase, subject);
+        let run_id = self
+            .run
+            .as_ref()
+            .map_or_else(String::new, |r| r.run_id.clone());
+        let mut attrs = vec![
+            KeyValue::new(k::CICD_PIPELINE_TASK_NAME, name.clone()),
+            KeyValue::new(
+                k::CICD_PIPELINE_TASK_RUN_ID,
+                if o.iteration < 0 {
+                    format!("{run_id}-{}", o.span)
+                } else {
+                    format!("{run_id}-{}-{}", o.iteration, o.span)
+                },
+            ),
+            KeyValue::new(k::CICD_PIPELINE_TASK_TYPE, ty),
+            KeyValue::new(k::CICD_PIPELINE_TASK_RUN_RESULT, result),
+        ];
+        if o.iteration >= 0 {
+            attrs.push(KeyValue::new(k::SKAFFOLD_ITERATION, o.iteration));
+        }
+        match (phase, subject) {
+            (Phase::Build | Phase::FileSync, Some(s)) => {
+                attrs.push(KeyValue::new(k::CONTAINER_IMAGE_NAME, s.to_owned()));
+            }
+            (Phase::Resource, Some(s)) => {
+                let (ns, kind, rname) = parse_resource(s);
+                attrs.push(KeyValue::new(k::SKAFFOLD_RESOURCE, s.to_owned()));
+                if let Some(ns) = ns {
+                    attrs.push(KeyValue::new(k::K8S_NAMESPACE_NAME, ns.to_owned()));
+                }
+                if let Some(kind) = kind {
+                    attrs.push(KeyValue::new(k::SKAFFOLD_RESOURCE_KIND, kind.to_owned()));
+                    if let Some(key) = k::k8s_kind_name_key(kind) {
+                        attrs.push(KeyValue::new(key, rname.to_owned()));
+                    }
+                }
+                attrs.push(KeyValue::new(k::SKAFFOLD_RESOURCE_NAME, rname.to_owned()));
+            }
+            (p, Some(s)) if p.is_subtask() => {
+                attrs.push(KeyValue::new(k::SKAFFOLD_SUBTASK_ID, s.to_owned()));
+            }
+            _ => {}
+        }
+        attrs.extend(extra);
+        let status = status(&mut attrs, error);
+        if let Some(r) = reason {
+            attrs.push(KeyValue::new(k::SKAFFOLD_SPAN_END_REASON, r.as_str()));
+        }
+        SpanData {
+            span_context: ctx(o.trace, o.span),
+            parent_span_id: o.parent,
+            parent_span_is_remote: false,
+            span_kind: SpanKind::Internal,
+            name: Cow::Owned(name),
+            start_time: time(o.start),
+            end_time: time(end.max(o.start)),
+            attributes: attrs,
+            dropped_attributes_count: 0,
+            events: SpanEvents::default(),
+            links: SpanLinks::default(),
+            status,
+            instrumentation_scope: self.scope.clone(),
+        }
+    }
+}
+
+fn ctx(trace: TraceId, span: SpanId) -> SpanContext {
+    SpanContext::new(trace, span, TraceFlags::SAMPLED, false, TraceState::NONE)
+}
+
+/// Error status and `error.type` for a failure (`(code, message)`); unset otherwise.
+fn status(attrs: &mut Vec<KeyValue>, error: Option<(Option<String>, String)>) -> Status {
+    match error {
+        Some((code, message)) => {
+            attrs.push(KeyValue::new(
+                k::ERROR_TYPE,
+                Value::from(code.unwrap_or_else(|| k::ERROR_TYPE_OTHER.to_owned())),
+            ));
+            Status::Error {
+                description: Cow::Owned(message),
+            }
+        }
+        None => Status::Unset,
+    }
+}
+
+// === export ===
+
+/// `{signal}` of the export error counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SignalLabel {
+    /// `traces` or `metrics`.
+    pub signal: &'static str,
+}
+
+/// The exporter's own OTLP counters (registered only when OTLP is on).
+#[derive(Clone, Debug, Default)]
+pub struct OtlpStats {
+    /// Spans handed to the collector.
+    pub spans_exported: Counter,
+    /// Spans dropped because the export queue was full.
+    pub spans_dropped: Counter,
+    /// Failed export requests, by signal.
+    pub export_errors: Family<SignalLabel, Counter>,
+}
+
+impl OtlpStats {
+    /// Registers the counters (and creates both error series at 0).
+    pub fn register(self, r: &mut Registry) -> Self {
+        r.register(
+            "skaffold_exporter_spans_exported",
+            "Spans the OTLP exporter handed to the collector",
+            self.spans_exported.clone(),
+        );
+        r.register(
+            "skaffold_exporter_spans_dropped",
+            "Spans dropped because the OTLP export queue was full (collector slow or down)",
+            self.spans_dropped.clone(),
+        );
+        r.register(
+            "skaffold_exporter_otlp_export_errors",
+            "OTLP export requests that failed, by signal (traces, metrics)",
+            self.export_errors.clone(),
+        );
+        for signal in ["traces", "metrics"] {
+            let _ = self.export_errors.get_or_create(&SignalLabel { signal });
+        }
+        self
+    }
+}
+
+/// How the export thread drives the exporter's futures.
+#[derive(Debug, Clone)]
+pub enum Driver {
+    /// gRPC (tonic): on the application's tokio runtime, through its handle.
+    Tokio(tokio::runtime::Handle),
+    /// HTTP with the blocking client: outside any runtime.
+    Blocking,
+}
+
+impl Driver {
+    pub(crate) fn run<F: std::future::Future>(&self, f: F) -> F::Output {
+        match self {
+            Driver::Tokio(h) => h.block_on(f),
+            Driver::Blocking => futures_executor::block_on(f),
+        }
+    }
+}
+
+/// Largest batch per export request.
+pub const MAX_BATCH: usize = 512;
+
+/// Starts the export thread; returns the queue's sender and the thread.
+pub fn spawn_exporter(
+    exporter: opentelemetry_otlp::SpanExporter,
+    driver: Driver,
+    capacity: usize,
+    stats: OtlpStats,
+) -> (SyncSender<SpanData>, std::thread::JoinHandle<()>) {
+    let (tx, rx) = std::sync::mpsc::sync_channel(capacity.max(1));
+    let handle = std::thread::Builder::new()
+        .name("otlp-spans".into())
+        .spawn(move || export_loop(exporter, driver, rx, stats))
+        .expect("spawning a thread");
+    (tx, handle)
+}
+
+fn export_loop(
+    mut exporter: opentelemetry_otlp::SpanExporter,
+    driver: Driver,
+    rx: Receiver<SpanData>,
+    stats: OtlpStats,
+) {
+    let mut failures_logged = 0u32;
+    loop {
+        let first = match rx.recv_timeout(Duration::from_secs(1)) {
+            Ok(s) => s,
+            Err(RecvTimeoutError::Timeout) => continue,
+            Err(RecvTimeoutError::Disconnected) => break,
+        };
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(s) => batch.push(s),
+                Err(_) => break,
+            }
+        }
+        let n = batch.len() as u64;
+        match driver.run(exporter.export(batch)) {
+            Ok(()) => {
+                stats.spans_exported.inc_by(n);
+            }
+            Err(e) => {
+                stats
+                    .export_errors
+                    .get_or_create(&SignalLabel { signal: "traces" })
+                    .inc();
+                if failures_logged < 3 {
+                    failures_logged += 1;
+                    tracing::warn!(error = %e, spans = n, "OTLP span export failed; the spans are lost (skaffold_exporter_otlp_export_errors_total).");
+                }
+            }
+        }
+    }
+    let _ = exporter.shutdown_with_timeout(Duration::from_secs(1));
+    let _ = &mut exporter;
+}
+
+/// The span pipeline as the fold sees it: a builder plus a non-blocking queue.
+#[derive(Debug)]
+pub struct SpanSink {
+    /// The pure builder.
+    pub builder: SpanBuilder,
+    tx: Option<SyncSender<SpanData>>,
+    stats: OtlpStats,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl SpanSink {
+    /// A sink exporting through `tx` (see [`spawn_exporter`]).
+    pub fn new(
+        builder: SpanBuilder,
+        tx: SyncSender<SpanData>,
+        thread: Option<std::thread::JoinHandle<()>>,
+        stats: OtlpStats,
+    ) -> Self {
+        Self {
+            builder,
+            tx: Some(tx),
+            stats,
+            thread,
+        }
+    }
+
+    /// Moves finished spans to the export queue; never blocks.
+    pub fn ship(&mut self) {
+        let Some(tx) = &self.tx else {
+            return;
+        };
+        for span in self.builder.take_ready() {
+            match tx.try_send(span) {
+                Ok(()) => {}
+                Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                    self.stats.spans_dropped.inc();
+                }
+            }
+        }
+    }
+
+    /// Ships what is finished, closes the queue and waits up to `timeout` for the
+    /// export thread to send it. Spans still open (Skaffold still running) are not
+    /// exported: a restarted exporter rebuilds them, with the same ids, from the replay.
+    pub fn close(&mut self, timeout: Duration) -> bool {
+        self.builder.flush();
+        self.ship();
+        self.tx = None;
+        let Some(thread) = self.thread.take() else {
+            return true;
+        };
+        let deadline = Instant::now() + timeout;
+        while !thread.is_finished() {
+            if Instant::now() >= deadline {
+                tracing::warn!(
+                    ?timeout,
+                    "OTLP span export did not finish in time; giving up on the rest."
+                );
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = thread.join();
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_deterministic_and_distinct() {
+        let a = trace_id(1, 0);
+        assert_eq!(a, trace_id(1, 0));
+        assert_ne!(a, trace_id(1, 1));
+        assert_ne!(a, trace_id(2, 0));
+        let s = span_id(a, "build", Some("web"), 0);
+        assert_eq!(s, span_id(a, "build", Some("web"), 0));
+        assert_ne!(s, span_id(a, "build", Some("web"), 1));
+        assert_ne!(s, span_id(a, "build", Some("app"), 0));
+        assert_ne!(
+            span_id(a, "build", None, 0),
+            span_id(a, "build", Some(""), 0)
+        );
+    }
+
+    use crate::core::{State, Status};
+    use opentelemetry::trace::Status as SpanStatus;
+
+    fn fold(b: &mut SpanBuilder, st: &mut State, evs: Vec<(Nanos, EventKind)>) {
+        for (at, kind) in evs {
+            let ev = Event { at, kind };
+            b.event(&ev);
+            for t in st.apply(&ev) {
+                b.observe(&ev, &t);
+            }
+        }
+    }
+
+    fn attr(s: &SpanData, key: &str) -> Option<String> {
+        s.attributes
+            .iter()
+            .find(|kv| kv.key.as_str() == key)
+            .map(|kv| kv.value.to_string())
+    }
+
+    fn start_of_build() -> Vec<(Nanos, EventKind)> {
+        vec![
+            (1, EventKind::Meta { version: None }),
+            (
+                2,
+                EventKind::DevLoop {
+                    iteration: 0,
+                    status: Status::InProgress,
+                    error: None,
+                },
+            ),
+            (
+                3,
+                EventKind::Build {
+                    artifact: "web".into(),
+                    status: Status::InProgress,
+                    error: None,
+                },
+            ),
+            (
+                4,
+                EventKind::Deploy {
+                    status: Status::Information,
+                    error: None,
+                },
+            ),
+        ]
+    }
+
+    #[test]
+    fn a_new_run_ends_the_open_spans_of_the_old_one_as_error() {
+        let mut b = SpanBuilder::new(SpanConfig {
+            pipeline: "p".into(),
+        });
+        let mut st = State::new();
+        fold(&mut b, &mut st, start_of_build());
+        assert!(b.take_ready().is_empty());
+        fold(
+            &mut b,
+            &mut st,
+            vec![(10, EventKind::Meta { version: None })],
+        );
+        let spans = b.take_ready();
+        assert_eq!(spans.len(), 2);
+        for s in &spans {
+            // Ended at the old run's last event, not at the new MetaEvent.
+            assert_eq!(s.end_time, time(4));
+            assert_eq!(
+                attr(s, k::SKAFFOLD_SPAN_END_REASON).as_deref(),
+                Some("new_run")
+            );
+            assert!(matches!(s.status, SpanStatus::Error { .. }));
+        }
+        let root = spans
+            .iter()
+            .find(|s| s.span_kind == SpanKind::Server)
+            .unwrap();
+        assert_eq!(
+            attr(root, k::CICD_PIPELINE_RESULT).as_deref(),
+            Some("error")
+        );
+        assert_eq!(b.open_spans(), 0);
+    }
+
+    #[test]
+    fn a_termination_event_ends_open_spans_as_cancellation() {
+        let mut b = SpanBuilder::new(SpanConfig {
+            pipeline: "p".into(),
+        });
+        let mut st = State::new();
+        let mut evs = start_of_build();
+        evs.push((
+            7,
+            EventKind::Termination {
+                status: Status::Failed,
+                error: None,
+            },
+        ));
+        fold(&mut b, &mut st, evs);
+        let spans = b.take_ready();
+        assert_eq!(spans.len(), 2);
+        let build = spans.iter().find(|s| s.name == "build web").unwrap();
+        assert_eq!(build.end_time, time(7));
+        assert_eq!(
+            attr(build, k::CICD_PIPELINE_TASK_RUN_RESULT).as_deref(),
+            Some("cancellation")
+        );
+        assert_eq!(
+            attr(build, k::SKAFFOLD_SPAN_END_REASON).as_deref(),
+            Some("terminated")
+        );
+        assert_eq!(build.status, SpanStatus::Unset);
+        // A late end of the abandoned build is not exported a second time.
+        fold(
+            &mut b,
+            &mut st,
+            vec![(
+                8,
+                EventKind::Build {
+                    artifact: "web".into(),
+                    status: Status::Succeeded,
+                    error: None,
+                },
+            )],
+        );
+        assert!(b.take_ready().is_empty());
+    }
+
+    #[test]
+    fn parses_skaffold_resource_names() {
+        assert_eq!(
+            parse_resource("default:deployment/web"),
+            (Some("default"), Some("deployment"), "web")
+        );
+        assert_eq!(
+            parse_resource("deployment/web"),
+            (None, Some("deployment"), "web")
+        );
+        assert_eq!(parse_resource("web"), (None, None, "web"));
+    }
+}

@@ -1,0 +1,730 @@
+//! OTLP configuration from the standard `OTEL_*` environment variables, the OTLP
+//! resource (service, VCS checkout, developer identity), and exporter construction.
+//!
+//! Honoured: `OTEL_SDK_DISABLED`, `OTEL_TRACES_EXPORTER` (`otlp`/`none`),
+//! `OTEL_METRICS_EXPORTER` (`otlp` turns the metrics push on),
+//! `OTEL_EXPORTER_OTLP_[TRACES_|METRICS_]ENDPOINT`, `..._PROTOCOL` (`grpc`,
+//! `http/protobuf`), `..._TIMEOUT` (ms), `..._HEADERS` and `..._COMPRESSION` (read by
+//! the exporter itself), `OTEL_METRIC_EXPORT_INTERVAL` (ms), `OTEL_SERVICE_NAME`,
+//! `OTEL_RESOURCE_ATTRIBUTES`. Tracing is off unless an endpoint is configured.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use opentelemetry::KeyValue;
+use opentelemetry_otlp::WithExportConfig as _;
+use opentelemetry_sdk::Resource;
+use sha2::{Digest, Sha256};
+
+use super::semconv as k;
+
+/// OTLP transport.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// OTLP/gRPC (tonic).
+    Grpc,
+    /// OTLP/HTTP with protobuf bodies.
+    HttpProtobuf,
+}
+
+impl Protocol {
+    fn parse(s: &str) -> Result<Self, String> {
+        match s.trim() {
+            "grpc" => Ok(Protocol::Grpc),
+            "http/protobuf" => Ok(Protocol::HttpProtobuf),
+            other => Err(format!(
+                "unsupported OTLP protocol {other:?}: use grpc or http/protobuf"
+            )),
+        }
+    }
+}
+
+/// Where one signal goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    /// Full URL (`http://host:4317` for gRPC, `http://host:4318/v1/traces` for HTTP).
+    pub url: String,
+    /// Transport.
+    pub protocol: Protocol,
+}
+
+/// Validated OTLP settings. `Default` is "everything off".
+#[derive(Debug, Clone, Default)]
+pub struct OtlpSettings {
+    /// Where spans go; `None`: tracing off.
+    pub traces: Option<Endpoint>,
+    /// Where metrics go; `None`: no metrics push.
+    pub metrics: Option<Endpoint>,
+    /// Per-request export timeout (`OTEL_EXPORTER_OTLP_TIMEOUT`); `None`: the exporter's.
+    pub timeout: Option<Duration>,
+    /// Metrics push interval (`OTEL_METRIC_EXPORT_INTERVAL`, default 60 s).
+    pub metric_interval: Option<Duration>,
+    /// `--pipeline-name`.
+    pub pipeline_name: Option<String>,
+    /// `--user-name`.
+    pub user_name: Option<String>,
+    /// `OTEL_SERVICE_NAME`.
+    pub service_name: Option<String>,
+    /// `OTEL_RESOURCE_ATTRIBUTES`, parsed.
+    pub resource_attributes: Vec<(String, String)>,
+    /// The OS user (for `user.hash`).
+    pub os_user: Option<String>,
+    /// Directory whose git checkout names the repository (default: the working dir).
+    pub checkout: Option<PathBuf>,
+    /// Spans buffered for export; beyond it they are dropped and counted.
+    pub span_queue: usize,
+    /// How long shutdown waits for the last exports.
+    pub shutdown_timeout: Duration,
+}
+
+/// Default span queue (the SDK's batch processor default).
+pub const SPAN_QUEUE: usize = 2048;
+/// Default shutdown flush timeout.
+pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
+
+impl OtlpSettings {
+    /// Tracing or the metrics push is on.
+    pub fn enabled(&self) -> bool {
+        self.traces.is_some() || self.metrics.is_some()
+    }
+
+    /// Reads the standard variables through `env` (`std::env::var` in the binary, a
+    /// map in tests), plus the three flags.
+    pub fn from_env(
+        env: impl Fn(&str) -> Option<String>,
+        otlp_metrics: bool,
+        pipeline_name: Option<String>,
+        user_name: Option<String>,
+    ) -> Result<Self, String> {
+        let get = |name: &str| env(name).filter(|v| !v.trim().is_empty());
+        let disabled = get("OTEL_SDK_DISABLED").is_some_and(|v| v.eq_ignore_ascii_case("true"));
+        let protocol = |signal: &str| -> Result<Protocol, String> {
+            match get(&format!("OTEL_EXPORTER_OTLP_{signal}_PROTOCOL"))
+                .or_else(|| get("OTEL_EXPORTER_OTLP_PROTOCOL"))
+            {
+                Some(p) => Protocol::parse(&p),
+                None => Ok(Protocol::HttpProtobuf),
+            }
+        };
+        let endpoint =
+            |signal: &str, path: &str, default: bool| -> Result<Option<Endpoint>, String> {
+                let protocol = protocol(signal)?;
+                if let Some(url) = get(&format!("OTEL_EXPORTER_OTLP_{signal}_ENDPOINT")) {
+                    return Ok(Some(Endpoint { url, protocol }));
+                }
+                let base = match get("OTEL_EXPORTER_OTLP_ENDPOINT") {
+                    Some(b) => b,
+                    None if default => match protocol {
+                        Protocol::Grpc => "http://localhost:4317".to_owned(),
+                        Protocol::HttpProtobuf => "http://localhost:4318".to_owned(),
+                    },
+                    None => return Ok(None),
+                };
+                let url = match protocol {
+                    Protocol::Grpc => base,
+                    Protocol::HttpProtobuf => format!("{}/{path}", base.trim_end_matches('/')),
+                };
+                Ok(Some(Endpoint { url, protocol }))
+            };
+        let exporter = |name: &str| get(name).map(|v| v.trim().to_ascii_lowercase());
+        let traces = match exporter("OTEL_TRACES_EXPORTER").as_deref() {
+            _ if disabled => None,
+            Some("none") => None,
+            Some("otlp") | None => endpoint("TRACES", "v1/traces", false)?,
+            Some(other) => {
+                return Err(format!(
+                    "OTEL_TRACES_EXPORTER={other} is not supported: use otlp or none"
+                ));
+            }
+        };
+        let metrics_on = match exporter("OTEL_METRICS_EXPORTER").as_deref() {
+            Some("otlp") => true,
+            Some("none") | None | Some("prometheus") => otlp_metrics,
+            Some(other) => {
+                return Err(format!(
+                    "OTEL_METRICS_EXPORTER={other} is not supported: use otlp or none"
+                ));
+            }
+        };
+        let metrics = if metrics_on && !disabled {
+            endpoint("METRICS", "v1/metrics", true)?
+        } else {
+            None
+        };
+        let millis = |name: &str| -> Result<Option<Duration>, String> {
+            get(name)
+                .map(|v| {
+                    v.trim()
+                        .parse::<u64>()
+                        .map(Duration::from_millis)
+                        .map_err(|_| format!("{name} must be milliseconds, got {v:?}"))
+                })
+                .transpose()
+        };
+        let timeout = match millis("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT")? {
+            Some(t) => Some(t),
+            None => millis("OTEL_EXPORTER_OTLP_TIMEOUT")?,
+        };
+        Ok(OtlpSettings {
+            traces,
+            metrics,
+            timeout,
+            metric_interval: millis("OTEL_METRIC_EXPORT_INTERVAL")?,
+            pipeline_name: pipeline_name.filter(|p| !p.trim().is_empty()),
+            user_name: user_name.filter(|u| !u.trim().is_empty()),
+            service_name: get("OTEL_SERVICE_NAME"),
+            resource_attributes: get("OTEL_RESOURCE_ATTRIBUTES")
+                .map(|v| parse_resource_attributes(&v))
+                .unwrap_or_default(),
+            os_user: get("USER")
+                .or_else(|| get("USERNAME"))
+                .or_else(|| get("LOGNAME")),
+            checkout: None,
+            span_queue: SPAN_QUEUE,
+            shutdown_timeout: SHUTDOWN_TIMEOUT,
+        })
+    }
+
+    /// The pipeline name: `--pipeline-name`, else the git repository's name, else
+    /// `skaffold`.
+    pub fn pipeline(&self, git: &GitInfo) -> String {
+        self.pipeline_name
+            .clone()
+            .or_else(|| git.repository.clone())
+            .unwrap_or_else(|| "skaffold".to_owned())
+    }
+}
+
+/// `key1=value1,key2=value2` with percent-encoded values (W3C Baggage octets).
+pub fn parse_resource_attributes(s: &str) -> Vec<(String, String)> {
+    s.split(',')
+        .filter_map(|kv| {
+            let (k, v) = kv.split_once('=')?;
+            let k = k.trim();
+            (!k.is_empty()).then(|| (k.to_owned(), percent_decode(v.trim())))
+        })
+        .collect()
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%'
+            && i + 2 < b.len()
+            && let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16)
+        {
+            out.push(v);
+            i += 3;
+            continue;
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+// === git ===
+
+/// What the local git checkout says.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GitInfo {
+    /// Repository name.
+    pub repository: Option<String>,
+    /// Branch (`None` on a detached HEAD).
+    pub branch: Option<String>,
+    /// Commit.
+    pub revision: Option<String>,
+}
+
+impl GitInfo {
+    /// Reads `dir`'s checkout with the `git` command, else from the `.git` files.
+    pub fn read(dir: &Path) -> Self {
+        Self::from_command(dir).unwrap_or_else(|| Self::from_files(dir))
+    }
+
+    fn from_command(dir: &Path) -> Option<Self> {
+        let git = |args: &[&str]| -> Option<String> {
+            let out = std::process::Command::new("git")
+                .arg("-C")
+                .arg(dir)
+                .args(args)
+                .stderr(std::process::Stdio::null())
+                .output()
+                .ok()?;
+            let s = String::from_utf8(out.stdout).ok()?.trim().to_owned();
+            (out.status.success() && !s.is_empty()).then_some(s)
+        };
+        let top = git(&["rev-parse", "--show-toplevel"])?;
+        let repository = git(&["config", "--get", "remote.origin.url"])
+            .and_then(|u| repo_name(&u))
+            .or_else(|| repo_name(&top));
+        let branch = git(&["symbolic-ref", "--short", "-q", "HEAD"]);
+        let revision = git(&["rev-parse", "HEAD"]);
+        Some(GitInfo {
+            repository,
+            branch,
+            revision,
+        })
+    }
+
+    fn from_files(dir: &Path) -> Self {
+        let Some(top) = dir.ancestors().find(|d| d.join(".git").exists()) else {
+            return GitInfo::default();
+        };
+        let mut gitdir = top.join(".git");
+        if gitdir.is_file() {
+            // A worktree or submodule: `gitdir: <path>`.
+            if let Some(p) = std::fs::read_to_string(&gitdir)
+                .ok()
+                .and_then(|s| s.strip_prefix("gitdir:").map(|p| p.trim().to_owned()))
+            {
+                gitdir = top.join(p);
+            }
+        }
+        let read = |p: &str| std::fs::read_to_string(gitdir.join(p)).ok();
+        let head = read("HEAD").unwrap_or_default();
+        let head = head.trim();
+        let (branch, revision) = match head.strip_prefix("ref:") {
+            Some(r) => {
+                let r = r.trim();
+                let rev = read(r).map(|s| s.trim().to_owned()).or_else(|| {
+                    read("packed-refs")?.lines().find_map(|l| {
+                        let (sha, name) = l.split_once(' ')?;
+                        (name == r).then(|| sha.to_owned())
+                    })
+                });
+                (r.strip_prefix("refs/heads/").map(str::to_owned), rev)
+            }
+            None => (None, (!head.is_empty()).then(|| head.to_owned())),
+        };
+        let origin = read("config").and_then(|c| {
+            let mut in_origin = false;
+            for line in c.lines() {
+                let l = line.trim();
+                if l.starts_with('[') {
+                    in_origin = l == "[remote \"origin\"]";
+                } else if in_origin && let Some(u) = l.strip_prefix("url") {
+                    return Some(u.trim_start_matches([' ', '=']).trim().to_owned());
+                }
+            }
+            None
+        });
+        GitInfo {
+            repository: origin
+                .and_then(|u| repo_name(&u))
+                .or_else(|| repo_name(&top.to_string_lossy())),
+            branch,
+            revision,
+        }
+    }
+}
+
+/// `git@host:org/repo.git`, `https://host/org/repo`, `/path/to/repo` → `repo`.
+pub fn repo_name(url: &str) -> Option<String> {
+    let last = url.trim_end_matches('/').rsplit(['/', ':', '\\']).next()?;
+    let name = last.strip_suffix(".git").unwrap_or(last);
+    (!name.is_empty()).then(|| name.to_owned())
+}
+
+// === resource ===
+
+/// Salted SHA-256 of the OS user name, hex (the `user.hash` resource attribute).
+pub fn user_hash(user: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(b"skaffold-exporter/user.hash/v1:");
+    h.update(user.as_bytes());
+    h.finalize()
+        .iter()
+        .take(16)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// A random, RFC 4122-shaped id for `service.instance.id`.
+pub fn instance_id() -> String {
+    let mut b: [u8; 16] = fastrand::u128(..).to_be_bytes();
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
+
+/// The resource attributes, in order (later keys win over earlier ones): defaults,
+/// VCS, identity, then `OTEL_RESOURCE_ATTRIBUTES` and `OTEL_SERVICE_NAME`.
+pub fn resource_attributes(
+    s: &OtlpSettings,
+    git: &GitInfo,
+    instance: &str,
+) -> BTreeMap<String, String> {
+    let mut a = BTreeMap::new();
+    let mut put = |key: &str, v: String| {
+        a.insert(key.to_owned(), v);
+    };
+    put(k::SERVICE_NAME, "skaffold".into());
+    put(k::SERVICE_INSTANCE_ID, instance.to_owned());
+    put(k::SERVICE_VERSION, env!("CARGO_PKG_VERSION").into());
+    put(k::DEPLOYMENT_ENVIRONMENT_NAME, "development".into());
+    if let Some(r) = &git.repository {
+        put(k::VCS_REPOSITORY_NAME, r.clone());
+    }
+    if let Some(b) = &git.branch {
+        put(k::VCS_REF_HEAD_NAME, b.clone());
+    }
+    if let Some(r) = &git.revision {
+        put(k::VCS_REF_HEAD_REVISION, r.clone());
+    }
+    match (&s.user_name, &s.os_user) {
+        (Some(name), _) => put(k::USER_NAME, name.clone()),
+        (None, Some(user)) => put(k::USER_HASH, user_hash(user)),
+        (None, None) => {}
+    }
+    for (key, v) in &s.resource_attributes {
+        put(key, v.clone());
+    }
+    if let Some(n) = &s.service_name {
+        put(k::SERVICE_NAME, n.clone());
+    }
+    a
+}
+
+/// The OTLP resource.
+pub fn resource(attrs: &BTreeMap<String, String>) -> Resource {
+    Resource::builder_empty()
+        .with_schema_url(
+            attrs
+                .iter()
+                .map(|(key, v)| KeyValue::new(key.clone(), v.clone())),
+            k::SCHEMA_URL,
+        )
+        .build()
+}
+
+// === exporters ===
+
+/// Builds the span exporter for `ep` (call inside the tokio runtime: the gRPC
+/// channel is bound to it) and the way to drive it.
+pub fn span_exporter(
+    ep: &Endpoint,
+    timeout: Option<Duration>,
+    resource: &Resource,
+) -> Result<(opentelemetry_otlp::SpanExporter, super::otlp::Driver), String> {
+    use opentelemetry_sdk::trace::SpanExporter as _;
+    let (built, driver) = match ep.protocol {
+        Protocol::Grpc => {
+            let mut b = opentelemetry_otlp::SpanExporter::builder()
+                .with_tonic()
+                .with_endpoint(ep.url.clone());
+            if let Some(t) = timeout {
+                b = b.with_timeout(t);
+            }
+            let handle = tokio::runtime::Handle::try_current()
+                .map_err(|_| "the OTLP/gRPC exporter needs a tokio runtime".to_owned())?;
+            (b.build(), super::otlp::Driver::Tokio(handle))
+        }
+        Protocol::HttpProtobuf => {
+            let mut b = opentelemetry_otlp::SpanExporter::builder()
+                .with_http()
+                .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
+                .with_endpoint(ep.url.clone());
+            if let Some(t) = timeout {
+                b = b.with_timeout(t);
+            }
+            (b.build(), super::otlp::Driver::Blocking)
+        }
+    };
+    let mut exporter =
+        built.map_err(|e| format!("cannot build the OTLP span exporter for {}: {e}", ep.url))?;
+    exporter.set_resource(resource);
+    Ok((exporter, driver))
+}
+
+/// Builds the metric exporter for `ep` (cumulative temporality).
+pub fn metric_exporter(
+    ep: &Endpoint,
+    timeout: Option<Duration>,
+) -> Result<opentelemetry_otlp::MetricExporter, String> {
+    use opentelemetry_sdk::metrics::Temporality;
+    let built = match ep.protocol {
+        Protocol::Grpc => {
+            let mut b = opentelemetry_otlp::MetricExporter::builder()
+                .with_tonic()
+                .with_temporality(Temporality::Cumulative)
+                .with_endpoint(ep.url.clone());
+            if let Some(t) = timeout {
+                b = b.with_timeout(t);
+            }
+            b.build()
+        }
+        Protocol::HttpProtobuf => {
+            let mut b = opentelemetry_otlp::MetricExporter::builder()
+                .with_http()
+                .with_temporality(Temporality::Cumulative)
+                .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
+                .with_endpoint(ep.url.clone());
+            if let Some(t) = timeout {
+                b = b.with_timeout(t);
+            }
+            b.build()
+        }
+    };
+    built.map_err(|e| format!("cannot build the OTLP metric exporter for {}: {e}", ep.url))
+}
+
+// === running ===
+
+/// The OTLP pieces of a running exporter.
+#[derive(Debug, Default)]
+pub struct Telemetry {
+    /// Spans, for the pipeline (`Pipeline::set_spans`).
+    pub spans: Option<super::otlp::SpanSink>,
+    /// The metrics push.
+    pub meter_provider: Option<opentelemetry_sdk::metrics::SdkMeterProvider>,
+    /// How long shutdown waits for the last exports.
+    pub shutdown_timeout: Duration,
+}
+
+impl Telemetry {
+    /// Starts what `s` asks for (nothing when OTLP is off): registers the OTLP
+    /// counters in `registry` and hooks the OTLP metrics recorder into `metrics`.
+    /// Call inside the tokio runtime.
+    pub fn start(
+        s: &OtlpSettings,
+        registry: &mut prometheus_client::registry::Registry,
+        metrics: &mut super::Metrics,
+        buckets: &[f64],
+    ) -> Result<Self, String> {
+        use super::otlp::{Driver, OtlpStats, SpanBuilder, SpanConfig, SpanSink, spawn_exporter};
+        if !s.enabled() {
+            return Ok(Telemetry {
+                shutdown_timeout: s.shutdown_timeout,
+                ..Default::default()
+            });
+        }
+        let dir = s.checkout.clone().or_else(|| std::env::current_dir().ok());
+        let git = dir.map(|d| GitInfo::read(&d)).unwrap_or_default();
+        let attrs = resource_attributes(s, &git, &instance_id());
+        let res = resource(&attrs);
+        let stats = OtlpStats::default().register(registry);
+        let spans = match &s.traces {
+            Some(ep) => {
+                let (exporter, driver) = span_exporter(ep, s.timeout, &res)?;
+                let (tx, thread) = spawn_exporter(exporter, driver, s.span_queue, stats.clone());
+                let builder = SpanBuilder::new(SpanConfig {
+                    pipeline: s.pipeline(&git),
+                });
+                tracing::info!(endpoint = %ep.url, protocol = ?ep.protocol, pipeline = %s.pipeline(&git), "Exporting a trace per dev-loop iteration over OTLP.");
+                Some(SpanSink::new(builder, tx, Some(thread), stats.clone()))
+            }
+            None => None,
+        };
+        let meter_provider = match &s.metrics {
+            Some(ep) => {
+                let exporter = metric_exporter(ep, s.timeout)?;
+                let driver = match ep.protocol {
+                    Protocol::Grpc => {
+                        Driver::Tokio(tokio::runtime::Handle::try_current().map_err(|_| {
+                            "the OTLP/gRPC exporter needs a tokio runtime".to_owned()
+                        })?)
+                    }
+                    Protocol::HttpProtobuf => Driver::Blocking,
+                };
+                let interval = s.metric_interval.unwrap_or(Duration::from_secs(60));
+                let p =
+                    super::otlp_metrics::provider(exporter, driver, stats.clone(), interval, res);
+                let meter = super::otlp_metrics::meter(&p);
+                metrics.add_recorder(Box::new(super::otlp_metrics::OtelRecorder::new(
+                    &meter, buckets,
+                )));
+                super::otlp_metrics::mirror_self_metrics(&meter, &metrics.own, &stats);
+                tracing::info!(endpoint = %ep.url, protocol = ?ep.protocol, ?interval, "Pushing metrics over OTLP.");
+                Some(p)
+            }
+            None => None,
+        };
+        Ok(Telemetry {
+            spans,
+            meter_provider,
+            shutdown_timeout: s.shutdown_timeout,
+        })
+    }
+}
+
+/// Flushes and stops the span export and the metrics push, waiting at most
+/// `timeout` in all (a collector that is down cannot hold shutdown up).
+pub async fn shutdown(
+    spans: Option<super::otlp::SpanSink>,
+    meter_provider: Option<opentelemetry_sdk::metrics::SdkMeterProvider>,
+    timeout: Duration,
+) {
+    let deadline = tokio::time::Instant::now() + timeout;
+    if let Some(mut s) = spans {
+        let h = tokio::task::spawn_blocking(move || s.close(timeout));
+        let _ = tokio::time::timeout_at(deadline + Duration::from_millis(100), h).await;
+    }
+    if let Some(p) = meter_provider {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let h = tokio::task::spawn_blocking(move || p.shutdown_with_timeout(left));
+        if tokio::time::timeout(left + Duration::from_millis(100), h)
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                ?timeout,
+                "The final OTLP metrics push did not finish in time."
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn settings(vars: &[(&str, &str)], metrics: bool) -> Result<OtlpSettings, String> {
+        let m: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        OtlpSettings::from_env(|k| m.get(k).cloned(), metrics, None, None)
+    }
+
+    #[test]
+    fn tracing_is_off_without_an_endpoint() {
+        let s = settings(&[], false).unwrap();
+        assert!(s.traces.is_none() && s.metrics.is_none() && !s.enabled());
+    }
+
+    #[test]
+    fn endpoints_follow_the_spec() {
+        let s = settings(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318/")], true).unwrap();
+        assert_eq!(s.traces.unwrap().url, "http://c:4318/v1/traces");
+        assert_eq!(s.metrics.unwrap().url, "http://c:4318/v1/metrics");
+        let s = settings(
+            &[
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4317"),
+                ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+                ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://t:9"),
+                ("OTEL_METRICS_EXPORTER", "otlp"),
+                ("OTEL_EXPORTER_OTLP_TIMEOUT", "1500"),
+            ],
+            false,
+        )
+        .unwrap();
+        let t = s.traces.unwrap();
+        assert_eq!((t.url.as_str(), t.protocol), ("http://t:9", Protocol::Grpc));
+        assert_eq!(s.metrics.unwrap().url, "http://c:4317");
+        assert_eq!(s.timeout, Some(Duration::from_millis(1500)));
+        let s = settings(
+            &[
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c"),
+                ("OTEL_TRACES_EXPORTER", "none"),
+            ],
+            false,
+        )
+        .unwrap();
+        assert!(s.traces.is_none());
+        let s = settings(
+            &[
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c"),
+                ("OTEL_SDK_DISABLED", "true"),
+            ],
+            true,
+        )
+        .unwrap();
+        assert!(!s.enabled());
+        assert!(
+            settings(
+                &[
+                    ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c"),
+                    ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json")
+                ],
+                false
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn resource_has_identity_vcs_and_env_overrides() {
+        let mut s = settings(
+            &[
+                (
+                    "OTEL_RESOURCE_ATTRIBUTES",
+                    "team=dev%20ex,deployment.environment.name=test",
+                ),
+                ("USER", "alice"),
+            ],
+            false,
+        )
+        .unwrap();
+        let git = GitInfo {
+            repository: Some("shop".into()),
+            branch: Some("feature/x".into()),
+            revision: Some("abc".into()),
+        };
+        let a = resource_attributes(&s, &git, "id-1");
+        assert_eq!(a["service.name"], "skaffold");
+        assert_eq!(a["service.instance.id"], "id-1");
+        assert_eq!(a["deployment.environment.name"], "test");
+        assert_eq!(a["team"], "dev ex");
+        assert_eq!(a["vcs.repository.name"], "shop");
+        assert_eq!(a["vcs.ref.head.name"], "feature/x");
+        assert_eq!(a["user.hash"], user_hash("alice"));
+        assert!(!a.contains_key("user.name"));
+        assert_ne!(user_hash("alice"), "alice");
+        s.user_name = Some("Alice A.".into());
+        s.service_name = Some("svc".into());
+        let a = resource_attributes(&s, &git, "id-1");
+        assert_eq!(a["user.name"], "Alice A.");
+        assert!(!a.contains_key("user.hash"));
+        assert_eq!(a["service.name"], "svc");
+        assert_eq!(s.pipeline(&git), "shop");
+        assert_eq!(s.pipeline(&GitInfo::default()), "skaffold");
+    }
+
+    #[test]
+    fn names_repositories_from_urls_and_paths() {
+        assert_eq!(
+            repo_name("git@github.com:org/shop.git").as_deref(),
+            Some("shop")
+        );
+        assert_eq!(repo_name("https://h/org/shop/").as_deref(), Some("shop"));
+        assert_eq!(repo_name("/work/main").as_deref(), Some("main"));
+        assert_eq!(instance_id().len(), 36);
+        assert_ne!(instance_id(), instance_id());
+    }
+
+    #[test]
+    fn reads_git_files_without_the_git_command() {
+        let dir = std::env::temp_dir().join(format!("skx-git-{}", instance_id()));
+        std::fs::create_dir_all(dir.join(".git/refs/heads")).unwrap();
+        std::fs::write(dir.join(".git/HEAD"), "ref: refs/heads/main\n").unwrap();
+        std::fs::write(dir.join(".git/refs/heads/main"), "0123abcd\n").unwrap();
+        std::fs::write(
+            dir.join(".git/config"),
+            "[core]\n\tbare = false\n[remote \"origin\"]\n\turl = git@h:org/shop.git\n",
+        )
+        .unwrap();
+        let g = GitInfo::from_files(&dir.join("sub"));
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(
+            g,
+            GitInfo {
+                repository: Some("shop".into()),
+                branch: Some("main".into()),
+                revision: Some("0123abcd".into()),
+            }
+        );
+    }
+}

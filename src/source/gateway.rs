@@ -1,0 +1,374 @@
+//! Subscribes to Skaffold's events through its HTTP gateway (`skaffold dev
+//! --rpc-http-port 50052`, `--skaffold-http http://127.0.0.1:50052`), for setups where
+//! only the gateway is reachable.
+//!
+//! `GET /v2/events` (or `/v1/events`) answers with newline-delimited JSON, one
+//! `{"result": <message>}` per event, flushed per message; proto field names
+//! (`task_id` stays snake_case), RFC 3339 timestamps, enums by name, zero values
+//! omitted or emitted depending on the Skaffold version. A mid-stream error arrives as
+//! a final `{"error": ...}` chunk, in either gateway shape (`grpc_code`/`http_code`
+//! before Skaffold v1.33, a `google.rpc.Status` after): it ends the stream, and the
+//! supervisor reconnects with the same backoff; Skaffold replays its log, which the
+//! fold de-duplicates exactly as for gRPC (positions per stream, and a fingerprint of
+//! each message's canonical JSON).
+//!
+//! `--api auto` asks for `/v2/events` first; a 404/501, or an UNIMPLEMENTED error as the
+//! first chunk, switches to `/v1/events` for good. Over JSON the v1.22–v1.25 v2 layout
+//! decodes fine (only field numbers changed), so v2 works from Skaffold v1.22 here.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Buf, Bytes, BytesMut};
+use http::{Request, StatusCode, Uri};
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use serde_json::Value;
+use tokio::sync::{mpsc, watch};
+
+use super::grpc::{MAX_MESSAGE_BYTES, Progress};
+use super::json::{GatewayChunk, fingerprint_json, parse_gateway_chunk, payload_from_json};
+use super::supervisor::{self, Connector, EventStream, Received, Retry, StreamError};
+use super::{Api, Payload, SourceMessage, V2_SALT, fingerprint_bytes};
+use crate::core::InvalidEvent;
+use crate::sink::SelfMetrics;
+
+/// gRPC code UNIMPLEMENTED, as a gateway error chunk carries it.
+const UNIMPLEMENTED: i64 = 12;
+
+/// A small HTTP/1.1 client for the gateway (hyper-util's pooled client).
+#[derive(Debug, Clone)]
+pub struct GatewayClient {
+    base: Uri,
+    client: Client<HttpConnector, Empty<Bytes>>,
+}
+
+impl GatewayClient {
+    /// A client for the gateway at `base` (`http://host:port`).
+    pub fn new(base: Uri) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(Duration::from_secs(5)));
+        connector.set_nodelay(true);
+        Self {
+            base,
+            client: Client::builder(TokioExecutor::new()).build(connector),
+        }
+    }
+
+    /// The gateway's base URL.
+    pub fn base(&self) -> &Uri {
+        &self.base
+    }
+
+    fn uri(&self, path: &str) -> Result<Uri, String> {
+        let base = self.base.to_string();
+        format!("{}{path}", base.trim_end_matches('/'))
+            .parse()
+            .map_err(|e| format!("invalid URL for {path}: {e}"))
+    }
+
+    /// Starts a GET; returns the response with its body still streaming.
+    pub async fn get(&self, path: &str) -> Result<http::Response<Incoming>, String> {
+        let req = Request::get(self.uri(path)?)
+            .header(http::header::ACCEPT, "application/json")
+            .body(Empty::new())
+            .map_err(|e| e.to_string())?;
+        self.client.request(req).await.map_err(|e| {
+            let source = std::error::Error::source(&e)
+                .map(|s| format!(": {s}"))
+                .unwrap_or_default();
+            format!("GET {}{path}: {e}{source}", self.base)
+        })
+    }
+
+    /// GET with a deadline; returns the status and the whole body.
+    pub async fn get_body(
+        &self,
+        path: &str,
+        deadline: Duration,
+    ) -> Result<(StatusCode, Bytes), String> {
+        let fetch = async {
+            let resp = self.get(path).await?;
+            let status = resp.status();
+            let body = resp
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| format!("reading {path}: {e}"))?
+                .to_bytes();
+            Ok((status, body))
+        };
+        tokio::time::timeout(deadline, fetch).await.map_err(|_| {
+            format!(
+                "Skaffold's gateway at {} did not answer within {deadline:?}",
+                self.base
+            )
+        })?
+    }
+}
+
+/// How to reach the gateway.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `http://host:port` of Skaffold's HTTP gateway.
+    pub base: Uri,
+    /// Which event API.
+    pub api: Api,
+    /// First reconnect delay.
+    pub backoff_min: Duration,
+    /// Largest reconnect delay.
+    pub backoff_max: Duration,
+}
+
+/// Runs until `shutdown` turns true or the fold's queue closes.
+pub async fn run(
+    cfg: Config,
+    tx: mpsc::Sender<SourceMessage>,
+    progress: Arc<Progress>,
+    metrics: SelfMetrics,
+    shutdown: watch::Receiver<bool>,
+) {
+    let retry = Retry {
+        min: cfg.backoff_min,
+        max: cfg.backoff_max,
+    };
+    let connector = GatewayConnector::new(GatewayClient::new(cfg.base), cfg.api);
+    supervisor::run(connector, retry, tx, progress, metrics, shutdown).await;
+}
+
+/// Opens `/v1/events` or `/v2/events` streams.
+#[derive(Debug)]
+pub struct GatewayConnector {
+    client: GatewayClient,
+    api: Api,
+    chosen: Option<Api>,
+}
+
+impl GatewayConnector {
+    /// A connector using `client`.
+    pub fn new(client: GatewayClient, api: Api) -> Self {
+        Self {
+            client,
+            api,
+            chosen: match api {
+                Api::Auto => None,
+                other => Some(other),
+            },
+        }
+    }
+
+    async fn open(&self, api: Api) -> Result<http::Response<Incoming>, String> {
+        let path = if api == Api::V1 {
+            "/v1/events"
+        } else {
+            "/v2/events"
+        };
+        self.client.get(path).await
+    }
+}
+
+impl Connector for GatewayConnector {
+    type Stream = GatewayStream;
+
+    fn target(&self) -> String {
+        format!("{} (api {})", self.client.base, self.api.as_str())
+    }
+
+    async fn connect(&mut self) -> Result<GatewayStream, String> {
+        let api = self.chosen.unwrap_or(Api::V2);
+        let mut resp = self.open(api).await?;
+        let mut api = api;
+        let missing = matches!(
+            resp.status(),
+            StatusCode::NOT_FOUND | StatusCode::NOT_IMPLEMENTED
+        );
+        if missing && api == Api::V2 {
+            if self.api == Api::V2 {
+                return Err(format!(
+                    "Skaffold's gateway has no /v2/events (HTTP {}; Skaffold older than v1.22?): use --api v1 or --api auto",
+                    resp.status()
+                ));
+            }
+            tracing::info!(gateway = %self.client.base, "Skaffold's gateway has no /v2/events (older than v1.22); using /v1/events (--api auto).");
+            self.chosen = Some(Api::V1);
+            api = Api::V1;
+            resp = self.open(api).await?;
+        }
+        if resp.status() != StatusCode::OK {
+            return Err(format!("GET events: HTTP {}", resp.status()));
+        }
+        if self.chosen.is_none() {
+            tracing::info!(gateway = %self.client.base, "Skaffold's gateway offers /v2/events; using it (--api auto).");
+            self.chosen = Some(api);
+        }
+        Ok(GatewayStream {
+            body: resp.into_body(),
+            buf: BytesMut::new(),
+            api,
+            first: true,
+            done: false,
+        })
+    }
+
+    fn stream_failed(&mut self, err: &StreamError) {
+        if let StreamError::Incompatible(_) = err
+            && self.api == Api::Auto
+            && self.chosen != Some(Api::V1)
+        {
+            tracing::warn!(gateway = %self.client.base, "Falling back to /v1/events (--api auto).");
+            self.chosen = Some(Api::V1);
+        }
+    }
+}
+
+/// An open newline-delimited JSON event stream.
+#[derive(Debug)]
+pub struct GatewayStream {
+    body: Incoming,
+    buf: BytesMut,
+    api: Api,
+    first: bool,
+    done: bool,
+}
+
+/// Decodes one line of a gateway stream of `api`; `Ok(None)` for a blank line.
+/// `first` says whether it is the stream's first chunk (an UNIMPLEMENTED error there
+/// means the API is missing, not that the stream broke).
+pub fn decode_line(api: Api, line: &[u8], first: bool) -> Result<Option<Received>, StreamError> {
+    let line = line.trim_ascii();
+    if line.is_empty() {
+        return Ok(None);
+    }
+    let salt = if api == Api::V1 { 0 } else { V2_SALT };
+    let invalid = |e: InvalidEvent| {
+        Ok(Some(Received {
+            fingerprint: fingerprint_bytes(line) ^ salt,
+            payload: Payload::Invalid(e),
+        }))
+    };
+    let value: Value = match serde_json::from_slice(line) {
+        Ok(v) => v,
+        Err(e) => return invalid(InvalidEvent::Undecodable(format!("gateway chunk: {e}"))),
+    };
+    match parse_gateway_chunk(value) {
+        Ok(GatewayChunk::Result(v)) => Ok(Some(Received {
+            fingerprint: fingerprint_json(api, &v),
+            payload: payload_from_json(api, v),
+        })),
+        Ok(GatewayChunk::Error { code, message }) => {
+            let text = format!(
+                "the gateway ended the stream with an error chunk (gRPC code {code}): {message}"
+            );
+            if first && code == UNIMPLEMENTED && api == Api::V2 {
+                Err(StreamError::Incompatible(text))
+            } else {
+                Err(StreamError::Failed(text))
+            }
+        }
+        Err(e) => invalid(e),
+    }
+}
+
+impl GatewayStream {
+    fn take_line(&mut self) -> Option<Bytes> {
+        let i = self.buf.iter().position(|b| *b == b'\n')?;
+        let line = self.buf.split_to(i + 1).freeze();
+        Some(line)
+    }
+
+    fn decode(&mut self, line: &[u8]) -> Result<Option<Received>, StreamError> {
+        let r = decode_line(self.api, line, self.first);
+        if matches!(r, Ok(Some(_)) | Err(_)) {
+            self.first = false;
+        }
+        r
+    }
+}
+
+impl EventStream for GatewayStream {
+    async fn next(&mut self) -> Result<Option<Received>, StreamError> {
+        loop {
+            while let Some(line) = self.take_line() {
+                if let Some(r) = self.decode(&line)? {
+                    return Ok(Some(r));
+                }
+            }
+            if self.done {
+                let rest = std::mem::take(&mut self.buf);
+                return match self.decode(&rest)? {
+                    Some(r) => Ok(Some(r)),
+                    None => Ok(None),
+                };
+            }
+            if self.buf.len() > MAX_MESSAGE_BYTES {
+                return Err(StreamError::Failed(format!(
+                    "a gateway chunk exceeds {MAX_MESSAGE_BYTES} bytes without a newline"
+                )));
+            }
+            match self.body.frame().await {
+                Some(Ok(frame)) => {
+                    if let Ok(mut data) = frame.into_data() {
+                        while data.has_remaining() {
+                            let chunk = data.chunk();
+                            self.buf.extend_from_slice(chunk);
+                            let n = chunk.len();
+                            data.advance(n);
+                        }
+                    }
+                }
+                Some(Err(e)) => {
+                    return Err(StreamError::Failed(format!(
+                        "reading the gateway stream: {e}"
+                    )));
+                }
+                None => self.done = true,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_chunks_of_both_gateway_shapes_end_the_stream() {
+        let v1 = br#"{"error":{"grpc_code":13,"http_code":500,"message":"transport: the stream is done","http_status":"Internal Server Error","details":[]}}"#;
+        let v2 = br#"{"error":{"code":14,"message":"gone","details":[]}}"#;
+        assert!(matches!(
+            decode_line(Api::V2, v1, false),
+            Err(StreamError::Failed(m)) if m.contains("code 13")
+        ));
+        assert!(matches!(
+            decode_line(Api::V1, v2, true),
+            Err(StreamError::Failed(m)) if m.contains("gone")
+        ));
+        let unimplemented =
+            br#"{"error":{"code":12,"message":"unknown service proto.v2.SkaffoldV2Service"}}"#;
+        assert!(matches!(
+            decode_line(Api::V2, unimplemented, true),
+            Err(StreamError::Incompatible(_))
+        ));
+    }
+
+    #[test]
+    fn same_event_same_fingerprint_whatever_the_key_order() {
+        let a = br#"{"result":{"timestamp":"2021-04-07T17:50:08.970854Z","taskEvent":{"id":"DevLoop-0","task":"DevLoop","iteration":0,"status":"InProgress","actionableErr":null}}}"#;
+        let b = br#"{"result": {"taskEvent": {"task":"DevLoop","id":"DevLoop-0","status":"InProgress","iteration":0,"actionableErr":null}, "timestamp":"2021-04-07T17:50:08.970854Z"}}"#;
+        let fa = decode_line(Api::V2, a, true).unwrap().unwrap();
+        let fb = decode_line(Api::V2, b, true).unwrap().unwrap();
+        assert_eq!(fa.fingerprint, fb.fingerprint);
+        assert!(matches!(fa.payload, Payload::V2(_)));
+        assert_eq!(decode_line(Api::V2, b"  \r", false), Ok(None));
+        assert!(matches!(
+            decode_line(Api::V2, b"{not json", false),
+            Ok(Some(Received {
+                payload: Payload::Invalid(_),
+                ..
+            }))
+        ));
+    }
+}

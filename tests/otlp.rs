@@ -1,0 +1,598 @@
+//! Traces and the OTLP metrics push, end to end: the simulator (a real gRPC Skaffold)
+//! streams a scripted session with known timestamps into the real exporter
+//! (`app::start_all`), which exports to an in-process OTLP collector.
+
+mod otlp_support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use opentelemetry_proto::tonic::metrics::v1::{AggregationTemporality, Metric, metric};
+use opentelemetry_proto::tonic::trace::v1::Span;
+use otlp_support::{Collector, attr, attrs, dead_port, http_get, render, value};
+use skaffold_exporter::app::{self, Running};
+use skaffold_exporter::config::{Settings, SourceSettings};
+use skaffold_exporter::pb::enums::StatusCode as C;
+use skaffold_exporter::simulator::Simulator;
+use skaffold_exporter::simulator::scenario::Script;
+use skaffold_exporter::sink::DEFAULT_BUCKETS;
+use skaffold_exporter::sink::otlp_setup::{Endpoint, OtlpSettings, Protocol};
+
+const T0: i64 = 1_700_000_000_000_000_000;
+
+fn settings(skaffold: SocketAddr) -> Settings {
+    Settings::try_from(
+        <skaffold_exporter::config::Cli as clap::Parser>::try_parse_from([
+            "skaffold-exporter",
+            "--skaffold-addr",
+            &skaffold.to_string(),
+            "--listen",
+            "127.0.0.1:0",
+            "--backoff-min",
+            "10ms",
+            "--backoff-max",
+            "100ms",
+        ])
+        .unwrap()
+        .exporter,
+    )
+    .unwrap()
+}
+
+fn otlp(traces: Option<Endpoint>, metrics: Option<Endpoint>) -> OtlpSettings {
+    OtlpSettings {
+        traces,
+        metrics,
+        timeout: Some(Duration::from_millis(500)),
+        metric_interval: Some(Duration::from_millis(200)),
+        pipeline_name: Some("shop".into()),
+        os_user: Some("alice".into()),
+        span_queue: 2048,
+        shutdown_timeout: Duration::from_secs(2),
+        ..Default::default()
+    }
+}
+
+fn grpc(c: &Collector) -> Option<Endpoint> {
+    Some(Endpoint {
+        url: format!("http://{}", c.addr),
+        protocol: Protocol::Grpc,
+    })
+}
+
+fn http(c: &Collector, path: &str) -> Option<Endpoint> {
+    Some(Endpoint {
+        url: format!("http://{}/{path}", c.addr),
+        protocol: Protocol::HttpProtobuf,
+    })
+}
+
+async fn skaffold(sim: &Simulator) -> (SocketAddr, tokio::sync::watch::Sender<bool>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(sim.clone().serve(listener, rx));
+    (addr, stop)
+}
+
+async fn start(sim: SocketAddr, o: OtlpSettings) -> Running {
+    app::start_all(settings(sim), SourceSettings::default(), o)
+        .await
+        .expect("exporter starts")
+}
+
+/// Initial loop (2 builds, deploy, status check with 2 resources, port forwards
+/// announced after the loop ended, as Skaffold v1 does), a sync-only iteration, a
+/// failed build, a failed deploy.
+fn session() -> Script {
+    let mut s = Script::new();
+    s.meta(0, "v2.16.1")
+        .dev_loop(10, 0, "In Progress")
+        .build(10, "web", "In Progress", C::Ok)
+        .build(5, "app", "In Progress", C::Ok)
+        .build(1200, "web", "Complete", C::Ok)
+        .build(300, "app", "Complete", C::Ok)
+        .deploy(20, "In Progress", C::Ok)
+        .deploy(600, "Complete", C::Ok)
+        .status_check(5, "Started", C::Ok)
+        .resource(100, "default:deployment/web", "In Progress", C::Ok)
+        .resource(100, "default:deployment/app", "In Progress", C::Ok)
+        .resource(700, "default:deployment/web", "Succeeded", C::Ok)
+        .resource(300, "default:deployment/app", "Succeeded", C::Ok)
+        .status_check(5, "Succeeded", C::Ok)
+        .dev_loop(10, 0, "Succeeded")
+        .port(30, 9000, "web")
+        .port(5, 9001, "app")
+        .dev_loop(2000, 1, "In Progress")
+        .sync(100, "web", 3, "In Progress")
+        .sync(400, "web", 3, "Succeeded")
+        .dev_loop(100, 1, "Succeeded")
+        .dev_loop(1400, 2, "In Progress")
+        .build(100, "app", "In Progress", C::Ok)
+        .build(900, "app", "Failed", C::BuildUserError)
+        .dev_loop(100, 2, "Failed")
+        .dev_loop(900, 3, "In Progress")
+        .deploy(100, "In Progress", C::Ok)
+        .deploy(400, "Failed", C::DeployKubectlUserErr)
+        .dev_loop(100, 3, "Failed");
+    s
+}
+
+/// Spans the session yields: 4 roots; 2 builds, deploy, status check, 2 rollouts;
+/// 1 sync; 1 build; 1 deploy.
+const SESSION_SPANS: usize = 4 + 6 + 1 + 1 + 1;
+
+fn emit_all(sim: &Simulator, script: &Script) -> BTreeSet<u64> {
+    let entries = script.entries(T0);
+    let stamps = entries
+        .iter()
+        .map(|e| {
+            let t = e.timestamp.unwrap();
+            (t.seconds * 1_000_000_000 + i64::from(t.nanos)) as u64
+        })
+        .collect();
+    for e in entries {
+        sim.emit(e);
+    }
+    stamps
+}
+
+fn golden(name: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden/spans")
+        .join(name)
+}
+
+async fn metrics_text(addr: SocketAddr) -> String {
+    http_get(addr, "/metrics").await
+}
+
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+        .and_then(|l| l[series.len()..].trim().split(' ').next()?.parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_collector_receives_one_trace_per_iteration_with_skaffold_timestamps() {
+    let collector = Collector::grpc().await;
+    let sim = Simulator::new();
+    let (addr, _stop) = skaffold(&sim).await;
+    let running = start(addr, otlp(grpc(&collector), None)).await;
+    let stamps = emit_all(&sim, &session());
+    let spans = collector
+        .wait_spans(SESSION_SPANS, Duration::from_secs(15))
+        .await;
+    assert_eq!(spans.len(), SESSION_SPANS, "{}", render(&spans));
+
+    // Every start and end is one of Skaffold's event timestamps.
+    for s in &spans {
+        assert!(stamps.contains(&s.start_time_unix_nano), "{} start", s.name);
+        assert!(stamps.contains(&s.end_time_unix_nano), "{} end", s.name);
+    }
+    // One trace per iteration, each with exactly one SERVER root named `<ACTION> shop`.
+    let mut by_trace: BTreeMap<Vec<u8>, Vec<&Span>> = BTreeMap::new();
+    for s in &spans {
+        by_trace.entry(s.trace_id.clone()).or_default().push(s);
+    }
+    assert_eq!(by_trace.len(), 4);
+    let mut roots: Vec<(String, String, String)> = by_trace
+        .values()
+        .map(|spans| {
+            let roots: Vec<&&Span> = spans
+                .iter()
+                .filter(|s| s.parent_span_id.is_empty())
+                .collect();
+            assert_eq!(roots.len(), 1);
+            let r = roots[0];
+            assert_eq!(r.kind, 2, "root is SERVER");
+            for c in spans.iter().filter(|s| !s.parent_span_id.is_empty()) {
+                assert_eq!(c.kind, 1, "{} is INTERNAL", c.name);
+            }
+            (
+                attr(r, "skaffold.iteration").unwrap(),
+                r.name.clone(),
+                attr(r, "cicd.pipeline.result").unwrap(),
+            )
+        })
+        .collect();
+    roots.sort();
+    assert_eq!(
+        roots,
+        [
+            ("0".into(), "RUN shop".into(), "success".into()),
+            ("1".into(), "SYNC shop".into(), "success".into()),
+            ("2".into(), "RUN shop".into(), "failure".into()),
+            ("3".into(), "RUN shop".into(), "failure".into()),
+        ]
+    );
+    // Rollouts hang under the status check; the failed build carries Skaffold's code.
+    let find = |name: &str| spans.iter().find(|s| s.name == name).unwrap();
+    let check = find("status check");
+    let rollout = find("rollout default:deployment/web");
+    assert_eq!(rollout.parent_span_id, check.span_id);
+    assert_eq!(
+        attr(rollout, "k8s.namespace.name").as_deref(),
+        Some("default")
+    );
+    assert_eq!(attr(rollout, "k8s.deployment.name").as_deref(), Some("web"));
+    let failed = spans
+        .iter()
+        .find(|s| s.name == "build app" && attr(s, "skaffold.iteration").as_deref() == Some("2"))
+        .unwrap();
+    assert_eq!(failed.status.as_ref().unwrap().code, 2);
+    assert_eq!(
+        attr(failed, "error.type").as_deref(),
+        Some("BUILD_USER_ERROR")
+    );
+    assert_eq!(
+        failed.status.as_ref().unwrap().message,
+        "docker build returned exit code 1"
+    );
+    // Port forwards announced after iteration 0 ended are events of its root.
+    let root0 = spans
+        .iter()
+        .find(|s| {
+            s.parent_span_id.is_empty() && attr(s, "skaffold.iteration").as_deref() == Some("0")
+        })
+        .unwrap();
+    assert_eq!(root0.events.len(), 2);
+    assert_eq!(
+        value(&root0.events[0].attributes[0].value),
+        "9000",
+        "{:?}",
+        root0.events
+    );
+
+    // The whole tree, reviewed once (UPDATE_GOLDEN=1 rewrites it).
+    otlp_support::assert_golden(&golden("scripted-session.txt"), &render(&spans));
+
+    // Exemplars on /metrics carry the trace ids of the spans.
+    let text = metrics_text(running.http_addr).await;
+    let trace0 = root0
+        .trace_id
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<String>();
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("skaffold_build_duration_seconds_bucket")
+                && l.contains(&format!("# {{trace_id=\"{trace0}\"}}"))),
+        "no exemplar with {trace0}:\n{text}"
+    );
+    assert_eq!(
+        sample(&text, "skaffold_exporter_spans_exported_total"),
+        Some(SESSION_SPANS as f64)
+    );
+    running.shutdown().await;
+    collector.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_protobuf_collector_receives_the_same_spans_and_the_metrics() {
+    let collector = Collector::http().await;
+    let sim = Simulator::new();
+    let (addr, _stop) = skaffold(&sim).await;
+    let running = start(
+        addr,
+        otlp(
+            http(&collector, "v1/traces"),
+            http(&collector, "v1/metrics"),
+        ),
+    )
+    .await;
+    emit_all(&sim, &session());
+    let spans = collector
+        .wait_spans(SESSION_SPANS, Duration::from_secs(15))
+        .await;
+    // Same ids and tree as over gRPC: the ids depend only on Skaffold's events.
+    otlp_support::assert_golden(&golden("scripted-session.txt"), &render(&spans));
+    assert!(
+        collector
+            .received
+            .lock()
+            .unwrap()
+            .content_types
+            .iter()
+            .all(|c| c == "application/x-protobuf")
+    );
+
+    // Metrics: wait for a push that has seen the whole session.
+    let text = metrics_text(running.http_addr).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (resource, metrics) = loop {
+        let last = collector.received.lock().unwrap().metrics.last().cloned();
+        if let Some(req) = last {
+            let rm = &req.resource_metrics[0];
+            let metrics: Vec<Metric> = rm
+                .scope_metrics
+                .iter()
+                .flat_map(|s| s.metrics.clone())
+                .collect();
+            let done = metrics.iter().any(|m| {
+                m.name == "skaffold.deploys"
+                    && counter_points(m).get("result=failure").copied() == Some(1.0)
+            });
+            if done {
+                break (attrs(&rm.resource.as_ref().unwrap().attributes), metrics);
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no complete metrics push arrived"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    // Resource.
+    assert_eq!(resource["service.name"], "\"skaffold\"");
+    assert_eq!(resource["deployment.environment.name"], "\"development\"");
+    assert_eq!(resource["service.instance.id"].len(), 38);
+    assert!(resource.contains_key("user.hash"));
+    assert!(!resource.contains_key("user.name"));
+    assert!(resource.contains_key("vcs.repository.name"), "{resource:?}");
+    // Names after Prometheus' OTLP translation are exactly the /metrics names.
+    let om_names: BTreeSet<String> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| {
+            let (name, ty) = l.split_once(' ')?;
+            let name = if ty == "counter" {
+                format!("{name}_total")
+            } else {
+                name.to_owned()
+            };
+            (name.starts_with("skaffold_") && !name.starts_with("skaffold_exporter_"))
+                .then_some(name)
+        })
+        .collect();
+    let otlp_names: BTreeSet<String> = metrics
+        .iter()
+        .filter(|m| !m.name.starts_with("skaffold_exporter"))
+        .map(prometheus_name)
+        .collect();
+    assert_eq!(otlp_names, om_names);
+    // Values, buckets and temporality.
+    let get = |name: &str| metrics.iter().find(|m| m.name == name).unwrap();
+    let builds = counter_points(get("skaffold.builds"));
+    assert_eq!(builds["artifact=app,result=failure"], 1.0);
+    assert_eq!(builds["artifact=app,result=success"], 1.0);
+    assert_eq!(builds["artifact=web,result=success"], 1.0);
+    assert_eq!(
+        builds["artifact=web,result=failure"], 0.0,
+        "pre-created at 0"
+    );
+    assert_eq!(
+        Some(1.0),
+        sample(
+            &text,
+            "skaffold_builds_total{artifact=\"app\",result=\"failure\"}"
+        )
+    );
+    match &get("skaffold.build.duration").data {
+        Some(metric::Data::Histogram(h)) => {
+            assert_eq!(
+                h.aggregation_temporality,
+                AggregationTemporality::Cumulative as i32
+            );
+            let p = h
+                .data_points
+                .iter()
+                .find(|p| attrs(&p.attributes)["artifact"] == "\"web\"")
+                .unwrap();
+            assert_eq!(p.explicit_bounds, DEFAULT_BUCKETS.to_vec());
+            assert_eq!(p.count, 1);
+            assert!((p.sum.unwrap() - 1.205).abs() < 1e-9, "{:?}", p.sum);
+        }
+        other => panic!("{other:?}"),
+    }
+    match &get("skaffold.dev_loops").data {
+        Some(metric::Data::Sum(s)) => {
+            assert!(s.is_monotonic);
+            assert_eq!(
+                s.aggregation_temporality,
+                AggregationTemporality::Cumulative as i32
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(get("skaffold.build.duration").unit, "s");
+    let syncs = counter_points(get("skaffold.synced_files"));
+    assert_eq!(syncs["image=web"], 3.0);
+    running.shutdown().await;
+    collector.stop();
+}
+
+/// `name` as Prometheus' OTLP receiver translates it (dots → `_`, unit `s` →
+/// `_seconds`, monotonic sums → `_total`; `{annotation}` units are dropped).
+fn prometheus_name(m: &Metric) -> String {
+    let mut n = m.name.replace('.', "_");
+    if m.unit == "s" {
+        n.push_str("_seconds");
+    }
+    if let Some(metric::Data::Sum(s)) = &m.data
+        && s.is_monotonic
+    {
+        n.push_str("_total");
+    }
+    n
+}
+
+fn counter_points(m: &Metric) -> BTreeMap<String, f64> {
+    let points = match &m.data {
+        Some(metric::Data::Sum(s)) => &s.data_points,
+        Some(metric::Data::Gauge(g)) => &g.data_points,
+        other => panic!("{} is not a sum: {other:?}", m.name),
+    };
+    points
+        .iter()
+        .map(|p| {
+            let labels: Vec<String> = attrs(&p.attributes)
+                .into_iter()
+                .map(|(k, v)| format!("{k}={}", v.trim_matches('"')))
+                .collect();
+            let v = match p.value {
+                Some(opentelemetry_proto::tonic::metrics::v1::number_data_point::Value::AsInt(
+                    i,
+                )) => i as f64,
+                Some(
+                    opentelemetry_proto::tonic::metrics::v1::number_data_point::Value::AsDouble(d),
+                ) => d,
+                None => f64::NAN,
+            };
+            (labels.join(","), v)
+        })
+        .collect()
+}
+
+/// (trace id, span id, parent id, name, start, end).
+type Identity = (Vec<u8>, Vec<u8>, Vec<u8>, String, u64, u64);
+
+fn ids(spans: &[Span]) -> BTreeSet<Identity> {
+    spans
+        .iter()
+        .map(|s| {
+            (
+                s.trace_id.clone(),
+                s.span_id.clone(),
+                s.parent_span_id.clone(),
+                s.name.clone(),
+                s.start_time_unix_nano,
+                s.end_time_unix_nano,
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_after_an_exporter_restart_yields_identical_ids() {
+    let sim = Simulator::new();
+    let (addr, _stop) = skaffold(&sim).await;
+    emit_all(&sim, &session());
+
+    let first = Collector::grpc().await;
+    let running = start(addr, otlp(grpc(&first), None)).await;
+    let a = first
+        .wait_spans(SESSION_SPANS, Duration::from_secs(15))
+        .await;
+    running.shutdown().await;
+
+    // A new exporter process learns the same session from Skaffold's replay.
+    let second = Collector::grpc().await;
+    let running = start(addr, otlp(grpc(&second), None)).await;
+    let b = second
+        .wait_spans(SESSION_SPANS, Duration::from_secs(15))
+        .await;
+    running.shutdown().await;
+    assert_eq!(a.len(), SESSION_SPANS);
+    assert_eq!(ids(&a), ids(&b));
+    first.stop();
+    second.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn collector_down_leaves_metrics_intact_counts_losses_and_shuts_down_in_time() {
+    let sim = Simulator::new();
+    let (addr, _stop) = skaffold(&sim).await;
+    let dead = dead_port().await;
+    let mut o = otlp(
+        Some(Endpoint {
+            url: format!("http://{dead}"),
+            protocol: Protocol::Grpc,
+        }),
+        Some(Endpoint {
+            url: format!("http://{dead}"),
+            protocol: Protocol::Grpc,
+        }),
+    );
+    o.span_queue = 2;
+    o.shutdown_timeout = Duration::from_secs(1);
+    let running = start(addr, o).await;
+    // Several sessions' worth, so the tiny queue overflows while exports fail.
+    for k in 0..5 {
+        // Each session starts with a MetaEvent: five Skaffold runs in one log.
+        for e in session().entries(T0 + k * 100_000_000_000) {
+            sim.emit(e);
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let text = loop {
+        let text = metrics_text(running.http_addr).await;
+        let dropped = sample(&text, "skaffold_exporter_spans_dropped_total").unwrap_or(0.0);
+        let errors = sample(
+            &text,
+            "skaffold_exporter_otlp_export_errors_total{signal=\"traces\"}",
+        )
+        .unwrap_or(0.0);
+        let metric_errors = sample(
+            &text,
+            "skaffold_exporter_otlp_export_errors_total{signal=\"metrics\"}",
+        )
+        .unwrap_or(0.0);
+        if dropped > 0.0 && errors > 0.0 && metric_errors > 0.0 {
+            break text;
+        }
+        assert!(Instant::now() < deadline, "counters did not rise:\n{text}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    // /metrics is unaffected: 5 runs of the session.
+    assert_eq!(
+        sample(
+            &text,
+            "skaffold_builds_total{artifact=\"app\",result=\"failure\"}"
+        ),
+        Some(5.0)
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "skaffold_dev_loops_total{kind=\"sync\",result=\"success\"}"
+        ),
+        Some(5.0)
+    );
+    let t = Instant::now();
+    running.shutdown().await;
+    assert!(
+        t.elapsed() < Duration::from_secs(4),
+        "shutdown took {:?}",
+        t.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_left_open_when_skaffold_disconnects_end_with_result_error() {
+    let collector = Collector::grpc().await;
+    let sim = Simulator::new();
+    let (addr, stop) = skaffold(&sim).await;
+    let running = start(addr, otlp(grpc(&collector), None)).await;
+    let mut s = Script::new();
+    s.meta(0, "v2.16.1")
+        .dev_loop(10, 0, "In Progress")
+        .build(10, "web", "In Progress", C::Ok)
+        .build(5, "app", "In Progress", C::Ok)
+        .build(1000, "app", "Complete", C::Ok);
+    let stamps: Vec<u64> = emit_all(&sim, &s).into_iter().collect();
+    let last = *stamps.last().unwrap();
+    // Wait for the completed build, then Skaffold goes away.
+    collector.wait_spans(1, Duration::from_secs(10)).await;
+    let _ = stop.send(true);
+    sim.abort_streams();
+    let spans = collector.wait_spans(3, Duration::from_secs(10)).await;
+    let web = spans.iter().find(|s| s.name == "build web").unwrap();
+    assert_eq!(web.end_time_unix_nano, last);
+    assert_eq!(
+        attr(web, "cicd.pipeline.task.run.result").as_deref(),
+        Some("error")
+    );
+    assert_eq!(
+        attr(web, "skaffold.span.end_reason").as_deref(),
+        Some("disconnected")
+    );
+    assert_eq!(web.status.as_ref().unwrap().code, 2);
+    let root = spans.iter().find(|s| s.parent_span_id.is_empty()).unwrap();
+    assert_eq!(attr(root, "cicd.pipeline.result").as_deref(), Some("error"));
+    assert_eq!(root.end_time_unix_nano, last);
+    running.shutdown().await;
+    collector.stop();
+}

@@ -1,0 +1,466 @@
+//! `skaffold-exporter replay`: every captured Skaffold stream (shared/fixtures/captured,
+//! from public bug reports; v1 and v2, gateway chunks and State snapshots) against
+//! reviewed golden output, and the command itself as a user runs it: malformed lines
+//! reported as file:line with a non-zero exit code, stdin, v1 + v2 files of one
+//! session, `--follow` with `--serve`. Plus a throughput measurement
+//! (`cargo test --test replay -- --ignored --nocapture`).
+
+mod support;
+
+use std::io::Write as _;
+use std::process::{Command, Stdio};
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
+
+use prost::Message;
+use skaffold_exporter::pb::enums::StatusCode as C;
+use skaffold_exporter::replay::{Format, Input, Output, Replayer, select_inputs};
+use skaffold_exporter::simulator::scenario::Script;
+use skaffold_exporter::sink::DEFAULT_BUCKETS;
+use skaffold_exporter::source::json::message_to_json;
+use support::{assert_golden, captured_dir, sample};
+
+const BIN: &str = env!("CARGO_BIN_EXE_skaffold-exporter");
+const T0: i64 = 1_700_000_000_000_000_000;
+
+fn replay_paths(paths: &[std::path::PathBuf]) -> Replayer {
+    let mut r = Replayer::new(&DEFAULT_BUCKETS, 200);
+    let inputs: Vec<Input> = paths
+        .iter()
+        .map(|p| Input::open(&p.display().to_string()).unwrap())
+        .collect();
+    let inputs = select_inputs(inputs, &mut r);
+    let stop = AtomicBool::new(false);
+    for i in inputs {
+        i.feed(&mut r, false, &stop, false).unwrap();
+    }
+    r
+}
+
+/// What the golden files hold: the stderr notes (with the directory stripped), the
+/// summary table, and the non-zero samples of the metrics.
+fn golden_text(r: &Replayer, dir: &std::path::Path) -> String {
+    let prefix = format!("{}/", dir.display());
+    let notes: String = r
+        .diagnostics()
+        .iter()
+        .map(|d| d.replace(&prefix, "") + "\n")
+        .collect();
+    // Series order within a family is not stable: sort.
+    let mut lines: Vec<String> = r
+        .metrics_text(Format::Prometheus)
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.ends_with(" 0") && !l.ends_with(" 0.0"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    lines.sort();
+    let metrics: String = lines.concat();
+    format!(
+        "# stderr\n{notes}replay: {} records, {} events folded, {} malformed\n\n# summary\n{}\n# metrics (non-zero samples)\n{metrics}",
+        r.records(),
+        r.folded(),
+        r.malformed(),
+        r.report(Format::Prometheus, Output::Summary),
+    )
+}
+
+#[test]
+fn every_captured_stream_replays_to_its_golden_output() {
+    let dir = captured_dir();
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 7, "{files:?}");
+    for path in files {
+        let r = replay_paths(std::slice::from_ref(&path));
+        let name = path.file_stem().unwrap().to_string_lossy().to_string();
+        let golden = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/golden/replay")
+            .join(format!("{name}.txt"));
+        assert_golden(&golden, &golden_text(&r, &dir));
+        assert_eq!(r.malformed(), 0, "{name}: {:?}", r.diagnostics());
+    }
+}
+
+/// The scripted session (as Skaffold's `--event-log-file` writes it, below).
+fn session() -> Script {
+    session_of_run("simulated-run")
+}
+
+fn session_of_run(run_id: &str) -> Script {
+    let mut s = Script::new();
+    s.with_run_id(run_id);
+    s.meta(0, "v2.16.1")
+        .dev_loop(1000, 0, "In Progress")
+        .build(500, "web", "In Progress", C::Ok)
+        .build(2500, "web", "Complete", C::Ok)
+        .cache_hit(10, "db")
+        .render(20, "In Progress")
+        .render(150, "Succeeded")
+        .deploy(100, "In Progress", C::Ok)
+        .deploy(800, "Complete", C::Ok)
+        .status_check(100, "Started", C::Ok)
+        .resource(700, "deployment/web", "Succeeded", C::Ok)
+        .status_check(100, "Succeeded", C::Ok)
+        .dev_loop(50, 0, "Succeeded")
+        .dev_loop(2000, 1, "In Progress")
+        .build(100, "web", "In Progress", C::Ok)
+        .build(900, "web", "Failed", C::BuildUserError)
+        .dev_loop(100, 1, "Failed");
+    s
+}
+
+fn v1_lines(s: &Script, start: i64) -> Vec<String> {
+    s.entries(start)
+        .iter()
+        .map(|e| {
+            message_to_json("proto.LogEntry", &e.encode_to_vec(), false, false)
+                .unwrap()
+                .to_string()
+        })
+        .collect()
+}
+
+fn v2_lines(s: &Script, start: i64) -> Vec<String> {
+    s.events_v2(start)
+        .iter()
+        .map(|e| {
+            message_to_json("proto.v2.Event", &e.encode_to_vec(), false, false)
+                .unwrap()
+                .to_string()
+        })
+        .collect()
+}
+
+fn run(args: &[&str], stdin: Option<&str>) -> (i32, String, String) {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        let mut input = child.stdin.take().unwrap();
+        if let Some(text) = stdin {
+            input.write_all(text.as_bytes()).unwrap();
+        }
+    }
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn malformed_lines_are_reported_with_file_and_line_and_the_rest_is_folded() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut lines = v1_lines(&session(), T0);
+    lines.insert(
+        3,
+        "{\"timestamp\": \"2023-11-14T22:13:20Z\", \"event\": {\"buildEvent\"".into(),
+    );
+    lines.insert(6, "this is not json".into());
+    lines.insert(
+        9,
+        r#"{"timestamp":"yesterday","event":{"deployEvent":{"status":"Complete"}}}"#.into(),
+    );
+    let path = dir.path().join("events.json");
+    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+    let file = path.display().to_string();
+
+    let (code, stdout, stderr) = run(&["replay", &file], None);
+    assert_eq!(code, 1, "some lines were bad\n{stderr}");
+    for line in [4, 7, 10] {
+        assert!(
+            stderr.contains(&format!("{file}:{line}: malformed")),
+            "line {line} not reported:\n{stderr}"
+        );
+    }
+    assert!(stderr.contains("3 malformed"), "{stderr}");
+    // Everything else was folded: the initial loop and the failed rebuild.
+    assert_eq!(
+        sample(
+            &stdout,
+            "skaffold_builds_total",
+            &[("artifact", "web"), ("result", "success")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(
+            &stdout,
+            "skaffold_builds_total",
+            &[("artifact", "web"), ("result", "failure")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(
+            &stdout,
+            "skaffold_dev_loops_total",
+            &[("kind", "initial"), ("result", "success")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(
+            &stdout,
+            "skaffold_exporter_invalid_events_total",
+            &[("reason", "undecodable")]
+        ),
+        Some(3.0)
+    );
+    assert!(stdout.starts_with("run  iteration  kind"), "{stdout}");
+
+    // A clean file exits 0.
+    let clean = dir.path().join("clean.json");
+    std::fs::write(&clean, v1_lines(&session(), T0).join("\n")).unwrap();
+    let (code, _, stderr) = run(&["replay", &clean.display().to_string()], None);
+    assert_eq!(code, 0, "{stderr}");
+    // A missing file is an error of its own.
+    let (code, _, stderr) = run(&["replay", "/nonexistent/events.json"], None);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("cannot open /nonexistent/events.json"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn stdin_and_both_formats() {
+    let text = v2_lines(&session(), T0).join("\n") + "\n";
+    let (code, stdout, stderr) = run(
+        &[
+            "replay",
+            "--format",
+            "openmetrics",
+            "--output",
+            "metrics",
+            "-",
+        ],
+        Some(&text),
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.trim_end().ends_with("# EOF"), "{stdout}");
+    assert!(
+        stdout.contains("skaffold_build_cache_total{artifact=\"db\",result=\"hit\"} 1"),
+        "{stdout}"
+    );
+    let (code, stdout, _) = run(&["replay", "--output", "summary", "-"], Some(&text));
+    assert_eq!(code, 0);
+    assert!(!stdout.contains("# TYPE"), "{stdout}");
+    let row0 = stdout.lines().nth(1).unwrap();
+    assert!(
+        row0.contains("initial") && row0.contains("success") && row0.contains("web (2.500s)"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn v1_and_v2_files_of_one_session_are_never_added_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let v1 = dir.path().join("events.json");
+    let v2 = dir.path().join("events.json.v2");
+    std::fs::write(&v1, v1_lines(&session(), T0).join("\n")).unwrap();
+    std::fs::write(&v2, v2_lines(&session(), T0).join("\n")).unwrap();
+    let only_v2 = replay_paths(std::slice::from_ref(&v2));
+    let both = replay_paths(&[v1.clone(), v2.clone()]);
+    let sorted = |r: &Replayer| {
+        let mut v: Vec<String> = r
+            .metrics_text(Format::Prometheus)
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        v.sort();
+        v
+    };
+    assert!(
+        sorted(&only_v2) == sorted(&both),
+        "v1 + v2 files counted differently from v2 alone"
+    );
+    assert!(
+        both.diagnostics()
+            .iter()
+            .any(|d| d.contains("events.json: skipped: v1 events")),
+        "{:?}",
+        both.diagnostics()
+    );
+    // Two runs appended to one file (O_APPEND across `skaffold dev` sessions): each
+    // run's MetaEvent (a new runID) starts a run of its own.
+    let appended = dir.path().join("two-runs.json.v2");
+    let second = T0 + 3_600_000_000_000;
+    let text = [
+        v2_lines(&session(), T0),
+        v2_lines(&session_of_run("second-run"), second),
+    ]
+    .concat()
+    .join("\n");
+    std::fs::write(&appended, text).unwrap();
+    let r = replay_paths(&[appended]);
+    let table = r.summary_table();
+    assert_eq!(
+        table.lines().filter(|l| l.starts_with("1 ")).count(),
+        2,
+        "{table}"
+    );
+    assert_eq!(
+        table.lines().filter(|l| l.starts_with("2 ")).count(),
+        2,
+        "{table}"
+    );
+}
+
+#[test]
+fn follow_tails_a_growing_file_and_serve_keeps_metrics_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("live.json");
+    let lines = v1_lines(&session(), T0);
+    std::fs::write(&path, lines[..4].join("\n") + "\n").unwrap();
+    let mut child = Command::new(BIN)
+        .args([
+            "replay",
+            "--follow",
+            "--serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--output",
+            "metrics",
+        ])
+        .arg(&path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut stderr, &mut first).unwrap();
+    let addr: std::net::SocketAddr = first
+        .trim()
+        .strip_prefix("replay: serving http://")
+        .and_then(|s| s.strip_suffix("/metrics"))
+        .unwrap_or_else(|| panic!("unexpected first line {first:?}"))
+        .parse()
+        .unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let scrape =
+        |rt: &tokio::runtime::Runtime| rt.block_on(support::http_get(addr, "/metrics", None)).2;
+    let wait = |rt: &tokio::runtime::Runtime, what: &str, pred: &dyn Fn(&str) -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let text = scrape(rt);
+            if pred(&text) {
+                return text;
+            }
+            assert!(Instant::now() < deadline, "{what}:\n{text}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    wait(&rt, "first lines", &|t| {
+        sample(
+            t,
+            "skaffold_builds_total",
+            &[("artifact", "web"), ("result", "success")],
+        ) == Some(1.0)
+    });
+    // The file grows, the last line arriving in two pieces.
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .unwrap();
+    let rest = lines[4..].join("\n");
+    let (a, b) = rest.split_at(rest.len() - 10);
+    f.write_all(a.as_bytes()).unwrap();
+    f.flush().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    f.write_all(format!("{b}\n").as_bytes()).unwrap();
+    drop(f);
+    wait(&rt, "the rest", &|t| {
+        sample(
+            t,
+            "skaffold_builds_total",
+            &[("artifact", "web"), ("result", "failure")],
+        ) == Some(1.0)
+    });
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        sample(
+            &stdout,
+            "skaffold_dev_loops_total",
+            &[("kind", "rebuild"), ("result", "failure")]
+        ),
+        Some(1.0)
+    );
+}
+
+/// Replay throughput on a large generated log file (v2, with Skaffold log lines mixed
+/// in as Skaffold writes them). Run with `--ignored --nocapture`; prints events/s.
+#[test]
+#[ignore = "measurement; run explicitly"]
+fn replay_throughput() {
+    let loops: usize = std::env::var("REPLAY_BENCH_LOOPS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2000);
+    let dir = tempfile::tempdir().unwrap();
+    for (name, lines_of) in [
+        ("events.json", v1_lines as fn(&Script, i64) -> Vec<String>),
+        ("events.json.v2", v2_lines),
+    ] {
+        let path = dir.path().join(name);
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
+        let mut s = Script::new();
+        s.meta(0, "v2.16.1");
+        for i in 0..loops as i32 {
+            s.dev_loop(1000, i, "In Progress")
+                .log(5, "Generating tags...\n")
+                .build(100, "web", "In Progress", C::Ok)
+                .log(5, "Building [web]...\n")
+                .build(2000, "web", "Complete", C::Ok)
+                .deploy(100, "In Progress", C::Ok)
+                .deploy(500, "Complete", C::Ok)
+                .status_check(10, "Started", C::Ok)
+                .resource(300, "deployment/web", "In Progress", C::Ok)
+                .resource(300, "deployment/web", "Succeeded", C::Ok)
+                .status_check(10, "Succeeded", C::Ok)
+                .app_log(5, "web-1", "GET / 200")
+                .dev_loop(10, i, "Succeeded");
+        }
+        let mut n = 0u64;
+        for l in lines_of(&s, T0) {
+            writeln!(f, "{l}").unwrap();
+            n += 1;
+        }
+        drop(f);
+        let bytes = std::fs::metadata(&path).unwrap().len();
+        let start = Instant::now();
+        let r = replay_paths(&[path]);
+        let secs = start.elapsed().as_secs_f64();
+        assert_eq!(r.records(), n);
+        assert_eq!(r.malformed(), 0);
+        println!(
+            "replay throughput ({name}, {} build): {n} lines ({:.1} MiB), {} events folded in {secs:.2} s = {:.0} lines/s, {:.1} MiB/s",
+            if cfg!(debug_assertions) {
+                "debug"
+            } else {
+                "optimised"
+            },
+            bytes as f64 / 1048576.0,
+            r.folded(),
+            n as f64 / secs,
+            bytes as f64 / 1048576.0 / secs
+        );
+    }
+}

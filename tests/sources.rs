@@ -1,0 +1,527 @@
+//! Every way Skaffold publishes events, through real sockets: API v1 over gRPC, API
+//! v2 over gRPC, the HTTP gateway (`/v1/events`, `/v2/events`), and the event log
+//! files. The simulated Skaffold fires each scripted step's v1 event and its v2
+//! counterparts side by side, as Skaffold v1.26+ does, so one script is one session
+//! seen through every source.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use prost::Message;
+use skaffold_exporter::app::{self, Running};
+use skaffold_exporter::config::{Settings, SourceSettings};
+use skaffold_exporter::pb::enums::StatusCode as C;
+use skaffold_exporter::replay::{Format, Input, Replayer};
+use skaffold_exporter::simulator::scenario::Script;
+use skaffold_exporter::simulator::{ErrorShape, Simulator};
+use skaffold_exporter::sink::DEFAULT_BUCKETS;
+use skaffold_exporter::source::Api;
+use skaffold_exporter::source::grpc::GrpcConnector;
+use skaffold_exporter::source::json::message_to_json;
+use skaffold_exporter::source::supervisor::{Connector, EventStream, StreamError};
+use support::{http_get, sample};
+
+const T0: i64 = 1_700_000_000_000_000_000;
+
+fn settings(skaffold: SocketAddr) -> Settings {
+    Settings {
+        skaffold_addr: skaffold.to_string(),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        grpc_listen: None,
+        allow_control: false,
+        max_label_values: 200,
+        buckets: DEFAULT_BUCKETS.to_vec(),
+        queue_capacity: 65_536,
+        upstream_timeout: Duration::from_secs(2),
+        backoff: (Duration::from_millis(10), Duration::from_millis(100)),
+    }
+}
+
+/// A dev session touching every phase: an initial loop with a cache hit, tests and
+/// rendering; a sync; a failed build; a failed deploy; a failed rollout. Skaffold's
+/// log lines and the application's are mixed in (v2 only).
+fn session() -> Script {
+    let mut s = Script::new();
+    s.meta(0, "v2.16.1")
+        .log(5, "Generating tags...\n")
+        .dev_loop(1000, 0, "In Progress")
+        .build(500, "web", "In Progress", C::Ok)
+        .build(2500, "web", "Complete", C::Ok)
+        .cache_hit(10, "db")
+        .build(100, "app", "In Progress", C::Ok)
+        .build(1500, "app", "Complete", C::Ok)
+        .test(50, "In Progress", C::Ok)
+        .test(700, "Complete", C::Ok)
+        .render(20, "In Progress")
+        .render(150, "Succeeded")
+        .deploy(100, "In Progress", C::Ok)
+        .deploy(800, "Complete", C::Ok)
+        .status_check(100, "Started", C::Ok)
+        .resource(200, "deployment/web", "In Progress", C::Ok)
+        .resource(500, "deployment/web", "In Progress", C::Ok)
+        .resource(500, "deployment/web", "Succeeded", C::Ok)
+        .status_check(100, "Succeeded", C::Ok)
+        .port(50, 9000, "web")
+        .app_log(10, "web-1", "Listening on :8080")
+        .dev_loop(50, 0, "Succeeded")
+        .app_log(300, "web-1", "GET / 200")
+        .dev_loop(2000, 1, "In Progress")
+        .sync(100, "web", 3, "In Progress")
+        .sync(400, "web", 3, "Succeeded")
+        // Over v2 the sync ends at the next task event (Skaffold sends no v2 sync
+        // end); Skaffold fires the loop's end right after the sync.
+        .dev_loop(0, 1, "Succeeded")
+        .dev_loop(1400, 2, "In Progress")
+        .build(100, "app", "In Progress", C::Ok)
+        .build(900, "app", "Failed", C::BuildUserError)
+        .dev_loop(100, 2, "Failed")
+        .dev_loop(900, 3, "In Progress")
+        .render(10, "In Progress")
+        .render(90, "Succeeded")
+        .deploy(100, "In Progress", C::Ok)
+        .deploy(400, "Failed", C::DeployKubectlUserErr)
+        .dev_loop(100, 3, "Failed")
+        .dev_loop(900, 4, "In Progress")
+        .build(100, "web", "In Progress", C::Ok)
+        .build(1200, "web", "Complete", C::Ok)
+        .deploy(100, "In Progress", C::Ok)
+        .deploy(300, "Complete", C::Ok)
+        .status_check(100, "Started", C::Ok)
+        .resource(
+            300,
+            "deployment/web",
+            "Failed",
+            C::StatuscheckContainerTerminated,
+        )
+        .status_check(100, "Failed", C::StatuscheckContainerTerminated)
+        .dev_loop(100, 4, "Failed");
+    s
+}
+
+/// Skaffold's timestamp of the session's last step, in seconds.
+fn last_timestamp(script: &Script) -> f64 {
+    let total: i64 = script.steps.iter().map(|s| s.after.as_nanos() as i64).sum();
+    (T0 + total) as f64 / 1e9
+}
+
+struct Skaffold {
+    sim: Simulator,
+    grpc: SocketAddr,
+    http: SocketAddr,
+    _stop: tokio::sync::watch::Sender<bool>,
+}
+
+/// A simulated Skaffold with the session already played (its log is replayed to
+/// every subscriber); `v2` = a v1.26+ Skaffold, else a pre-v1.22 one.
+async fn skaffold(v2: bool, script: &Script) -> Skaffold {
+    let sim = Simulator::new();
+    if v2 {
+        sim.enable_v2();
+    }
+    for e in script.entries(T0) {
+        sim.emit(e);
+    }
+    if v2 {
+        for e in script.events_v2(T0) {
+            sim.emit_v2(e);
+        }
+    }
+    let (stop, rx) = tokio::sync::watch::channel(false);
+    let grpc_l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let http_l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (grpc, http) = (grpc_l.local_addr().unwrap(), http_l.local_addr().unwrap());
+    tokio::spawn(sim.clone().serve(grpc_l, rx.clone()));
+    tokio::spawn(sim.clone().serve_gateway(http_l, rx));
+    Skaffold {
+        sim,
+        grpc,
+        http,
+        _stop: stop,
+    }
+}
+
+async fn exporter(sk: &Skaffold, api: Api, gateway: bool) -> Running {
+    let source = SourceSettings {
+        api,
+        skaffold_http: gateway.then(|| format!("http://{}", sk.http).parse().unwrap()),
+    };
+    app::start_with(settings(sk.grpc), source).await.unwrap()
+}
+
+async fn scrape(addr: SocketAddr) -> String {
+    let (status, _, body) = http_get(addr, "/metrics", None).await;
+    assert_eq!(status, 200);
+    body
+}
+
+/// Waits until the exporter folded everything up to `last` (Skaffold's timestamp of
+/// the final step) and /metrics stopped changing.
+async fn settled(exp: &Running, last: f64, what: &str) -> String {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    let mut previous = String::new();
+    loop {
+        let text = scrape(exp.http_addr).await;
+        let at = sample(&text, "skaffold_exporter_last_event_timestamp_seconds", &[]);
+        let ready = http_get(exp.http_addr, "/readyz", None).await.0 == 200;
+        if ready && at.is_some_and(|t| (t - last).abs() < 1e-3) && text == previous {
+            return text;
+        }
+        if tokio::time::Instant::now() > deadline {
+            panic!("{what}: timed out; last scrape:\n{text}");
+        }
+        previous = text;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Families only API v2 can fill.
+const V2_ONLY: [&str; 4] = [
+    "skaffold_build_cache",
+    "skaffold_render",
+    "skaffold_verif",
+    "skaffold_exec",
+];
+
+/// The Skaffold series (no `skaffold_exporter_*` bookkeeping), sorted; `v1_view`
+/// drops the v2-only families.
+fn core(text: &str, v1_view: bool) -> Vec<String> {
+    let mut v: Vec<String> = text
+        .lines()
+        .filter(|l| l.starts_with("skaffold_") && !l.starts_with("skaffold_exporter_"))
+        .filter(|l| !v1_view || !V2_ONLY.iter().any(|p| l.starts_with(p)))
+        .map(str::to_owned)
+        .collect();
+    v.sort();
+    v
+}
+
+/// The session as Skaffold's `--event-log-file` writes it (lowerCamel JSON, zero
+/// values left out): `events.json` and `events.json.v2`.
+fn event_log_files(dir: &std::path::Path, script: &Script) -> (String, String) {
+    let v1: String = script
+        .entries(T0)
+        .iter()
+        .map(|e| {
+            message_to_json("proto.LogEntry", &e.encode_to_vec(), false, false)
+                .unwrap()
+                .to_string()
+                + "\n"
+        })
+        .collect();
+    let v2: String = script
+        .events_v2(T0)
+        .iter()
+        .map(|e| {
+            message_to_json("proto.v2.Event", &e.encode_to_vec(), false, false)
+                .unwrap()
+                .to_string()
+                + "\n"
+        })
+        .collect();
+    let p1 = dir.join("events.json");
+    let p2 = dir.join("events.json.v2");
+    std::fs::write(&p1, v1).unwrap();
+    std::fs::write(&p2, v2).unwrap();
+    (p1.display().to_string(), p2.display().to_string())
+}
+
+#[track_caller]
+fn close(actual: Option<f64>, expected: f64) {
+    let a = actual.expect("sample present");
+    assert!((a - expected).abs() < 1e-9, "expected {expected}, got {a}");
+}
+
+fn replay_files(files: &[String]) -> String {
+    let mut r = Replayer::new(&DEFAULT_BUCKETS, 200);
+    let inputs: Vec<Input> = files.iter().map(|f| Input::open(f).unwrap()).collect();
+    let inputs = skaffold_exporter::replay::select_inputs(inputs, &mut r);
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    for i in inputs {
+        i.feed(&mut r, false, &stop, false).unwrap();
+    }
+    assert_eq!(r.malformed(), 0, "{:?}", r.diagnostics());
+    r.metrics_text(Format::Prometheus)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_session_over_every_source_yields_the_same_core_metrics() {
+    let script = session();
+    let last = last_timestamp(&script);
+    let old = skaffold(false, &script).await;
+    let new = skaffold(true, &script).await;
+
+    // API v1 over gRPC: `--api auto` against a pre-v1.22 Skaffold (v2 UNIMPLEMENTED).
+    let e = exporter(&old, Api::Auto, false).await;
+    let grpc_v1 = settled(&e, last, "gRPC v1").await;
+    e.shutdown().await;
+    // API v2 over gRPC: `--api auto` against a v1.26+ Skaffold.
+    let e = exporter(&new, Api::Auto, false).await;
+    let grpc_v2 = settled(&e, last, "gRPC v2").await;
+    e.shutdown().await;
+    // The HTTP gateway, /v2/events (auto) and /v1/events (--api v1).
+    let e = exporter(&new, Api::Auto, true).await;
+    let http_v2 = settled(&e, last, "gateway v2").await;
+    e.shutdown().await;
+    let e = exporter(&new, Api::V1, true).await;
+    let http_v1 = settled(&e, last, "gateway v1").await;
+    e.shutdown().await;
+    // The event log files.
+    let dir = tempfile::tempdir().unwrap();
+    let (f1, f2) = event_log_files(dir.path(), &script);
+    let file_v1 = replay_files(std::slice::from_ref(&f1));
+    let file_v2 = replay_files(std::slice::from_ref(&f2));
+
+    // Each source chose the API it was meant to (one subscription each, no fallback
+    // loops): v1 Skaffold was asked for v2 once, then v1.
+    assert_eq!(
+        sample(&grpc_v1, "skaffold_exporter_reconnects_total", &[]),
+        Some(0.0)
+    );
+    assert_eq!(
+        sample(
+            &grpc_v2,
+            "skaffold_exporter_log_events_skipped_total",
+            &[("event", "application_log")]
+        ),
+        Some(2.0)
+    );
+    assert_eq!(
+        sample(
+            &grpc_v1,
+            "skaffold_exporter_log_events_skipped_total",
+            &[("event", "application_log")]
+        ),
+        None
+    );
+
+    // Same core metrics everywhere.
+    let reference = core(&grpc_v1, true);
+    assert!(reference.len() > 50, "{reference:#?}");
+    for (name, text) in [
+        ("gRPC v2", &grpc_v2),
+        ("gateway v2", &http_v2),
+        ("gateway v1", &http_v1),
+        ("file v1", &file_v1),
+        ("file v2", &file_v2),
+    ] {
+        pretty_assertions::assert_eq!(reference, core(text, true), "{name} vs gRPC v1");
+    }
+    // v2 adds the cache, render (and, when used, verify / exec) metrics, the same over
+    // every v2 source.
+    let v2_reference = core(&grpc_v2, false);
+    pretty_assertions::assert_eq!(v2_reference, core(&http_v2, false), "gateway v2");
+    pretty_assertions::assert_eq!(v2_reference, core(&file_v2, false), "file v2");
+    let cache = |r: &str, a: &str| {
+        sample(
+            &grpc_v2,
+            "skaffold_build_cache_total",
+            &[("artifact", a), ("result", r)],
+        )
+    };
+    assert_eq!(cache("hit", "db"), Some(1.0));
+    assert_eq!(cache("miss", "web"), Some(2.0));
+    assert_eq!(cache("miss", "app"), Some(2.0));
+    assert_eq!(
+        sample(&grpc_v2, "skaffold_renders_total", &[("result", "success")]),
+        Some(2.0)
+    );
+    assert_eq!(
+        sample(&grpc_v2, "skaffold_tests_total", &[("result", "success")]),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(
+            &grpc_v1,
+            "skaffold_build_cache_total",
+            &[("artifact", "db"), ("result", "hit")]
+        ),
+        None
+    );
+    // Spot checks of the shared numbers.
+    close(
+        sample(
+            &grpc_v2,
+            "skaffold_deploy_duration_seconds_sum",
+            &[("result", "success")],
+        ),
+        1.1,
+    );
+    close(
+        sample(
+            &grpc_v2,
+            "skaffold_file_sync_duration_seconds_sum",
+            &[("image", "web")],
+        ),
+        0.4,
+    );
+    assert_eq!(
+        sample(
+            &grpc_v2,
+            "skaffold_errors_total",
+            &[("phase", "deploy"), ("code", "DEPLOY_KUBECTL_USER_ERR")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(
+            &grpc_v2,
+            "skaffold_dev_loops_total",
+            &[("kind", "sync"), ("result", "success")]
+        ),
+        Some(1.0)
+    );
+    drop((old.sim, new.sim));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_error_chunk_mid_stream_reconnects_and_counts_nothing_twice() {
+    let script = session();
+    let last = last_timestamp(&script);
+    let clean = skaffold(true, &script).await;
+    let e = exporter(&clean, Api::Auto, true).await;
+    let reference = settled(&e, last, "clean gateway pass").await;
+    e.shutdown().await;
+    let n = script.events_v2(T0).len() as f64;
+
+    for shape in [ErrorShape::GatewayV1, ErrorShape::GatewayV2] {
+        let sk = skaffold(true, &script).await;
+        // The first stream breaks with an error chunk half-way through the replay.
+        sk.sim.fail_next_gateway_stream(40, shape);
+        let e = exporter(&sk, Api::Auto, true).await;
+        let text = settled(&e, last, "gateway with an error chunk").await;
+        e.shutdown().await;
+        pretty_assertions::assert_eq!(core(&reference, false), core(&text, false), "{shape:?}");
+        assert_eq!(
+            sample(&text, "skaffold_exporter_reconnects_total", &[]),
+            Some(1.0)
+        );
+        assert_eq!(
+            sample(
+                &text,
+                "skaffold_exporter_replayed_events_skipped_total",
+                &[]
+            ),
+            Some(40.0)
+        );
+        assert!(n > 80.0, "the error chunk came mid-stream");
+        assert_eq!(
+            sk.sim.subscriptions(),
+            2,
+            "{shape:?}: one stream, one reconnect"
+        );
+    }
+}
+
+/// The v1.22–v1.25 TaskEvent: iteration at 3 (varint), status at 4.
+#[derive(Clone, PartialEq, prost::Message)]
+struct OldTaskEvent {
+    #[prost(string, tag = "1")]
+    id: String,
+    #[prost(string, tag = "2")]
+    task: String,
+    #[prost(int32, tag = "3")]
+    iteration: i32,
+    #[prost(string, tag = "4")]
+    status: String,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct OldEvent {
+    #[prost(message, optional, tag = "1")]
+    timestamp: Option<prost_types::Timestamp>,
+    #[prost(message, optional, tag = "5")]
+    task_event: Option<OldTaskEvent>,
+}
+
+/// A Skaffold v1.22–v1.25: v2 served, with the pre-v1.26 layout.
+async fn old_v2_skaffold(script: &Script) -> Skaffold {
+    let sk = skaffold(false, script).await;
+    // `serve` already ran without v2; start a second server with it on.
+    let sim = sk.sim.clone();
+    sim.enable_v2();
+    for (i, task) in ["DevLoop", "Build", "Build"].iter().enumerate() {
+        let ev = OldEvent {
+            timestamp: Some(prost_types::Timestamp {
+                seconds: 1_700_000_000 + i as i64,
+                nanos: 0,
+            }),
+            task_event: Some(OldTaskEvent {
+                id: format!("{task}-0"),
+                task: (*task).into(),
+                iteration: 0,
+                status: if i == 2 { "Succeeded" } else { "InProgress" }.into(),
+            }),
+        };
+        sim.emit_v2_raw(ev.encode_to_vec().into());
+    }
+    let (stop, rx) = tokio::sync::watch::channel(false);
+    let grpc_l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let grpc = grpc_l.local_addr().unwrap();
+    tokio::spawn(sim.clone().serve(grpc_l, rx));
+    Skaffold {
+        sim,
+        grpc,
+        http: sk.http,
+        _stop: stop,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pre_v1_26_v2_server_is_a_clear_error_and_auto_falls_back_to_v1() {
+    let script = session();
+    let sk = old_v2_skaffold(&script).await;
+
+    // --api v2: the stream is refused with a message that says what and why.
+    let mut c = GrpcConnector::new(&sk.grpc.to_string(), Api::V2);
+    let mut stream = c.connect().await.expect("v2 is offered");
+    let err = loop {
+        match stream.next().await {
+            Ok(Some(_)) => continue,
+            other => break other,
+        }
+    };
+    match err {
+        Err(StreamError::Incompatible(msg)) => {
+            assert!(msg.contains("pre-v1.26"), "{msg}");
+            assert!(msg.contains("--api v1"), "{msg}");
+        }
+        other => panic!("expected a clear incompatibility error, got {other:?}"),
+    }
+    c.stream_failed(&StreamError::Incompatible(String::new()));
+    assert_eq!(
+        c.chosen(),
+        Some(Api::V2),
+        "--api v2 is never silently changed"
+    );
+
+    // --api auto: falls back to v1 and counts the session exactly once.
+    let e = exporter(&sk, Api::Auto, false).await;
+    let text = settled(&e, last_timestamp(&script), "auto after old v2").await;
+    e.shutdown().await;
+    let reference_sk = skaffold(false, &script).await;
+    let e = exporter(&reference_sk, Api::V1, false).await;
+    let reference = settled(&e, last_timestamp(&script), "v1 reference").await;
+    e.shutdown().await;
+    pretty_assertions::assert_eq!(core(&reference, true), core(&text, true));
+    assert_eq!(
+        sample(&text, "skaffold_exporter_reconnects_total", &[]),
+        Some(1.0)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn v1_state_is_passed_through_from_the_gateway() {
+    let script = session();
+    let sk = skaffold(true, &script).await;
+    let e = exporter(&sk, Api::Auto, true).await;
+    let (status, ctype, body) = http_get(e.http_addr, "/v1/state", None).await;
+    let (_, _, upstream) = http_get(sk.http, "/v1/state", None).await;
+    e.shutdown().await;
+    assert_eq!(status, 200);
+    assert!(ctype.starts_with("application/json"), "{ctype}");
+    assert_eq!(body, upstream);
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["buildState"]["artifacts"]["web"], "Complete");
+}
