@@ -259,6 +259,21 @@ pub enum InvalidEvent {
     Undecodable(String),
 }
 
+/// Every reason counted in `skaffold_exporter_invalid_events_total{reason}`: the
+/// decoders' ([`InvalidEvent::reason`]), the fold's anomalies and replay mismatches.
+/// The exporter creates each series at zero, so the first one is an `increase`.
+pub const INVALID_REASONS: [&str; 9] = [
+    "empty_event",
+    "unknown_status",
+    "missing_field",
+    "absurd_value",
+    "undecodable",
+    "replay_mismatch",
+    "terminal_without_start",
+    "dev_loop_without_end",
+    "too_many_open",
+];
+
 impl InvalidEvent {
     /// Bounded reason, for `skaffold_exporter_invalid_events_total{reason}`.
     pub fn reason(&self) -> &'static str {
@@ -299,6 +314,29 @@ mod tests {
         assert_eq!(Status::parse("Information"), Some(Status::Information));
         assert_eq!(Status::parse("Exploded"), None);
         assert_eq!(Status::parse(""), None);
+    }
+
+    #[test]
+    fn every_decoder_reason_is_listed() {
+        let all = [
+            InvalidEvent::Empty,
+            InvalidEvent::UnknownStatus {
+                event: "x",
+                status: "y".into(),
+            },
+            InvalidEvent::MissingField {
+                event: "x",
+                field: "y",
+            },
+            InvalidEvent::AbsurdValue {
+                event: "x",
+                detail: "y".into(),
+            },
+            InvalidEvent::Undecodable("x".into()),
+        ];
+        for e in all {
+            assert!(INVALID_REASONS.contains(&e.reason()), "{}", e.reason());
+        }
     }
 
     #[test]

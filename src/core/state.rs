@@ -766,7 +766,13 @@ mod tests {
     fn anomalies(ts: &[Transition]) -> Vec<&'static str> {
         ts.iter()
             .filter_map(|t| match t {
-                Transition::Anomaly(r) => Some(*r),
+                Transition::Anomaly(r) => {
+                    assert!(
+                        crate::core::event::INVALID_REASONS.contains(r),
+                        "{r} unlisted"
+                    );
+                    Some(*r)
+                }
                 _ => None,
             })
             .collect()

@@ -833,6 +833,9 @@ impl SelfMetrics {
             "Events that could not be interpreted, by reason",
             self.invalid.clone(),
         );
+        for reason in crate::core::event::INVALID_REASONS {
+            let _ = self.invalid.get_or_create(&ReasonLabel { reason });
+        }
         r.register_with_unit(
             "skaffold_exporter_last_event_timestamp",
             "Skaffold's timestamp of the newest event folded (Unix seconds)",
