@@ -82,14 +82,9 @@ fn folding_a_capture_twice_yields_the_same_ids() {
 #[test]
 fn the_docs_list_every_attribute_key_and_the_semconv_version() {
     use skaffold_exporter::sink::semconv;
-    // The section lives in docs/ until it is merged into the README.
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let readme = std::fs::read_to_string(root.join("README.md")).unwrap_or_default();
-    let doc = if readme.contains("## Traces and team-wide metrics") {
-        readme
-    } else {
-        std::fs::read_to_string(root.join("docs/traces-and-team-metrics.md")).unwrap()
-    };
+    let doc = std::fs::read_to_string(root.join("README.md")).unwrap();
+    assert!(doc.contains("## Traces and team-wide metrics"));
     for key in semconv::ALL
         .iter()
         .chain([&semconv::EVENT_PORT_FORWARD, &semconv::EVENT_BUILD_CACHE])
