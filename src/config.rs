@@ -229,6 +229,17 @@ pub struct Settings {
     pub backoff: (Duration, Duration),
 }
 
+impl Default for Settings {
+    /// The defaults of the command line (no flags, no environment), so code that
+    /// builds settings (tests, benches, embedders) starts from the documented values.
+    fn default() -> Self {
+        let args = <Cli as clap::Parser>::try_parse_from(["skaffold-exporter"])
+            .expect("the defaults parse")
+            .exporter;
+        Settings::try_from(args).expect("the defaults are valid")
+    }
+}
+
 impl TryFrom<ExporterArgs> for Settings {
     type Error = String;
 

@@ -8,37 +8,13 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use skaffold_exporter::app::{self, Running};
-use skaffold_exporter::config::Settings;
 use skaffold_exporter::pb::enums::StatusCode as C;
 use skaffold_exporter::pb::v1;
 use skaffold_exporter::simulator::Simulator;
 use skaffold_exporter::simulator::scenario::Script;
-use skaffold_exporter::sink::DEFAULT_BUCKETS;
-use support::{http_get, sample, series_count};
+use support::{close, http_get, sample, series_count, serve_skaffold, settings};
 
 const T0: i64 = 1_700_000_000_000_000_000;
-
-fn settings(skaffold: SocketAddr) -> Settings {
-    Settings {
-        skaffold_addr: skaffold.to_string(),
-        listen: "127.0.0.1:0".parse().unwrap(),
-        grpc_listen: None,
-        allow_control: false,
-        max_label_values: 200,
-        buckets: DEFAULT_BUCKETS.to_vec(),
-        queue_capacity: 65_536,
-        upstream_timeout: Duration::from_secs(2),
-        backoff: (Duration::from_millis(10), Duration::from_millis(100)),
-    }
-}
-
-async fn skaffold(sim: &Simulator) -> (SocketAddr, tokio::sync::watch::Sender<bool>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, rx) = tokio::sync::watch::channel(false);
-    tokio::spawn(sim.clone().serve(listener, rx));
-    (addr, stop)
-}
 
 /// A dev session with known timestamps: an initial loop, a sync, a failed build,
 /// a failed deploy.
@@ -108,12 +84,6 @@ fn emit_all(sim: &Simulator, script: &Script, start: i64) {
     }
 }
 
-#[track_caller]
-fn close(actual: Option<f64>, expected: f64) {
-    let a = actual.expect("sample present");
-    assert!((a - expected).abs() < 1e-6, "expected {expected}, got {a}");
-}
-
 /// Skaffold-series only (drops the exporter's own bookkeeping), for comparing runs.
 fn skaffold_series(text: &str) -> Vec<String> {
     let mut v: Vec<String> = text
@@ -134,7 +104,7 @@ async fn start(sim_addr: SocketAddr) -> Running {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scripted_session_yields_exact_counts_and_durations() {
     let sim = Simulator::new();
-    let (addr, _stop) = skaffold(&sim).await;
+    let (addr, _stop) = serve_skaffold(&sim).await;
     let script = session();
     let n = script.steps.len() as f64;
     // Half of the session happened before the exporter started (learned from the
@@ -431,7 +401,7 @@ async fn scripted_session_yields_exact_counts_and_durations() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_are_openmetrics_when_asked_and_prometheus_text_otherwise() {
     let sim = Simulator::new();
-    let (addr, _stop) = skaffold(&sim).await;
+    let (addr, _stop) = serve_skaffold(&sim).await;
     emit_all(&sim, &session(), T0);
     let exp = start(addr).await;
     wait_for(exp.http_addr, "session", |t| events_folded(t) > 0.0).await;
@@ -465,7 +435,7 @@ async fn metrics_are_openmetrics_when_asked_and_prometheus_text_otherwise() {
 async fn reconnects_and_replays_never_count_twice() {
     // Reference: one clean pass.
     let clean = Simulator::new();
-    let (clean_addr, _s1) = skaffold(&clean).await;
+    let (clean_addr, _s1) = serve_skaffold(&clean).await;
     emit_all(&clean, &session(), T0);
     let reference = start(clean_addr).await;
     let n = session().steps.len() as f64;
@@ -474,7 +444,7 @@ async fn reconnects_and_replays_never_count_twice() {
 
     // Same session; the stream is cut during the replay, then aborted mid-session.
     let sim = Simulator::new();
-    let (addr, _s2) = skaffold(&sim).await;
+    let (addr, _s2) = serve_skaffold(&sim).await;
     let entries = session().entries(T0);
     for e in &entries[..15] {
         sim.emit(e.clone());
@@ -502,7 +472,7 @@ async fn reconnects_and_replays_never_count_twice() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn skaffold_restart_starts_a_new_run_and_counters_keep_counting() {
     let sim = Simulator::new();
-    let (addr, _stop) = skaffold(&sim).await;
+    let (addr, _stop) = serve_skaffold(&sim).await;
     emit_all(&sim, &session(), T0);
     let exp = start(addr).await;
     let n = session().steps.len() as f64;
@@ -571,7 +541,7 @@ fn raw(ts: Option<i64>, ev: Option<v1::event::EventType>) -> v1::LogEntry {
 async fn bad_input_is_counted_and_the_exporter_keeps_serving() {
     use v1::event::EventType as E;
     let sim = Simulator::new();
-    let (addr, _stop) = skaffold(&sim).await;
+    let (addr, _stop) = serve_skaffold(&sim).await;
     let mut s = Script::new();
     s.meta(0, "v2.16.1");
     emit_all(&sim, &s, T0);

@@ -3,6 +3,7 @@
 //! (`app::start_all`), which exports to an in-process OTLP collector.
 
 mod otlp_support;
+mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -13,7 +14,7 @@ use opentelemetry_proto::tonic::metrics::v1::{AggregationTemporality, Metric, me
 use opentelemetry_proto::tonic::trace::v1::Span;
 use otlp_support::{Collector, attr, attrs, dead_port, http_get, render, value};
 use skaffold_exporter::app::{self, Running};
-use skaffold_exporter::config::{Settings, SourceSettings};
+use skaffold_exporter::config::SourceSettings;
 use skaffold_exporter::pb::enums::StatusCode as C;
 use skaffold_exporter::simulator::Simulator;
 use skaffold_exporter::simulator::scenario::Script;
@@ -21,25 +22,6 @@ use skaffold_exporter::sink::DEFAULT_BUCKETS;
 use skaffold_exporter::sink::otlp_setup::{Endpoint, OtlpSettings, Protocol};
 
 const T0: i64 = 1_700_000_000_000_000_000;
-
-fn settings(skaffold: SocketAddr) -> Settings {
-    Settings::try_from(
-        <skaffold_exporter::config::Cli as clap::Parser>::try_parse_from([
-            "skaffold-exporter",
-            "--skaffold-addr",
-            &skaffold.to_string(),
-            "--listen",
-            "127.0.0.1:0",
-            "--backoff-min",
-            "10ms",
-            "--backoff-max",
-            "100ms",
-        ])
-        .unwrap()
-        .exporter,
-    )
-    .unwrap()
-}
 
 fn otlp(traces: Option<Endpoint>, metrics: Option<Endpoint>) -> OtlpSettings {
     OtlpSettings {
@@ -69,16 +51,8 @@ fn http(c: &Collector, path: &str) -> Option<Endpoint> {
     })
 }
 
-async fn skaffold(sim: &Simulator) -> (SocketAddr, tokio::sync::watch::Sender<bool>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, rx) = tokio::sync::watch::channel(false);
-    tokio::spawn(sim.clone().serve(listener, rx));
-    (addr, stop)
-}
-
 async fn start(sim: SocketAddr, o: OtlpSettings) -> Running {
-    app::start_all(settings(sim), SourceSettings::default(), o)
+    app::start_all(support::settings(sim), SourceSettings::default(), o)
         .await
         .expect("exporter starts")
 }
@@ -159,7 +133,7 @@ fn sample(text: &str, series: &str) -> Option<f64> {
 async fn grpc_collector_receives_one_trace_per_iteration_with_skaffold_timestamps() {
     let collector = Collector::grpc().await;
     let sim = Simulator::new();
-    let (addr, _stop) = skaffold(&sim).await;
+    let (addr, _stop) = support::serve_skaffold(&sim).await;
     let running = start(addr, otlp(grpc(&collector), None)).await;
     let stamps = emit_all(&sim, &session());
     let spans = collector
@@ -274,7 +248,7 @@ async fn grpc_collector_receives_one_trace_per_iteration_with_skaffold_timestamp
 async fn http_protobuf_collector_receives_the_same_spans_and_the_metrics() {
     let collector = Collector::http().await;
     let sim = Simulator::new();
-    let (addr, _stop) = skaffold(&sim).await;
+    let (addr, _stop) = support::serve_skaffold(&sim).await;
     let running = start(
         addr,
         otlp(
@@ -468,7 +442,7 @@ fn ids(spans: &[Span]) -> BTreeSet<Identity> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replay_after_an_exporter_restart_yields_identical_ids() {
     let sim = Simulator::new();
-    let (addr, _stop) = skaffold(&sim).await;
+    let (addr, _stop) = support::serve_skaffold(&sim).await;
     emit_all(&sim, &session());
 
     let first = Collector::grpc().await;
@@ -494,7 +468,7 @@ async fn replay_after_an_exporter_restart_yields_identical_ids() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn collector_down_leaves_metrics_intact_counts_losses_and_shuts_down_in_time() {
     let sim = Simulator::new();
-    let (addr, _stop) = skaffold(&sim).await;
+    let (addr, _stop) = support::serve_skaffold(&sim).await;
     let dead = dead_port().await;
     let mut o = otlp(
         Some(Endpoint {
@@ -564,7 +538,7 @@ async fn collector_down_leaves_metrics_intact_counts_losses_and_shuts_down_in_ti
 async fn spans_left_open_when_skaffold_disconnects_end_with_result_error() {
     let collector = Collector::grpc().await;
     let sim = Simulator::new();
-    let (addr, stop) = skaffold(&sim).await;
+    let (addr, stop) = support::serve_skaffold(&sim).await;
     let running = start(addr, otlp(grpc(&collector), None)).await;
     let mut s = Script::new();
     s.meta(0, "v2.16.1")

@@ -16,7 +16,6 @@ use skaffold_exporter::app;
 use skaffold_exporter::config::Settings;
 use skaffold_exporter::pb::v1;
 use skaffold_exporter::server::upstream::{RawCodec, Upstream};
-use skaffold_exporter::sink::DEFAULT_BUCKETS;
 use tonic::server::{NamedService, UnaryService};
 use tonic::{Request, Response, Status};
 
@@ -107,11 +106,8 @@ fn settings(skaffold: SocketAddr, allow_control: bool) -> Settings {
         listen: "127.0.0.1:0".parse().unwrap(),
         grpc_listen: Some("127.0.0.1:0".parse().unwrap()),
         allow_control,
-        max_label_values: 200,
-        buckets: DEFAULT_BUCKETS.to_vec(),
-        queue_capacity: 1024,
         upstream_timeout: Duration::from_millis(500),
-        backoff: (Duration::from_millis(10), Duration::from_millis(100)),
+        ..Default::default()
     }
 }
 

@@ -10,11 +10,9 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use skaffold_exporter::app;
-use skaffold_exporter::config::Settings;
 use skaffold_exporter::pb::enums::StatusCode as C;
 use skaffold_exporter::simulator::Simulator;
 use skaffold_exporter::simulator::scenario::Script;
-use skaffold_exporter::sink::DEFAULT_BUCKETS;
 
 fn promtool() -> Option<&'static str> {
     let found = Command::new("promtool")
@@ -69,19 +67,7 @@ async fn promtool_finds_nothing_wrong_with_the_exposition() {
     for e in s.entries(1_700_000_000_000_000_000) {
         sim.emit(e);
     }
-    let exp = app::start(Settings {
-        skaffold_addr: addr.to_string(),
-        listen: "127.0.0.1:0".parse().unwrap(),
-        grpc_listen: None,
-        allow_control: false,
-        max_label_values: 200,
-        buckets: DEFAULT_BUCKETS.to_vec(),
-        queue_capacity: 1024,
-        upstream_timeout: Duration::from_secs(1),
-        backoff: (Duration::from_millis(10), Duration::from_millis(100)),
-    })
-    .await
-    .unwrap();
+    let exp = app::start(support::settings(addr)).await.unwrap();
     let mut text = String::new();
     for _ in 0..500 {
         text = support::http_get(exp.http_addr, "/metrics", Some("text/plain;version=0.0.4"))

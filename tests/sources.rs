@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use prost::Message;
 use skaffold_exporter::app::{self, Running};
-use skaffold_exporter::config::{Settings, SourceSettings};
+use skaffold_exporter::config::SourceSettings;
 use skaffold_exporter::pb::enums::StatusCode as C;
 use skaffold_exporter::replay::{Format, Input, Replayer};
 use skaffold_exporter::simulator::scenario::Script;
@@ -21,23 +21,9 @@ use skaffold_exporter::source::Api;
 use skaffold_exporter::source::grpc::GrpcConnector;
 use skaffold_exporter::source::json::message_to_json;
 use skaffold_exporter::source::supervisor::{Connector, EventStream, StreamError};
-use support::{http_get, sample};
+use support::{close, http_get, sample, settings};
 
 const T0: i64 = 1_700_000_000_000_000_000;
-
-fn settings(skaffold: SocketAddr) -> Settings {
-    Settings {
-        skaffold_addr: skaffold.to_string(),
-        listen: "127.0.0.1:0".parse().unwrap(),
-        grpc_listen: None,
-        allow_control: false,
-        max_label_values: 200,
-        buckets: DEFAULT_BUCKETS.to_vec(),
-        queue_capacity: 65_536,
-        upstream_timeout: Duration::from_secs(2),
-        backoff: (Duration::from_millis(10), Duration::from_millis(100)),
-    }
-}
 
 /// A dev session touching every phase: an initial loop with a cache hit, tests and
 /// rendering; a sync; a failed build; a failed deploy; a failed rollout. Skaffold's
@@ -225,12 +211,6 @@ fn event_log_files(dir: &std::path::Path, script: &Script) -> (String, String) {
     std::fs::write(&p1, v1).unwrap();
     std::fs::write(&p2, v2).unwrap();
     (p1.display().to_string(), p2.display().to_string())
-}
-
-#[track_caller]
-fn close(actual: Option<f64>, expected: f64) {
-    let a = actual.expect("sample present");
-    assert!((a - expected).abs() < 1e-9, "expected {expected}, got {a}");
 }
 
 fn replay_files(files: &[String]) -> String {

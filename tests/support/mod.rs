@@ -99,3 +99,35 @@ pub async fn http_get(
         .unwrap_or_default();
     (status, ctype, body.to_owned())
 }
+
+/// Exporter settings for tests: defaults, any free port, fast reconnects.
+pub fn settings(skaffold: std::net::SocketAddr) -> skaffold_exporter::config::Settings {
+    skaffold_exporter::config::Settings {
+        skaffold_addr: skaffold.to_string(),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        backoff: (
+            std::time::Duration::from_millis(10),
+            std::time::Duration::from_millis(100),
+        ),
+        ..Default::default()
+    }
+}
+
+/// Serves `sim` on a free loopback port; dropping the sender keeps it running, sending
+/// `true` stops it.
+pub async fn serve_skaffold(
+    sim: &skaffold_exporter::simulator::Simulator,
+) -> (std::net::SocketAddr, tokio::sync::watch::Sender<bool>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(sim.clone().serve(listener, rx));
+    (addr, stop)
+}
+
+/// Asserts a sample is present and equal to `expected` (within 1e-6).
+#[track_caller]
+pub fn close(actual: Option<f64>, expected: f64) {
+    let a = actual.expect("sample present");
+    assert!((a - expected).abs() < 1e-6, "expected {expected}, got {a}");
+}
