@@ -138,7 +138,6 @@ pub async fn start_all(
             meter_provider,
             shutdown_timeout,
         } = telemetry;
-        let tracing_on = spans.is_some();
         if let Some(s) = spans {
             pipeline.set_spans(s);
         }
@@ -153,9 +152,10 @@ pub async fn start_all(
                     pipeline.handle(&msg);
                     fold_progress.handled.fetch_add(1, Ordering::AcqRel);
                 }
-                _ = tick.tick(), if tracing_on => {
+                _ = tick.tick() => {
                     // Skaffold went away after sending something (and all of it is
-                    // folded): spans it left open end now, marked `disconnected`.
+                    // folded): a derived iteration that is complete ends; spans it
+                    // left open end now, marked `disconnected`.
                     let connected = fold_progress.connected.load(Ordering::Acquire);
                     let received = fold_progress.received.load(Ordering::Acquire);
                     if !connected && received > mark && rx.is_empty() {

@@ -161,7 +161,13 @@ impl Pipeline {
         if let Some(s) = &mut self.spans {
             s.builder.event(ev);
         }
-        for t in self.state.apply(ev) {
+        let transitions = self.state.apply(ev);
+        self.emit(ev, transitions);
+    }
+
+    /// Hands the transitions `ev` caused to every sink.
+    fn emit(&mut self, ev: &Event, transitions: Vec<Transition>) {
+        for t in transitions {
             if let Transition::Anomaly(reason) = &t {
                 self.log_once(reason, &format!("{:?} event", ev.kind.name()));
             }
@@ -187,8 +193,25 @@ impl Pipeline {
         self.spans.take()
     }
 
-    /// Skaffold's event stream ended: spans still open end with result `error`.
+    /// Skaffold's event stream ended (or a log file did): a derived iteration whose
+    /// phases all ended is complete (see `State::stream_ended`); spans still open
+    /// end with result `error`.
     pub fn disconnected(&mut self) {
+        let transitions = self.state.stream_ended();
+        if let Some(at) = transitions.iter().find_map(|t| match t {
+            Transition::Finished(f) => Some(f.finished_at),
+            _ => None,
+        }) {
+            // The end of the stream, as an event: Skaffold's last timestamp.
+            let end = Event {
+                at,
+                kind: crate::core::EventKind::Termination {
+                    status: crate::core::Status::Succeeded,
+                    error: None,
+                },
+            };
+            self.emit(&end, transitions);
+        }
         if let Some(s) = &mut self.spans {
             s.builder.disconnected();
             s.ship();

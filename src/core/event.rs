@@ -262,7 +262,7 @@ pub enum InvalidEvent {
 /// Every reason counted in `skaffold_exporter_invalid_events_total{reason}`: the
 /// decoders' ([`InvalidEvent::reason`]), the fold's anomalies and replay mismatches.
 /// The exporter creates each series at zero, so the first one is an `increase`.
-pub const INVALID_REASONS: [&str; 9] = [
+pub const INVALID_REASONS: [&str; 10] = [
     "empty_event",
     "unknown_status",
     "missing_field",
@@ -272,6 +272,7 @@ pub const INVALID_REASONS: [&str; 9] = [
     "terminal_without_start",
     "dev_loop_without_end",
     "too_many_open",
+    "phase_without_end",
 ];
 
 impl InvalidEvent {

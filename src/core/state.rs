@@ -264,16 +264,7 @@ impl State {
                 if started.is_none() {
                     out.push(Transition::Anomaly("terminal_without_start"));
                 }
-                let streak = self.build_streaks.entry(artifact.to_owned()).or_default();
-                match result {
-                    Outcome::Success => *streak = 0,
-                    Outcome::Failure => *streak += 1,
-                    Outcome::Canceled => {}
-                }
-                let failures = *streak;
-                if self.build_streaks.len() > MAX_OPEN {
-                    self.build_streaks.retain(|_, n| *n > 0);
-                }
+                let failures = self.build_streak(artifact, result, out);
                 out.push(Transition::Finished(self.finished(
                     Phase::Build,
                     Some(artifact),
@@ -289,6 +280,25 @@ impl State {
                 self.after_terminal(Phase::Build, result, at, out);
             }
         }
+    }
+
+    /// Updates an artifact's failure streak. Only artifacts with failures are kept
+    /// (a success removes the entry), at most `MAX_OPEN` of them.
+    fn build_streak(&mut self, artifact: &str, result: Outcome, out: &mut Vec<Transition>) -> u64 {
+        let current = self.build_streaks.get(artifact).copied().unwrap_or(0);
+        let next = match result {
+            Outcome::Success => 0,
+            Outcome::Failure => current + 1,
+            Outcome::Canceled => current,
+        };
+        if next == 0 {
+            self.build_streaks.remove(artifact);
+        } else if self.build_streaks.contains_key(artifact) || self.build_streaks.len() < MAX_OPEN {
+            self.build_streaks.insert(artifact.to_owned(), next);
+        } else {
+            out.push(Transition::Anomaly("too_many_open"));
+        }
+        next
     }
 
     /// Test, deploy and status check: phases with one instance at a time.
@@ -469,6 +479,7 @@ impl State {
                 if self.run.dev_loop.is_some() {
                     out.push(Transition::Anomaly("dev_loop_without_end"));
                 }
+                self.abandon_open(out);
                 self.run.dev_loop = Some(Loop {
                     iteration,
                     started_at: Some(at),
@@ -575,6 +586,7 @@ impl State {
             out.push(self.loop_finished(&l, Outcome::Success, end, None));
         }
         if self.run.dev_loop.is_none() {
+            self.abandon_open(out);
             let iteration = self.run.derived_iterations;
             self.run.derived_iterations += 1;
             self.run.dev_loop = Some(Loop {
@@ -593,6 +605,58 @@ impl State {
                 iteration: Some(iteration),
             });
         }
+    }
+
+    /// A new iteration starts: phases of earlier ones that never ended (a lost or
+    /// reordered terminal event) are dropped and counted, so their start cannot
+    /// stretch the next duration of the same phase across iterations.
+    fn abandon_open(&mut self, out: &mut Vec<Transition>) {
+        let r = &mut self.run;
+        let singles = [
+            &mut r.test,
+            &mut r.deploy,
+            &mut r.status_check,
+            &mut r.render,
+            &mut r.verify,
+            &mut r.exec,
+        ];
+        let mut stale = r.builds.len() + r.syncs.len() + r.subtasks.len();
+        for slot in singles {
+            stale += usize::from(slot.take().is_some());
+        }
+        r.builds.clear();
+        r.syncs.clear();
+        r.subtasks.clear();
+        r.resources.clear();
+        out.extend((0..stale).map(|_| Transition::Anomaly("phase_without_end")));
+    }
+
+    /// Skaffold's stream ended (it exited, or a log file ended). A derived iteration
+    /// whose phases all ended is complete: `skaffold run --status-check=false` and
+    /// `skaffold build` sessions have no status check or DevLoopEvent to close it.
+    /// It ends, successfully, at the last event. Iterations with phases still open
+    /// stay open (a reconnect may bring their end).
+    pub fn stream_ended(&mut self) -> Vec<Transition> {
+        let mut out = Vec::new();
+        let r = &self.run;
+        let idle = r.builds.is_empty()
+            && r.syncs.is_empty()
+            && r.subtasks.is_empty()
+            && [r.test, r.deploy, r.status_check, r.render, r.verify, r.exec]
+                .iter()
+                .all(Option::is_none);
+        let Some(end) = r.last_at else {
+            return out;
+        };
+        if idle
+            && let Some(l) = &r.dev_loop
+            && l.derived
+            && (l.built || l.deployed || l.synced)
+        {
+            let l = self.run.dev_loop.take().expect("checked above");
+            out.push(self.loop_finished(&l, Outcome::Success, end, None));
+        }
+        out
     }
 
     /// A phase ended: closes a derived iteration when the rule says so.
@@ -1060,5 +1124,81 @@ mod tests {
         }
         assert_eq!(too_many, 50);
         assert_eq!(st.open_phases()["build"], MAX_OPEN);
+    }
+
+    #[test]
+    fn a_lost_terminal_event_does_not_stretch_the_next_iteration() {
+        use Status::*;
+        // Iteration 1's "Complete" for web never arrived.
+        let (_, ts) = fold(&[
+            ev(0.0, dev(1, InProgress)),
+            ev(1.0, build("web", InProgress)),
+            ev(3.0, dev(1, Failed)),
+            ev(10.0, dev(2, InProgress)),
+            ev(11.0, build("web", InProgress)),
+            ev(13.0, build("web", Succeeded)),
+            ev(14.0, dev(2, Succeeded)),
+        ]);
+        let builds: Vec<_> = finished(&ts)
+            .into_iter()
+            .filter(|f| f.0 == Phase::Build)
+            .collect();
+        assert_eq!(
+            builds,
+            [(
+                Phase::Build,
+                Some("web".into()),
+                Outcome::Success,
+                Some(2.0)
+            )]
+        );
+        assert_eq!(anomalies(&ts), ["phase_without_end"]);
+    }
+
+    #[test]
+    fn a_build_only_session_ends_with_the_stream() {
+        use Status::*;
+        // `skaffold build`: no DevLoopEvent, no deploy, no status check.
+        let mut st = State::new();
+        for e in [
+            ev(0.0, EventKind::Meta { version: None }),
+            ev(1.0, build("web", InProgress)),
+            ev(4.0, build("web", Succeeded)),
+        ] {
+            st.apply(&e);
+        }
+        let ts = st.stream_ended();
+        let loops: Vec<_> = finished(&ts);
+        assert_eq!(loops, [(Phase::DevLoop, None, Outcome::Success, Some(3.0))]);
+        assert!(st.stream_ended().is_empty(), "ends once");
+    }
+
+    #[test]
+    fn an_iteration_with_open_phases_stays_open_when_the_stream_ends() {
+        use Status::*;
+        let mut st = State::new();
+        st.apply(&ev(1.0, build("web", InProgress)));
+        assert!(st.stream_ended().is_empty());
+        assert_eq!(st.open_phases()["dev_loop"], 1);
+    }
+
+    #[test]
+    fn build_streaks_keep_only_failing_artifacts_and_are_bounded() {
+        use Status::*;
+        let mut st = State::new();
+        st.apply(&ev(1.0, build("ok", Succeeded)));
+        assert!(st.build_streaks.is_empty());
+        let mut refused = 0;
+        for i in 0..(MAX_OPEN + 5) {
+            for t in st.apply(&ev(2.0, build(&format!("f{i}"), Failed))) {
+                if t == Transition::Anomaly("too_many_open") {
+                    refused += 1;
+                }
+            }
+        }
+        assert_eq!(st.build_streaks.len(), MAX_OPEN);
+        assert!(refused >= 5, "{refused}");
+        st.apply(&ev(3.0, build("f0", Succeeded)));
+        assert_eq!(st.build_streaks.len(), MAX_OPEN - 1);
     }
 }
