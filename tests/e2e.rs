@@ -657,7 +657,16 @@ async fn bad_input_is_counted_and_the_exporter_keeps_serving() {
             "skaffold_exporter_label_values_folded_total",
             &[("label", "artifact")],
         ),
-        2800.0 * 3.0,
+        2800.0,
+    );
+    // Failure streaks are per artifact: none is kept for the folded `other`.
+    assert_eq!(
+        sample(
+            &t,
+            "skaffold_build_consecutive_failures",
+            &[("artifact", "other")]
+        ),
+        None
     );
     assert_eq!(http_get(exp.http_addr, "/healthz", None).await.0, 200);
     exp.shutdown().await;

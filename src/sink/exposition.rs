@@ -62,11 +62,37 @@ pub fn openmetrics_to_prometheus(om: &str) -> String {
         {
             continue;
         }
-        let sample = line.split(" # {").next().unwrap_or(line);
-        out.push_str(sample);
+        out.push_str(strip_exemplar(line));
         out.push('\n');
     }
     out
+}
+
+/// A sample line without its exemplar (` # {...} value`). Label values may contain
+/// ` # {` themselves, so the exemplar is looked for only after the label set.
+fn strip_exemplar(line: &str) -> &str {
+    let mut labels_end = 0;
+    if let Some(open) = line.find('{')
+        && line[..open].find(' ').is_none()
+    {
+        let (mut in_quotes, mut escaped) = (false, false);
+        for (i, c) in line[open..].char_indices() {
+            match c {
+                _ if escaped => escaped = false,
+                '\\' if in_quotes => escaped = true,
+                '"' => in_quotes = !in_quotes,
+                '}' if !in_quotes => {
+                    labels_end = open + i + 1;
+                    break;
+                }
+                _ => {}
+            }
+        }
+    }
+    match line[labels_end..].find(" # ") {
+        Some(i) => &line[..labels_end + i],
+        None => line,
+    }
 }
 
 /// Whether a scraper's `Accept` header asks for OpenMetrics.
@@ -95,6 +121,20 @@ skaffold_builds_total{artifact=\"a\",result=\"success\"} 2\n\
 # HELP skaffold_build_duration_seconds Time.\n# TYPE skaffold_build_duration_seconds histogram\n\
 skaffold_build_duration_seconds_bucket{le=\"1.0\"} 1\n\
 skaffold_build_duration_seconds_sum 0.5\n"
+        );
+    }
+
+    #[test]
+    fn exemplar_markers_inside_label_values_survive() {
+        let line = r#"x_bucket{artifact="a # {b}\" }",le="1.0"} 3 # {trace_id="ab"} 0.5 1.7e9"#;
+        assert_eq!(
+            strip_exemplar(line),
+            r#"x_bucket{artifact="a # {b}\" }",le="1.0"} 3"#
+        );
+        assert_eq!(strip_exemplar("x_sum 0.5"), "x_sum 0.5");
+        assert_eq!(
+            strip_exemplar("x_count 2 # {trace_id=\"ab\"} 1"),
+            "x_count 2"
         );
     }
 

@@ -2,6 +2,11 @@
 //! resources): the first `max` distinct values are kept, the rest fold into `other`.
 
 use std::collections::HashSet;
+use std::hash::{DefaultHasher, Hash, Hasher};
+
+/// How many distinct folded values are remembered (as 8-byte hashes), so that each
+/// is counted once; beyond it, further folded values are no longer counted.
+const MAX_FOLDED_TRACKED: usize = 100_000;
 
 /// The value that overflowing label values fold into.
 pub const OTHER: &str = "other";
@@ -11,6 +16,7 @@ pub const OTHER: &str = "other";
 pub struct LabelCap {
     max: usize,
     kept: HashSet<String>,
+    folded: HashSet<u64>,
 }
 
 impl LabelCap {
@@ -19,10 +25,12 @@ impl LabelCap {
         Self {
             max,
             kept: HashSet::new(),
+            folded: HashSet::new(),
         }
     }
 
-    /// The label value to use for `value`, and whether it was folded into `other`.
+    /// The label value to use for `value`, and whether this is the first time that
+    /// value was folded into `other` (so each folded value is counted once).
     pub fn apply(&mut self, value: &str) -> (String, bool) {
         if self.kept.contains(value) {
             return (value.to_owned(), false);
@@ -31,7 +39,10 @@ impl LabelCap {
             self.kept.insert(value.to_owned());
             return (value.to_owned(), false);
         }
-        (OTHER.to_owned(), true)
+        let mut h = DefaultHasher::new();
+        value.hash(&mut h);
+        let first = self.folded.len() < MAX_FOLDED_TRACKED && self.folded.insert(h.finish());
+        (OTHER.to_owned(), first)
     }
 }
 
@@ -45,6 +56,8 @@ mod tests {
         assert_eq!(cap.apply("a"), ("a".into(), false));
         assert_eq!(cap.apply("b"), ("b".into(), false));
         assert_eq!(cap.apply("c"), ("other".into(), true));
+        assert_eq!(cap.apply("c"), ("other".into(), false), "counted once");
+        assert_eq!(cap.apply("d"), ("other".into(), true));
         assert_eq!(cap.apply("a"), ("a".into(), false));
     }
 }

@@ -454,10 +454,15 @@ impl Mapping {
                 r.set(I::PortForwards, &[], 0);
                 if let Some(v) = version {
                     r.clear(I::Info);
-                    if self.versions_seen.len() < 16 || self.versions_seen.contains(v) {
+                    // At most 16 distinct versions per process (OTLP gauges cannot be
+                    // deleted); later ones show as `other`.
+                    let v = if self.versions_seen.len() < 16 || self.versions_seen.contains(v) {
                         self.versions_seen.insert(v.clone());
-                        r.set(I::Info, &[v], 1);
-                    }
+                        v.as_str()
+                    } else {
+                        super::labels::OTHER
+                    };
+                    r.set(I::Info, &[v], 1);
                 }
             }
             Transition::SubjectSeen { phase, subject } => {
@@ -501,8 +506,11 @@ impl Mapping {
             }
             Transition::BuildStreak { artifact, failures } => {
                 let artifact = self.cap(Phase::Build, artifact, own);
-                let n = i64::try_from(*failures).unwrap_or(i64::MAX);
-                r.set(I::BuildStreak, &[&artifact], n);
+                // A streak is per artifact: `other` would mix unrelated artifacts.
+                if artifact != super::labels::OTHER {
+                    let n = i64::try_from(*failures).unwrap_or(i64::MAX);
+                    r.set(I::BuildStreak, &[&artifact], n);
+                }
             }
             Transition::PortForwards { count, .. } => {
                 r.set(
