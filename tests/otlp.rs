@@ -221,7 +221,7 @@ async fn grpc_collector_receives_one_trace_per_iteration_with_skaffold_timestamp
     );
 
     // The whole tree, reviewed once (UPDATE_GOLDEN=1 rewrites it).
-    otlp_support::assert_golden(&golden("scripted-session.txt"), &render(&spans));
+    support::assert_golden(&golden("scripted-session.txt"), &render(&spans));
 
     // Exemplars on /metrics carry the trace ids of the spans.
     let text = metrics_text(running.http_addr).await;
@@ -262,7 +262,7 @@ async fn http_protobuf_collector_receives_the_same_spans_and_the_metrics() {
         .wait_spans(SESSION_SPANS, Duration::from_secs(15))
         .await;
     // Same ids and tree as over gRPC: the ids depend only on Skaffold's events.
-    otlp_support::assert_golden(&golden("scripted-session.txt"), &render(&spans));
+    support::assert_golden(&golden("scripted-session.txt"), &render(&spans));
     assert!(
         collector
             .received

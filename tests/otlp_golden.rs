@@ -1,9 +1,11 @@
-//! Golden span trees for every captured v1 stream in shared/fixtures/captured: each
+//! Golden span trees for every captured stream in shared/fixtures/captured (v1 and v2
+//! gateway captures): each
 //! stream is folded through the real pipeline with the span builder hooked in, then
 //! Skaffold "disconnects" (the captures end there), and the resulting spans are
 //! rendered as a tree. `UPDATE_GOLDEN=1` rewrites the files under tests/golden/spans.
 
 mod otlp_support;
+mod support;
 
 use std::path::{Path, PathBuf};
 
@@ -11,20 +13,10 @@ use prometheus_client::registry::Registry;
 use skaffold_exporter::pipeline::Pipeline;
 use skaffold_exporter::sink::otlp::{OtlpStats, SpanBuilder, SpanConfig, SpanSink};
 use skaffold_exporter::sink::{DEFAULT_BUCKETS, Metrics};
-use skaffold_exporter::source::json::{GatewayChunk, log_entry_from_json, parse_gateway_chunk};
-
-fn captured_dir() -> PathBuf {
-    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
-    for c in [
-        here.join("../shared/fixtures/captured"),
-        here.join("tests/fixtures/captured"),
-    ] {
-        if c.is_dir() {
-            return c;
-        }
-    }
-    panic!("captured fixtures not found (../shared/fixtures/captured)");
-}
+use skaffold_exporter::source::Api;
+use skaffold_exporter::source::json::{
+    GatewayChunk, detect_api, event_v2_from_json, log_entry_from_json, parse_gateway_chunk,
+};
 
 /// Folds a captured stream and returns the rendered span tree.
 fn spans_of(path: &Path) -> String {
@@ -43,7 +35,11 @@ fn spans_of(path: &Path) -> String {
         let Ok(GatewayChunk::Result(v)) = parse_gateway_chunk(record.clone()) else {
             continue;
         };
-        if let Ok(entry) = log_entry_from_json(v) {
+        if detect_api(&v) == Some(Api::V2) {
+            if let Ok(event) = event_v2_from_json(v) {
+                pipeline.fold_v2(&event);
+            }
+        } else if let Ok(entry) = log_entry_from_json(v) {
             pipeline.fold_entry(&entry);
         }
     }
@@ -53,12 +49,12 @@ fn spans_of(path: &Path) -> String {
 }
 
 #[test]
-fn every_captured_v1_stream_has_a_reviewed_span_tree() {
+fn every_captured_stream_has_a_reviewed_span_tree() {
     let mut n = 0;
-    let mut files: Vec<PathBuf> = std::fs::read_dir(captured_dir())
+    let mut files: Vec<PathBuf> = std::fs::read_dir(support::captured_dir())
         .unwrap()
         .map(|e| e.unwrap().path())
-        .filter(|p| p.to_string_lossy().contains("http-v1"))
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
         .collect();
     files.sort();
     for path in files {
@@ -66,15 +62,15 @@ fn every_captured_v1_stream_has_a_reviewed_span_tree() {
         let golden = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("tests/golden/spans")
             .join(format!("{name}.txt"));
-        otlp_support::assert_golden(&golden, &spans_of(&path));
+        support::assert_golden(&golden, &spans_of(&path));
         n += 1;
     }
-    assert_eq!(n, 4, "four v1 captures");
+    assert_eq!(n, 7, "four v1 and three v2 captures");
 }
 
 #[test]
 fn folding_a_capture_twice_yields_the_same_ids() {
-    let dir = captured_dir();
+    let dir = support::captured_dir();
     let path = dir.join("skaffold-docs-api-md_v0.39-dev_http-v1-events-and-state.json");
     assert_eq!(spans_of(&path), spans_of(&path));
 }

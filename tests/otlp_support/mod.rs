@@ -6,7 +6,6 @@
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -348,28 +347,6 @@ pub fn to_proto(spans: Vec<opentelemetry_sdk::trace::SpanData>) -> Vec<Span> {
 }
 
 // === golden files ===
-
-/// Compares `actual` with the golden file; rewrites it when UPDATE_GOLDEN=1.
-#[track_caller]
-pub fn assert_golden(path: &Path, actual: &str) {
-    if std::env::var_os("UPDATE_GOLDEN").is_some_and(|v| v == "1") {
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(path, actual).unwrap();
-        return;
-    }
-    let expected = std::fs::read_to_string(path).unwrap_or_else(|e| {
-        panic!(
-            "missing golden file {} ({e}); run with UPDATE_GOLDEN=1 and review it",
-            path.display()
-        )
-    });
-    if expected != actual {
-        panic!(
-            "golden mismatch for {}\n--- expected ---\n{expected}\n--- actual ---\n{actual}\n(UPDATE_GOLDEN=1 rewrites; review the diff)",
-            path.display()
-        );
-    }
-}
 
 // === HTTP ===
 
