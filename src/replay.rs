@@ -6,8 +6,15 @@
 //!
 //! Inputs are read line by line (JSON Lines) or as one document (a JSON array, or
 //! the captured fixtures' `{"records": [...]}`), detected from their first line;
-//! `-` is stdin. A malformed line is reported as `file:line: ...` on stderr and
-//! counted; the rest is still folded, and the exit code says some lines were bad.
+//! `-` is stdin. A malformed line, or one that parses but is rejected (unknown status,
+//! missing field...), is reported as `file:line: ...` on stderr and counted; the rest
+//! is still folded, and the exit code says some lines were bad (1). An input that
+//! cannot be read (at all, or from some line on) fails the command (2), after what was
+//! folded has been printed. The end of the inputs is the end of Skaffold's stream, as
+//! when a live Skaffold disconnects.
+//!
+//! With `--otlp`, the spans are exported as the live exporter exports them (same
+//! `OTEL_*` settings, same trees and ids for the same session).
 //!
 //! Skaffold writes every event to both the v1 file and the `.v2` file; when both
 //! kinds of input are given, only the v2 ones are folded, so nothing counts twice.
@@ -30,10 +37,12 @@ use serde_json::Value;
 use crate::core::{Event, LoopKind, Outcome, Phase, Transition};
 use crate::pipeline::{Pipeline, TransitionObserver};
 use crate::sink::exposition::{encode_openmetrics, openmetrics_to_prometheus};
+use crate::sink::otlp_setup::{OtlpSettings, Telemetry};
 use crate::sink::{DEFAULT_BUCKETS, Metrics};
 use crate::source::file::{
     Item, hint_from_name, item_from_line, item_from_value, records_of_document,
 };
+use crate::source::grpc::Progress;
 use crate::source::{Api, Payload};
 
 /// Text format of the printed metrics.
@@ -88,6 +97,42 @@ pub struct ReplayArgs {
     /// Histogram buckets in seconds, comma-separated and increasing.
     #[arg(long, value_delimiter = ',')]
     pub buckets: Option<Vec<f64>>,
+    /// Export the spans (one trace per dev-loop iteration) over OTLP, as the live
+    /// exporter does: endpoint, protocol, headers and timeouts from the standard
+    /// `OTEL_*` variables (`OTEL_EXPORTER_OTLP_ENDPOINT` is required). Spans still
+    /// open at the end of the input end as when Skaffold disconnects. Metrics are not
+    /// pushed (they are printed, or served with --serve).
+    #[arg(long)]
+    pub otlp: bool,
+    /// Pipeline name on traces (`cicd.pipeline.name`; root spans are `RUN <name>`).
+    /// Default: the name of the working directory's git repository, else `skaffold`.
+    #[arg(long, env = "SKAFFOLD_EXPORTER_PIPELINE_NAME")]
+    pub pipeline_name: Option<String>,
+    /// Identify the developer as `user.name` on the spans. Default: only `user.hash`,
+    /// a salted hash of the OS user name.
+    #[arg(long, env = "SKAFFOLD_EXPORTER_USER_NAME")]
+    pub user_name: Option<String>,
+}
+
+/// Spans queued for export by `replay --otlp`: a replay folds far faster than
+/// Skaffold sends events, so it gets more room than the live exporter's queue.
+pub const REPLAY_SPAN_QUEUE: usize = 16_384;
+
+/// The OTLP settings of `replay --otlp`: the live exporter's, from the `OTEL_*`
+/// variables read through `env`, spans only. An error when no traces endpoint is
+/// configured (or tracing is turned off), since spans are what `--otlp` asks for.
+pub fn otlp_settings(
+    env: impl Fn(&str) -> Option<String>,
+    pipeline_name: Option<String>,
+    user_name: Option<String>,
+) -> Result<OtlpSettings, String> {
+    let mut s = OtlpSettings::from_env(env, false, pipeline_name, user_name)?;
+    if s.traces.is_none() {
+        return Err("replay --otlp exports spans, but no OTLP traces endpoint is configured: set OTEL_EXPORTER_OTLP_ENDPOINT or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT (and neither OTEL_TRACES_EXPORTER=none nor OTEL_SDK_DISABLED=true)".into());
+    }
+    s.metrics = None;
+    s.span_queue = s.span_queue.max(REPLAY_SPAN_QUEUE);
+    Ok(s)
 }
 
 // === summary ===
@@ -234,7 +279,12 @@ pub struct Replayer {
     summary: Arc<Mutex<Summary>>,
     records: u64,
     malformed: u64,
+    rejected: u64,
     diagnostics: Vec<String>,
+    /// The OTLP pieces to shut down at the end (`--otlp`).
+    telemetry: Option<Telemetry>,
+    /// Readiness for `--serve`.
+    progress: Option<Arc<Progress>>,
 }
 
 impl std::fmt::Debug for Replayer {
@@ -242,6 +292,7 @@ impl std::fmt::Debug for Replayer {
         f.debug_struct("Replayer")
             .field("records", &self.records)
             .field("malformed", &self.malformed)
+            .field("rejected", &self.rejected)
             .finish_non_exhaustive()
     }
 }
@@ -249,18 +300,82 @@ impl std::fmt::Debug for Replayer {
 impl Replayer {
     /// A replayer with the given histogram buckets and label cap.
     pub fn new(buckets: &[f64], max_label_values: usize) -> Self {
+        Self::build(buckets, max_label_values, None).expect("no OTLP, nothing can fail")
+    }
+
+    /// A replayer that also exports spans as `otlp` says, exactly as the live
+    /// exporter does (call inside the tokio runtime). Call [`Replayer::finish`] at
+    /// the end.
+    pub fn with_otlp(
+        buckets: &[f64],
+        max_label_values: usize,
+        otlp: &OtlpSettings,
+    ) -> Result<Self, String> {
+        Self::build(buckets, max_label_values, Some(otlp))
+    }
+
+    fn build(
+        buckets: &[f64],
+        max_label_values: usize,
+        otlp: Option<&OtlpSettings>,
+    ) -> Result<Self, String> {
         let mut registry = Registry::default();
-        let metrics = Metrics::register(&mut registry, buckets, max_label_values);
+        let mut metrics = Metrics::register(&mut registry, buckets, max_label_values);
+        let telemetry = match otlp {
+            Some(o) => Some(Telemetry::start(o, &mut registry, &mut metrics, buckets)?),
+            None => None,
+        };
         let mut pipeline = Pipeline::new(metrics);
         let summary = Arc::new(Mutex::new(Summary::default()));
         pipeline.add_observer(Box::new(SummaryObserver(summary.clone())));
-        Self {
+        let telemetry = telemetry.map(|mut t| {
+            if let Some(spans) = t.spans.take() {
+                pipeline.set_spans(spans);
+            }
+            t
+        });
+        Ok(Self {
             registry: Arc::new(registry),
             pipeline,
             summary,
             records: 0,
             malformed: 0,
+            rejected: 0,
             diagnostics: Vec::new(),
+            telemetry,
+            progress: None,
+        })
+    }
+
+    /// Reports readiness through `progress` (`/readyz` under `--serve`): ready once
+    /// the input has been folded (with `--follow`: each time it has caught up).
+    pub fn set_progress(&mut self, progress: Arc<Progress>) {
+        self.progress = Some(progress);
+    }
+
+    /// Everything read so far is folded.
+    pub fn caught_up(&self) {
+        if let Some(p) = &self.progress {
+            let n = self.records.max(1);
+            p.received.store(n, Ordering::Release);
+            p.handled.store(n, Ordering::Release);
+            p.connected.store(true, Ordering::Release);
+        }
+    }
+
+    /// The inputs are over: Skaffold's stream ended, as at a disconnect (a derived
+    /// iteration whose phases all ended completes; spans still open end with result
+    /// `error`). With OTLP, the spans are then flushed and the exporter shut down,
+    /// waiting at most the shutdown timeout.
+    pub async fn finish(&mut self) {
+        self.pipeline.disconnected();
+        if let Some(t) = self.telemetry.take() {
+            crate::sink::otlp_setup::shutdown(
+                self.pipeline.take_spans(),
+                t.meter_provider,
+                t.shutdown_timeout,
+            )
+            .await;
         }
     }
 
@@ -288,6 +403,7 @@ impl Replayer {
                 if !matches!(payload, Payload::Invalid(_))
                     && self.pipeline.invalid_count() > before
                 {
+                    self.rejected += 1;
                     let why = self.pipeline.last_invalid().unwrap_or("invalid event");
                     self.diagnostics
                         .push(format!("{file}:{line}: skipped (counted as invalid): {why}"));
@@ -310,6 +426,12 @@ impl Replayer {
     /// Malformed records so far.
     pub fn malformed(&self) -> u64 {
         self.malformed
+    }
+
+    /// Records that were decoded but rejected (unknown status, missing field...) so
+    /// far.
+    pub fn rejected(&self) -> u64 {
+        self.rejected
     }
 
     /// Events folded so far.
@@ -550,6 +672,9 @@ impl Input {
                             .read_line(&mut buf)
                             .with_context(|| format!("reading {name}"))?;
                         if n == 0 {
+                            if follow {
+                                r.caught_up();
+                            }
                             if !follow || stop.load(Ordering::Acquire) {
                                 if !buf.is_empty() {
                                     line_no += 1;
@@ -653,7 +778,17 @@ pub async fn run(
     if args.follow && args.files.len() != 1 {
         anyhow::bail!("--follow reads one input; got {}", args.files.len());
     }
-    let mut replayer = Replayer::new(&buckets, args.max_label_values);
+    let mut replayer = if args.otlp {
+        let otlp = otlp_settings(
+            |k| std::env::var(k).ok(),
+            args.pipeline_name.clone(),
+            args.user_name.clone(),
+        )
+        .map_err(anyhow::Error::msg)?;
+        Replayer::with_otlp(&buckets, args.max_label_values, &otlp).map_err(anyhow::Error::msg)?
+    } else {
+        Replayer::new(&buckets, args.max_label_values)
+    };
     setup(replayer.pipeline_mut());
     let inputs = open_inputs(&args.files, &mut replayer)?;
 
@@ -664,8 +799,9 @@ pub async fn run(
             .await
             .with_context(|| format!("cannot listen on {} (--listen)", args.listen))?;
         let addr = listener.local_addr()?;
-        let progress = Arc::new(crate::source::grpc::Progress::default());
+        let progress = Arc::new(Progress::default());
         progress.connected.store(true, Ordering::Release);
+        replayer.set_progress(progress.clone());
         let shared = Arc::new(crate::server::http::Shared {
             registry: replayer.registry(),
             progress,
@@ -690,7 +826,7 @@ pub async fn run(
     let progress = std::io::stderr().is_terminal();
     let follow = args.follow;
     let stop2 = stop.clone();
-    let (replayer, result) = tokio::task::spawn_blocking(move || {
+    let (mut replayer, result) = tokio::task::spawn_blocking(move || {
         let mut replayer = replayer;
         let mut result = Ok(());
         for input in inputs {
@@ -702,18 +838,40 @@ pub async fn run(
         (replayer, result)
     })
     .await?;
-    result?;
+    // What was read is folded (and printed) even when an input failed midway.
+    replayer.finish().await;
+    replayer.caught_up();
 
     for d in replayer.diagnostics() {
         eprintln!("{d}");
     }
     eprintln!(
-        "replay: {} records, {} events folded, {} malformed",
+        "replay: {} records, {} events folded, {} malformed, {} rejected",
         replayer.records(),
         replayer.folded(),
-        replayer.malformed()
+        replayer.malformed(),
+        replayer.rejected()
     );
+    let text = replayer.metrics_text(Format::Prometheus);
+    let spans_lost = if args.otlp {
+        let get = |name: &str| sample(&text, name).unwrap_or(0.0);
+        let dropped = get("skaffold_exporter_spans_dropped_total");
+        let failed = get("skaffold_exporter_otlp_export_errors_total{signal=\"traces\"}");
+        eprintln!(
+            "replay: {} spans exported over OTLP",
+            get("skaffold_exporter_spans_exported_total")
+        );
+        if dropped > 0.0 || failed > 0.0 {
+            eprintln!(
+                "replay: {dropped} spans dropped (OTLP export queue full), {failed} OTLP export requests failed"
+            );
+        }
+        dropped > 0.0 || failed > 0.0
+    } else {
+        false
+    };
     print!("{}", replayer.report(args.format, args.output));
+    result?;
 
     if let Some(server) = server {
         if !stop.load(Ordering::Acquire) {
@@ -723,9 +881,97 @@ pub async fn run(
         let _ = shutdown.send(true);
         let _ = server.await;
     }
-    Ok(if replayer.malformed() > 0 {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
+    Ok(
+        if replayer.malformed() > 0 || replayer.rejected() > 0 || spans_lost {
+            ExitCode::from(1)
+        } else {
+            ExitCode::SUCCESS
+        },
+    )
+}
+
+/// The value of the sample `series` (name and labels exactly as printed) in
+/// Prometheus text.
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|l| {
+        l.strip_prefix(series)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn otlp(vars: &[(&str, &str)]) -> Result<OtlpSettings, String> {
+        let m: HashMap<&str, &str> = vars.iter().copied().collect();
+        otlp_settings(
+            |k| m.get(k).map(|v| (*v).to_owned()),
+            Some("shop".into()),
+            None,
+        )
+    }
+
+    #[test]
+    fn otlp_is_the_live_exporters_spans_only() {
+        let s = otlp(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4317"),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+            ("OTEL_METRICS_EXPORTER", "otlp"),
+        ])
+        .unwrap();
+        assert_eq!(s.traces.unwrap().url, "http://c:4317");
+        assert!(s.metrics.is_none(), "replay pushes no metrics");
+        assert_eq!(s.pipeline_name.as_deref(), Some("shop"));
+        assert!(s.span_queue >= REPLAY_SPAN_QUEUE);
+        for off in [
+            &[][..],
+            &[
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318"),
+                ("OTEL_TRACES_EXPORTER", "none"),
+            ][..],
+            &[
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318"),
+                ("OTEL_SDK_DISABLED", "true"),
+            ][..],
+        ] {
+            let e = otlp(off).unwrap_err();
+            assert!(e.contains("OTEL_EXPORTER_OTLP_ENDPOINT"), "{off:?}: {e}");
+        }
+        assert!(otlp(&[("OTEL_EXPORTER_OTLP_PROTOCOL", "carrier-pigeon")]).is_err());
+    }
+
+    #[test]
+    fn rejected_records_are_counted_apart_from_malformed_ones() {
+        let mut r = Replayer::new(&DEFAULT_BUCKETS, 200);
+        let line = |l: &str| item_from_line(l, None).unwrap();
+        r.feed(
+            "f",
+            1,
+            line(r#"{"timestamp":"2023-11-14T22:13:20Z","event":{"buildEvent":{"artifact":"a","status":"Exploded"}}}"#),
+        );
+        r.feed("f", 2, line("not json"));
+        r.feed(
+            "f",
+            3,
+            line(r#"{"timestamp":"2023-11-14T22:13:21Z","event":{"buildEvent":{"artifact":"a","status":"In Progress"}}}"#),
+        );
+        assert_eq!((r.records(), r.malformed(), r.rejected()), (3, 1, 1));
+        assert!(r.diagnostics()[0].starts_with("f:1: skipped (counted as invalid)"));
+        assert!(r.diagnostics()[1].starts_with("f:2: malformed"));
+    }
+
+    #[test]
+    fn ready_once_caught_up() {
+        let mut r = Replayer::new(&DEFAULT_BUCKETS, 200);
+        let p = Arc::new(Progress::default());
+        r.set_progress(p.clone());
+        assert!(!p.ready());
+        r.caught_up();
+        assert!(p.ready(), "an empty input is folded too");
+    }
 }

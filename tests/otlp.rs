@@ -570,3 +570,150 @@ async fn spans_left_open_when_skaffold_disconnects_end_with_result_error() {
     running.shutdown().await;
     collector.stop();
 }
+
+/// The session as Skaffold's `--event-log-file` writes it.
+fn event_log_file(dir: &Path, script: &Script) -> std::path::PathBuf {
+    use prost::Message as _;
+    let text: String = script
+        .entries(T0)
+        .iter()
+        .map(|e| {
+            skaffold_exporter::source::json::message_to_json(
+                "proto.LogEntry",
+                &e.encode_to_vec(),
+                false,
+                false,
+            )
+            .unwrap()
+            .to_string()
+                + "\n"
+        })
+        .collect();
+    let path = dir.join("events.json");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Runs `skaffold-exporter replay ARGS` with `env` (and no other OTLP variables).
+async fn replay_cli(args: Vec<String>, env: Vec<(&'static str, String)>) -> (i32, String, String) {
+    tokio::task::spawn_blocking(move || {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_skaffold-exporter"));
+        cmd.arg("replay").args(args);
+        for (k, _) in std::env::vars() {
+            if k.starts_with("OTEL_") || k.starts_with("SKAFFOLD_EXPORTER_") {
+                cmd.env_remove(k);
+            }
+        }
+        cmd.envs(env);
+        let out = cmd.output().unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_otlp_exports_the_live_exporters_span_trees_with_the_same_ids() {
+    // Live: the session streamed by Skaffold into the exporter.
+    let live_collector = Collector::grpc().await;
+    let sim = Simulator::new();
+    let (addr, _stop) = support::serve_skaffold(&sim).await;
+    let running = start(addr, otlp(grpc(&live_collector), None)).await;
+    emit_all(&sim, &session());
+    let live = live_collector
+        .wait_spans(SESSION_SPANS, Duration::from_secs(15))
+        .await;
+    running.shutdown().await;
+
+    // Replayed: the same session from Skaffold's event log file, the collector set
+    // through the standard variables only.
+    let dir = tempfile::tempdir().unwrap();
+    let file = event_log_file(dir.path(), &session());
+    let collector = Collector::grpc().await;
+    let (code, stdout, stderr) = replay_cli(
+        vec![
+            "--otlp".into(),
+            "--pipeline-name".into(),
+            "shop".into(),
+            "--output".into(),
+            "metrics".into(),
+            file.display().to_string(),
+        ],
+        vec![
+            (
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+                format!("http://{}", collector.addr),
+            ),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc".into()),
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "{stderr}");
+    // Everything was flushed before the command returned.
+    let replayed = collector.spans();
+    assert_eq!(replayed.len(), SESSION_SPANS, "{}", render(&replayed));
+    assert_eq!(render(&replayed), render(&live));
+    assert_eq!(ids(&replayed), ids(&live));
+    support::assert_golden(&golden("scripted-session.txt"), &render(&replayed));
+    assert!(
+        stderr.contains(&format!("replay: {SESSION_SPANS} spans exported over OTLP")),
+        "{stderr}"
+    );
+    assert_eq!(
+        sample(&stdout, "skaffold_exporter_spans_exported_total"),
+        Some(SESSION_SPANS as f64)
+    );
+    // Nothing is pushed but spans.
+    assert!(collector.received.lock().unwrap().metrics.is_empty());
+    collector.stop();
+    live_collector.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_otlp_ends_spans_left_open_as_at_a_disconnect_and_needs_an_endpoint() {
+    // A session cut short: Skaffold's log ends with builds still running.
+    let mut s = Script::new();
+    s.meta(0, "v2.16.1")
+        .dev_loop(10, 0, "In Progress")
+        .build(10, "web", "In Progress", C::Ok)
+        .build(5, "app", "In Progress", C::Ok)
+        .build(1000, "app", "Complete", C::Ok);
+    let last = (T0 + 1_025_000_000) as u64;
+    let dir = tempfile::tempdir().unwrap();
+    let file = event_log_file(dir.path(), &s);
+    let collector = Collector::http().await;
+    let (code, _, stderr) = replay_cli(
+        vec!["--otlp".into(), file.display().to_string()],
+        vec![
+            (
+                "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+                format!("http://{}/v1/traces", collector.addr),
+            ),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf".into()),
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "{stderr}");
+    let spans = collector.spans();
+    assert_eq!(spans.len(), 3, "{}", render(&spans));
+    let web = spans.iter().find(|s| s.name == "build web").unwrap();
+    assert_eq!(web.end_time_unix_nano, last);
+    assert_eq!(
+        attr(web, "skaffold.span.end_reason").as_deref(),
+        Some("disconnected")
+    );
+    let root = spans.iter().find(|s| s.parent_span_id.is_empty()).unwrap();
+    assert_eq!(attr(root, "cicd.pipeline.result").as_deref(), Some("error"));
+    assert_eq!(root.end_time_unix_nano, last);
+    collector.stop();
+
+    // --otlp without an endpoint is a clear error, not a silent no-op.
+    let (code, _, stderr) =
+        replay_cli(vec!["--otlp".into(), file.display().to_string()], vec![]).await;
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("OTEL_EXPORTER_OTLP_ENDPOINT"), "{stderr}");
+}

@@ -233,6 +233,158 @@ fn malformed_lines_are_reported_with_file_and_line_and_the_rest_is_folded() {
 }
 
 #[test]
+fn rejected_lines_count_toward_the_exit_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut lines = v1_lines(&session(), T0);
+    // Valid JSON, valid LogEntries, but nothing the fold can take.
+    lines.insert(
+        2,
+        r#"{"timestamp":"2023-11-14T22:13:20Z","event":{"buildEvent":{"artifact":"web","status":"Exploded"}}}"#.into(),
+    );
+    lines.insert(
+        5,
+        r#"{"timestamp":"2023-11-14T22:13:21Z","event":{"buildEvent":{"status":"In Progress"}}}"#
+            .into(),
+    );
+    let path = dir.path().join("events.json");
+    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+    let file = path.display().to_string();
+    let (code, stdout, stderr) = run(&["replay", &file], None);
+    assert_eq!(code, 1, "rejected lines are bad lines too\n{stderr}");
+    for line in [3, 6] {
+        assert!(
+            stderr.contains(&format!("{file}:{line}: skipped (counted as invalid)")),
+            "line {line} not reported:\n{stderr}"
+        );
+    }
+    assert!(stderr.contains("0 malformed, 2 rejected"), "{stderr}");
+    for reason in ["unknown_status", "missing_field"] {
+        assert_eq!(
+            sample(
+                &stdout,
+                "skaffold_exporter_invalid_events_total",
+                &[("reason", reason)]
+            ),
+            Some(1.0),
+            "{reason}"
+        );
+    }
+    assert_eq!(
+        sample(
+            &stdout,
+            "skaffold_builds_total",
+            &[("artifact", "web"), ("result", "success")]
+        ),
+        Some(1.0)
+    );
+}
+
+#[test]
+fn a_read_error_midway_still_prints_what_was_folded_then_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let lines = v1_lines(&session(), T0);
+    // The initial loop, a malformed line, then bytes that are not UTF-8: reading
+    // fails there.
+    let mut bytes = (lines[..12].join("\n") + "\nnot json\n").into_bytes();
+    bytes.extend_from_slice(b"{\"entry\": \"\xff\xfe\"}\n");
+    bytes.extend_from_slice((lines[12..].join("\n") + "\n").as_bytes());
+    let path = dir.path().join("events.json");
+    std::fs::write(&path, bytes).unwrap();
+    let file = path.display().to_string();
+    let (code, stdout, stderr) = run(&["replay", &file], None);
+    assert_eq!(code, 2, "{stderr}");
+    // What was read is folded and printed: the initial loop, not the rebuild.
+    assert!(stdout.starts_with("run  iteration  kind"), "{stdout}");
+    assert_eq!(
+        sample(
+            &stdout,
+            "skaffold_dev_loops_total",
+            &[("kind", "initial"), ("result", "success")]
+        ),
+        Some(1.0),
+        "{stdout}"
+    );
+    assert_eq!(
+        sample(
+            &stdout,
+            "skaffold_builds_total",
+            &[("artifact", "web"), ("result", "failure")]
+        ),
+        Some(0.0)
+    );
+    // The diagnostics, the tally, then the error.
+    let note = stderr
+        .find(&format!("{file}:13: malformed"))
+        .unwrap_or_else(|| panic!("{stderr}"));
+    let tally = stderr
+        .find("replay: 13 records")
+        .unwrap_or_else(|| panic!("{stderr}"));
+    let error = stderr
+        .find(&format!("skaffold-exporter: reading {file}"))
+        .unwrap_or_else(|| panic!("{stderr}"));
+    assert!(note < tally && tally < error, "{stderr}");
+}
+
+#[test]
+fn serve_is_ready_once_the_input_is_folded() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("events.json.v2");
+    std::fs::write(&path, v2_lines(&session(), T0).join("\n") + "\n").unwrap();
+    let mut child = Command::new(BIN)
+        .args([
+            "replay",
+            "--serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--output",
+            "summary",
+        ])
+        .arg(&path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut stderr, &mut first).unwrap();
+    let addr: std::net::SocketAddr = first
+        .trim()
+        .strip_prefix("replay: serving http://")
+        .and_then(|s| s.strip_suffix("/metrics"))
+        .unwrap_or_else(|| panic!("unexpected first line {first:?}"))
+        .parse()
+        .unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let body = loop {
+        let (status, _, body) = rt.block_on(support::http_get(addr, "/readyz", None));
+        if status == 200 {
+            break body;
+        }
+        assert!(Instant::now() < deadline, "never ready: {status} {body}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(body, "ready\n");
+    let metrics = rt.block_on(support::http_get(addr, "/metrics", None)).2;
+    assert_eq!(
+        sample(
+            &metrics,
+            "skaffold_builds_total",
+            &[("artifact", "web"), ("result", "failure")]
+        ),
+        Some(1.0),
+        "ready means folded"
+    );
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+}
+
+#[test]
 fn stdin_and_both_formats() {
     let text = v2_lines(&session(), T0).join("\n") + "\n";
     let (code, stdout, stderr) = run(
@@ -368,6 +520,12 @@ fn follow_tails_a_growing_file_and_serve_keeps_metrics_up() {
             &[("artifact", "web"), ("result", "success")],
         ) == Some(1.0)
     });
+    // Caught up with the file so far: ready.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while rt.block_on(support::http_get(addr, "/readyz", None)).0 != 200 {
+        assert!(Instant::now() < deadline, "never ready while following");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     // The file grows, the last line arriving in two pieces.
     let mut f = std::fs::OpenOptions::new()
         .append(true)

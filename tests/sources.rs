@@ -13,6 +13,7 @@ use prost::Message;
 use skaffold_exporter::app::{self, Running};
 use skaffold_exporter::config::SourceSettings;
 use skaffold_exporter::pb::enums::StatusCode as C;
+use skaffold_exporter::pb::v2::event::EventType as V2Kind;
 use skaffold_exporter::replay::{Format, Input, Replayer};
 use skaffold_exporter::simulator::scenario::Script;
 use skaffold_exporter::simulator::{ErrorShape, Simulator};
@@ -448,46 +449,230 @@ async fn old_v2_skaffold(script: &Script) -> Skaffold {
     }
 }
 
+/// Waits until `/metrics` satisfies `pred`; returns that scrape.
+async fn wait_for(exp: &Running, what: &str, pred: impl Fn(&str) -> bool) -> String {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let text = scrape(exp.http_addr).await;
+        if pred(&text) {
+            return text;
+        }
+        if tokio::time::Instant::now() > deadline {
+            panic!("{what}: timed out; last scrape:\n{text}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn incompatible(text: &str) -> Option<f64> {
+    sample(
+        text,
+        "skaffold_exporter_invalid_events_total",
+        &[("reason", "incompatible_layout")],
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pre_v1_26_v2_server_is_a_clear_error_and_auto_falls_back_to_v1() {
+async fn pre_v1_26_v2_stream_is_a_clear_error_and_readable_to_its_end() {
     let script = session();
     let sk = old_v2_skaffold(&script).await;
-
-    // --api v2: the stream is refused with a message that says what and why.
     let mut c = GrpcConnector::new(&sk.grpc.to_string(), Api::V2);
     let mut stream = c.connect().await.expect("v2 is offered");
-    let err = loop {
-        match stream.next().await {
-            Ok(Some(_)) => continue,
-            other => break other,
+    // Every message says what and why, and the stream goes on to its end.
+    let mut refused = 0;
+    while let Some(msg) = {
+        if refused == 3 {
+            sk.sim.end_streams();
         }
-    };
-    match err {
-        Err(StreamError::Incompatible(msg)) => {
-            assert!(msg.contains("pre-v1.26"), "{msg}");
-            assert!(msg.contains("--api v1"), "{msg}");
+        stream.next().await.transpose()
+    } {
+        match msg {
+            Err(StreamError::Incompatible(msg)) => {
+                assert!(msg.contains("pre-v1.26"), "{msg}");
+                assert!(msg.contains("--api v1"), "{msg}");
+                refused += 1;
+            }
+            other => panic!("expected a clear incompatibility error, got {other:?}"),
         }
-        other => panic!("expected a clear incompatibility error, got {other:?}"),
     }
-    c.stream_failed(&StreamError::Incompatible(String::new()));
-    assert_eq!(
-        c.chosen(),
-        Some(Api::V2),
+    assert_eq!(refused, 3);
+    assert!(
+        !c.stream_failed(&StreamError::Incompatible(String::new())),
         "--api v2 is never silently changed"
     );
+    assert_eq!(c.chosen(), Some(Api::V2));
+    assert_eq!(sk.sim.streams_closed_by_client(), 0);
+}
 
-    // --api auto: falls back to v1 and counts the session exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_falls_back_to_v1_at_once_and_keeps_the_old_v2_stream_open() {
+    let script = session();
+    let sk = old_v2_skaffold(&script).await;
     let e = exporter(&sk, Api::Auto, false).await;
     let text = settled(&e, last_timestamp(&script), "auto after old v2").await;
+    // The v2 stream is read to its end in the background, its messages counted; v1 is
+    // read meanwhile (one reconnect: v2, then v1).
+    let text = if incompatible(&text) == Some(3.0) {
+        text
+    } else {
+        wait_for(&e, "v2 drained", |t| incompatible(t) == Some(3.0)).await
+    };
+    assert_eq!(
+        sample(&text, "skaffold_exporter_reconnects_total", &[]),
+        Some(1.0)
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        sk.sim.streams_closed_by_client(),
+        0,
+        "the exporter left the v2 stream mid-stream"
+    );
+    assert_eq!(sk.sim.subscriptions(), 2, "one v2 stream, one v1 stream");
+    // Skaffold exits: both streams end; the exporter reconnects to v1 only.
+    sk.sim.end_streams();
+    let after = wait_for(&e, "v1 again", |t| {
+        sample(t, "skaffold_exporter_reconnects_total", &[]) == Some(2.0)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(sk.sim.subscriptions(), 3);
+    assert_eq!(sk.sim.streams_closed_by_client(), 0);
+    assert_eq!(incompatible(&after), Some(3.0));
+    let after = settled(&e, last_timestamp(&script), "v1 again, settled").await;
     e.shutdown().await;
+
     let reference_sk = skaffold(false, &script).await;
     let e = exporter(&reference_sk, Api::V1, false).await;
     let reference = settled(&e, last_timestamp(&script), "v1 reference").await;
     e.shutdown().await;
     pretty_assertions::assert_eq!(core(&reference, true), core(&text, true));
+    pretty_assertions::assert_eq!(core(&reference, true), core(&after, true));
+    assert_eq!(incompatible(&reference), Some(0.0), "exposed at zero");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_v2_drains_an_old_layout_stream_until_skaffold_closes_it() {
+    let script = session();
+    let sk = old_v2_skaffold(&script).await;
+    let e = exporter(&sk, Api::V2, false).await;
+    let text = wait_for(&e, "drained", |t| incompatible(t) == Some(3.0)).await;
+    // Not connected (nothing is read), not ready, and no new subscription while the
+    // unreadable stream is open, however long it stays open.
+    assert_eq!(sample(&text, "skaffold_exporter_connected", &[]), Some(0.0));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(sk.sim.subscriptions(), 1, "re-subscribed while draining");
+    assert_eq!(sk.sim.streams_closed_by_client(), 0, "the stream was cut");
+    assert_eq!(http_get(e.http_addr, "/readyz", None).await.0, 503);
+    // Skaffold closes it (exits; here it keeps serving): back off, subscribe again,
+    // drain again; once.
+    sk.sim.end_streams();
+    let text = wait_for(&e, "second stream drained", |t| {
+        incompatible(t) == Some(6.0)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(sk.sim.subscriptions(), 2);
+    assert_eq!(sk.sim.streams_closed_by_client(), 0);
     assert_eq!(
         sample(&text, "skaffold_exporter_reconnects_total", &[]),
         Some(1.0)
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "skaffold_exporter_events_total",
+            &[("event", "meta")]
+        ),
+        None,
+        "nothing was folded"
+    );
+    e.shutdown().await;
+}
+
+/// The gRPC API v2 twin of e2e's `reconnects_and_replays_never_count_twice`: the v2
+/// stream is cut during the replay, then aborted mid-session; the totals equal a
+/// clean pass.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_v2_reconnects_and_replays_never_count_twice() {
+    let script = session();
+    let last = last_timestamp(&script);
+    let clean = skaffold(true, &script).await;
+    let e = exporter(&clean, Api::Auto, false).await;
+    let reference = settled(&e, last, "clean v2 pass").await;
+    e.shutdown().await;
+
+    // The first half ends with the initial loop's end (a folded event, so its
+    // timestamp shows when the half has been taken in).
+    let half = script
+        .steps
+        .iter()
+        .position(|s| {
+            s.v2.iter().any(|e| {
+                matches!(e, V2Kind::TaskEvent(t) if t.task == "DevLoop" && t.status == "Succeeded")
+            })
+        })
+        .unwrap()
+        + 1;
+    let first_n: usize = script.steps[..half].iter().map(|s| s.v2.len()).sum();
+    let half_at: i64 = script.steps[..half]
+        .iter()
+        .map(|s| s.after.as_nanos() as i64)
+        .sum();
+    let events = script.events_v2(T0);
+    assert!(first_n > 14 && first_n < events.len(), "{first_n}");
+
+    let sim = Simulator::new();
+    sim.enable_v2();
+    for e in &events[..first_n] {
+        sim.emit_v2(e.clone());
+    }
+    let (stop, rx) = tokio::sync::watch::channel(false);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let grpc = listener.local_addr().unwrap();
+    tokio::spawn(sim.clone().serve(listener, rx));
+    sim.cut_streams_after(7);
+    let e = app::start_with(settings(grpc), SourceSettings::default())
+        .await
+        .unwrap();
+    while sim.subscriptions() < 3 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    sim.cut_streams_after(0);
+    settled(&e, (T0 + half_at) as f64 / 1e9, "first half").await;
+    sim.abort_streams();
+    for ev in &events[first_n..] {
+        sim.emit_v2(ev.clone());
+    }
+    let text = settled(&e, last, "second half").await;
+    e.shutdown().await;
+    drop(stop);
+
+    pretty_assertions::assert_eq!(core(&reference, false), core(&text, false));
+    for family in ["skaffold_exporter_log_events_skipped_total"] {
+        for event in ["skaffold_log", "application_log"] {
+            assert_eq!(
+                sample(&text, family, &[("event", event)]),
+                sample(&reference, family, &[("event", event)]),
+                "{event} skipped once each"
+            );
+        }
+    }
+    let reconnects = sample(&text, "skaffold_exporter_reconnects_total", &[]).unwrap();
+    assert!(reconnects >= 3.0, "reconnects {reconnects}");
+    let skipped = sample(
+        &text,
+        "skaffold_exporter_replayed_events_skipped_total",
+        &[],
+    )
+    .unwrap();
+    assert!(skipped >= 7.0 + first_n as f64, "skipped {skipped}");
+    assert_eq!(
+        sample(
+            &text,
+            "skaffold_exporter_invalid_events_total",
+            &[("reason", "replay_mismatch")]
+        ),
+        Some(0.0)
     );
 }
 

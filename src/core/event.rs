@@ -262,7 +262,7 @@ pub enum InvalidEvent {
 /// Every reason counted in `skaffold_exporter_invalid_events_total{reason}`: the
 /// decoders' ([`InvalidEvent::reason`]), the fold's anomalies and replay mismatches.
 /// The exporter creates each series at zero, so the first one is an `increase`.
-pub const INVALID_REASONS: [&str; 10] = [
+pub const INVALID_REASONS: [&str; 11] = [
     "empty_event",
     "unknown_status",
     "missing_field",
@@ -273,7 +273,13 @@ pub const INVALID_REASONS: [&str; 10] = [
     "dev_loop_without_end",
     "too_many_open",
     "phase_without_end",
+    INCOMPATIBLE_LAYOUT,
 ];
+
+/// The reason of messages read from a stream whose layout the exporter cannot decode
+/// (Skaffold v1.22–v1.25's API v2): the stream is kept open until Skaffold closes it,
+/// and each of its messages is counted with this reason.
+pub const INCOMPATIBLE_LAYOUT: &str = "incompatible_layout";
 
 impl InvalidEvent {
     /// Bounded reason, for `skaffold_exporter_invalid_events_total{reason}`.

@@ -2,7 +2,9 @@
 //! every new subscriber; after a reconnect we must skip what we already folded.
 //!
 //! A Skaffold process is recognised by the fingerprint of the first entry of its log
-//! (its MetaEvent, with Skaffold's timestamp). When a new stream starts with the same
+//! (its MetaEvent, with Skaffold's timestamp). Every message carries the fingerprint
+//! of its stream's first one, so a new process is recognised even when that first
+//! message was dropped on the way (full queue). When a new stream starts with the same
 //! first entry, the first `folded` entries are a replay and are skipped; the entry at
 //! `folded - 1` must match the last one we folded, otherwise the mismatch is reported.
 //! A different first entry means a new Skaffold process: everything is new.
@@ -42,12 +44,15 @@ impl ReplayFilter {
 
     /// Decides about the entry at `position` (0-based, counted by the reader from the
     /// start of its stream, so entries dropped on the way do not shift later ones),
-    /// given its fingerprint (a hash of its encoded bytes).
-    pub fn admit(&mut self, position: u64, fingerprint: u64) -> Admission {
+    /// given its fingerprint (a hash of its encoded bytes) and that of its stream's
+    /// first entry (`first`; equal to `fingerprint` at position 0).
+    pub fn admit(&mut self, position: u64, fingerprint: u64, first: u64) -> Admission {
         let pos = position;
-        if pos == 0 && self.process != Some(fingerprint) {
-            self.process = Some(fingerprint);
-            self.folded = 1;
+        if self.process != Some(first) {
+            // A new process, from its first entry or (when that one was dropped on the
+            // way) from the first one that arrived.
+            self.process = Some(first);
+            self.folded = pos + 1;
             self.last_folded = Some(fingerprint);
             return Admission::FoldNewProcess;
         }
@@ -67,10 +72,11 @@ impl ReplayFilter {
 mod tests {
     use super::*;
 
+    /// Admits a whole stream (positions from 0; the first fingerprint names it).
     fn run(filter: &mut ReplayFilter, stream: &[u64]) -> Vec<Admission> {
         (0u64..)
             .zip(stream)
-            .map(|(pos, f)| filter.admit(pos, *f))
+            .map(|(pos, f)| filter.admit(pos, *f, stream[0]))
             .collect()
     }
 
@@ -117,5 +123,25 @@ mod tests {
             run(&mut f, &[1, 2, 7, 8]),
             [Replayed, Replayed, ReplayMismatch, Fold]
         );
+    }
+
+    #[test]
+    fn new_process_is_recognised_when_its_first_entry_was_dropped() {
+        use Admission::*;
+        let mut f = ReplayFilter::new();
+        run(&mut f, &[1, 2, 3]);
+        // A new Skaffold process (first entry 9); position 0 was dropped on the way
+        // (full queue), so the reader hands over positions 1 and 2 only.
+        assert_eq!(f.admit(1, 2, 9), FoldNewProcess);
+        assert_eq!(f.admit(2, 5, 9), Fold);
+        assert_eq!(f.folded(), 3);
+        // A later reconnect to that process replays it and is skipped.
+        assert_eq!(
+            run(&mut f, &[9, 2, 5, 6]),
+            [Replayed, Replayed, Replayed, Fold]
+        );
+        // Dropping position 0 of a reconnect to the same process changes nothing.
+        assert_eq!(f.admit(1, 2, 9), Replayed);
+        assert_eq!(f.admit(4, 7, 9), Fold);
     }
 }

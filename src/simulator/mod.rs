@@ -50,6 +50,10 @@ struct Inner {
     state: Mutex<v1::State>,
     /// Bumped to end every open stream with UNAVAILABLE.
     abort: watch::Sender<u64>,
+    /// Bumped to end every open stream cleanly (status OK), as Skaffold does at exit.
+    end: watch::Sender<u64>,
+    /// Streams the subscriber went away from before the server ended them.
+    closed_by_client: AtomicU64,
     /// End each new stream after this many entries (0 = never).
     cut_after: AtomicU64,
     subscriptions: AtomicU64,
@@ -81,6 +85,8 @@ impl Simulator {
                 generation: AtomicU64::new(0),
                 state: Mutex::new(v1::State::default()),
                 abort: watch::channel(0).0,
+                end: watch::channel(0).0,
+                closed_by_client: AtomicU64::new(0),
                 cut_after: AtomicU64::new(0),
                 subscriptions: AtomicU64::new(0),
             }),
@@ -155,6 +161,20 @@ impl Simulator {
     /// Ends every open stream with UNAVAILABLE (as when Skaffold's server hiccups).
     pub fn abort_streams(&self) {
         self.inner.abort.send_modify(|n| *n += 1);
+    }
+
+    /// Ends every open stream cleanly (status OK, no error), as Skaffold's server does
+    /// when Skaffold exits.
+    pub fn end_streams(&self) {
+        self.inner.end.send_modify(|n| *n += 1);
+    }
+
+    /// `Events` streams the subscriber left (cancelled the call or closed the
+    /// connection) before the server ended them. A subscriber that leaves during
+    /// Skaffold's replay can wedge Skaffold's event handler, so the exporter never does
+    /// this on its own.
+    pub fn streams_closed_by_client(&self) -> u64 {
+        self.inner.closed_by_client.load(Ordering::Acquire)
     }
 
     /// Ends each stream opened from now on after `n` entries (0 = never).
@@ -312,12 +332,21 @@ impl Simulator {
         };
         let mut abort = self.inner.abort.subscribe();
         abort.mark_unchanged();
+        let mut end = self.inner.end.subscribe();
+        end.mark_unchanged();
         let cut_after = self.inner.cut_after.load(Ordering::Acquire);
+        let inner = self.inner.clone();
+        let client_left = move || {
+            inner.closed_by_client.fetch_add(1, Ordering::AcqRel);
+        };
         let (tx, rx) = mpsc::channel(256);
         tokio::spawn(async move {
             let mut sent = 0u64;
             let cut = |sent: u64| cut_after > 0 && sent >= cut_after;
             for e in replay {
+                if end.has_changed().unwrap_or(true) {
+                    return;
+                }
                 if cut(sent) || abort.has_changed().unwrap_or(true) {
                     let _ = tx
                         .send(Err(Status::unavailable("stream cut by the simulator")))
@@ -325,6 +354,7 @@ impl Simulator {
                     return;
                 }
                 if tx.send(Ok(e)).await.is_err() {
+                    client_left();
                     return;
                 }
                 sent += 1;
@@ -338,8 +368,13 @@ impl Simulator {
                 }
                 tokio::select! {
                     biased;
+                    _ = end.changed() => return,
                     _ = abort.changed() => {
                         let _ = tx.send(Err(Status::unavailable("stream aborted by the simulator"))).await;
+                        return;
+                    }
+                    _ = tx.closed() => {
+                        client_left();
                         return;
                     }
                     next = live.recv() => match next {
@@ -349,6 +384,7 @@ impl Simulator {
                         }
                         Ok((_, e)) => {
                             if tx.send(Ok(e)).await.is_err() {
+                                client_left();
                                 return;
                             }
                             sent += 1;

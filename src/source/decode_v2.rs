@@ -66,11 +66,16 @@ fn error(status: Status, code: i32, actionable: Option<&v2::ActionableErr>) -> O
     })
 }
 
-/// Parses `Syncing 3 files for leeroy-web` into (image, file count).
+/// Parses `Syncing 3 files for leeroy-web` into (image, file count). A count too
+/// large for a u64 comes out as `u64::MAX` (the decoder rejects anything above
+/// `i32::MAX`, the range of the file count Skaffold's events carry).
 pub fn parse_sync_line(message: &str) -> Option<(String, u64)> {
     let rest = message.strip_prefix(SYNC_LOG_PREFIX)?;
     let (count, rest) = rest.split_once(' ')?;
-    let count: u64 = count.parse().ok()?;
+    if count.is_empty() || !count.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let count: u64 = count.parse().unwrap_or(u64::MAX);
     let image = rest
         .strip_prefix("files for ")
         .or_else(|| rest.strip_prefix("file for "))?
@@ -131,6 +136,12 @@ impl V2Decoder {
                     return Ok(());
                 }
                 if let Some((image, files)) = parse_sync_line(&l.message) {
+                    if files > i32::MAX as u64 {
+                        return Err(InvalidEvent::AbsurdValue {
+                            event: "file sync",
+                            detail: format!("{files} files in Skaffold's sync log line"),
+                        });
+                    }
                     self.close_sync(at, Status::Succeeded, None, out);
                     self.sync_open = Some((image.clone(), files));
                     push(
@@ -719,6 +730,11 @@ mod tests {
             Some(("leeroy-web".into(), 3))
         );
         assert_eq!(parse_sync_line("Syncing nothing"), None);
+        assert_eq!(parse_sync_line("Syncing -1 files for a"), None);
+        assert_eq!(
+            parse_sync_line("Syncing 99999999999999999999999 files for a"),
+            Some(("a".into(), u64::MAX))
+        );
         let evs = decode_all(&[
             at(0, task("DevLoop", 2, "InProgress")),
             at(10, log("Syncing 3 files for leeroy-web\n")),
@@ -755,6 +771,33 @@ mod tests {
                 error: Some(_),
                 ..
             }
+        ));
+    }
+
+    #[test]
+    fn an_absurd_file_count_in_the_sync_line_is_rejected() {
+        let mut d = V2Decoder::new();
+        let mut out = Vec::new();
+        for line in [
+            "Syncing 2147483648 files for web\n",
+            "Syncing 18446744073709551615 files for web\n",
+            "Syncing 99999999999999999999999 files for web\n",
+        ] {
+            let err = d.decode(&at(10, log(line)), &mut out).unwrap_err();
+            assert_eq!(err.reason(), "absurd_value", "{line}: {err}");
+        }
+        assert!(out.is_empty());
+        d.decode(&at(10, log("Syncing 2147483647 files for web\n")), &mut out)
+            .unwrap();
+        assert!(matches!(
+            out[..],
+            [Event {
+                kind: EventKind::FileSync {
+                    file_count: 2_147_483_647,
+                    ..
+                },
+                ..
+            }]
         ));
     }
 

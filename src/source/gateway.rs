@@ -206,21 +206,76 @@ impl Connector for GatewayConnector {
         }
         Ok(GatewayStream {
             body: resp.into_body(),
-            buf: BytesMut::new(),
+            buf: LineBuffer::default(),
             api,
             first: true,
             done: false,
         })
     }
 
-    fn stream_failed(&mut self, err: &StreamError) {
-        if let StreamError::Incompatible(_) = err
+    fn stream_failed(&mut self, err: &StreamError) -> bool {
+        if matches!(err, StreamError::Incompatible(_) | StreamError::Missing(_))
             && self.api == Api::Auto
             && self.chosen != Some(Api::V1)
         {
             tracing::warn!(gateway = %self.client.base, "Falling back to /v1/events (--api auto).");
             self.chosen = Some(Api::V1);
+            return true;
         }
+        false
+    }
+}
+
+/// Bytes received but not yet split into lines. Remembers how far it has looked for
+/// a newline, so a long line arriving in many frames is scanned once, not once per
+/// frame.
+#[derive(Debug, Default)]
+pub struct LineBuffer {
+    buf: BytesMut,
+    /// `buf[..scanned]` holds no newline.
+    scanned: usize,
+}
+
+impl LineBuffer {
+    /// Appends received bytes.
+    pub fn extend(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// The next complete line (with its `\n`), if one has arrived.
+    pub fn take_line(&mut self) -> Option<Bytes> {
+        match self.buf[self.scanned..].iter().position(|b| *b == b'\n') {
+            Some(i) => {
+                let end = self.scanned + i + 1;
+                self.scanned = 0;
+                Some(self.buf.split_to(end).freeze())
+            }
+            None => {
+                self.scanned = self.buf.len();
+                None
+            }
+        }
+    }
+
+    /// Everything left (the last line when the stream ended without a newline).
+    pub fn take_rest(&mut self) -> BytesMut {
+        self.scanned = 0;
+        std::mem::take(&mut self.buf)
+    }
+
+    /// Bytes held.
+    pub fn len(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Whether nothing is held.
+    pub fn is_empty(&self) -> bool {
+        self.buf.is_empty()
+    }
+
+    /// How far the buffer has been searched for a newline.
+    pub fn scanned(&self) -> usize {
+        self.scanned
     }
 }
 
@@ -228,7 +283,7 @@ impl Connector for GatewayConnector {
 #[derive(Debug)]
 pub struct GatewayStream {
     body: Incoming,
-    buf: BytesMut,
+    buf: LineBuffer,
     api: Api,
     first: bool,
     done: bool,
@@ -263,7 +318,7 @@ pub fn decode_line(api: Api, line: &[u8], first: bool) -> Result<Option<Received
                 "the gateway ended the stream with an error chunk (gRPC code {code}): {message}"
             );
             if first && code == UNIMPLEMENTED && api == Api::V2 {
-                Err(StreamError::Incompatible(text))
+                Err(StreamError::Missing(text))
             } else {
                 Err(StreamError::Failed(text))
             }
@@ -273,12 +328,6 @@ pub fn decode_line(api: Api, line: &[u8], first: bool) -> Result<Option<Received
 }
 
 impl GatewayStream {
-    fn take_line(&mut self) -> Option<Bytes> {
-        let i = self.buf.iter().position(|b| *b == b'\n')?;
-        let line = self.buf.split_to(i + 1).freeze();
-        Some(line)
-    }
-
     fn decode(&mut self, line: &[u8]) -> Result<Option<Received>, StreamError> {
         let r = decode_line(self.api, line, self.first);
         if matches!(r, Ok(Some(_)) | Err(_)) {
@@ -291,13 +340,13 @@ impl GatewayStream {
 impl EventStream for GatewayStream {
     async fn next(&mut self) -> Result<Option<Received>, StreamError> {
         loop {
-            while let Some(line) = self.take_line() {
+            while let Some(line) = self.buf.take_line() {
                 if let Some(r) = self.decode(&line)? {
                     return Ok(Some(r));
                 }
             }
             if self.done {
-                let rest = std::mem::take(&mut self.buf);
+                let rest = self.buf.take_rest();
                 return match self.decode(&rest)? {
                     Some(r) => Ok(Some(r)),
                     None => Ok(None),
@@ -313,7 +362,7 @@ impl EventStream for GatewayStream {
                     if let Ok(mut data) = frame.into_data() {
                         while data.has_remaining() {
                             let chunk = data.chunk();
-                            self.buf.extend_from_slice(chunk);
+                            self.buf.extend(chunk);
                             let n = chunk.len();
                             data.advance(n);
                         }
@@ -350,7 +399,7 @@ mod tests {
             br#"{"error":{"code":12,"message":"unknown service proto.v2.SkaffoldV2Service"}}"#;
         assert!(matches!(
             decode_line(Api::V2, unimplemented, true),
-            Err(StreamError::Incompatible(_))
+            Err(StreamError::Missing(_))
         ));
     }
 
@@ -370,5 +419,42 @@ mod tests {
                 ..
             }))
         ));
+    }
+
+    #[test]
+    fn lines_split_across_frames_come_out_whole_and_are_scanned_once() {
+        let mut b = LineBuffer::default();
+        assert_eq!(b.take_line(), None);
+        // One line in three frames, then two lines and half of a third in one frame.
+        b.extend(b"{\"result\":");
+        assert_eq!(b.take_line(), None);
+        assert_eq!(b.scanned(), 10);
+        b.extend(b"{\"a\":1}");
+        assert_eq!(b.take_line(), None);
+        assert_eq!(b.scanned(), 17, "only the new bytes are searched");
+        b.extend(b"}\n{\"x\":2}\r\n{\"y\"");
+        assert_eq!(
+            b.take_line().as_deref(),
+            Some(&b"{\"result\":{\"a\":1}}\n"[..])
+        );
+        assert_eq!(b.scanned(), 0);
+        assert_eq!(b.take_line().as_deref(), Some(&b"{\"x\":2}\r\n"[..]));
+        assert_eq!(b.take_line(), None);
+        assert_eq!(b.scanned(), 4);
+        // A newline as the very first byte of a frame.
+        b.extend(b":3}");
+        assert_eq!(b.take_line(), None);
+        b.extend(b"\n\n");
+        assert_eq!(b.take_line().as_deref(), Some(&b"{\"y\":3}\n"[..]));
+        assert_eq!(b.take_line().as_deref(), Some(&b"\n"[..]));
+        assert!(b.is_empty());
+        // The stream ends without a newline: the rest is the last line.
+        b.extend(b"{\"z\"");
+        assert_eq!(b.take_line(), None);
+        b.extend(b":4}");
+        assert_eq!(b.take_line(), None);
+        assert_eq!(b.len(), 7);
+        assert_eq!(&b.take_rest()[..], b"{\"z\":4}");
+        assert_eq!((b.len(), b.scanned()), (0, 0));
     }
 }

@@ -10,7 +10,9 @@
 //!
 //! `--api auto` tries v2 first: UNIMPLEMENTED (Skaffold before v1.22) or the
 //! pre-v1.26 layout switch to v1. The choice is kept for the life of the exporter, so
-//! one Skaffold process is never read through both APIs (which would count twice).
+//! one Skaffold process is never read through both APIs (which would count twice). A
+//! v2 stream in the pre-v1.26 layout is not dropped but read to its end (see
+//! [`supervisor`]).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -187,14 +189,16 @@ impl Connector for GrpcConnector {
         }
     }
 
-    fn stream_failed(&mut self, err: &StreamError) {
-        if let StreamError::Incompatible(_) = err
+    fn stream_failed(&mut self, err: &StreamError) -> bool {
+        if matches!(err, StreamError::Incompatible(_) | StreamError::Missing(_))
             && self.api == Api::Auto
             && self.chosen != Some(Api::V1)
         {
             tracing::warn!(addr = %self.addr, "Falling back to event API v1 (--api auto).");
             self.chosen = Some(Api::V1);
+            return true;
         }
+        false
     }
 }
 

@@ -10,11 +10,13 @@
 use std::sync::OnceLock;
 
 use prost::Message;
-use prost_reflect::{DescriptorPool, DeserializeOptions, DynamicMessage, SerializeOptions};
+use prost_reflect::{
+    DescriptorPool, DeserializeOptions, DynamicMessage, Kind, MessageDescriptor, SerializeOptions,
+};
 use serde_json::Value;
 
 use crate::core::InvalidEvent;
-use crate::pb::{self, enums::StatusCode, v1, v2};
+use crate::pb::{self, v1, v2};
 use crate::source::decode_v2::SYNC_LOG_PREFIX;
 use crate::source::wire::LogKind;
 use crate::source::{Api, Payload, V2_SALT, fingerprint_bytes};
@@ -157,10 +159,11 @@ fn message_from_json<M: Message + Default>(name: &str, value: Value) -> Result<M
     let dm = match DynamicMessage::deserialize_with_options(desc.clone(), value.clone(), &opts) {
         Ok(dm) => dm,
         Err(first) => {
-            // A StatusCode / SuggestionCode name newer than our enum: decode it as 0
-            // (reported as UNKNOWN) rather than losing the whole event.
+            // An enum name newer than our proto (a StatusCode, a BuilderType in the
+            // metadata, a LogLevel...): decode it as 0 (UNKNOWN_...) rather than losing
+            // the whole event.
             let mut value = value;
-            if !scrub_unknown_enum_names(&mut value) {
+            if !scrub_unknown_enum_names(&desc, &mut value) {
                 return Err(InvalidEvent::Undecodable(first.to_string()));
             }
             DynamicMessage::deserialize_with_options(desc, value, &opts)
@@ -171,42 +174,62 @@ fn message_from_json<M: Message + Default>(name: &str, value: Value) -> Result<M
         .map_err(|e| InvalidEvent::Undecodable(e.to_string()))
 }
 
-/// Replaces unknown status/suggestion code names with 0. Returns whether it changed
-/// anything.
-fn scrub_unknown_enum_names(value: &mut Value) -> bool {
+/// Replaces, in `value` (the JSON of a `desc` message), every string of an enum-typed
+/// field that names no value of its enum with 0, wherever the field is: singular,
+/// repeated, a map's values, in nested messages; under its proto or its lowerCamel
+/// JSON name. Returns whether it changed anything.
+pub fn scrub_unknown_enum_names(desc: &MessageDescriptor, value: &mut Value) -> bool {
+    let Value::Object(obj) = value else {
+        return false;
+    };
     let mut changed = false;
-    match value {
-        Value::Object(obj) => {
-            for (k, v) in obj.iter_mut() {
-                let is_code = matches!(
-                    k.as_str(),
-                    "errCode" | "statusCode" | "suggestionCode" | "level"
-                );
-                if is_code && let Value::String(s) = v {
-                    let known = if k == "suggestionCode" {
-                        pb::enums::SuggestionCode::from_str_name(s).is_some()
-                    } else if k == "level" {
-                        pb::enums::LogLevel::from_str_name(s).is_some()
-                    } else {
-                        StatusCode::from_str_name(s).is_some()
-                    };
-                    if !known {
-                        *v = Value::from(0);
-                        changed = true;
-                    }
-                } else {
-                    changed |= scrub_unknown_enum_names(v);
-                }
+    for (key, v) in obj.iter_mut() {
+        let Some(field) = desc
+            .get_field_by_json_name(key)
+            .or_else(|| desc.get_field_by_name(key))
+        else {
+            continue;
+        };
+        if field.is_map() {
+            let (Kind::Message(entry), Value::Object(map)) = (field.kind(), v) else {
+                continue;
+            };
+            let kind = entry.map_entry_value_field().kind();
+            for item in map.values_mut() {
+                changed |= scrub_value(&kind, item);
             }
-        }
-        Value::Array(items) => {
-            for v in items {
-                changed |= scrub_unknown_enum_names(v);
+        } else if field.is_list() {
+            let Value::Array(items) = v else {
+                continue;
+            };
+            let kind = field.kind();
+            for item in items {
+                changed |= scrub_value(&kind, item);
             }
+        } else {
+            changed |= scrub_value(&field.kind(), v);
         }
-        _ => {}
     }
     changed
+}
+
+/// One value of a field of `kind` (see [`scrub_unknown_enum_names`]). The
+/// well-known types (`google.protobuf.*`) have JSON forms of their own and are left
+/// alone.
+fn scrub_value(kind: &Kind, v: &mut Value) -> bool {
+    match kind {
+        Kind::Enum(e) if !e.full_name().starts_with("google.protobuf.") => match v {
+            Value::String(name) if e.get_value_by_name(name).is_none() => {
+                *v = Value::from(0);
+                true
+            }
+            _ => false,
+        },
+        Kind::Message(m) if !m.full_name().starts_with("google.protobuf.") => {
+            scrub_unknown_enum_names(m, v)
+        }
+        _ => false,
+    }
 }
 
 /// Renders an encoded message (`full_name`, e.g. `proto.v2.Event`) as JSON: with
@@ -250,6 +273,7 @@ pub fn state_json_from_bytes(bytes: &[u8]) -> Result<Value, InvalidEvent> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pb::enums::{BuilderType, ClusterType, DeployerType, StatusCode};
     use serde_json::json;
 
     #[test]
@@ -278,6 +302,226 @@ mod tests {
         match e.event.unwrap().event_type.unwrap() {
             v1::event::EventType::DeployEvent(d) => assert_eq!(d.err_code, 0),
             other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn unknown_enum_names_in_metadata_decode_as_zero_and_keep_the_event() {
+        // A BuilderType (and deployer, cluster, renderer, tester type) newer than our
+        // proto, in a v2 MetaEvent.
+        {
+            let v = json!({
+                "timestamp": "2024-01-01T00:00:00Z",
+                "metaEvent": {
+                    "entry": "Starting Skaffold: &{Version:v2.99.0}",
+                    "metadata": {
+                        "runID": "r-1",
+                        "build": {
+                            "artifacts": [
+                                {"type": "NIXPACKS", "name": "web"},
+                                {"type": "DOCKER", "name": "db"}
+                            ],
+                            "type": "LOCAL"
+                        },
+                        "deploy": {"deployers": [{"type": "TIMOSHENKO", "count": 1}], "cluster": "MOON"},
+                        "render": {"Renderers": [{"type": "JSONNET_PLUS", "count": 2}]},
+                        "test": {"Testers": [{"type": "FUZZ", "count": 1}]}
+                    }
+                }
+            });
+            let ev = event_v2_from_json(v).unwrap();
+            let Some(v2::event::EventType::MetaEvent(m)) = ev.event_type else {
+                panic!("{ev:?}");
+            };
+            let md = m.metadata.unwrap();
+            assert_eq!(md.run_id, "r-1");
+            let b = md.build.unwrap();
+            assert_eq!(
+                b.artifacts[0].r#type,
+                BuilderType::UnknownBuilderType as i32
+            );
+            assert_eq!(b.artifacts[0].name, "web");
+            assert_eq!(b.artifacts[1].r#type, BuilderType::Docker as i32);
+            let d = md.deploy.unwrap();
+            assert_eq!(
+                d.deployers[0].r#type,
+                DeployerType::UnknownDeployerType as i32
+            );
+            assert_eq!(d.deployers[0].count, 1);
+            assert_eq!(d.cluster, ClusterType::UnknownClusterType as i32);
+            let r = &md.render.unwrap().renderers[0];
+            assert_eq!((r.r#type, r.count), (0, 2));
+            assert_eq!(md.test.unwrap().testers[0].r#type, 0);
+        }
+        // A v1 MetaEvent (builders are `ImageBuilder`s there).
+        let v = json!({
+            "timestamp": "2021-01-01T00:00:00Z",
+            "event": {"metaEvent": {"entry": "Starting Skaffold", "metadata": {
+                "build": {"numberOfArtifacts": 2, "builders": [{"type": "NIXPACKS", "count": 2}]}
+            }}}
+        });
+        let e = log_entry_from_json(v).unwrap();
+        let Some(v1::event::EventType::MetaEvent(m)) = e.event.unwrap().event_type else {
+            panic!("not a meta event");
+        };
+        let b = m.metadata.unwrap().build.unwrap();
+        assert_eq!((b.number_of_artifacts, b.builders[0].count), (2, 2));
+        assert_eq!(b.builders[0].r#type, 0);
+        // Anything else that is wrong still fails.
+        let v = json!({"timestamp": "2021-01-01T00:00:00Z", "event": {"metaEvent": {"entry": 5}}});
+        assert!(log_entry_from_json(v).is_err());
+    }
+
+    /// A schema with enums everywhere a field can be: singular, repeated, map values,
+    /// nested messages (singular, repeated, map values).
+    fn enum_test_schema() -> MessageDescriptor {
+        use prost_types::field_descriptor_proto::{Label, Type};
+        use prost_types::{
+            DescriptorProto, EnumDescriptorProto, EnumValueDescriptorProto, FieldDescriptorProto,
+            FileDescriptorProto, MessageOptions,
+        };
+        let field = |name: &str, number: i32, label: Label, ty: Type, type_name: &str| {
+            FieldDescriptorProto {
+                name: Some(name.into()),
+                number: Some(number),
+                label: Some(label as i32),
+                r#type: Some(ty as i32),
+                type_name: (!type_name.is_empty()).then(|| type_name.into()),
+                ..Default::default()
+            }
+        };
+        let entry = |name: &str, value_ty: Type, value_name: &str| DescriptorProto {
+            name: Some(name.into()),
+            field: vec![
+                field("key", 1, Label::Optional, Type::String, ""),
+                field("value", 2, Label::Optional, value_ty, value_name),
+            ],
+            options: Some(MessageOptions {
+                map_entry: Some(true),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let (o, r) = (Label::Optional, Label::Repeated);
+        let file = FileDescriptorProto {
+            name: Some("t.proto".into()),
+            package: Some("t".into()),
+            syntax: Some("proto3".into()),
+            enum_type: vec![EnumDescriptorProto {
+                name: Some("Color".into()),
+                value: ["UNKNOWN_COLOR", "RED", "GREEN"]
+                    .iter()
+                    .zip(0..)
+                    .map(|(n, i)| EnumValueDescriptorProto {
+                        name: Some((*n).into()),
+                        number: Some(i),
+                        ..Default::default()
+                    })
+                    .collect(),
+                ..Default::default()
+            }],
+            message_type: vec![
+                DescriptorProto {
+                    name: Some("Inner".into()),
+                    field: vec![field("tint_color", 1, o, Type::Enum, ".t.Color")],
+                    ..Default::default()
+                },
+                DescriptorProto {
+                    name: Some("Outer".into()),
+                    field: vec![
+                        field("one_color", 1, o, Type::Enum, ".t.Color"),
+                        field("many_colors", 2, r, Type::Enum, ".t.Color"),
+                        field(
+                            "color_by_name",
+                            3,
+                            r,
+                            Type::Message,
+                            ".t.Outer.ColorByNameEntry",
+                        ),
+                        field("inner", 4, o, Type::Message, ".t.Inner"),
+                        field("inners", 5, r, Type::Message, ".t.Inner"),
+                        field(
+                            "inner_by_name",
+                            6,
+                            r,
+                            Type::Message,
+                            ".t.Outer.InnerByNameEntry",
+                        ),
+                        field("created", 7, o, Type::Message, ".google.protobuf.Timestamp"),
+                    ],
+                    nested_type: vec![
+                        entry("ColorByNameEntry", Type::Enum, ".t.Color"),
+                        entry("InnerByNameEntry", Type::Message, ".t.Inner"),
+                    ],
+                    ..Default::default()
+                },
+            ],
+            dependency: vec!["google/protobuf/timestamp.proto".into()],
+            ..Default::default()
+        };
+        // Our pool has google/protobuf/timestamp.proto; a clone is changed alone.
+        let mut pool = pool().clone();
+        pool.add_file_descriptor_proto(file).unwrap();
+        pool.get_message_by_name("t.Outer").unwrap()
+    }
+
+    #[test]
+    fn unknown_enum_names_are_scrubbed_wherever_an_enum_field_is() {
+        let desc = enum_test_schema();
+        for names in [
+            // lowerCamel JSON names.
+            [
+                "oneColor",
+                "manyColors",
+                "colorByName",
+                "inner",
+                "inners",
+                "innerByName",
+                "tintColor",
+            ],
+            // proto names.
+            [
+                "one_color",
+                "many_colors",
+                "color_by_name",
+                "inner",
+                "inners",
+                "inner_by_name",
+                "tint_color",
+            ],
+        ] {
+            let [one, many, by_name, inner, inners, inner_by_name, tint] = names;
+            let mut v = json!({
+                one: "PURPLE",
+                many: ["RED", "PURPLE", 2],
+                by_name: {"a": "GREEN", "b": "PURPLE"},
+                inner: {tint: "PURPLE"},
+                inners: [{tint: "RED"}, {tint: "PURPLE"}, null],
+                inner_by_name: {"x": {tint: "PURPLE"}, "y": {tint: "GREEN"}},
+                "created": "2024-01-01T00:00:00Z",
+                "unknownField": "PURPLE"
+            });
+            assert!(
+                DynamicMessage::deserialize(desc.clone(), v.clone()).is_err(),
+                "the schema rejects the unknown names"
+            );
+            assert!(scrub_unknown_enum_names(&desc, &mut v));
+            assert_eq!(
+                v,
+                json!({
+                    one: 0,
+                    many: ["RED", 0, 2],
+                    by_name: {"a": "GREEN", "b": 0},
+                    inner: {tint: 0},
+                    inners: [{tint: "RED"}, {tint: 0}, null],
+                    inner_by_name: {"x": {tint: 0}, "y": {tint: "GREEN"}},
+                    "created": "2024-01-01T00:00:00Z",
+                    "unknownField": "PURPLE"
+                }),
+                "{names:?}"
+            );
+            // Nothing left to change.
+            assert!(!scrub_unknown_enum_names(&desc, &mut v));
         }
     }
 

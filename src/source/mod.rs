@@ -35,8 +35,9 @@ pub enum Api {
     /// `proto.SkaffoldService/Events` (`/v1/events`): every Skaffold since v0.34.
     V1,
     /// `proto.v2.SkaffoldV2Service/Events` (`/v2/events`): Skaffold v1.26 and later
-    /// (the v1.22–v1.25 layout is detected and refused). Subscribing to v2 also
-    /// releases `skaffold --wait-for-connection`.
+    /// (the v1.22–v1.25 layout is detected: that stream is read to its end without
+    /// folding anything, then re-subscribed). Subscribing to v2 also releases
+    /// `skaffold --wait-for-connection`.
     V2,
     /// v2 when the server offers it (current layout), else v1; decided on the first
     /// successful subscription and kept, so the same events are never counted twice.
@@ -78,29 +79,44 @@ pub struct SourceMessage {
     /// Hash of the message as Skaffold sent it: the same event replayed on a later
     /// stream has the same fingerprint (see `core::replay`).
     pub fingerprint: u64,
+    /// The fingerprint of the stream's first message (position 0): it names the
+    /// Skaffold process even when that message itself was dropped on the way.
+    pub first: u64,
     /// The message.
     pub payload: Payload,
 }
 
 impl SourceMessage {
-    /// A v1 entry; the fingerprint is the hash of its encoding.
+    /// A v1 entry; the fingerprint is the hash of its encoding. `first` is set to
+    /// it too (right for position 0; see [`SourceMessage::with_first`]).
     pub fn v1(stream: u64, position: u64, entry: v1::LogEntry) -> Self {
+        let fingerprint = fingerprint_bytes(&entry.encode_to_vec());
         Self {
             stream,
             position,
-            fingerprint: fingerprint_bytes(&entry.encode_to_vec()),
+            fingerprint,
+            first: fingerprint,
             payload: Payload::V1(entry),
         }
     }
 
-    /// A v2 event; the fingerprint is the hash of its encoding.
+    /// A v2 event; the fingerprint is the hash of its encoding. `first` is set to it
+    /// too (right for position 0; see [`SourceMessage::with_first`]).
     pub fn v2(stream: u64, position: u64, event: v2::Event) -> Self {
+        let fingerprint = fingerprint_bytes(&event.encode_to_vec()) ^ V2_SALT;
         Self {
             stream,
             position,
-            fingerprint: fingerprint_bytes(&event.encode_to_vec()) ^ V2_SALT,
+            fingerprint,
+            first: fingerprint,
             payload: Payload::V2(event),
         }
+    }
+
+    /// The same message, its stream's first message having fingerprint `first`.
+    pub fn with_first(mut self, first: u64) -> Self {
+        self.first = first;
+        self
     }
 }
 
