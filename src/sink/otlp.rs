@@ -215,6 +215,22 @@ struct Root {
     last_end: Nanos,
 }
 
+impl Root {
+    /// The root span of one trace, starting at `at`.
+    fn new(trace: TraceId, at: Nanos) -> Self {
+        Root {
+            trace,
+            span: span_id(trace, Phase::DevLoop.as_str(), None, 0),
+            start: at,
+            events: Vec::new(),
+            built: false,
+            deployed: false,
+            failed_child: false,
+            last_end: at,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 struct Pending {
     data: SpanData,
@@ -440,19 +456,7 @@ impl SpanBuilder {
                 .retain(|(it, _, _), _| *it < 0 || *it + 2 >= iteration);
             self.abandoned_roots.remove(&iteration);
             if self.roots.len() < MAX_OPEN {
-                self.roots.insert(
-                    iteration,
-                    Root {
-                        trace,
-                        span: span_id(trace, Phase::DevLoop.as_str(), None, 0),
-                        start: at,
-                        events: Vec::new(),
-                        built: false,
-                        deployed: false,
-                        failed_child: false,
-                        last_end: at,
-                    },
-                );
+                self.roots.insert(iteration, Root::new(trace, at));
             }
             return;
         }
@@ -513,19 +517,7 @@ impl SpanBuilder {
         if iteration < 0 && !self.roots.contains_key(&iteration) {
             // Spans outside any iteration share one trace per run, under a root that
             // ends with the run.
-            self.roots.insert(
-                iteration,
-                Root {
-                    trace,
-                    span: span_id(trace, Phase::DevLoop.as_str(), None, 0),
-                    start: at,
-                    events: Vec::new(),
-                    built: false,
-                    deployed: false,
-                    failed_child: false,
-                    last_end: at,
-                },
-            );
+            self.roots.insert(iteration, Root::new(trace, at));
         }
         span_id(trace, Phase::DevLoop.as_str(), None, 0)
     }
