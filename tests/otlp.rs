@@ -374,6 +374,14 @@ async fn http_protobuf_collector_receives_the_same_spans_and_the_metrics() {
     assert_eq!(get("skaffold.build.duration").unit, "s");
     let syncs = counter_points(get("skaffold.synced_files"));
     assert_eq!(syncs["image=web"], 3.0);
+    // The exporter's own labelled families are pushed too, with the /metrics values.
+    let events = counter_points(get("skaffold_exporter.events"));
+    assert_eq!(
+        Some(events["event=build"]),
+        sample(&text, "skaffold_exporter_events_total{event=\"build\"}")
+    );
+    let invalid = counter_points(get("skaffold_exporter.invalid_events"));
+    assert_eq!(invalid["reason=unknown_status"], 0.0, "pre-created at 0");
     running.shutdown().await;
     collector.stop();
 }

@@ -199,8 +199,30 @@ pub enum EventKind {
     },
 }
 
+/// Every value of [`EventKind::name`] (for sinks that must enumerate the series).
+pub const EVENT_NAMES: [&str; 17] = [
+    "meta",
+    "build",
+    "test",
+    "deploy",
+    "status_check",
+    "resource_status_check",
+    "file_sync",
+    "port",
+    "dev_loop",
+    "termination",
+    "debugging_container",
+    "build_cache",
+    "render",
+    "verify",
+    "exec",
+    "subtask",
+    "run_id",
+];
+
 impl EventKind {
-    /// Bounded name of the event type, for `skaffold_exporter_events_total{event}`.
+    /// Bounded name of the event type, for `skaffold_exporter_events_total{event}`
+    /// (one of [`EVENT_NAMES`]).
     pub fn name(&self) -> &'static str {
         match self {
             EventKind::Meta { .. } => "meta",
@@ -321,6 +343,87 @@ mod tests {
         assert_eq!(Status::parse("Information"), Some(Status::Information));
         assert_eq!(Status::parse("Exploded"), None);
         assert_eq!(Status::parse(""), None);
+    }
+
+    #[test]
+    fn every_event_name_is_listed() {
+        let s = || Status::Succeeded;
+        let kinds = [
+            EventKind::Meta { version: None },
+            EventKind::Build {
+                artifact: String::new(),
+                status: s(),
+                error: None,
+            },
+            EventKind::Test {
+                status: s(),
+                error: None,
+            },
+            EventKind::Deploy {
+                status: s(),
+                error: None,
+            },
+            EventKind::StatusCheck {
+                status: s(),
+                error: None,
+            },
+            EventKind::ResourceStatus {
+                resource: String::new(),
+                status: s(),
+                error: None,
+            },
+            EventKind::FileSync {
+                image: String::new(),
+                file_count: 0,
+                status: s(),
+                error: None,
+            },
+            EventKind::PortForward {
+                local_port: 0,
+                resource_type: String::new(),
+                resource_name: String::new(),
+                namespace: String::new(),
+            },
+            EventKind::DevLoop {
+                iteration: 0,
+                status: s(),
+                error: None,
+            },
+            EventKind::Termination {
+                status: s(),
+                error: None,
+            },
+            EventKind::Debug,
+            EventKind::Render {
+                status: s(),
+                error: None,
+            },
+            EventKind::Verify {
+                status: s(),
+                error: None,
+            },
+            EventKind::Exec {
+                status: s(),
+                error: None,
+            },
+            EventKind::RunIdentified {
+                run_id: String::new(),
+            },
+            EventKind::BuildCache {
+                artifact: String::new(),
+                status: s(),
+            },
+            EventKind::Subtask {
+                phase: crate::core::Phase::DeploySubtask,
+                id: String::new(),
+                status: s(),
+                error: None,
+            },
+        ];
+        assert_eq!(kinds.len(), EVENT_NAMES.len(), "one of each kind");
+        for k in &kinds {
+            assert!(EVENT_NAMES.contains(&k.name()), "{}", k.name());
+        }
     }
 
     #[test]

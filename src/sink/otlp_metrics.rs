@@ -3,8 +3,8 @@
 //! the same metrics, with the same names after Prometheus' OTLP translation
 //! (`skaffold.build.duration` in `s` → `skaffold_build_duration_seconds`,
 //! `skaffold.builds` → `skaffold_builds_total`), the same buckets, and cumulative
-//! temporality. The exporter's own unlabelled health metrics are mirrored with
-//! observable instruments that read the same atomics `/metrics` shows.
+//! temporality. The exporter's own metrics are mirrored with observable instruments
+//! that read the same values `/metrics` shows.
 //!
 //! One difference: when Skaffold's version changes, `/metrics` drops the old
 //! `skaffold_info` series while OTLP reports it as 0 (OTel gauges cannot be deleted).
@@ -20,7 +20,11 @@ use opentelemetry_sdk::metrics::exporter::PushMetricExporter;
 use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider, Temporality};
 
 use super::otlp::{Driver, OtlpStats, SignalLabel};
-use super::prometheus::{Exemplar, Instrument, Kind, Labels, Recorder, SPECS, SelfMetrics};
+use super::prometheus::{
+    EventLabel, Exemplar, Instrument, Kind, LabelLabel, Labels, LogEventLabel, ReasonLabel,
+    Recorder, SPECS, SelfMetrics,
+};
+use crate::source::LogKind;
 
 /// OTel instruments for every instrument of the contract.
 #[derive(Debug)]
@@ -118,8 +122,8 @@ impl Recorder for OtelRecorder {
     }
 }
 
-/// Mirrors the exporter's unlabelled health metrics (and the OTLP counters) as
-/// observable instruments reading the same values `/metrics` shows.
+/// Mirrors the exporter's own metrics (and the OTLP counters) as observable
+/// instruments reading the same values `/metrics` shows.
 pub fn mirror_self_metrics(meter: &Meter, own: &SelfMetrics, stats: &OtlpStats) {
     let o = own.clone();
     let _ = meter
@@ -173,6 +177,59 @@ pub fn mirror_self_metrics(meter: &Meter, own: &SelfMetrics, stats: &OtlpStats) 
             for signal in ["traces", "metrics"] {
                 let n = errors.get_or_create(&SignalLabel { signal }).get();
                 obs.observe(n, &[KeyValue::new("signal", signal)]);
+            }
+        })
+        .build();
+    // The labelled families: their label values are bounded, known sets, so each
+    // existing series is read with `Family::get`.
+    let o = own.clone();
+    let _ = meter
+        .u64_observable_counter("skaffold_exporter.events")
+        .with_description("Skaffold events folded into metrics, by event type")
+        .with_callback(move |obs| {
+            for event in crate::core::event::EVENT_NAMES {
+                if let Some(c) = o.events.get(&EventLabel { event }) {
+                    obs.observe(c.get(), &[KeyValue::new("event", event)]);
+                }
+            }
+        })
+        .build();
+    let o = own.clone();
+    let _ = meter
+        .u64_observable_counter("skaffold_exporter.invalid_events")
+        .with_description("Events that could not be interpreted, by reason")
+        .with_callback(move |obs| {
+            for reason in crate::core::event::INVALID_REASONS {
+                if let Some(c) = o.invalid.get(&ReasonLabel { reason }) {
+                    obs.observe(c.get(), &[KeyValue::new("reason", reason)]);
+                }
+            }
+        })
+        .build();
+    let o = own.clone();
+    let _ = meter
+        .u64_observable_counter("skaffold_exporter.label_values_folded")
+        .with_description(
+            "Label values folded into 'other' by the --max-label-values cap, by label",
+        )
+        .with_callback(move |obs| {
+            for label in ["artifact", "image", "resource"] {
+                if let Some(c) = o.label_values_folded.get(&LabelLabel { label }) {
+                    obs.observe(c.get(), &[KeyValue::new("label", label)]);
+                }
+            }
+        })
+        .build();
+    let o = own.clone();
+    let _ = meter
+        .u64_observable_counter("skaffold_exporter.log_events_skipped")
+        .with_description("v2 Skaffold and application log events skipped without decoding")
+        .with_callback(move |obs| {
+            for kind in [LogKind::Skaffold, LogKind::Application] {
+                let event = kind.as_str();
+                if let Some(c) = o.log_events_skipped.get(&LogEventLabel { event }) {
+                    obs.observe(c.get(), &[KeyValue::new("event", event)]);
+                }
             }
         })
         .build();
