@@ -156,9 +156,12 @@ pub async fn start_all(
                     // Skaffold went away after sending something (and all of it is
                     // folded): a derived iteration that is complete ends; spans it
                     // left open end now, marked `disconnected`.
+                    // Only once a reconnect attempt failed: a stream that broke while
+                    // Skaffold lives on is resumed (and its replay skipped) instead.
                     let connected = fold_progress.connected.load(Ordering::Acquire);
+                    let gone = fold_progress.unreachable.load(Ordering::Acquire);
                     let received = fold_progress.received.load(Ordering::Acquire);
-                    if !connected && received > mark && rx.is_empty() {
+                    if !connected && gone && received > mark && rx.is_empty() {
                         mark = received;
                         pipeline.disconnected();
                     }

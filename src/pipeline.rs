@@ -158,11 +158,18 @@ impl Pipeline {
         if secs > self.metrics.own.last_event_timestamp.get() {
             self.metrics.own.last_event_timestamp.set(secs);
         }
-        if let Some(s) = &mut self.spans {
+        // A TerminationEvent ends the spans still open, so the iteration it completes
+        // must reach the span builder first.
+        let terminating = matches!(ev.kind, crate::core::EventKind::Termination { .. });
+        if !terminating && let Some(s) = &mut self.spans {
             s.builder.event(ev);
         }
         let transitions = self.state.apply(ev);
         self.emit(ev, transitions);
+        if terminating && let Some(s) = &mut self.spans {
+            s.builder.event(ev);
+            s.ship();
+        }
     }
 
     /// Hands the transitions `ev` caused to every sink.

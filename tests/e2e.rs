@@ -710,3 +710,72 @@ async fn waits_for_skaffold_and_reports_disconnects() {
     .await;
     exp.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_skaffold_run_session_ends_when_skaffold_goes_but_not_on_a_stream_hiccup() {
+    // `skaffold run`: no DevLoopEvent, so the iteration is derived.
+    let sim = Simulator::new();
+    let (addr, stop) = serve_skaffold(&sim).await;
+    let mut build = Script::new();
+    build
+        .meta(0, "v2.16.1")
+        .build(100, "web", "In Progress", C::Ok)
+        .build(2000, "web", "Complete", C::Ok);
+    let entries = build.entries(T0);
+    for e in &entries {
+        sim.emit(e.clone());
+    }
+    let exp = start(addr).await;
+    wait_for(exp.http_addr, "build", |t| events_folded(t) == 3.0).await;
+    // The stream breaks but Skaffold lives on: the iteration must stay open.
+    sim.abort_streams();
+    wait_for(exp.http_addr, "reconnect", |t| {
+        sample(t, "skaffold_exporter_reconnects_total", &[]) == Some(1.0)
+            && sample(t, "skaffold_exporter_connected", &[]) == Some(1.0)
+    })
+    .await;
+    let mut rest = Script::new();
+    rest.deploy(500, "In Progress", C::Ok)
+        .deploy(700, "Complete", C::Ok);
+    let last = entries.last().unwrap().timestamp.unwrap();
+    let last = last.seconds * 1_000_000_000 + i64::from(last.nanos);
+    emit_all(&sim, &rest, last);
+    let t = wait_for(exp.http_addr, "deploy", |t| events_folded(t) == 5.0).await;
+    close(
+        sample(
+            &t,
+            "skaffold_dev_loops_total",
+            &[("kind", "initial"), ("result", "success")],
+        ),
+        0.0,
+    );
+    // Skaffold exits: the session is one complete iteration, from the first build
+    // start to the deploy's end.
+    stop.send(true).unwrap();
+    sim.abort_streams();
+    let t = wait_for(exp.http_addr, "session end", |t| {
+        sample(
+            t,
+            "skaffold_dev_loops_total",
+            &[("kind", "initial"), ("result", "success")],
+        ) == Some(1.0)
+    })
+    .await;
+    close(
+        sample(
+            &t,
+            "skaffold_dev_loop_duration_seconds_sum",
+            &[("kind", "initial"), ("result", "success")],
+        ),
+        3.2,
+    );
+    close(
+        sample(
+            &t,
+            "skaffold_dev_loops_total",
+            &[("kind", "redeploy"), ("result", "success")],
+        ),
+        0.0,
+    );
+    exp.shutdown().await;
+}

@@ -7,8 +7,11 @@
 //! Dev-loop iterations come from `DevLoopEvent`. Skaffold older than v1.9 sends none;
 //! until a run shows one, iterations are *derived*: an iteration opens at the first
 //! build, test, deploy or file-sync start while none is open, and closes at the end of
-//! the status check, at the first failure, at the end of a sync when nothing else ran,
-//! or, when a deploy already ended and no status check followed, at the next start.
+//! the status check, at a failure (once no concurrent build or sync is still running),
+//! at the end of a sync when nothing else ran, when a deploy already ended and no
+//! status check followed, at the next start, and otherwise, when every phase ended,
+//! at the end of the run (new MetaEvent, TerminationEvent, Skaffold gone, end of a
+//! log file).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -77,6 +80,8 @@ struct Loop {
     deployed: bool,
     deploy_ended: bool,
     derived: bool,
+    /// A phase of this (derived) iteration failed; it ends once nothing is running.
+    failed: bool,
 }
 
 impl Loop {
@@ -119,6 +124,8 @@ impl State {
         let at = ev.at;
         match &ev.kind {
             EventKind::Meta { version } => {
+                // A complete derived iteration of the previous run ends with that run.
+                out.extend(self.stream_ended());
                 self.run = Run::default();
                 out.push(Transition::RunStarted {
                     version: version.clone(),
@@ -172,7 +179,9 @@ impl State {
                 status,
                 error,
             } => self.dev_loop(*iteration, *status, error, at, &mut out),
-            EventKind::Termination { .. } | EventKind::Debug => {}
+            // Skaffold is terminating: a complete derived iteration ends here.
+            EventKind::Termination { .. } => out.extend(self.stream_ended()),
+            EventKind::Debug => {}
             EventKind::BuildCache { artifact, status } => {
                 let hit = match status {
                     Status::Succeeded => true,
@@ -488,6 +497,7 @@ impl State {
                     deployed: false,
                     deploy_ended: false,
                     derived: false,
+                    failed: false,
                 });
                 out.push(Transition::Started {
                     phase: Phase::DevLoop,
@@ -513,6 +523,7 @@ impl State {
                             deployed: false,
                             deploy_ended: false,
                             derived: false,
+                            failed: false,
                         }
                     }
                 };
@@ -597,6 +608,7 @@ impl State {
                 deployed: false,
                 deploy_ended: false,
                 derived: true,
+                failed: false,
             });
             out.push(Transition::Started {
                 phase: Phase::DevLoop,
@@ -654,7 +666,12 @@ impl State {
             && (l.built || l.deployed || l.synced)
         {
             let l = self.run.dev_loop.take().expect("checked above");
-            out.push(self.loop_finished(&l, Outcome::Success, end, None));
+            let outcome = if l.failed {
+                Outcome::Failure
+            } else {
+                Outcome::Success
+            };
+            out.push(self.loop_finished(&l, outcome, end, None));
         }
         out
     }
@@ -667,22 +684,26 @@ impl State {
         at: Nanos,
         out: &mut Vec<Transition>,
     ) {
-        let Some(l) = &self.run.dev_loop else {
+        let others_open = !self.run.builds.is_empty() || !self.run.syncs.is_empty();
+        let Some(l) = self.run.dev_loop.as_mut() else {
             return;
         };
         if !l.derived {
             return;
         }
-        let others_open = !self.run.builds.is_empty() || !self.run.syncs.is_empty();
-        let close = match (phase, result) {
-            (_, Outcome::Failure) => true,
-            (Phase::StatusCheck, _) => true,
-            (Phase::FileSync, _) => !l.built && !l.deployed && !others_open,
+        l.failed |= result == Outcome::Failure;
+        let close = match phase {
+            // A failure ends the iteration once the builds and syncs still running
+            // (concurrent builds) have ended too.
+            _ if l.failed => !others_open,
+            Phase::StatusCheck => true,
+            Phase::FileSync => !l.built && !l.deployed && !others_open,
             _ => false,
         };
         if close {
             let l = self.run.dev_loop.take().expect("checked above");
-            out.push(self.loop_finished(&l, result, at, None));
+            let outcome = if l.failed { Outcome::Failure } else { result };
+            out.push(self.loop_finished(&l, outcome, at, None));
         }
     }
 
@@ -1200,5 +1221,46 @@ mod tests {
         assert!(refused >= 5, "{refused}");
         st.apply(&ev(3.0, build("f0", Succeeded)));
         assert_eq!(st.build_streaks.len(), MAX_OPEN - 1);
+    }
+
+    #[test]
+    fn a_failed_concurrent_build_ends_the_iteration_when_the_others_are_done() {
+        use Status::*;
+        let (_, ts) = fold(&[
+            ev(1.0, build("a", InProgress)),
+            ev(1.0, build("b", InProgress)),
+            ev(2.0, build("a", Failed)),
+            ev(4.0, build("b", Succeeded)),
+            ev(9.0, build("a", InProgress)),
+        ]);
+        let loops: Vec<_> = finished(&ts)
+            .into_iter()
+            .filter(|f| f.0 == Phase::DevLoop)
+            .collect();
+        assert_eq!(loops, [(Phase::DevLoop, None, Outcome::Failure, Some(3.0))]);
+        assert!(anomalies(&ts).is_empty(), "{:?}", anomalies(&ts));
+    }
+
+    #[test]
+    fn a_new_run_or_termination_ends_a_complete_derived_iteration() {
+        use Status::*;
+        for end in [
+            EventKind::Meta { version: None },
+            EventKind::Termination {
+                status: Failed,
+                error: None,
+            },
+        ] {
+            let (_, ts) = fold(&[
+                ev(1.0, build("a", InProgress)),
+                ev(3.0, build("a", Succeeded)),
+                ev(10.0, end),
+            ]);
+            let loops: Vec<_> = finished(&ts)
+                .into_iter()
+                .filter(|f| f.0 == Phase::DevLoop)
+                .collect();
+            assert_eq!(loops, [(Phase::DevLoop, None, Outcome::Success, Some(2.0))]);
+        }
     }
 }

@@ -335,7 +335,13 @@ impl V2Decoder {
                     i64::from(t.iteration) - 1
                 };
                 match st {
-                    Status::InProgress => {}
+                    Status::InProgress => {
+                        // A new iteration: what an earlier one left open is stale (the
+                        // fold drops and counts its side too; see State::abandon_open).
+                        self.sync_open = None;
+                        self.deploy_open = false;
+                        self.last_deployer_end = None;
+                    }
                     Status::Failed | Status::Canceled => {
                         self.close_sync(at, st, err.clone(), out);
                     }

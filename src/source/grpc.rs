@@ -44,6 +44,8 @@ pub struct Progress {
     pub received: AtomicU64,
     /// Entries the fold has handled (or that were dropped).
     pub handled: AtomicU64,
+    /// The last attempt to (re)connect failed: Skaffold is gone, not just a stream.
+    pub unreachable: AtomicBool,
 }
 
 impl Progress {

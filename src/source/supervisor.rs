@@ -182,6 +182,7 @@ pub async fn run<C: Connector>(
                     metrics.reconnects.inc();
                 }
                 progress.connected.store(true, Ordering::Release);
+                progress.unreachable.store(false, Ordering::Release);
                 metrics.connected.set(1);
                 tracing::info!(target = %target, stream = stream_id, "Subscribed to Skaffold's event stream.");
                 failures = 0;
@@ -274,6 +275,7 @@ pub async fn run<C: Connector>(
                 }
             }
             Err(e) => {
+                progress.unreachable.store(true, Ordering::Release);
                 failures += 1;
                 if failures == 1 {
                     tracing::warn!(target = %target, error = %e, "Cannot reach Skaffold yet; retrying with backoff (is `skaffold dev --rpc-port` running?).");
