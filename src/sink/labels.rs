@@ -29,6 +29,11 @@ impl LabelCap {
         }
     }
 
+    /// Whether `value` has its own series (it was not folded into `other`).
+    pub fn is_kept(&self, value: &str) -> bool {
+        self.kept.contains(value)
+    }
+
     /// The label value to use for `value`, and whether this is the first time that
     /// value was folded into `other` (so each folded value is counted once).
     pub fn apply(&mut self, value: &str) -> (String, bool) {
@@ -59,5 +64,6 @@ mod tests {
         assert_eq!(cap.apply("c"), ("other".into(), false), "counted once");
         assert_eq!(cap.apply("d"), ("other".into(), true));
         assert_eq!(cap.apply("a"), ("a".into(), false));
+        assert!(cap.is_kept("a") && !cap.is_kept("c"));
     }
 }

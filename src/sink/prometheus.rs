@@ -505,11 +505,11 @@ impl Mapping {
                 r.set(I::DeployStreak, &[], i64::try_from(*n).unwrap_or(i64::MAX));
             }
             Transition::BuildStreak { artifact, failures } => {
-                let artifact = self.cap(Phase::Build, artifact, own);
+                let label = self.cap(Phase::Build, artifact, own);
                 // A streak is per artifact: `other` would mix unrelated artifacts.
-                if artifact != super::labels::OTHER {
+                if self.artifacts.is_kept(artifact) {
                     let n = i64::try_from(*failures).unwrap_or(i64::MAX);
-                    r.set(I::BuildStreak, &[&artifact], n);
+                    r.set(I::BuildStreak, &[&label], n);
                 }
             }
             Transition::PortForwards { count, .. } => {
