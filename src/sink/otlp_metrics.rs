@@ -223,7 +223,9 @@ pub fn mirror_self_metrics(meter: &Meter, own: &SelfMetrics, stats: &OtlpStats) 
     let o = own.clone();
     let _ = meter
         .u64_observable_counter("skaffold_exporter.log_events_skipped")
-        .with_description("v2 Skaffold and application log events skipped without decoding")
+        .with_description(
+            "Skaffold's own log lines and the application's log lines (API v2) skipped without decoding, by event",
+        )
         .with_callback(move |obs| {
             for kind in [LogKind::Skaffold, LogKind::Application] {
                 let event = kind.as_str();
