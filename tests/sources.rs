@@ -15,6 +15,7 @@ use skaffold_exporter::config::SourceSettings;
 use skaffold_exporter::pb::enums::StatusCode as C;
 use skaffold_exporter::pb::v2::event::EventType as V2Kind;
 use skaffold_exporter::replay::{Format, Input, Replayer};
+use skaffold_exporter::simulator::old_layout::{OldEvent, OldTaskEvent};
 use skaffold_exporter::simulator::scenario::Script;
 use skaffold_exporter::simulator::{ErrorShape, Simulator};
 use skaffold_exporter::sink::DEFAULT_BUCKETS;
@@ -395,27 +396,6 @@ async fn gateway_error_chunk_mid_stream_reconnects_and_counts_nothing_twice() {
     }
 }
 
-/// The v1.22–v1.25 TaskEvent: iteration at 3 (varint), status at 4.
-#[derive(Clone, PartialEq, prost::Message)]
-struct OldTaskEvent {
-    #[prost(string, tag = "1")]
-    id: String,
-    #[prost(string, tag = "2")]
-    task: String,
-    #[prost(int32, tag = "3")]
-    iteration: i32,
-    #[prost(string, tag = "4")]
-    status: String,
-}
-
-#[derive(Clone, PartialEq, prost::Message)]
-struct OldEvent {
-    #[prost(message, optional, tag = "1")]
-    timestamp: Option<prost_types::Timestamp>,
-    #[prost(message, optional, tag = "5")]
-    task_event: Option<OldTaskEvent>,
-}
-
 /// A Skaffold v1.22–v1.25: v2 served, with the pre-v1.26 layout.
 async fn old_v2_skaffold(script: &Script) -> Skaffold {
     let sk = skaffold(false, script).await;
@@ -428,12 +408,13 @@ async fn old_v2_skaffold(script: &Script) -> Skaffold {
                 seconds: 1_700_000_000 + i as i64,
                 nanos: 0,
             }),
-            task_event: Some(OldTaskEvent {
+            task: Some(OldTaskEvent {
                 id: format!("{task}-0"),
                 task: (*task).into(),
                 iteration: 0,
                 status: if i == 2 { "Succeeded" } else { "InProgress" }.into(),
             }),
+            build: None,
         };
         sim.emit_v2_raw(ev.encode_to_vec().into());
     }

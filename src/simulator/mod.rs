@@ -11,6 +11,7 @@
 //! the pre-v1.26 message layout ([`Simulator::emit_v2_raw`]).
 
 pub mod gateway;
+pub mod old_layout;
 pub mod scenario;
 
 use std::convert::Infallible;

@@ -234,39 +234,7 @@ mod tests {
         .encode_to_vec()
     }
 
-    /// The v1.22–v1.25 TaskEvent: id=1, task=2, iteration=3, status=4, actionableErr=5.
-    #[derive(Clone, PartialEq, prost::Message)]
-    struct OldTaskEvent {
-        #[prost(string, tag = "1")]
-        id: String,
-        #[prost(string, tag = "2")]
-        task: String,
-        #[prost(int32, tag = "3")]
-        iteration: i32,
-        #[prost(string, tag = "4")]
-        status: String,
-    }
-
-    /// The v1.22–v1.25 BuildSubtaskEvent: id=1, task_id=2, artifact=3, status=4.
-    #[derive(Clone, PartialEq, prost::Message)]
-    struct OldBuildSubtask {
-        #[prost(string, tag = "1")]
-        id: String,
-        #[prost(string, tag = "2")]
-        task_id: String,
-        #[prost(string, tag = "3")]
-        artifact: String,
-        #[prost(string, tag = "4")]
-        status: String,
-    }
-
-    #[derive(Clone, PartialEq, prost::Message)]
-    struct OldEvent {
-        #[prost(message, optional, tag = "5")]
-        task: Option<OldTaskEvent>,
-        #[prost(message, optional, tag = "6")]
-        build: Option<OldBuildSubtask>,
-    }
+    use crate::simulator::old_layout::{OldBuildSubtask, OldEvent, OldTaskEvent};
 
     #[test]
     fn current_layout_decodes() {
@@ -332,7 +300,7 @@ mod tests {
                 iteration: 0,
                 status: "InProgress".into(),
             }),
-            build: None,
+            ..Default::default()
         }
         .encode_to_vec();
         assert!(matches!(peek_v2(&old_task), Err(PeekError::OldLayout(_))));
@@ -341,7 +309,7 @@ mod tests {
                 iteration: 2,
                 ..Default::default()
             }),
-            build: None,
+            ..Default::default()
         }
         .encode_to_vec();
         assert!(matches!(
@@ -349,13 +317,13 @@ mod tests {
             Err(PeekError::OldLayout(_))
         ));
         let old_build = OldEvent {
-            task: None,
             build: Some(OldBuildSubtask {
                 id: "web".into(),
                 task_id: "Build-0".into(),
                 artifact: "web".into(),
                 status: "InProgress".into(),
             }),
+            ..Default::default()
         }
         .encode_to_vec();
         let e = peek_v2(&old_build).unwrap_err();
