@@ -1,4 +1,4 @@
-//! Golden tests: every v1 stream Skaffold really wrote (shared/fixtures/captured, from
+//! Golden tests: every v1 stream Skaffold really wrote (tests/fixtures/captured, from
 //! public bug reports) folded through the real pipeline. The golden files hold the
 //! transitions and the resulting metrics; they were reviewed by hand against the
 //! fixtures (timestamps, statuses) when written.

@@ -1,4 +1,4 @@
-//! Golden span trees for every captured stream in shared/fixtures/captured (v1 and v2
+//! Golden span trees for every captured stream in tests/fixtures/captured (v1 and v2
 //! gateway captures): each
 //! stream is folded through the real pipeline with the span builder hooked in, then
 //! Skaffold "disconnects" (the captures end there), and the resulting spans are

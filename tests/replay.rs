@@ -1,4 +1,4 @@
-//! `skaffold-exporter replay`: every captured Skaffold stream (shared/fixtures/captured,
+//! `skaffold-exporter replay`: every captured Skaffold stream (tests/fixtures/captured,
 //! from public bug reports; v1 and v2, gateway chunks and State snapshots) against
 //! reviewed golden output, and the command itself as a user runs it: malformed lines
 //! reported as file:line with a non-zero exit code, stdin, v1 + v2 files of one

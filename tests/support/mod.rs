@@ -25,18 +25,10 @@ pub fn assert_golden(path: &Path, actual: &str) {
     }
 }
 
-/// The captured Skaffold streams shipped in shared/fixtures/captured.
+/// The captured Skaffold streams vendored in `tests/fixtures/captured` (each file
+/// names its origin: the public bug report or doc it was copied from).
 pub fn captured_dir() -> PathBuf {
-    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
-    for candidate in [
-        here.join("../shared/fixtures/captured"),
-        here.join("tests/fixtures/captured"),
-    ] {
-        if candidate.is_dir() {
-            return candidate;
-        }
-    }
-    panic!("captured fixtures not found next to the repository (../shared/fixtures/captured)");
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/captured")
 }
 
 /// Value of the first sample of `name` whose labels contain every `labels` pair
