@@ -17,7 +17,7 @@ use serde_json::Value;
 
 use crate::core::InvalidEvent;
 use crate::pb::{self, v1, v2};
-use crate::source::decode_v2::SYNC_LOG_PREFIX;
+use crate::source::decode_v2::is_sync_line;
 use crate::source::wire::LogKind;
 use crate::source::{Api, Payload, V2_SALT, fingerprint_bytes};
 
@@ -112,7 +112,8 @@ pub fn detect_api(value: &Value) -> Option<Api> {
 }
 
 /// A v2 log event that can be skipped without decoding (every Skaffold log line but
-/// the `Syncing N files for IMAGE` one, and every application log line).
+/// the `Syncing N files for IMAGE` one, coloured or not, and every application log
+/// line).
 pub fn v2_skippable_log(value: &Value) -> Option<LogKind> {
     let obj = value.as_object()?;
     if obj.get("applicationLogEvent").is_some_and(|v| !v.is_null()) {
@@ -122,7 +123,7 @@ pub fn v2_skippable_log(value: &Value) -> Option<LogKind> {
     let is_sync = log
         .get("message")
         .and_then(Value::as_str)
-        .is_some_and(|m| m.starts_with(SYNC_LOG_PREFIX));
+        .is_some_and(|m| is_sync_line(m.as_bytes()));
     (!is_sync).then_some(LogKind::Skaffold)
 }
 
@@ -562,6 +563,19 @@ mod tests {
             payload_from_json(Api::V2, log("Syncing 2 files for web\n")),
             Payload::V2(_)
         ));
+        // Coloured: `.v2` files and the gateway carry ESC as `\u001b`.
+        let coloured: Value = serde_json::from_str(
+            r#"{"timestamp": "2021-10-15T18:00:14Z", "skaffoldLogEvent": {"message": "\u001b[34mSyncing 2 files for web:v1\n\u001b[0m"}}"#,
+        )
+        .unwrap();
+        assert!(matches!(
+            payload_from_json(Api::V2, coloured),
+            Payload::V2(_)
+        ));
+        assert_eq!(
+            payload_from_json(Api::V2, log("\u{1b}[34mWatching for changes...\n\u{1b}[0m")),
+            Payload::SkippedLog(LogKind::Skaffold)
+        );
         let unknown_level = json!({"timestamp": "2021-10-15T18:00:14Z", "skaffoldLogEvent": {"level": "CHATTY", "message": "Syncing 1 files for a"}});
         assert!(matches!(
             payload_from_json(Api::V2, unknown_level),
