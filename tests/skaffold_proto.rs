@@ -106,7 +106,12 @@ fn describe(pool: &DescriptorPool) -> BTreeSet<String> {
         }
         out.insert(format!("enum {}", e.full_name()));
         for v in e.values() {
-            out.insert(format!("value {} {} = {}", e.full_name(), v.name(), v.number()));
+            out.insert(format!(
+                "value {} {} = {}",
+                e.full_name(),
+                v.name(),
+                v.number()
+            ));
         }
     }
     for s in pool.services() {
@@ -118,9 +123,17 @@ fn describe(pool: &DescriptorPool) -> BTreeSet<String> {
                 "rpc {}/{}({}{}) returns ({}{})",
                 s.full_name(),
                 m.name(),
-                if m.is_client_streaming() { "stream " } else { "" },
+                if m.is_client_streaming() {
+                    "stream "
+                } else {
+                    ""
+                },
                 m.input().full_name(),
-                if m.is_server_streaming() { "stream " } else { "" },
+                if m.is_server_streaming() {
+                    "stream "
+                } else {
+                    ""
+                },
                 m.output().full_name(),
             ));
         }
@@ -150,7 +163,10 @@ fn our_enums_have_every_value_of_skaffolds_enums() {
     assert!(
         missing.is_empty(),
         "{}",
-        report("enum values of Skaffold's proto missing from ours", &missing)
+        report(
+            "enum values of Skaffold's proto missing from ours",
+            &missing
+        )
     );
     // The value the issue named, spelled out (Skaffold v2.17+).
     assert!(theirs.contains("value proto.enums.StatusCode RENDER_HELM_PLUGIN_ERR = 1410"));
@@ -160,7 +176,11 @@ fn our_enums_have_every_value_of_skaffolds_enums() {
 fn our_protos_describe_exactly_skaffolds_api() {
     let ours = describe(&our_pool());
     let theirs = describe(&skaffold_pool());
-    assert!(theirs.len() > 500, "the description covers the whole API: {}", theirs.len());
+    assert!(
+        theirs.len() > 500,
+        "the description covers the whole API: {}",
+        theirs.len()
+    );
     let missing: BTreeSet<&String> = theirs.difference(&ours).collect();
     let extra: BTreeSet<&String> = ours.difference(&theirs).collect();
     assert!(
@@ -177,8 +197,7 @@ fn a_dropped_enum_value_or_a_renumbered_field_is_seen() {
     // and v2 TaskEvent.status moved from 5 to 99, describes exactly those differences.
     use prost::Message as _;
     let mut fds =
-        prost_types::FileDescriptorSet::decode(skaffold_exporter::pb::FILE_DESCRIPTOR_SET)
-            .unwrap();
+        prost_types::FileDescriptorSet::decode(skaffold_exporter::pb::FILE_DESCRIPTOR_SET).unwrap();
     for f in &mut fds.file {
         for e in f.enum_type.iter_mut().filter(|e| e.name() == "StatusCode") {
             e.value.retain(|v| v.name() != "RENDER_HELM_PLUGIN_ERR");
@@ -186,7 +205,11 @@ fn a_dropped_enum_value_or_a_renumbered_field_is_seen() {
         if f.package() != "proto.v2" {
             continue;
         }
-        for m in f.message_type.iter_mut().filter(|m| m.name() == "TaskEvent") {
+        for m in f
+            .message_type
+            .iter_mut()
+            .filter(|m| m.name() == "TaskEvent")
+        {
             for field in m.field.iter_mut().filter(|x| x.name() == "status") {
                 field.number = Some(99);
             }

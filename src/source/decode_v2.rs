@@ -833,8 +833,22 @@ mod tests {
         // Every colour `--color` can select (output/color.go: 91-95, 31-37; Blue = 34
         // is the default), plus bold, 256-colour and true-colour SGRs.
         for sgr in [
-            "34", "91", "92", "93", "94", "95", "31", "32", "33", "35", "36", "37", "1;34",
-            "38;5;33", "38;2;0;0;255", "",
+            "34",
+            "91",
+            "92",
+            "93",
+            "94",
+            "95",
+            "31",
+            "32",
+            "33",
+            "35",
+            "36",
+            "37",
+            "1;34",
+            "38;5;33",
+            "38;2;0;0;255",
+            "",
         ] {
             let line = coloured(sgr, "Syncing 2 files for web:v1\n");
             assert!(is_sync_line(line.as_bytes()), "{line:?}");
@@ -890,7 +904,10 @@ mod tests {
             at(0, task("DevLoop", 2, "InProgress")),
             at(
                 10,
-                log(&coloured("34", "Syncing 3 files for gcr.io/p/web:v2@sha256:0123\n")),
+                log(&coloured(
+                    "34",
+                    "Syncing 3 files for gcr.io/p/web:v2@sha256:0123\n",
+                )),
             ),
             at(400, task("DevLoop", 2, "Succeeded")),
         ]);
