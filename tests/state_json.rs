@@ -114,6 +114,28 @@ fn skaffold_dev_state() -> v1::State {
     }
 }
 
+/// A simulated Skaffold after one dev loop (its `GetState` follows the events).
+fn simulated_skaffold() -> skaffold_exporter::simulator::Simulator {
+    use skaffold_exporter::simulator::scenario::Script;
+    let mut s = Script::new();
+    s.meta(0, "v2.16.1")
+        .dev_loop(100, 0, "In Progress")
+        .build(100, "web", "In Progress", StatusCode::Ok)
+        .build(900, "web", "Complete", StatusCode::Ok)
+        .deploy(100, "In Progress", StatusCode::Ok)
+        .deploy(500, "Complete", StatusCode::Ok)
+        .status_check(10, "Started", StatusCode::Ok)
+        .resource(400, "deployment/web", "Succeeded", StatusCode::Ok)
+        .status_check(10, "Succeeded", StatusCode::Ok)
+        .port(20, 9000, "web")
+        .dev_loop(10, 0, "Succeeded");
+    let sim = skaffold_exporter::simulator::Simulator::new();
+    for e in s.entries(1_700_000_000_000_000_000) {
+        sim.emit(e);
+    }
+    sim
+}
+
 fn cases() -> Vec<Case> {
     let state = |name, s: v1::State| Case {
         name,
@@ -201,6 +223,7 @@ fn cases() -> Vec<Case> {
         state("state-empty", v1::State::default()),
         state("state-nested-unset", nested),
         state("state-newer-enums", newer),
+        state("state-simulated-session", simulated_skaffold().state()),
         Case {
             name: "gateway-v2-task-event",
             message: "proto.v2.Event",
@@ -331,6 +354,27 @@ fn the_gateway_chunk_of_a_genuine_v1_35_1_capture_is_rendered_identically() {
     assert_same_document("issue 7081", &back, &result);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn v1_state_over_http_is_the_whole_protojson_document() {
+    // GetState over real gRPC from the simulated Skaffold, /v1/state over real HTTP
+    // from the exporter: the body is protojson's document, every key of it.
+    let sim = simulated_skaffold();
+    let (addr, _stop) = support::serve_skaffold(&sim).await;
+    let exp = skaffold_exporter::app::start(support::settings(addr))
+        .await
+        .unwrap();
+    let (status, ctype, body) = support::http_get(exp.http_addr, "/v1/state", None).await;
+    exp.shutdown().await;
+    assert_eq!(status, 200, "{body}");
+    assert!(ctype.starts_with("application/json"), "{ctype}");
+    let served: Value = serde_json::from_str(&body).unwrap();
+    let case = cases()
+        .into_iter()
+        .find(|c| c.name == "state-simulated-session")
+        .unwrap();
+    assert_same_document("/v1/state", &served, &golden(&case));
+}
+
 /// Builds `tools/protojson` (Go) with scripts/build-tool.sh; `None` without `go`.
 fn protojson_tool() -> Option<PathBuf> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -367,7 +411,11 @@ fn goldens_are_what_protojson_writes() {
     let dir = tempfile::tempdir().unwrap();
     // Skaffold's own protos (not ours) describe the messages for protojson.
     let fds = protox::compile(
-        ["enums/enums.proto", "v1/skaffold.proto", "v2/skaffold.proto"],
+        [
+            "enums/enums.proto",
+            "v1/skaffold.proto",
+            "v2/skaffold.proto",
+        ],
         [Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/skaffold-proto")],
     )
     .unwrap();
