@@ -148,12 +148,6 @@ async fn coloured_syncs_of_tagged_images_count_once_per_image_over_every_source(
             0,
             "{source}"
         );
-        assert!(
-            !text
-                .lines()
-                .any(|l| l.starts_with("skaffold_exporter_invalid_events_total{")
-                    && !l.ends_with(" 0")),
-            "{source}: invalid events\n{text}"
-        );
+        support::assert_no_invalid_events(&text, source);
     }
 }

@@ -167,13 +167,7 @@ fn assert_v1_29_numbers(source: &str, text: &str) {
             "{source}: {event}"
         );
     }
-    assert!(
-        !text
-            .lines()
-            .any(|l| l.starts_with("skaffold_exporter_invalid_events_total{")
-                && !l.ends_with(" 0")),
-        "{source}: invalid events\n{text}"
-    );
+    support::assert_no_invalid_events(&text, source);
 }
 
 #[test]
@@ -402,13 +396,7 @@ async fn skaffold_exec_events_as_skaffolds_own_test_expects_them() {
                 Some(4.0),
                 "{action} {source}"
             );
-            assert!(
-                !text
-                    .lines()
-                    .any(|l| l.starts_with("skaffold_exporter_invalid_events_total{")
-                        && !l.ends_with(" 0")),
-                "{action} {source}\n{text}"
-            );
+            support::assert_no_invalid_events(&text, &format!("{action} {source}"));
         }
     }
     // action-succeeded: with the final Exec event, one successful exec of 5 s

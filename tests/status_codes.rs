@@ -97,6 +97,7 @@ async fn a_helm_plugin_render_failure_is_counted_under_its_own_code_over_every_s
             Some(1.0),
             "{source}"
         );
+        support::assert_no_invalid_events(&text, source);
         // Every failure counted carries Skaffold's code by name; none is UNKNOWN.
         let errors: Vec<&str> = text
             .lines()

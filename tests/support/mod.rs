@@ -125,3 +125,13 @@ pub fn close(actual: Option<f64>, expected: f64) {
     let a = actual.expect("sample present");
     assert!((a - expected).abs() < 1e-6, "expected {expected}, got {a}");
 }
+
+/// Asserts that no `skaffold_exporter_invalid_events_total` series is above zero.
+#[track_caller]
+pub fn assert_no_invalid_events(text: &str, what: &str) {
+    let invalid: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("skaffold_exporter_invalid_events_total{") && !l.ends_with(" 0"))
+        .collect();
+    assert!(invalid.is_empty(), "{what}: {invalid:?}");
+}
