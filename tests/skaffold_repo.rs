@@ -167,7 +167,7 @@ fn assert_v1_29_numbers(source: &str, text: &str) {
             "{source}: {event}"
         );
     }
-    support::assert_no_invalid_events(&text, source);
+    support::assert_no_invalid_events(text, source);
 }
 
 #[test]
