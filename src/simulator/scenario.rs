@@ -41,6 +41,8 @@ struct V2Context {
     iteration: i32,
     build_open: bool,
     run_id: Option<String>,
+    /// Skaffold's output goes to a colour terminal (or `--force-colors`).
+    colors: bool,
 }
 
 fn v2_err(code: StatusCode, message: &str) -> Option<v2::ActionableErr> {
@@ -105,6 +107,25 @@ impl Script {
     pub fn with_run_id(&mut self, run_id: &str) -> &mut Self {
         self.v2.run_id = Some(run_id.to_owned());
         self
+    }
+
+    /// Skaffold's output is coloured from now on, as on a colour terminal or with
+    /// `--force-colors`: lines printed with `output.Default` (`Building [...]`, the
+    /// sync line) reach the v2 log events wrapped in SGR codes, exactly as
+    /// heroku/color writes them (`ESC[34m` for the default blue, the text with its
+    /// newline, `ESC[0m`).
+    pub fn with_colors(&mut self) -> &mut Self {
+        self.v2.colors = true;
+        self
+    }
+
+    /// `text` as `output.Default.Fprintf` writes it to Skaffold's output.
+    fn default_color(&self, text: &str) -> String {
+        if self.v2.colors {
+            format!("\x1b[34m{text}\x1b[0m")
+        } else {
+            text.to_owned()
+        }
     }
 
     fn task(&self, task: &str, status: &str, err: Option<v2::ActionableErr>) -> V2 {
@@ -294,6 +315,7 @@ impl Script {
         );
         self.v2 = V2Context {
             run_id: self.v2.run_id.clone(),
+            colors: self.v2.colors,
             ..V2Context::default()
         };
         let v2 = vec![self.v2_meta(version)];
@@ -365,7 +387,11 @@ impl Script {
                 self.open_build(&mut v2);
                 v2.push(self.build_subtask(artifact, "Cache", "InProgress", None));
                 v2.push(self.build_subtask(artifact, "Cache", "Failed", None));
-                v2.push(self.log_event("Build", artifact, &format!("Building [{artifact}]...\n")));
+                v2.push(self.log_event(
+                    "Build",
+                    artifact,
+                    &self.default_color(&format!("Building [{artifact}]...\n")),
+                ));
                 v2.push(self.build_subtask(artifact, "Build", "InProgress", None));
             }
             "Failed" => {
@@ -564,7 +590,7 @@ impl Script {
             vec![self.log_event(
                 "DevLoop",
                 "-1",
-                &format!("Syncing {files} files for {image}\n"),
+                &self.default_color(&format!("Syncing {files} files for {image}\n")),
             )]
         } else {
             Vec::new()

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use opentelemetry::trace::{
     Event as SpanEvent, SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceId, TraceState,
 };
-use opentelemetry::{InstrumentationScope, KeyValue, Value};
+use opentelemetry::{Array, InstrumentationScope, KeyValue, Value};
 use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanExporter as _, SpanLinks};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -159,6 +159,9 @@ fn task(phase: Phase, subject: Option<&str>) -> (String, &'static str) {
         _ => ty,
     };
     let name = match subject {
+        // A sync names the image by its built tag: the span is named by the image name
+        // (span names stay low-cardinality; the tag is an attribute).
+        Some(s) if phase == Phase::FileSync => format!("{verb} {}", super::image::name(s)),
         Some(s) => format!("{verb} {s}"),
         None => verb.to_owned(),
     };
@@ -781,8 +784,27 @@ impl SpanBuilder {
             attrs.push(KeyValue::new(k::SKAFFOLD_ITERATION, o.iteration));
         }
         match (phase, subject) {
-            (Phase::Build | Phase::FileSync, Some(s)) => {
+            (Phase::Build, Some(s)) => {
                 attrs.push(KeyValue::new(k::CONTAINER_IMAGE_NAME, s.to_owned()));
+            }
+            (Phase::FileSync, Some(s)) => {
+                let image = super::image::ImageRef::parse(s);
+                attrs.push(KeyValue::new(
+                    k::CONTAINER_IMAGE_NAME,
+                    image.name.to_owned(),
+                ));
+                if let Some(tag) = image.tag {
+                    attrs.push(KeyValue::new(
+                        k::CONTAINER_IMAGE_TAGS,
+                        Value::Array(Array::String(vec![tag.to_owned().into()])),
+                    ));
+                }
+                if let Some(d) = image.repo_digest() {
+                    attrs.push(KeyValue::new(
+                        k::CONTAINER_IMAGE_REPO_DIGESTS,
+                        Value::Array(Array::String(vec![d.into()])),
+                    ));
+                }
             }
             (Phase::Resource, Some(s)) => {
                 let (ns, kind, rname) = parse_resource(s);
@@ -1181,6 +1203,76 @@ mod tests {
             )],
         );
         assert!(b.take_ready().is_empty());
+    }
+
+    #[test]
+    fn a_sync_span_is_named_by_the_image_and_carries_its_tag_and_digest() {
+        let mut b = SpanBuilder::new(SpanConfig {
+            pipeline: "p".into(),
+        });
+        let mut st = State::new();
+        let digest = "sha256:e3c03bbaf0830afb79d586c5a0d5ce7510a027585fb0cbc88db9bd14bfbad139";
+        let image = format!("localhost:5000/web:v2@{digest}");
+        let sync = |at, status| {
+            (
+                at,
+                EventKind::FileSync {
+                    image: image.clone(),
+                    file_count: 2,
+                    status,
+                    error: None,
+                },
+            )
+        };
+        let dev_loop = |at, status| {
+            (
+                at,
+                EventKind::DevLoop {
+                    iteration: 1,
+                    status,
+                    error: None,
+                },
+            )
+        };
+        fold(
+            &mut b,
+            &mut st,
+            vec![
+                (1, EventKind::Meta { version: None }),
+                dev_loop(2, Status::InProgress),
+                sync(3, Status::InProgress),
+                sync(5, Status::Succeeded),
+            ],
+        );
+        let spans = b.take_ready();
+        let span = spans
+            .iter()
+            .find(|s| s.name == "sync localhost:5000/web")
+            .unwrap_or_else(|| panic!("{:?}", spans.iter().map(|s| &s.name).collect::<Vec<_>>()));
+        let kv = |key: &str| {
+            span.attributes
+                .iter()
+                .find(|kv| kv.key.as_str() == key)
+                .map(|kv| kv.value.clone())
+        };
+        assert_eq!(
+            kv(k::CONTAINER_IMAGE_NAME),
+            Some(Value::from("localhost:5000/web"))
+        );
+        assert_eq!(
+            kv(k::CONTAINER_IMAGE_TAGS),
+            Some(Value::Array(Array::String(vec!["v2".into()])))
+        );
+        assert_eq!(
+            kv(k::CONTAINER_IMAGE_REPO_DIGESTS),
+            Some(Value::Array(Array::String(vec![
+                format!("localhost:5000/web@{digest}").into()
+            ])))
+        );
+        assert_eq!(
+            attr(span, k::CICD_PIPELINE_TASK_NAME).as_deref(),
+            Some("sync localhost:5000/web")
+        );
     }
 
     #[test]

@@ -22,7 +22,9 @@
 //! - **Status check.** The `StatusCheck` task is the status check;
 //!   `StatusCheckSubtaskEvent`s are the per-resource events.
 //! - **File syncs.** Skaffold never emits v2 `FileSyncEvent`s (no caller at any
-//!   release); a sync only shows as the log line `Syncing N files for IMAGE`. The
+//!   release); a sync only shows as the log line `Syncing N files for IMAGE`
+//!   (wrapped in ANSI colour codes on a colour terminal or with `--force-colors`:
+//!   matched with them stripped, see [`is_sync_line`]). The
 //!   decoder starts a sync there and ends it at the next task event of the iteration
 //!   (success) or when the dev loop fails (failure), so sync durations are an upper
 //!   bound. Should a `FileSyncEvent` ever arrive, the log lines are no longer used.
@@ -36,6 +38,43 @@ use crate::source::decode::{MAX_NAME, name, status, status_code_name, timestamp_
 /// The log line that announces a file sync (`output.Default.Fprintf(out, "Syncing %d
 /// files for %s\n", ...)` in Skaffold's dev loop).
 pub const SYNC_LOG_PREFIX: &str = "Syncing ";
+
+/// The ESC byte that starts every ANSI escape sequence Skaffold's output can carry.
+const ESC: u8 = 0x1b;
+
+/// Whether a `SkaffoldLogEvent` message is the sync line, looking through ANSI escape
+/// sequences: on a colour terminal, or with `--force-colors`, Skaffold's colour writer
+/// (`output/color.go`, heroku/color) wraps the text in SGR codes (`ESC[34m` ...
+/// `ESC[0m`), and `output/output.go` copies those same bytes into the v2 event. Any
+/// escape sequence (CSI, OSC, other ESC sequences) and C0 control other than
+/// whitespace is skipped, as a terminal would. Allocates nothing.
+pub fn is_sync_line(message: &[u8]) -> bool {
+    if !message.contains(&ESC) {
+        return message.starts_with(SYNC_LOG_PREFIX.as_bytes());
+    }
+    let mut want = SYNC_LOG_PREFIX.as_bytes();
+    for chunk in anstream::adapter::strip_bytes(message) {
+        let n = chunk.len().min(want.len());
+        if chunk[..n] != want[..n] {
+            return false;
+        }
+        want = &want[n..];
+        if want.is_empty() {
+            return true;
+        }
+    }
+    false
+}
+
+/// The text of a Skaffold log message as a terminal would show it (ANSI escape
+/// sequences removed; see [`is_sync_line`]). Borrows when there is nothing to strip.
+pub fn plain_text(message: &str) -> std::borrow::Cow<'_, str> {
+    if message.as_bytes().contains(&ESC) {
+        std::borrow::Cow::Owned(anstream::adapter::strip_str(message).to_string())
+    } else {
+        std::borrow::Cow::Borrowed(message)
+    }
+}
 
 /// Per-run state needed to map v2 onto the v1-shaped domain events.
 #[derive(Debug, Default, Clone)]
@@ -66,10 +105,13 @@ fn error(status: Status, code: i32, actionable: Option<&v2::ActionableErr>) -> O
     })
 }
 
-/// Parses `Syncing 3 files for leeroy-web` into (image, file count). A count too
-/// large for a u64 comes out as `u64::MAX` (the decoder rejects anything above
-/// `i32::MAX`, the range of the file count Skaffold's events carry).
+/// Parses `Syncing 3 files for leeroy-web:v1` into (image, file count), coloured or
+/// not (see [`is_sync_line`]). The image is Skaffold's reference as printed (the
+/// built tag, `name:tag[@sha256:...]`); the sinks derive the `image` label from it. A
+/// count too large for a u64 comes out as `u64::MAX` (the decoder rejects anything
+/// above `i32::MAX`, the range of the file count Skaffold's events carry).
 pub fn parse_sync_line(message: &str) -> Option<(String, u64)> {
+    let message = plain_text(message);
     let rest = message.strip_prefix(SYNC_LOG_PREFIX)?;
     let (count, rest) = rest.split_once(' ')?;
     if count.is_empty() || !count.bytes().all(|b| b.is_ascii_digit()) {
@@ -778,6 +820,110 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    /// The bytes heroku/color (Skaffold's colour library) writes for `Fprintf` in
+    /// colour `sgr`: the start code, the text (newline included), the reset code.
+    fn coloured(sgr: &str, text: &str) -> String {
+        format!("\x1b[{sgr}m{text}\x1b[0m")
+    }
+
+    #[test]
+    fn the_sync_line_is_matched_through_any_escape_sequence() {
+        // Every colour `--color` can select (output/color.go: 91-95, 31-37; Blue = 34
+        // is the default), plus bold, 256-colour and true-colour SGRs.
+        for sgr in [
+            "34",
+            "91",
+            "92",
+            "93",
+            "94",
+            "95",
+            "31",
+            "32",
+            "33",
+            "35",
+            "36",
+            "37",
+            "1;34",
+            "38;5;33",
+            "38;2;0;0;255",
+            "",
+        ] {
+            let line = coloured(sgr, "Syncing 2 files for web:v1\n");
+            assert!(is_sync_line(line.as_bytes()), "{line:?}");
+            assert_eq!(
+                parse_sync_line(&line),
+                Some(("web:v1".into(), 2)),
+                "{line:?}"
+            );
+        }
+        // Other CSI sequences (cursor, erase), an OSC 8 hyperlink around the image
+        // (both terminators), a charset designation, escapes inside the word.
+        for line in [
+            "\x1b[2K\x1b[1GSyncing 2 files for web:v1\n",
+            "Syncing 2 files for \x1b]8;;https://x.example/web\x1b\\web:v1\x1b]8;;\x1b\\\n",
+            "Syncing 2 files for \x1b]8;;https://x.example/web\x07web:v1\x1b]8;;\x07\n",
+            "\x1b(BSyncing 2 files for web:v1\n",
+            "Sync\x1b[0ming 2 files for \x1b[1mweb:v1\x1b[22m\n",
+        ] {
+            assert!(is_sync_line(line.as_bytes()), "{line:?}");
+            assert_eq!(
+                parse_sync_line(line),
+                Some(("web:v1".into(), 2)),
+                "{line:?}"
+            );
+        }
+        // Coloured lines that are not the sync line stay unmatched.
+        for line in [
+            coloured("34", "Watching for changes...\n"),
+            coloured("34", "Syncin"),
+            "\x1b[34m".to_owned(),
+            coloured("34", " Syncing 2 files for web\n"),
+            coloured("33", "Press Ctrl+C to exit\n"),
+        ] {
+            assert!(!is_sync_line(line.as_bytes()), "{line:?}");
+            assert_eq!(parse_sync_line(&line), None, "{line:?}");
+        }
+        // Plain lines take the plain path (nothing to strip, nothing allocated).
+        assert!(matches!(
+            plain_text("Syncing 1 files for a\n"),
+            std::borrow::Cow::Borrowed(_)
+        ));
+        assert!(!is_sync_line(b"syncing 1 files for a"));
+    }
+
+    #[test]
+    fn a_coloured_sync_line_opens_and_closes_a_sync_like_a_plain_one() {
+        let plain = decode_all(&[
+            at(0, task("DevLoop", 2, "InProgress")),
+            at(10, log("Syncing 3 files for gcr.io/p/web:v2@sha256:0123\n")),
+            at(400, task("DevLoop", 2, "Succeeded")),
+        ]);
+        let colour = decode_all(&[
+            at(0, task("DevLoop", 2, "InProgress")),
+            at(
+                10,
+                log(&coloured(
+                    "34",
+                    "Syncing 3 files for gcr.io/p/web:v2@sha256:0123\n",
+                )),
+            ),
+            at(400, task("DevLoop", 2, "Succeeded")),
+        ]);
+        assert_eq!(plain, colour);
+        assert_eq!(
+            colour
+                .iter()
+                .filter(|(_, k)| matches!(
+                    k,
+                    EventKind::FileSync { image, file_count: 3, .. }
+                        if image == "gcr.io/p/web:v2@sha256:0123"
+                ))
+                .count(),
+            2,
+            "{colour:?}"
+        );
     }
 
     #[test]
