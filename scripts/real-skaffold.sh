@@ -15,18 +15,20 @@
 #   iteration 0  initial: a, b, c built in parallel, 3 tests, deploy      success
 #   iteration 1  edit a: rebuild a, test a, deploy                        success
 #   iteration 2  edit b with b's build failing                            failure (build)
-#                  -> the v2 exporter is killed (SIGKILL)
+#                  -> the v2 exporter and the proxy are killed (SIGKILL)
 #   iteration 3  edit c with c's test failing: rebuild c, test c fails    failure (test)
 #   iteration 4  edit b (4 s build): rebuild b, test b, deploy            success
-#                  -> during b's build the v2 exporter is restarted: Skaffold
-#                     replays to it while live events flow
+#                  -> during b's build both are restarted: Skaffold replays to
+#                     them while live events flow
 #                  -> a fourth exporter attaches late; GetState and /v1/state
 #                     are compared through the exporter and from Skaffold
 #   iteration 5  edit a (60 s build), Ctrl-C (SIGINT to Skaffold) 2 s in:
 #                  a's build is cancelled, the iteration fails, Skaffold exits
 #
-# Exporters: v2 (`--api auto`, with the gRPC passthrough), v1 (`--api v1`), the HTTP
-# gateway (`--skaffold-http`), and the late one (`--api auto`). Independent captures
+# Exporters: v2 (`--api auto`), v1 (`--api v1`), the HTTP gateway (`--skaffold-http`),
+# the late one (`--api auto`), and a proxied one (`--api auto`, with the gRPC
+# passthrough) that reaches Skaffold through grpccapture's recording proxy, killed
+# and restarted with the v2 exporter: it resubscribes within one process. Independent captures
 # record the raw v1 and v2 gRPC streams (grpccapture, tools/skaffold) and the
 # gateway's /v1/events and /v2/events. Then `skaffold-exporter replay` folds both
 # event-log files Skaffold wrote, and `skaffold run --wait-for-connection` is run
@@ -90,8 +92,10 @@ mkdir -p "$ctl" "$work/home" "$work/registry" "$work/scrapes"
 : >"$ctl/builds.log"
 : >"$ctl/tests.log"
 cat >"$work/kubeconfig" <<'EOF'
-# Skaffold resolves a kube context at start even when nothing is deployed: this
-# one points nowhere and is never contacted (there is no deployer).
+# Skaffold reads the kube context at start even when nothing is deployed (with no
+# kubeconfig at all it goes on with an empty one). This one makes that explicit and
+# points nowhere: with HOME and KUBECONFIG in the work area, a developer's real
+# cluster is never seen. It is never contacted (there is no deployer).
 apiVersion: v1
 kind: Config
 clusters:
@@ -193,7 +197,7 @@ EXPECT_FAIL["$v1srcs:build_consecutive_failures{app-a}"]="pending issue 9 (cance
 EXPECT_FAIL["$v1srcs:errors_total{phase=\"build\",code=\"BUILD_UNKNOWN\"}"]="pending issue 9 (cancelled builds): the cancelled build is counted as a build error (v1 BuildEvent Failed)"
 EXPECT_FAIL["$v1srcs:errors_total(all)"]="pending issue 9 (cancelled builds): one build error too many, the cancelled build"
 EXPECT_FAIL["$v1srcs:@(tests_total|test_duration_count){success}"]="pending issue 9 (v1/v2 parity): Skaffold v1 sends one TestEvent In Progress/Complete pair per custom test command (pkg/skaffold/test/custom/custom.go Runner.Test: 3 in iteration 0); src/core/state.rs counts each pair as a test phase, where v2's Test task (one per phase, src/source/decode_v2.rs) gives the README's 'test phases'"
-EXPECT_FAIL["@(v2|gateway|late|replay-v2):errors_total{phase=\"dev_loop\",code=\"BUILD_UNKNOWN\"}"]="pending issue 9 (v1/v2 parity): a failed v2 DevLoop TaskEvent carries UNKNOWN_ERROR (iterations 2 and 5); src/source/decode_v2.rs V2Decoder::task (DevLoop arm) takes that code, v1's DevLoopEvent has the failed phase's BUILD_UNKNOWN"
+EXPECT_FAIL["@(v2|gateway|late|proxied|replay-v2):errors_total{phase=\"dev_loop\",code=\"BUILD_UNKNOWN\"}"]="pending issue 9 (v1/v2 parity): a failed v2 DevLoop TaskEvent carries UNKNOWN_ERROR (iterations 2 and 5); src/source/decode_v2.rs V2Decoder::task (DevLoop arm) takes that code, v1's DevLoopEvent has the failed phase's BUILD_UNKNOWN"
 EXPECT_FAIL["agree:@(mid-v2=mid-v1|v2=v1):counts"]="pending issue 9 (v1/v2 parity): the test-phase count, the dev-loop error code and (at the end) the cancelled build differ, see above"
 EXPECT_FAIL["agree:v2=v1:sums"]="pending issue 9 (cancelled builds): v1 has the cancelled build's duration under result=failure"
 EXPECT_FAIL["state:v2-exporter=gateway"]="not filed yet: src/source/json.rs state_json_from_bytes (prost-reflect SerializeOptions) leaves the unset message field metadata.test out, where Skaffold's gateway (protojson EmitUnpopulated) writes \"test\": null"
@@ -210,9 +214,20 @@ start_e2 first
 start e1 "$work/exporter-v1.log" "$EXP_BIN" --listen "127.0.0.1:$E1" --skaffold-addr "127.0.0.1:$RPC" --api v1 "${exp_common[@]}"
 start eg "$work/exporter-gateway.log" "$EXP_BIN" --listen "127.0.0.1:$EG" --skaffold-http "http://127.0.0.1:$HTTP" \
   --skaffold-addr "127.0.0.1:$RPC" "${exp_common[@]}"
-for p in "$E2" "$E1" "$EG"; do wait_for "an exporter on $p" 20 curl -fsS "http://127.0.0.1:$p/healthz"; done
+# The fifth exporter reaches Skaffold through grpccapture's proxy, which records the
+# GetState bytes it forwards and is killed and restarted mid-session: that exporter
+# loses its stream and resubscribes within one process, so Skaffold's replay must be
+# told apart from what it already folded while live events flow.
+start_proxy() {
+  start proxy "$work/proxy.$1.log" "$CAPTURE" proxy -listen "127.0.0.1:$PX" -addr "127.0.0.1:$RPC" -out "$work/state-upstream.bin"
+  wait_for "the recording proxy" 20 port_open "$PX"
+}
+start_proxy first
+start ep "$work/exporter-proxied.log" "$EXP_BIN" --listen "127.0.0.1:$EP" --grpc-listen "127.0.0.1:$EPG" \
+  --skaffold-addr "127.0.0.1:$PX" --api auto "${exp_common[@]}"
+for p in "$E2" "$E1" "$EG" "$EP"; do wait_for "an exporter on $p" 20 curl -fsS "http://127.0.0.1:$p/healthz"; done
 
-echo "real-skaffold: registry 127.0.0.1:$REG, Skaffold gRPC $RPC, gateway $HTTP; exporters v2 $E2, v1 $E1, gateway $EG, late $EL, passthrough $EP (gRPC $EPG, upstream through the recording proxy $PX)"
+echo "real-skaffold: registry 127.0.0.1:$REG, Skaffold gRPC $RPC, gateway $HTTP; exporters v2 $E2, v1 $E1, gateway $EG, late $EL, proxied $EP (passthrough $EPG, through the proxy $PX)"
 cd "$proj"
 # A background job of a non-interactive shell starts with SIGINT ignored, and Go
 # passes an ignored SIGINT on to the commands it runs; a developer's terminal has
@@ -282,7 +297,8 @@ exp_error build "$CODE_BUILD_FAIL"
 exp_error dev_loop "$CODE_BUILD_FAIL"
 exp_loop rebuild failure 1.5
 stop e2 KILL
-echo "real-skaffold: v2 exporter killed after iteration 2"
+stop proxy KILL
+echo "real-skaffold: v2 exporter and the proxy in front of the proxied one killed after iteration 2"
 
 # Iteration 3: c builds (2 s) and its test fails.
 rm -f "$ctl/build-fail-app-b"
@@ -303,7 +319,8 @@ edit app-b
 wait_for "b's build to start" 60 bash -c "[ \$(grep -c '^app-b start' '$ctl/builds.log') -gt $n ]"
 sleep 1
 start_e2 restarted
-echo "real-skaffold: v2 exporter restarted during b's build"
+start_proxy restarted
+echo "real-skaffold: v2 exporter and the proxy restarted during b's build"
 run_iteration 4 Succeeded
 exp_build app-b success 4
 exp_phase test success 0.2
@@ -313,15 +330,11 @@ exp_loop rebuild success 4.2
 
 # A fourth exporter attaches late: Skaffold replays everything to it.
 start el "$work/exporter-late.log" "$EXP_BIN" --listen "127.0.0.1:$EL" --skaffold-addr "127.0.0.1:$RPC" --api auto "${exp_common[@]}"
-start proxy "$work/proxy.log" "$CAPTURE" proxy -listen "127.0.0.1:$PX" -addr "127.0.0.1:$RPC" -out "$work/state-upstream.bin"
-wait_for "the recording proxy" 20 port_open "$PX"
-start ep "$work/exporter-passthrough.log" "$EXP_BIN" --listen "127.0.0.1:$EP" --grpc-listen "127.0.0.1:$EPG" \
-  --skaffold-addr "127.0.0.1:$PX" --api auto "${exp_common[@]}"
 for p in "$E2" "$E1" "$EG" "$EL" "$EP"; do
   wait_for "exporter $p ready" 30 curl -fsS "http://127.0.0.1:$p/readyz"
 done
 sleep 1
-for x in "v2:$E2" "v1:$E1" "gateway:$EG" "late:$EL"; do scrape "${x#*:}" "mid-${x%%:*}"; done
+for x in "v2:$E2" "v1:$E1" "gateway:$EG" "late:$EL" "proxied:$EP"; do scrape "${x#*:}" "mid-${x%%:*}"; done
 
 # GetState through the exporter's passthrough vs Skaffold's own answer. Skaffold
 # encodes the State's maps in Go's random map order, so two calls need not return
@@ -359,14 +372,14 @@ exp_error dev_loop "$CODE_BUILD_CANCEL"
 exp_loop rebuild failure "$cancel_after"
 
 # Skaffold is gone: let each exporter notice (connected 0), then read it.
-for x in "v2:$E2" "v1:$E1" "gateway:$EG" "late:$EL"; do
+for x in "v2:$E2" "v1:$E1" "gateway:$EG" "late:$EL" "proxied:$EP"; do
   wait_for "exporter ${x%%:*} to see Skaffold gone" 30 bash -c \
     "curl -fsS http://127.0.0.1:${x#*:}/metrics | grep -qx 'skaffold_exporter_connected 0'" || true
 done
 # "Skaffold gone" is a failed reconnect (backoff at most 500 ms here): give every
 # exporter that long before reading what the end of the session closed.
 sleep 1.5
-for x in "v2:$E2" "v1:$E1" "gateway:$EG" "late:$EL"; do
+for x in "v2:$E2" "v1:$E1" "gateway:$EG" "late:$EL" "proxied:$EP"; do
   scrape "${x#*:}" "end-${x%%:*}"
 done
 for c in cap_v1 cap_v2 cap_g1 cap_g2; do
@@ -515,18 +528,26 @@ check_eq "skaffold-dev:exit-after-ctrl-c" "$skaffold_rc" 0
 check_true "files:event-log" "Skaffold wrote events.json and events.json.v2" test -s "$work/events.json" -a -s "$work/events.json.v2"
 check_eq "replay-v1:exit" "$replay_rc_v1" 0
 check_eq "replay-v2:exit" "$replay_rc_v2" 0
-for src in v2 gateway late replay-v2; do check_core "$src" "$S/end-$src.prom" 1; done
+for src in v2 gateway late proxied replay-v2; do check_core "$src" "$S/end-$src.prom" 1; done
 for src in v1 replay-v1; do check_core "$src" "$S/end-$src.prom" 0; done
 
+echo "== the proxied exporter resubscribed within one process and skipped the replay"
+check_true "proxied:reconnected" "skaffold_exporter_reconnects_total >= 1" \
+  awk -v v="$(num "$(value "$S/end-proxied.prom" skaffold_exporter_reconnects_total "")")" 'BEGIN { exit !(v >= 1) }'
+check_true "proxied:replay-skipped" "skaffold_exporter_replayed_events_skipped_total > 0" \
+  awk -v v="$(num "$(value "$S/end-proxied.prom" skaffold_exporter_replayed_events_skipped_total "")")" 'BEGIN { exit !(v > 0) }'
+
 echo "== agreement"
-for src in v2 v1 gateway late; do
+for src in v2 v1 gateway late proxied; do
   check_eq "mid-$src:skaffold_info{$SKAFFOLD_VERSION}" "$(value "$S/mid-$src.prom" skaffold_info "version=\"$SKAFFOLD_VERSION\"")" 1
 done
 same mid-v2 "$S/mid-v2.prom" mid-gateway "$S/mid-gateway.prom" 1
 same mid-v2 "$S/mid-v2.prom" mid-late "$S/mid-late.prom" 1
+same mid-v2 "$S/mid-v2.prom" mid-proxied "$S/mid-proxied.prom" 1
 same mid-v2 "$S/mid-v2.prom" mid-v1 "$S/mid-v1.prom" 0
 same v2 "$S/end-v2.prom" gateway "$S/end-gateway.prom" 1
 same v2 "$S/end-v2.prom" late "$S/end-late.prom" 1
+same v2 "$S/end-v2.prom" proxied "$S/end-proxied.prom" 1
 same v2 "$S/end-v2.prom" replay-v2 "$S/end-replay-v2.prom" 1
 same v1 "$S/end-v1.prom" replay-v1 "$S/end-replay-v1.prom" 1
 same v2 "$S/end-v2.prom" v1 "$S/end-v1.prom" 0
