@@ -468,19 +468,28 @@ fi
 echo "real-skaffold: scenario done in $(($(date +%s) - t_begin))s; checking"
 S="$work/scrapes"
 
+# check_counted FILE ID_PREFIX COUNTER HISTOGRAM KEY ID_LABELS: the counter
+# (skaffold_COUNTER) and the histogram's count (skaffold_HISTOGRAM_seconds) of the
+# series KEY equal the expected count, and where something was expected, the
+# histogram's sum lies within the expected bounds. Ids: PREFIX:COUNTER{ID_LABELS},
+# PREFIX:HISTOGRAM_count{...}, PREFIX:HISTOGRAM_sum{...}.
+check_counted() {
+  local f=$1 src=$2 counter=$3 hist=$4 key=$5 ids=$6 want
+  want=${EXP[skaffold_$counter|$key]:-0}
+  check_eq "$src:$counter{$ids}" "$(value "$f" "skaffold_$counter" "$key")" "$want"
+  check_eq "$src:${hist}_count{$ids}" "$(value "$f" "skaffold_${hist}_seconds_count" "$key")" "$want"
+  if [ "$want" -gt 0 ]; then
+    check_range "$src:${hist}_sum{$ids}" "$(value "$f" "skaffold_${hist}_seconds_sum" "$key")" \
+      "${DLO[skaffold_${hist}_seconds|$key]}" "${DHI[skaffold_${hist}_seconds|$key]}"
+  fi
+}
+
 # check_core SOURCE FILE V2: every core series against the expectations.
 check_core() {
-  local src=$1 f=$2 v2=$3 a r k key want lo hi n
+  local src=$1 f=$2 v2=$3 a r k key
   for a in "${ARTIFACTS[@]}"; do
     for r in success failure canceled; do
-      key="artifact=\"$a\",result=\"$r\""
-      want=${EXP[skaffold_builds_total|$key]:-0}
-      check_eq "$src:builds_total{$a,$r}" "$(value "$f" skaffold_builds_total "$key")" "$want"
-      check_eq "$src:build_duration_count{$a,$r}" "$(value "$f" skaffold_build_duration_seconds_count "$key")" "$want"
-      if [ "$want" -gt 0 ]; then
-        check_range "$src:build_duration_sum{$a,$r}" "$(value "$f" skaffold_build_duration_seconds_sum "$key")" \
-          "${DLO[skaffold_build_duration_seconds|$key]}" "${DHI[skaffold_build_duration_seconds|$key]}"
-      fi
+      check_counted "$f" "$src" builds_total build_duration "artifact=\"$a\",result=\"$r\"" "$a,$r"
     done
     check_eq "$src:build_consecutive_failures{$a}" "$(value "$f" skaffold_build_consecutive_failures "artifact=\"$a\"")" 0
     if [ "$v2" = 1 ]; then
@@ -494,26 +503,12 @@ check_core() {
   [ "$v2" = 1 ] && phases+=(render)
   for k in "${phases[@]}"; do
     for r in success failure canceled; do
-      key="result=\"$r\""
-      want=${EXP[skaffold_${k}s_total|$key]:-0}
-      check_eq "$src:${k}s_total{$r}" "$(value "$f" "skaffold_${k}s_total" "$key")" "$want"
-      check_eq "$src:${k}_duration_count{$r}" "$(value "$f" "skaffold_${k}_duration_seconds_count" "$key")" "$want"
-      if [ "$want" -gt 0 ]; then
-        check_range "$src:${k}_duration_sum{$r}" "$(value "$f" "skaffold_${k}_duration_seconds_sum" "$key")" \
-          "${DLO[skaffold_${k}_duration_seconds|$key]}" "${DHI[skaffold_${k}_duration_seconds|$key]}"
-      fi
+      check_counted "$f" "$src" "${k}s_total" "${k}_duration" "result=\"$r\"" "$r"
     done
   done
   for k in initial rebuild sync redeploy; do
     for r in success failure canceled; do
-      key="kind=\"$k\",result=\"$r\""
-      want=${EXP[skaffold_dev_loops_total|$key]:-0}
-      check_eq "$src:dev_loops_total{$k,$r}" "$(value "$f" skaffold_dev_loops_total "$key")" "$want"
-      check_eq "$src:dev_loop_duration_count{$k,$r}" "$(value "$f" skaffold_dev_loop_duration_seconds_count "$key")" "$want"
-      if [ "$want" -gt 0 ]; then
-        check_range "$src:dev_loop_duration_sum{$k,$r}" "$(value "$f" skaffold_dev_loop_duration_seconds_sum "$key")" \
-          "${DLO[skaffold_dev_loop_duration_seconds|$key]}" "${DHI[skaffold_dev_loop_duration_seconds|$key]}"
-      fi
+      check_counted "$f" "$src" dev_loops_total dev_loop_duration "kind=\"$k\",result=\"$r\"" "$k,$r"
     done
   done
   local total=0
@@ -529,14 +524,7 @@ check_core() {
   check_eq "$src:deploy_consecutive_failures" "$(value "$f" skaffold_deploy_consecutive_failures "")" 0
   check_eq "$src:file_syncs_total(all)" "$(value "$f" skaffold_file_syncs_total "")" "${EXP[skaffold_file_syncs_total|]:-0}"
   for r in success failure; do
-    key="image=\"$IMG_C\",result=\"$r\""
-    want=${EXP[skaffold_file_syncs_total|$key]:-0}
-    check_eq "$src:file_syncs_total{app-c,$r}" "$(value "$f" skaffold_file_syncs_total "$key")" "$want"
-    check_eq "$src:file_sync_duration_count{app-c,$r}" "$(value "$f" skaffold_file_sync_duration_seconds_count "$key")" "$want"
-    if [ "$want" -gt 0 ]; then
-      check_range "$src:file_sync_duration_sum{app-c,$r}" "$(value "$f" skaffold_file_sync_duration_seconds_sum "$key")" \
-        "${DLO[skaffold_file_sync_duration_seconds|$key]}" "${DHI[skaffold_file_sync_duration_seconds|$key]}"
-    fi
+    check_counted "$f" "$src" file_syncs_total file_sync_duration "image=\"$IMG_C\",result=\"$r\"" "app-c,$r"
   done
   check_eq "$src:synced_files_total{app-c}" "$(value "$f" skaffold_synced_files_total "image=\"$IMG_C\"")" "${EXP[skaffold_synced_files_total|image=\"$IMG_C\"]:-0}"
   check_eq "$src:invalid_events_total" "$(value "$f" skaffold_exporter_invalid_events_total "")" 0
