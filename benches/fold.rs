@@ -17,7 +17,8 @@ fn session(iterations: i32) -> Script {
     let mut rng = fastrand::Rng::with_seed(7);
     let mut s = initial_loop(&mut rng, Flavor::Normal);
     for i in 1..=iterations {
-        s.steps.extend(next_loop(&mut rng, Flavor::Normal, i).steps);
+        s.steps
+            .extend(next_loop(&mut rng, Flavor::Normal, i, 0).steps);
     }
     s
 }

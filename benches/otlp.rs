@@ -26,7 +26,7 @@ fn entries(iterations: i32) -> Vec<LogEntry> {
     for i in 1..=iterations {
         script
             .steps
-            .extend(scenario::next_loop(&mut rng, Flavor::Normal, i).steps);
+            .extend(scenario::next_loop(&mut rng, Flavor::Normal, i, 0).steps);
     }
     script.entries(1_700_000_000_000_000_000)
 }
