@@ -45,6 +45,7 @@
 use std::collections::HashSet;
 
 use crate::core::{ErrorInfo, Event, EventKind, InvalidEvent, Nanos, Phase, Status, event};
+use crate::pb::enums::StatusCode;
 use crate::pb::v2::{self, event::EventType as E};
 use crate::source::decode::{
     MAX_NAME, build_status, name, status, status_code_name, timestamp_nanos,
@@ -503,17 +504,32 @@ impl V2Decoder {
         out: &mut Vec<Event>,
     ) {
         if let Some((image, file_count)) = self.sync_open.take() {
+            let error = (status == Status::Failed).then(|| sync_error(error.unwrap_or_default()));
             out.push(Event {
                 at,
                 kind: EventKind::FileSync {
                     image,
                     file_count,
                     status,
-                    error: (status == Status::Failed).then(|| error.unwrap_or_default()),
+                    error,
                 },
             });
         }
     }
+}
+
+/// The error of a failed sync, from the failed DevLoop task that reports it. Both
+/// codes come from one error (`runner/dev.go`, `getSyncHandler`): v1's FileSyncEvent
+/// has `ActionableErr(Sync, err)`, the v2 task `ActionableErrV2(DevLoop, err)`. Both
+/// are the error's own code when it has one; otherwise each phase's fallback
+/// (`errors/errors.go`, `unknownErrForPhase`: `SYNC_UNKNOWN`, and `UNKNOWN_ERROR` for
+/// DevLoop; neither phase has a problem catalog). So v1's code is v2's, with the
+/// fallback translated.
+fn sync_error(mut e: ErrorInfo) -> ErrorInfo {
+    if e.code.as_deref() == Some(StatusCode::UnknownError.as_str_name()) {
+        e.code = Some(StatusCode::SyncUnknown.as_str_name().to_owned());
+    }
+    e
 }
 
 fn subtask(phase: Phase, id: &str, st: Status, ae: Option<&v2::ActionableErr>) -> EventKind {
@@ -705,6 +721,38 @@ mod tests {
             );
         }
         assert_eq!(iterations(&out), [2, 2, 2, 2, 2, 2]);
+    }
+
+    #[test]
+    fn a_failed_sync_has_the_code_v1_gives_it() {
+        let failed = |code: StatusCode| {
+            E::TaskEvent(v2::TaskEvent {
+                id: "DevLoop-2".into(),
+                task: "DevLoop".into(),
+                iteration: 2,
+                status: "Failed".into(),
+                actionable_err: Some(v2::ActionableErr {
+                    err_code: code as i32,
+                    message: "copying files: exit status 1".into(),
+                    suggestions: vec![],
+                }),
+                ..Default::default()
+            })
+        };
+        for (sent, v1) in [
+            (StatusCode::UnknownError, "SYNC_UNKNOWN"),
+            (StatusCode::SyncInitError, "SYNC_INIT_ERROR"),
+        ] {
+            let evs = decode_all(&[
+                at(0, task("DevLoop", 2, "InProgress")),
+                at(10, log("Syncing 1 files for web\n")),
+                at(50, failed(sent)),
+            ]);
+            assert!(
+                matches!(&evs[2].1, EventKind::FileSync { error: Some(e), .. } if e.code.as_deref() == Some(v1)),
+                "{sent:?}: {evs:?}"
+            );
+        }
     }
 
     #[test]
