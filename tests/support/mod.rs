@@ -3,6 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
+pub mod sessions;
+
 /// Compares `actual` with the golden file; rewrites it when UPDATE_GOLDEN=1.
 #[track_caller]
 pub fn assert_golden(path: &Path, actual: &str) {
