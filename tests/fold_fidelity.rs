@@ -676,3 +676,47 @@ async fn a_mixed_session_gives_the_same_numbers_over_every_source() {
     );
     assert_eq!(v.sum("skaffold_errors_total", &[]), 6.0);
 }
+
+#[test]
+fn the_demo_folds_identically_over_both_apis_and_without_anomalies() {
+    use skaffold_exporter::replay::{Format, Replayer};
+    use skaffold_exporter::simulator::scenario::{Flavor, Session};
+    use skaffold_exporter::sink::DEFAULT_BUCKETS;
+    use support::sessions::T0;
+
+    for (flavor, seed) in [
+        (Flavor::Normal, 1),
+        (Flavor::Normal, 2),
+        (Flavor::DeployFailures, 3),
+    ] {
+        let mut script = Script::new();
+        for s in Session::new(flavor, seed).take(400) {
+            script.steps.extend(s.steps);
+        }
+        let mut v1 = Replayer::new(&DEFAULT_BUCKETS, 200);
+        for e in script.entries(T0) {
+            v1.pipeline_mut().fold_entry(&e);
+        }
+        let mut v2 = Replayer::new(&DEFAULT_BUCKETS, 200);
+        for e in script.events_v2(T0) {
+            v2.pipeline_mut().fold_v2(&e);
+        }
+        let v = Views(vec![
+            ("demo v1", v1.metrics_text(Format::Prometheus)),
+            ("demo v2", v2.metrics_text(Format::Prometheus)),
+        ]);
+        v.agree_and_nothing_invalid();
+        assert!(v.sum("skaffold_dev_loops_total", &[]) >= 400.0);
+        if flavor == Flavor::Normal {
+            // The demo plays what this issue is about.
+            for (name, labels) in [
+                ("skaffold_dev_loops_total", [("kind", "initial")]),
+                ("skaffold_file_syncs_total", [("result", "failure")]),
+                ("skaffold_builds_total", [("result", "canceled")]),
+            ] {
+                let n = v.sum(name, &labels);
+                assert!(n >= 2.0, "seed {seed}: {name}{labels:?} = {n}");
+            }
+        }
+    }
+}

@@ -69,12 +69,30 @@ struct V2Context {
     error_logged: bool,
 }
 
-/// What v1 remembers of the iteration (for the code of its `DevLoopEvent`).
+/// What v1 remembers of the iteration.
 #[derive(Debug, Clone, Default)]
 struct V1Context {
-    /// The code of the phase that failed in the current iteration.
+    /// The current (or last) iteration.
+    iteration: i32,
+    /// The code of the phase that failed in the current iteration (for the code of
+    /// its `DevLoopEvent`).
     failure: Option<StatusCode>,
 }
+
+/// Where a session stands after a script: what the next script continues from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Position {
+    /// The last iteration (v1 numbering: from 0 in each run).
+    pub iteration: i32,
+    /// How far the v2 dev-loop counter is ahead of v1's iteration + 1 (the iterations
+    /// of the runs before the last config reload: the v2 counter is package-level).
+    pub v2_offset: i32,
+    /// The run's id (v2 `Metadata.runID`).
+    pub run_id: String,
+}
+
+/// The run id of a script that names none.
+pub const DEFAULT_RUN_ID: &str = "simulated-run";
 
 fn v2_err(code: StatusCode, message: &str) -> Option<v2::ActionableErr> {
     Some(v2::ActionableErr {
@@ -154,18 +172,26 @@ impl Script {
         self
     }
 
-    /// Continues a session whose last iteration (v1 numbering) was `last_iteration`,
-    /// the v2 counter being `v2_offset` ahead of v1's iteration + 1 (config reloads
-    /// before; see [`Script::v2_offset`]).
-    pub fn continuing(&mut self, last_iteration: i32, v2_offset: i32) -> &mut Self {
-        self.v2.offset = v2_offset;
-        self.v2.iteration = last_iteration + 1 + v2_offset;
+    /// Continues a session from where an earlier script left it.
+    pub fn continuing(&mut self, from: &Position) -> &mut Self {
+        self.v1.iteration = from.iteration;
+        self.v2.offset = from.v2_offset;
+        self.v2.iteration = from.iteration + 1 + from.v2_offset;
+        self.v2.run_id = Some(from.run_id.clone());
         self
     }
 
-    /// How far the v2 dev-loop counter is ahead of v1's iteration + 1.
-    pub fn v2_offset(&self) -> i32 {
-        self.v2.offset
+    /// Where the session stands after this script.
+    pub fn position(&self) -> Position {
+        Position {
+            iteration: self.v1.iteration,
+            v2_offset: self.v2.offset,
+            run_id: self
+                .v2
+                .run_id
+                .clone()
+                .unwrap_or_else(|| DEFAULT_RUN_ID.into()),
+        }
     }
 
     /// The status check runs inside the deployer (`--iterative-status-check`, or
@@ -206,7 +232,7 @@ impl Script {
                     .v2
                     .run_id
                     .clone()
-                    .unwrap_or_else(|| "simulated-run".into()),
+                    .unwrap_or_else(|| DEFAULT_RUN_ID.into()),
                 build: Some(v2::BuildMetadata {
                     artifacts: DEMO_ARTIFACTS
                         .iter()
@@ -470,6 +496,7 @@ impl Script {
             self.v2.build_open = false;
             self.v2.test_open = false;
             self.v1.failure = None;
+            self.v1.iteration = iteration;
             v2.push(self.task("DevLoop", status, None));
             v2.push(self.v2_meta("v2.16.1"));
         } else {
@@ -913,17 +940,16 @@ pub fn initial_loop(rng: &mut fastrand::Rng, flavor: Flavor) -> Script {
     s
 }
 
-/// A config reload after iteration `last_iteration` (`skaffold.yaml` changed): a new
+/// A config reload (`skaffold.yaml` changed) after the session stood at `from`: a new
 /// runner with run id `run_id` and its initial loop, the images coming from the cache.
 pub fn reload_loop(
     rng: &mut fastrand::Rng,
     flavor: Flavor,
-    last_iteration: i32,
-    v2_offset: i32,
+    from: &Position,
     run_id: &str,
 ) -> Script {
     let mut s = Script::new();
-    s.continuing(last_iteration, v2_offset)
+    s.continuing(from)
         .reload(rng.u64(2000..6000), "v2.16.1", run_id)
         .dev_loop(40, 0, "In Progress");
     for a in DEMO_ARTIFACTS {
@@ -933,16 +959,12 @@ pub fn reload_loop(
     s
 }
 
-/// One later iteration: a sync, a rebuild or a redeploy, with occasional failures
-/// (`v2_offset`: see [`Script::continuing`]).
-pub fn next_loop(
-    rng: &mut fastrand::Rng,
-    flavor: Flavor,
-    iteration: i32,
-    v2_offset: i32,
-) -> Script {
+/// The iteration after `from`: a sync, a rebuild or a redeploy, with occasional
+/// failures.
+pub fn next_loop(rng: &mut fastrand::Rng, flavor: Flavor, from: &Position) -> Script {
+    let iteration = from.iteration + 1;
     let mut s = Script::new();
-    s.continuing(iteration - 1, v2_offset)
+    s.continuing(from)
         .dev_loop(rng.u64(2000..6000), iteration, "In Progress");
     let roll = rng.u32(0..100);
     if roll < 45 && flavor == Flavor::Normal {
@@ -972,7 +994,9 @@ pub fn next_loop(
                 "Succeeded",
             );
         }
-        s.dev_loop(10, iteration, "Succeeded");
+        // Nothing else to do: doDev reports the iteration's end right away (over v2
+        // that also ends the sync, which has no end event of its own).
+        s.dev_loop(0, iteration, "Succeeded");
         return s;
     }
     if roll < 85 {
@@ -1076,31 +1100,53 @@ pub fn now_nanos() -> Nanos {
     i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)
 }
 
+/// The demo's dev session, one script per iteration: the initial loop, then random
+/// iterations, and now and then a config reload (a new run). Endless.
+#[derive(Debug)]
+pub struct Session {
+    rng: fastrand::Rng,
+    flavor: Flavor,
+    /// Where the last script left the session; `None` before the initial loop.
+    position: Option<Position>,
+    run: u32,
+}
+
+impl Session {
+    /// A session of `flavor` whose randomness comes from `seed`.
+    pub fn new(flavor: Flavor, seed: u64) -> Self {
+        Self {
+            rng: fastrand::Rng::with_seed(seed),
+            flavor,
+            position: None,
+            run: 1,
+        }
+    }
+}
+
+impl Iterator for Session {
+    type Item = Script;
+
+    fn next(&mut self) -> Option<Script> {
+        let (rng, flavor) = (&mut self.rng, self.flavor);
+        let script = match &self.position {
+            None => initial_loop(rng, flavor),
+            // Now and then `skaffold.yaml` changes: a new runner, a new run.
+            Some(from) if flavor == Flavor::Normal && rng.u32(0..100) < 3 => {
+                self.run += 1;
+                let id = format!("{DEFAULT_RUN_ID}-{}", self.run);
+                reload_loop(rng, flavor, from, &id)
+            }
+            Some(from) => next_loop(rng, flavor, from),
+        };
+        self.position = Some(script.position());
+        Some(script)
+    }
+}
+
 /// Plays the demo forever: the initial loop, then random iterations.
 pub async fn run_demo(sim: Simulator, flavor: Flavor, time_scale: f64, seed: u64) {
-    let mut rng = fastrand::Rng::with_seed(seed);
     let mut clock = now_nanos();
-    play(
-        &sim,
-        &initial_loop(&mut rng, flavor),
-        &mut clock,
-        time_scale,
-    )
-    .await;
-    let (mut iteration, mut v2_offset, mut run) = (0, 0, 1);
-    loop {
-        // Now and then `skaffold.yaml` changes: a new runner, a new run.
-        let script = if flavor == Flavor::Normal && rng.u32(0..100) < 3 {
-            run += 1;
-            let id = format!("simulated-run-{run}");
-            let s = reload_loop(&mut rng, flavor, iteration, v2_offset, &id);
-            iteration = 0;
-            s
-        } else {
-            iteration += 1;
-            next_loop(&mut rng, flavor, iteration, v2_offset)
-        };
-        v2_offset = script.v2_offset();
+    for script in Session::new(flavor, seed) {
         play(&sim, &script, &mut clock, time_scale).await;
         // Keep Skaffold's clock near the wall clock when time is scaled.
         clock = clock.max(now_nanos());
