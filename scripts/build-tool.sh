@@ -5,8 +5,9 @@
 #
 #   scripts/build-tool.sh <name> <package> [-- <extra go build flags>...]
 #
-# The cache key is a hash of the module's go.mod, go.sum, the package, the extra
-# flags and `go version`: a version bump rebuilds, an unchanged pin is reused. The
+# The cache key is a hash of the module's go.mod, go.sum, its own Go sources, the
+# package, the extra flags and `go version`: a version bump or a source change
+# rebuilds, an unchanged pin is reused. The
 # cache lives in $SKAFFOLD_EXPORTER_TOOLS_CACHE (default ~/.cache/skaffold-exporter/
 # tools); Go's own module and build caches are shared by every tool, so engines
 # that have dependencies in common build faster together.
@@ -19,7 +20,7 @@ shift 2
 mod="$root/tools/$name"
 [ -f "$mod/go.mod" ] || { echo "build-tool: $mod/go.mod not found" >&2; exit 2; }
 cache=${SKAFFOLD_EXPORTER_TOOLS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/skaffold-exporter/tools}
-key=$({ cat "$mod/go.mod" "$mod/go.sum" 2>/dev/null; echo "$pkg $*"; go version; } | sha256sum | cut -c1-16)
+key=$({ cat "$mod/go.mod" "$mod/go.sum" 2>/dev/null; find "$mod" -name '*.go' -type f | LC_ALL=C sort | xargs -r cat; echo "$pkg $*"; go version; } | sha256sum | cut -c1-16)
 out="$cache/$name-$key/$(basename "$pkg")"
 if [ ! -x "$out" ]; then
   mkdir -p "$(dirname "$out")"

@@ -720,3 +720,192 @@ fn the_demo_folds_identically_over_both_apis_and_without_anomalies() {
         }
     }
 }
+
+// === Skaffold's own emitters (tests/fixtures/skaffold-events) ===
+
+/// The event log files Skaffold's own emitters wrote for `scenario`, replayed.
+fn emitted(scenario: &str) -> Views {
+    let dir =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/skaffold-events");
+    let v1 = dir.join(format!("{scenario}.json")).display().to_string();
+    let v2 = format!("{v1}.v2");
+    Views(vec![
+        ("file v1", replay_files(std::slice::from_ref(&v1))),
+        ("file v2", replay_files(std::slice::from_ref(&v2))),
+    ])
+}
+
+impl Views {
+    /// Like [`Views::agree_and_nothing_invalid`] for files Skaffold wrote itself: its
+    /// v1 and v2 events of one call are stamped microseconds apart, so durations
+    /// agree to a millisecond (buckets are not compared).
+    #[track_caller]
+    fn agree_closely_and_nothing_invalid(&self) {
+        assert_eq!(self.sum("skaffold_exporter_invalid_events_total", &[]), 0.0);
+        let split = |text: &str| {
+            let mut exact = Vec::new();
+            let mut sums = Vec::new();
+            for l in core(text, true) {
+                let (series, value) = l.rsplit_once(' ').unwrap();
+                if series.contains("_bucket{") {
+                    continue;
+                }
+                if series.contains("_sum{") {
+                    sums.push((series.to_owned(), value.parse::<f64>().unwrap()));
+                } else {
+                    exact.push(l);
+                }
+            }
+            (exact, sums)
+        };
+        let (first, reference) = &self.0[0];
+        let (exact, sums) = split(reference);
+        assert!(exact.len() > 20, "{exact:#?}");
+        for (view, text) in &self.0[1..] {
+            let (e, s) = split(text);
+            pretty_assertions::assert_eq!(exact, e, "{view} vs {first}");
+            assert_eq!(sums.len(), s.len(), "{view} vs {first}");
+            for ((n1, v1), (n2, v2)) in sums.iter().zip(&s) {
+                assert_eq!(n1, n2);
+                assert!((v1 - v2).abs() < 0.005, "{view}: {n1} {v2} vs {v1}");
+            }
+        }
+    }
+}
+
+#[test]
+fn skaffold_own_emitters_sync_retries() {
+    let v = emitted("sync-retries");
+    v.agree_closely_and_nothing_invalid();
+    let loops = "skaffold_dev_loops_total";
+    v.expect(
+        loops,
+        &[("kind", "initial"), ("result", "success")],
+        Some(1.0),
+    );
+    v.expect(loops, &[("kind", "sync"), ("result", "failure")], Some(2.0));
+    assert_eq!(v.sum(loops, &[]), 3.0);
+    assert_eq!(
+        v.sum("skaffold_file_syncs_total", &[("result", "failure")]),
+        5.0
+    );
+    assert_eq!(
+        v.sum("skaffold_file_syncs_total", &[("result", "success")]),
+        1.0
+    );
+    v.expect(
+        "skaffold_errors_total",
+        &[("phase", "file_sync"), ("code", "SYNC_UNKNOWN")],
+        Some(5.0),
+    );
+    assert_eq!(v.sum("skaffold_errors_total", &[]), 5.0);
+    v.expect("skaffold_info", &[("version", "v2.24.0")], Some(1.0));
+}
+
+#[test]
+fn skaffold_own_emitters_config_reload() {
+    let v = emitted("reload");
+    v.agree_closely_and_nothing_invalid();
+    let loops = "skaffold_dev_loops_total";
+    v.expect(
+        loops,
+        &[("kind", "initial"), ("result", "success")],
+        Some(2.0),
+    );
+    v.expect(loops, &[("kind", "sync"), ("result", "success")], Some(1.0));
+    v.expect(
+        loops,
+        &[("kind", "rebuild"), ("result", "success")],
+        Some(1.0),
+    );
+    assert_eq!(v.sum(loops, &[]), 4.0);
+}
+
+#[test]
+fn skaffold_own_emitters_cancelled_builds() {
+    let v = emitted("cancelled-builds");
+    v.agree_closely_and_nothing_invalid();
+    let builds = "skaffold_builds_total";
+    v.expect(
+        builds,
+        &[("artifact", "web"), ("result", "failure")],
+        Some(1.0),
+    );
+    v.expect(
+        builds,
+        &[("artifact", "web"), ("result", "canceled")],
+        Some(1.0),
+    );
+    v.expect(
+        builds,
+        &[("artifact", "app"), ("result", "canceled")],
+        Some(2.0),
+    );
+    v.expect(
+        "skaffold_build_consecutive_failures",
+        &[("artifact", "web")],
+        Some(1.0),
+    );
+    let loops = "skaffold_dev_loops_total";
+    v.expect(
+        loops,
+        &[("kind", "rebuild"), ("result", "failure")],
+        Some(1.0),
+    );
+    v.expect(
+        loops,
+        &[("kind", "rebuild"), ("result", "canceled")],
+        Some(1.0),
+    );
+    v.expect(
+        "skaffold_errors_total",
+        &[("phase", "build"), ("code", "BUILD_UNKNOWN")],
+        Some(1.0),
+    );
+    assert_eq!(v.sum("skaffold_errors_total", &[]), 1.0);
+}
+
+#[test]
+fn skaffold_own_emitters_tests() {
+    let v = emitted("tests");
+    v.agree_closely_and_nothing_invalid();
+    v.expect("skaffold_tests_total", &[("result", "success")], Some(2.0));
+    v.expect("skaffold_tests_total", &[("result", "failure")], Some(1.0));
+    v.expect(
+        "skaffold_errors_total",
+        &[("phase", "test"), ("code", "TEST_UNKNOWN")],
+        Some(1.0),
+    );
+    assert_eq!(v.sum("skaffold_errors_total", &[]), 1.0);
+}
+
+#[test]
+fn skaffold_own_emitters_status_checks() {
+    let v = emitted("status-checks");
+    v.agree_closely_and_nothing_invalid();
+    v.expect(
+        "skaffold_deploys_total",
+        &[("result", "success")],
+        Some(3.0),
+    );
+    v.expect(
+        "skaffold_deploys_total",
+        &[("result", "failure")],
+        Some(1.0),
+    );
+    v.expect("skaffold_deploy_consecutive_failures", &[], Some(1.0));
+    v.expect(
+        "skaffold_status_checks_total",
+        &[("result", "failure")],
+        Some(2.0),
+    );
+    v.expect(
+        "skaffold_errors_total",
+        &[
+            ("phase", "status_check"),
+            ("code", "STATUSCHECK_IMAGE_PULL_ERR"),
+        ],
+        Some(2.0),
+    );
+    assert_eq!(v.sum("skaffold_errors_total", &[]), 2.0);
+}
