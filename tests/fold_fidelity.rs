@@ -107,18 +107,22 @@ fn total(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
         .sum()
 }
 
-/// Iteration 0 of a one-artifact app: build, deploy, status check.
+/// A deploy taking `deploy_ms`, then a status check of `deployment/web` (310 ms).
+fn deployed(s: &mut Script, deploy_ms: u64) -> &mut Script {
+    s.deploy(100, "In Progress", C::Ok)
+        .deploy(deploy_ms, "Complete", C::Ok)
+        .status_check(10, "Started", C::Ok)
+        .resource(300, "deployment/web", "Succeeded", C::Ok)
+        .status_check(10, "Succeeded", C::Ok)
+}
+
+/// Iteration 0 of a one-artifact app: build, deploy, status check (3.03 s).
 fn initial(s: &mut Script) -> &mut Script {
     s.meta(0, "v2.24.0")
         .dev_loop(1000, 0, "In Progress")
         .build(100, "web", "In Progress", C::Ok)
-        .build(2000, "web", "Complete", C::Ok)
-        .deploy(100, "In Progress", C::Ok)
-        .deploy(500, "Complete", C::Ok)
-        .status_check(10, "Started", C::Ok)
-        .resource(300, "deployment/web", "Succeeded", C::Ok)
-        .status_check(10, "Succeeded", C::Ok)
-        .dev_loop(10, 0, "Succeeded")
+        .build(2000, "web", "Complete", C::Ok);
+    deployed(s, 500).dev_loop(10, 0, "Succeeded")
 }
 
 /// `runner/dev.go` (v2.17+): `getSyncHandler` under `backoff.Retry` with 3 retries;
@@ -209,23 +213,14 @@ async fn after_a_config_reload_the_first_loop_is_initial_again() {
         .dev_loop(0, 1, "Succeeded")
         .reload(3000, "v2.24.0", "second-run")
         .dev_loop(100, 0, "In Progress")
-        .cache_hit(10, "web")
-        .deploy(100, "In Progress", C::Ok)
-        .deploy(400, "Complete", C::Ok)
-        .status_check(10, "Started", C::Ok)
-        .resource(300, "deployment/web", "Succeeded", C::Ok)
-        .status_check(10, "Succeeded", C::Ok)
+        .cache_hit(10, "web");
+    deployed(&mut s, 400)
         .port(10, 9000, "web")
         .dev_loop(10, 0, "Succeeded")
         .dev_loop(2000, 1, "In Progress")
         .build(100, "web", "In Progress", C::Ok)
-        .build(900, "web", "Complete", C::Ok)
-        .deploy(100, "In Progress", C::Ok)
-        .deploy(400, "Complete", C::Ok)
-        .status_check(10, "Started", C::Ok)
-        .resource(300, "deployment/web", "Succeeded", C::Ok)
-        .status_check(10, "Succeeded", C::Ok)
-        .dev_loop(10, 1, "Succeeded");
+        .build(900, "web", "Complete", C::Ok);
+    deployed(&mut s, 400).dev_loop(10, 1, "Succeeded");
     let v = every_source(&s, false).await;
     v.agree_and_nothing_invalid();
     let loops = "skaffold_dev_loops_total";
@@ -365,23 +360,15 @@ async fn only_tests_that_ran_are_counted() {
         .test(10, "In Progress", C::Ok)
         .test(700, "Complete", C::Ok)
         .test(10, "In Progress", C::Ok)
-        .test(300, "Complete", C::Ok)
-        .deploy(100, "In Progress", C::Ok)
-        .deploy(500, "Complete", C::Ok)
-        .status_check(10, "Started", C::Ok)
-        .resource(300, "deployment/web", "Succeeded", C::Ok)
-        .status_check(10, "Succeeded", C::Ok)
+        .test(300, "Complete", C::Ok);
+    deployed(&mut s, 500)
         .dev_loop(10, 0, "Succeeded")
         // A rebuilt artifact without tests: v2's Test task runs, no tester does.
         .dev_loop(2000, 1, "In Progress")
         .build(100, "db", "In Progress", C::Ok)
         .build(900, "db", "Complete", C::Ok)
-        .test_phase_without_testers(5)
-        .deploy(100, "In Progress", C::Ok)
-        .deploy(500, "Complete", C::Ok)
-        .status_check(10, "Started", C::Ok)
-        .resource(300, "deployment/web", "Succeeded", C::Ok)
-        .status_check(10, "Succeeded", C::Ok)
+        .test_phase_without_testers(5);
+    deployed(&mut s, 500)
         .dev_loop(10, 1, "Succeeded")
         .dev_loop(2000, 2, "In Progress")
         .build(100, "web", "In Progress", C::Ok)
@@ -533,13 +520,8 @@ async fn a_failed_iteration_without_a_failed_phase_keeps_each_apis_code() {
     s.meta(0, "v2.24.0")
         .dev_loop(1000, 0, "In Progress")
         .build(100, "web", "In Progress", C::Ok)
-        .build(2000, "web", "Complete", C::Ok)
-        .deploy(100, "In Progress", C::Ok)
-        .deploy(500, "Complete", C::Ok)
-        .status_check(10, "Started", C::Ok)
-        .resource(300, "deployment/web", "Succeeded", C::Ok)
-        .status_check(10, "Succeeded", C::Ok)
-        .dev_loop_failed_with(50, 0, C::DevinitRegisterBuildDeps);
+        .build(2000, "web", "Complete", C::Ok);
+    deployed(&mut s, 500).dev_loop_failed_with(50, 0, C::DevinitRegisterBuildDeps);
     let v = every_source(&s, false).await;
     assert_eq!(
         v.sum("skaffold_errors_total", &[("phase", "dev_loop")]),

@@ -938,6 +938,11 @@ mod tests {
             .collect()
     }
 
+    /// [`finished`] of one phase.
+    fn only(ts: &[Transition], phase: Phase) -> Vec<(Phase, Option<String>, Outcome, Option<f64>)> {
+        finished(ts).into_iter().filter(|f| f.0 == phase).collect()
+    }
+
     fn anomalies(ts: &[Transition]) -> Vec<&'static str> {
         ts.iter()
             .filter_map(|t| match t {
@@ -1078,10 +1083,7 @@ mod tests {
             ev(12.0, res("ns:deployment/a", Succeeded)),
             ev(12.5, check(Succeeded)),
         ]);
-        let rollouts: Vec<_> = finished(&ts)
-            .into_iter()
-            .filter(|f| f.0 == Phase::Resource)
-            .collect();
+        let rollouts = only(&ts, Phase::Resource);
         assert_eq!(
             rollouts,
             [
@@ -1195,10 +1197,7 @@ mod tests {
             ev(2.0, deploy(Succeeded)),
             ev(9.0, deploy(InProgress)),
         ]);
-        let loops: Vec<_> = finished(&ts)
-            .into_iter()
-            .filter(|f| f.0 == Phase::DevLoop)
-            .collect();
+        let loops = only(&ts, Phase::DevLoop);
         assert_eq!(loops, [(Phase::DevLoop, None, Outcome::Success, Some(1.0))]);
     }
 
@@ -1250,10 +1249,7 @@ mod tests {
             ev(13.0, build("web", Succeeded)),
             ev(14.0, dev(2, Succeeded)),
         ]);
-        let builds: Vec<_> = finished(&ts)
-            .into_iter()
-            .filter(|f| f.0 == Phase::Build)
-            .collect();
+        let builds = only(&ts, Phase::Build);
         assert_eq!(
             builds,
             [(
@@ -1323,10 +1319,7 @@ mod tests {
             ev(4.0, build("b", Succeeded)),
             ev(9.0, build("a", InProgress)),
         ]);
-        let loops: Vec<_> = finished(&ts)
-            .into_iter()
-            .filter(|f| f.0 == Phase::DevLoop)
-            .collect();
+        let loops = only(&ts, Phase::DevLoop);
         assert_eq!(loops, [(Phase::DevLoop, None, Outcome::Failure, Some(3.0))]);
         assert!(anomalies(&ts).is_empty(), "{:?}", anomalies(&ts));
     }
@@ -1346,10 +1339,7 @@ mod tests {
                 ev(3.0, build("a", Succeeded)),
                 ev(10.0, end),
             ]);
-            let loops: Vec<_> = finished(&ts)
-                .into_iter()
-                .filter(|f| f.0 == Phase::DevLoop)
-                .collect();
+            let loops = only(&ts, Phase::DevLoop);
             assert_eq!(loops, [(Phase::DevLoop, None, Outcome::Success, Some(2.0))]);
         }
     }
@@ -1455,10 +1445,7 @@ mod tests {
                 Some("SYNC_UNKNOWN".into())
             )]
         );
-        let syncs: Vec<_> = finished(&ts)
-            .into_iter()
-            .filter(|f| f.0 == Phase::FileSync)
-            .collect();
+        let syncs = only(&ts, Phase::FileSync);
         assert_eq!(syncs.len(), 4);
         assert!(
             syncs
@@ -1557,10 +1544,7 @@ mod tests {
         .iter()
         .flat_map(|e| st.apply(e))
         .collect();
-        let builds: Vec<_> = finished(&ts)
-            .into_iter()
-            .filter(|f| f.0 == Phase::Build)
-            .collect();
+        let builds = only(&ts, Phase::Build);
         assert_eq!(
             builds,
             [
@@ -1648,10 +1632,7 @@ mod tests {
                 Some("STATUSCHECK_IMAGE_PULL_ERR".into())
             )]
         );
-        let deploys: Vec<_> = finished(&ts)
-            .into_iter()
-            .filter(|f| f.0 == Phase::Deploy)
-            .collect();
+        let deploys = only(&ts, Phase::Deploy);
         assert_eq!(
             deploys,
             [(Phase::Deploy, None, Outcome::Failure, Some(2.1))]
