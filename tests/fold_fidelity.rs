@@ -3,6 +3,7 @@
 //! script names the function) over API v1 and v2 gRPC, the HTTP gateway and both
 //! `--event-log-file` files, with exact metric values, the same over every source.
 
+mod otlp_support;
 mod support;
 
 use skaffold_exporter::pb::enums::StatusCode as C;
@@ -890,4 +891,78 @@ fn skaffold_own_emitters_status_checks() {
         Some(2.0),
     );
     assert_eq!(v.sum("skaffold_errors_total", &[]), 2.0);
+}
+
+/// The spans of Skaffold's own `sync-retries` file (`ext`: "" for v1, ".v2"):
+/// (iteration, name, result, whether its parent is its iteration's root), sorted.
+fn sync_retry_spans(ext: &str) -> Vec<(String, String, String, bool)> {
+    use skaffold_exporter::pipeline::Pipeline;
+    use skaffold_exporter::sink::otlp::{OtlpStats, SpanBuilder, SpanConfig, SpanSink};
+    use skaffold_exporter::sink::{DEFAULT_BUCKETS, Metrics};
+    use skaffold_exporter::source::json::{event_v2_from_json, log_entry_from_json};
+
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/skaffold-events")
+        .join(format!("sync-retries.json{ext}"));
+    let mut registry = prometheus_client::registry::Registry::default();
+    let mut pipeline = Pipeline::new(Metrics::register(&mut registry, &DEFAULT_BUCKETS, 200));
+    let (tx, rx) = std::sync::mpsc::sync_channel(10_000);
+    let builder = SpanBuilder::new(SpanConfig {
+        pipeline: "skaffold".into(),
+    });
+    pipeline.set_spans(SpanSink::new(builder, tx, None, OtlpStats::default()));
+    for line in std::fs::read_to_string(path).unwrap().lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        if ext.is_empty() {
+            pipeline.fold_entry(&log_entry_from_json(v).unwrap());
+        } else {
+            pipeline.fold_v2(&event_v2_from_json(v).unwrap());
+        }
+    }
+    pipeline.disconnected();
+    let spans = otlp_support::to_proto(rx.try_iter().collect());
+    let roots: std::collections::HashMap<_, _> = spans
+        .iter()
+        .filter(|s| s.parent_span_id.is_empty())
+        .map(|s| (s.trace_id.clone(), s.span_id.clone()))
+        .collect();
+    let mut rows: Vec<_> = spans
+        .iter()
+        // API v2's deployer subtasks have no v1 counterpart.
+        .filter(|s| otlp_support::attr(s, "skaffold.subtask.id").is_none())
+        .map(|s| {
+            let get = |k| otlp_support::attr(s, k).unwrap_or_default();
+            let result = if s.parent_span_id.is_empty() {
+                get("cicd.pipeline.result")
+            } else {
+                get("cicd.pipeline.task.run.result")
+            };
+            (
+                get("skaffold.iteration"),
+                s.name.clone(),
+                result,
+                roots.get(&s.trace_id) == Some(&s.parent_span_id),
+            )
+        })
+        .collect();
+    rows.sort();
+    rows
+}
+
+#[test]
+fn sync_retries_are_spans_of_their_iteration_over_both_apis() {
+    let v1 = sync_retry_spans("");
+    pretty_assertions::assert_eq!(v1, sync_retry_spans(".v2"));
+    let sync = |it: &str, result: &str| {
+        v1.iter()
+            .filter(|r| r.0 == it && r.1.starts_with("sync ") && r.2 == result && r.3)
+            .count()
+    };
+    assert_eq!(sync("1", "failure"), 4, "{v1:#?}");
+    assert_eq!((sync("2", "failure"), sync("2", "success")), (1, 1));
+    let roots: Vec<_> = v1.iter().filter(|r| r.1 != "sync web:v1" && !r.3).collect();
+    assert!(
+        roots.iter().any(|r| r.0 == "1" && r.2 == "failure"),
+        "{roots:#?}"
+    );
 }
