@@ -22,7 +22,7 @@ cache=${SKAFFOLD_EXPORTER_TOOLS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/skaffold-
 key=$({
   cat "$mod/go.mod" "$mod/go.sum" 2>/dev/null
   # The module's own Go files (a tools.go, or a small program of ours in the module).
-  find "$mod" -name '*.go' -type f | LC_ALL=C sort | xargs cat
+  find "$mod" -name '*.go' -type f | LC_ALL=C sort | xargs -r cat
   echo "$pkg $*"
   go version
 } | sha256sum | cut -c1-16)

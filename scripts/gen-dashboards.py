@@ -454,7 +454,9 @@ def dev_loop():
         "Where the time goes",
         "Seconds spent in each phase per interval, stacked: build (summed over artifacts, so "
         "parallel builds count once per artifact), deploy, status check (waiting for "
-        "rollouts) and file sync. From the _sum series of the phase duration histograms.",
+        "rollouts) and file sync. With --iterative-status-check or deploy hooks Skaffold's "
+        "deploy includes its status check, which then shows in both bands. From the _sum "
+        "series of the phase duration histograms.",
         [target(f"sum(increase({m}{{{S}}}[$__rate_interval]))", legend=name)
          for name, m in phases],
         "s", grid(0, 13, 12, 9), stack=True, bars=True, interval=DEV_MIN_INTERVAL,
@@ -489,9 +491,11 @@ def dev_loop():
         sort_by="p90 rollout time"))
     panels.append(table(
         "Recent failures by phase and error code",
-        "Errors over the dashboard's time range by phase (build, test, deploy, status_check, "
-        "file_sync, dev_loop, resource) and Skaffold StatusCode name (UNKNOWN when Skaffold "
-        "sent none), from skaffold_errors_total. Empty when nothing failed.",
+        "Failures over the dashboard's time range, each counted once at the phase that "
+        "failed (build, test, deploy, status_check, file_sync, render, verify, exec; "
+        "dev_loop when an iteration failed without a failed phase), by Skaffold StatusCode "
+        "name (UNKNOWN_ERROR or *_UNKNOWN: Skaffold could not classify the error; UNKNOWN: "
+        "Skaffold sent no code), from skaffold_errors_total. Empty when nothing failed.",
         [target(
             f"sort_desc(round(sum by (phase, code) (increase(skaffold_errors_total{{{S}}}[$__range]))) > 0)",
             instant=True, fmt="table")],

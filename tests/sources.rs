@@ -6,7 +6,6 @@
 
 mod support;
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use prost::Message;
@@ -14,18 +13,17 @@ use skaffold_exporter::app::{self, Running};
 use skaffold_exporter::config::SourceSettings;
 use skaffold_exporter::pb::enums::StatusCode as C;
 use skaffold_exporter::pb::v2::event::EventType as V2Kind;
-use skaffold_exporter::replay::{Format, Input, Replayer};
 use skaffold_exporter::simulator::old_layout::{OldEvent, OldTaskEvent};
 use skaffold_exporter::simulator::scenario::Script;
 use skaffold_exporter::simulator::{ErrorShape, Simulator};
-use skaffold_exporter::sink::DEFAULT_BUCKETS;
 use skaffold_exporter::source::Api;
 use skaffold_exporter::source::grpc::GrpcConnector;
-use skaffold_exporter::source::json::message_to_json;
 use skaffold_exporter::source::supervisor::{Connector, EventStream, StreamError};
+use support::sessions::{
+    Skaffold, T0, core, event_log_files, exporter, last_timestamp, replay_files, scrape, settled,
+    skaffold,
+};
 use support::{close, http_get, sample, settings};
-
-const T0: i64 = 1_700_000_000_000_000_000;
 
 /// A dev session touching every phase: an initial loop with a cache hit, tests and
 /// rendering; a sync; a failed build; a failed deploy; a failed rollout. Skaffold's
@@ -86,145 +84,6 @@ fn session() -> Script {
         .status_check(100, "Failed", C::StatuscheckContainerTerminated)
         .dev_loop(100, 4, "Failed");
     s
-}
-
-/// Skaffold's timestamp of the session's last step, in seconds.
-fn last_timestamp(script: &Script) -> f64 {
-    let total: i64 = script.steps.iter().map(|s| s.after.as_nanos() as i64).sum();
-    (T0 + total) as f64 / 1e9
-}
-
-struct Skaffold {
-    sim: Simulator,
-    grpc: SocketAddr,
-    http: SocketAddr,
-    _stop: tokio::sync::watch::Sender<bool>,
-}
-
-/// A simulated Skaffold with the session already played (its log is replayed to
-/// every subscriber); `v2` = a v1.26+ Skaffold, else a pre-v1.22 one.
-async fn skaffold(v2: bool, script: &Script) -> Skaffold {
-    let sim = Simulator::new();
-    if v2 {
-        sim.enable_v2();
-    }
-    for e in script.entries(T0) {
-        sim.emit(e);
-    }
-    if v2 {
-        for e in script.events_v2(T0) {
-            sim.emit_v2(e);
-        }
-    }
-    let (stop, rx) = tokio::sync::watch::channel(false);
-    let grpc_l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let http_l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let (grpc, http) = (grpc_l.local_addr().unwrap(), http_l.local_addr().unwrap());
-    tokio::spawn(sim.clone().serve(grpc_l, rx.clone()));
-    tokio::spawn(sim.clone().serve_gateway(http_l, rx));
-    Skaffold {
-        sim,
-        grpc,
-        http,
-        _stop: stop,
-    }
-}
-
-async fn exporter(sk: &Skaffold, api: Api, gateway: bool) -> Running {
-    let source = SourceSettings {
-        api,
-        skaffold_http: gateway.then(|| format!("http://{}", sk.http).parse().unwrap()),
-    };
-    app::start_with(settings(sk.grpc), source).await.unwrap()
-}
-
-async fn scrape(addr: SocketAddr) -> String {
-    let (status, _, body) = http_get(addr, "/metrics", None).await;
-    assert_eq!(status, 200);
-    body
-}
-
-/// Waits until the exporter folded everything up to `last` (Skaffold's timestamp of
-/// the final step) and /metrics stopped changing.
-async fn settled(exp: &Running, last: f64, what: &str) -> String {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    let mut previous = String::new();
-    loop {
-        let text = scrape(exp.http_addr).await;
-        let at = sample(&text, "skaffold_exporter_last_event_timestamp_seconds", &[]);
-        let ready = http_get(exp.http_addr, "/readyz", None).await.0 == 200;
-        if ready && at.is_some_and(|t| (t - last).abs() < 1e-3) && text == previous {
-            return text;
-        }
-        if tokio::time::Instant::now() > deadline {
-            panic!("{what}: timed out; last scrape:\n{text}");
-        }
-        previous = text;
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// Families only API v2 can fill.
-const V2_ONLY: [&str; 4] = [
-    "skaffold_build_cache",
-    "skaffold_render",
-    "skaffold_verif",
-    "skaffold_exec",
-];
-
-/// The Skaffold series (no `skaffold_exporter_*` bookkeeping), sorted; `v1_view`
-/// drops the v2-only families.
-fn core(text: &str, v1_view: bool) -> Vec<String> {
-    let mut v: Vec<String> = text
-        .lines()
-        .filter(|l| l.starts_with("skaffold_") && !l.starts_with("skaffold_exporter_"))
-        .filter(|l| !v1_view || !V2_ONLY.iter().any(|p| l.starts_with(p)))
-        .map(str::to_owned)
-        .collect();
-    v.sort();
-    v
-}
-
-/// The session as Skaffold's `--event-log-file` writes it (lowerCamel JSON, zero
-/// values left out): `events.json` and `events.json.v2`.
-fn event_log_files(dir: &std::path::Path, script: &Script) -> (String, String) {
-    let v1: String = script
-        .entries(T0)
-        .iter()
-        .map(|e| {
-            message_to_json("proto.LogEntry", &e.encode_to_vec(), false, false)
-                .unwrap()
-                .to_string()
-                + "\n"
-        })
-        .collect();
-    let v2: String = script
-        .events_v2(T0)
-        .iter()
-        .map(|e| {
-            message_to_json("proto.v2.Event", &e.encode_to_vec(), false, false)
-                .unwrap()
-                .to_string()
-                + "\n"
-        })
-        .collect();
-    let p1 = dir.join("events.json");
-    let p2 = dir.join("events.json.v2");
-    std::fs::write(&p1, v1).unwrap();
-    std::fs::write(&p2, v2).unwrap();
-    (p1.display().to_string(), p2.display().to_string())
-}
-
-fn replay_files(files: &[String]) -> String {
-    let mut r = Replayer::new(&DEFAULT_BUCKETS, 200);
-    let inputs: Vec<Input> = files.iter().map(|f| Input::open(f).unwrap()).collect();
-    let inputs = skaffold_exporter::replay::select_inputs(inputs, &mut r);
-    let stop = std::sync::atomic::AtomicBool::new(false);
-    for i in inputs {
-        i.feed(&mut r, false, &stop, false).unwrap();
-    }
-    assert_eq!(r.malformed(), 0, "{:?}", r.diagnostics());
-    r.metrics_text(Format::Prometheus)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -149,7 +149,6 @@ fn task(phase: Phase, subject: Option<&str>) -> (String, &'static str) {
         Phase::Verify => "verify",
         Phase::Exec => "exec",
         Phase::DeploySubtask => "deploy",
-        Phase::TestSubtask => "test",
         Phase::RenderSubtask => "render",
         Phase::VerifySubtask => "verify",
         Phase::ExecSubtask => "exec",
@@ -173,7 +172,6 @@ fn enclosing(phase: Phase) -> Option<Phase> {
     Some(match phase {
         Phase::Resource => Phase::StatusCheck,
         Phase::DeploySubtask => Phase::Deploy,
-        Phase::TestSubtask => Phase::Test,
         Phase::RenderSubtask => Phase::Render,
         Phase::VerifySubtask => Phase::Verify,
         Phase::ExecSubtask => Phase::Exec,
@@ -502,7 +500,6 @@ impl SpanBuilder {
             } else {
                 std::slice::from_ref(match enc {
                     Phase::Deploy => &Phase::Deploy,
-                    Phase::Test => &Phase::Test,
                     Phase::Render => &Phase::Render,
                     Phase::Verify => &Phase::Verify,
                     Phase::Exec => &Phase::Exec,

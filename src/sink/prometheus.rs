@@ -336,7 +336,7 @@ pub const SPECS: &[Spec] = &[
         "{error}",
         C,
         &["phase", "code"],
-        "Failures by phase and Skaffold status code",
+        "Failures by phase and Skaffold status code, each failure counted once at the phase that failed",
     ),
     spec(
         I::PortForwards,
@@ -383,6 +383,11 @@ pub trait Recorder: std::fmt::Debug {
 }
 
 const SUCCESS_FAILURE: [&str; 2] = ["success", "failure"];
+
+/// The `code` of `skaffold_errors_total` when Skaffold sent no StatusCode (or 0, or
+/// one newer than our enum). Skaffold's own "could not classify" is `UNKNOWN_ERROR`
+/// or a phase's `*_UNKNOWN` code, which are kept as they are.
+pub const UNKNOWN_CODE: &str = "UNKNOWN";
 
 /// The one mapping from transitions to instrument updates (plus the state it needs:
 /// label caps, versions seen).
@@ -521,6 +526,11 @@ impl Mapping {
                     i64::try_from(*count).unwrap_or(i64::MAX),
                 );
             }
+            Transition::Failure { phase, code, .. } => {
+                // Once per failure, at the phase the fold attributes it to.
+                let code = code.as_deref().unwrap_or(UNKNOWN_CODE);
+                r.add(I::Errors, &[phase.as_str(), code], 1);
+            }
             Transition::Anomaly(reason) => {
                 own.invalid.get_or_create(&ReasonLabel { reason }).inc();
             }
@@ -587,14 +597,6 @@ impl Mapping {
                 }
             }
             _ => {}
-        }
-        if f.outcome == Outcome::Failure {
-            let code = f
-                .error
-                .as_ref()
-                .and_then(|e| e.code.as_deref())
-                .unwrap_or("UNKNOWN");
-            r.add(I::Errors, &[f.phase.as_str(), code], 1);
         }
     }
 }

@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 pub mod every_source;
+pub mod sessions;
 
 /// Compares `actual` with the golden file; rewrites it when UPDATE_GOLDEN=1.
 #[track_caller]
