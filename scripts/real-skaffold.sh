@@ -202,11 +202,11 @@ mark() {
 runs() {
   tail -n +"$(($2 + 1))" "$1" | awk '$2 == "start" { s[$1] = $3; next } ($1 in s) { print $1, $2, s[$1], $3; delete s[$1] }'
 }
-# measured LOG FROM NAME RESULT [NTH]: seconds the NTH (1) run of NAME that ended with
-# RESULT after line FROM took, by the script's own clock.
+# measured LOG FROM NAME RESULT: seconds the run of NAME that ended with RESULT after
+# line FROM took, by the script's own clock (fails when there is none).
 measured() {
-  runs "$1" "$2" | awk -v n="$3" -v r="$4" -v k="${5:-1}" \
-    '$1 == n && $2 == r && ++seen == k { printf "%.3f\n", $4 - $3; found = 1; exit } END { exit !found }'
+  runs "$1" "$2" | awk -v n="$3" -v r="$4" \
+    '$1 == n && $2 == r { printf "%.3f\n", $4 - $3; found = 1; exit } END { exit !found }'
 }
 # span: seconds from the first start to the last end of the scripts run since `mark`.
 span() {
@@ -318,6 +318,7 @@ cd "$proj"
 # A background job of a non-interactive shell starts with SIGINT ignored, and Go
 # passes an ignored SIGINT on to the commands it runs; a developer's terminal has
 # SIGINT at its default: so does this Skaffold (and its builders and testers).
+# shellcheck disable=SC2054 # one argument: the list of signals env resets
 sk_env=(env --default-signal=INT,QUIT)
 echo 1 >"$ctl/build-sleep-app-a" # iteration 0: a, b and c build in parallel
 echo 1.5 >"$ctl/build-sleep-app-b"

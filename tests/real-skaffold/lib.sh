@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Helpers of scripts/real-skaffold.sh (sourced): processes, ports, scrapes and the
 # assertion ledger. Nothing here knows the scenario.
 
@@ -20,8 +21,8 @@ stop() {
   local name=$1 sig=${2:-TERM} pid=${PID_OF[$1]:-}
   [ -n "$pid" ] || return 0
   kill -"$sig" "$pid" 2>/dev/null || true
-  local i
-  for i in $(seq 100); do
+  local _
+  for _ in $(seq 100); do
     kill -0 "$pid" 2>/dev/null || break
     sleep 0.1
   done
