@@ -24,7 +24,9 @@
 #                     are compared through the exporter and from Skaffold
 #   iteration 5  edit a file of app-c's sync rule: synced (a no-op), no build success
 #   iteration 6  edit a (60 s build), Ctrl-C (SIGINT to Skaffold) 2 s in:
-#                  a's build is cancelled, the iteration fails, Skaffold exits
+#                  a's build is cancelled, Skaffold exits; over v2 a cancelled
+#                  build and iteration, over v1 (where Skaffold reports it so) a
+#                  failed build and iteration
 #
 # Exporters: v2 (`--api auto`), v1 (`--api v1`), the HTTP gateway (`--skaffold-http`),
 # the late one (`--api auto`), and a proxied one (`--api auto`, with the gRPC
@@ -36,14 +38,13 @@
 # with an exporter on v2 attached only once Skaffold holds at exit.
 #
 # Every expected value below is derived from what this script made Skaffold do
-# (which artifacts it edited, which builds/tests it made fail, the sleeps it set),
-# never from the exporter's output (the error codes and the image label follow
-# Skaffold's source and issue 9's rules, see below). Assertions known to fail until
-# issue 9 lands are listed in EXPECT_FAIL with the cause: they are still evaluated
-# and printed.
+# (which artifacts it edited, which builds/tests it made fail, how long the builder
+# and tester scripts ran by their own logs), never from the exporter's output; the
+# error codes follow Skaffold's source, and the labels and the folding rules the
+# README's "Metrics" section documents. Every assertion must pass.
 #
-# Environment: RS_TOL (seconds of slack above a sleep, default 2.5), RS_VERBOSE=1
-# prints every passing assertion.
+# Environment: RS_TOL (seconds Skaffold may spend around a build or test script,
+# default 2.5), RS_VERBOSE=1 prints every passing assertion.
 set -euo pipefail
 export LC_ALL=C # sort and join must agree on the order
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -148,34 +149,108 @@ sk_common=(--default-repo "127.0.0.1:$REG" --config "$work/skaffold-global.yaml"
   --interactive=false --port-forward=off --force-colors -v warn)
 
 # --- expectations (from the scenario) ---------------------------------------------
+# Expected values are kept per API: `v1` (the v1 exporter and the replay of
+# events.json) and `v2` (every other reading). They are the same except where
+# Skaffold itself reports differently (the cancelled build of iteration 6). An
+# expectation holds for both unless it is set through `only API ...`.
+#
+# Durations are bounded by what the script measured, never by the exporter's output.
+# Skaffold stamps a build's (test's) start event before it runs the builder (tester)
+# and its end event after the script exited, and both scripts log their own start and
+# end (builds.log, tests.log): a build or test lasts at least as long as its script
+# ran, and at most that plus RS_TOL for Skaffold's own work around the script
+# (starting it; for a build, asking the registry for the pushed image's digest). A dev
+# iteration lasts at least from the first start to the last end of the scripts it ran,
+# and at most from just before the edit that started it (the start of `skaffold dev`
+# for iteration 0) until the script saw its end on the gateway (or Skaffold gone).
 ARTIFACTS=(app-a app-b app-c)
-declare -A EXP DLO DHI
-add() { EXP[$1]=$((${EXP[$1]:-0} + ${2:-1})); }
-bounds() { # bounds KEY LO HI: adds to a duration sum's bounds
-  DLO[$1]=$(awk -v a="${DLO[$1]:-0}" -v b="$2" 'BEGIN { printf "%.3f", a + b }')
-  DHI[$1]=$(awk -v a="${DHI[$1]:-0}" -v b="$3" 'BEGIN { printf "%.3f", a + b }')
-}
+APIS="v1 v2"
+declare -A EXP DLO DHI STREAK
 plus() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", a + b }'; }
-exp_build() { # ART RESULT SLEEP_LO
-  local l="artifact=\"$1\",result=\"$2\""
+minus() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", a - b }'; }
+add() { # add KEY [N]: N more of KEY (1)
+  local api
+  for api in $APIS; do EXP[$api|$1]=$((${EXP[$api|$1]:-0} + ${2:-1})); done
+}
+bounds() { # bounds KEY LO HI: adds to a duration sum's bounds
+  local api
+  for api in $APIS; do
+    DLO[$api|$1]=$(plus "${DLO[$api|$1]:-0}" "$2")
+    DHI[$api|$1]=$(plus "${DHI[$api|$1]:-0}" "$3")
+  done
+}
+only() { # only API CMD...: CMD's expectations hold for that API's readings only
+  local APIS=$1
+  shift
+  "$@"
+}
+scenario_error() {
+  echo "real-skaffold: the scenario did not run as scripted: $*" >&2
+  exit 1
+}
+
+# What the scripts logged from a mark on: `mark` before each iteration remembers where
+# builds.log and tests.log end and when the iteration was started (T_EDIT);
+# run_iteration sets T_SEEN.
+mark() {
+  B0=$(wc -l <"$ctl/builds.log")
+  T0=$(wc -l <"$ctl/tests.log")
+  T_EDIT=$(now)
+}
+# runs LOG FROM: `NAME RESULT START END` for each run logged after line FROM (a run
+# killed before it logged its end is left out).
+runs() {
+  tail -n +"$(($2 + 1))" "$1" | awk '$2 == "start" { s[$1] = $3; next } ($1 in s) { print $1, $2, s[$1], $3; delete s[$1] }'
+}
+# measured LOG FROM NAME RESULT: seconds the run of NAME that ended with RESULT after
+# line FROM took, by the script's own clock (fails when there is none).
+measured() {
+  runs "$1" "$2" | awk -v n="$3" -v r="$4" \
+    '$1 == n && $2 == r { printf "%.3f\n", $4 - $3; found = 1; exit } END { exit !found }'
+}
+# span: seconds from the first start to the last end of the scripts run since `mark`.
+span() {
+  { tail -n +"$((B0 + 1))" "$ctl/builds.log"; tail -n +"$((T0 + 1))" "$ctl/tests.log"; } |
+    awk '$2 == "start" { if (!lo || $3 < lo) lo = $3; next } { if ($3 > hi) hi = $3 }
+      END { if (lo && hi > lo) printf "%.3f\n", hi - lo; else print 0 }'
+}
+
+exp_build() { # ART RESULT [LO HI]: bounds default to the builder's own run + TOL
+  local l="artifact=\"$1\",result=\"$2\"" lo=${3:-} hi=${4:-} api
+  if [ -z "$lo" ]; then
+    lo=$(measured "$ctl/builds.log" "$B0" "$1" "$2") || scenario_error "no $2 build of $1 in builds.log"
+    hi=$(plus "$lo" "$TOL")
+  fi
   add "skaffold_builds_total|$l"
-  bounds "skaffold_build_duration_seconds|$l" "$3" "$(plus "$3" "$TOL")"
+  bounds "skaffold_build_duration_seconds|$l" "$lo" "$hi"
   add "skaffold_build_cache_total|artifact=\"$1\",result=\"miss\"" # every build is a miss: src.txt is new each time
+  # The failure streak: a success resets it, a failure adds one, a cancel leaves it.
+  for api in $APIS; do
+    case "$2" in
+      success) STREAK[$api|$1]=0 ;;
+      failure) STREAK[$api|$1]=$((${STREAK[$api|$1]:-0} + 1)) ;;
+    esac
+  done
 }
-exp_phase() { # METRIC RESULT LO (tests, deploys, renders)
+exp_phase() { # METRIC RESULT LO HI (deploys and renders: no-ops here)
   add "skaffold_${1}s_total|result=\"$2\""
-  bounds "skaffold_${1}_duration_seconds|result=\"$2\"" "$3" "$(plus "$3" "$TOL")"
+  bounds "skaffold_${1}_duration_seconds|result=\"$2\"" "$3" "$4"
 }
-# Tests are counted per custom test command run (issue 9: "count only tests that
-# ran"; v1 sends one TestEvent per tester run, v2 one TestSubtaskEvent per tester
-# inside one Test task per iteration). Each slept RS_TEST_SLEEP.
-exp_test() { # RESULT N
-  local i
-  for i in $(seq "$2"); do exp_phase test "$1" "$RS_TEST_SLEEP"; done
+# Tests are counted per custom test command run (README: tests counted per tester
+# run; v1 sends one TestEvent per run, v2 one TestSubtaskEvent per run inside one
+# Test task per iteration).
+exp_test() { # RESULT N: the N test runs that ended with RESULT since `mark`
+  local n d
+  n=$(runs "$ctl/tests.log" "$T0" | awk -v r="$1" '$2 == r' | wc -l)
+  [ "$n" -eq "$2" ] || scenario_error "$n test runs ended $1 in tests.log, the scenario needs $2"
+  for d in $(runs "$ctl/tests.log" "$T0" | awk -v r="$1" '$2 == r { printf "%.3f\n", $4 - $3 }'); do
+    exp_phase test "$1" "$d" "$(plus "$d" "$TOL")"
+  done
 }
-exp_loop() { # KIND RESULT LO
+exp_loop() { # KIND RESULT [LO HI]: bounds default to span .. T_SEEN - T_EDIT
+  local lo=${3:-$(span)} hi=${4:-$(minus "$T_SEEN" "$T_EDIT")}
   add "skaffold_dev_loops_total|kind=\"$1\",result=\"$2\""
-  bounds "skaffold_dev_loop_duration_seconds|kind=\"$1\",result=\"$2\"" "$3" "$(plus "$3" "$(plus "$TOL" "$TOL")")"
+  bounds "skaffold_dev_loop_duration_seconds|kind=\"$1\",result=\"$2\"" "$lo" "$hi"
 }
 exp_error() { add "skaffold_errors_total|phase=\"$1\",code=\"$2\""; }
 exp_sync() { # IMAGE RESULT FILES
@@ -186,7 +261,16 @@ exp_sync() { # IMAGE RESULT FILES
   [ "$2" = success ] && add "skaffold_synced_files_total|image=\"$1\"" "$3"
   return 0
 }
-declare -A STREAK
+# A passing iteration that rebuilt ARTs: each built, tested once, deployed, rendered.
+exp_passing_rebuild() { # KIND ART...
+  local kind=$1 a
+  shift
+  for a in "$@"; do exp_build "$a" success; done
+  exp_test success $#
+  exp_phase deploy success 0 "$TOL"
+  exp_phase render success 0 "$TOL"
+  exp_loop "$kind" success
+}
 
 # Skaffold's error codes, from its source (v2.24.0):
 # - a custom build script exiting non-zero matches none of the build problems
@@ -194,37 +278,15 @@ declare -A STREAK
 #   (pkg/skaffold/errors/errors.go unknownErrForPhase);
 # - a cancelled custom build is SIGKILLed by exec.CommandContext before the SIGINT
 #   of misc.HandleGracefulTermination can matter: "building custom artifact: signal:
-#   killed" matches no problem either: BUILD_UNKNOWN;
+#   killed" matches no problem either (BUILD_CANCELLED is given only to an error whose
+#   text says "context canceled"): BUILD_UNKNOWN;
 # - a custom test command exiting non-zero is TEST_CUSTOM_CMD_RUN_NON_ZERO_EXIT_ERR
-#   (pkg/skaffold/test/custom/error.go);
-# - a failed dev iteration carries the code of the phase that failed
-#   (event.DevLoopFailedInPhase takes the build or test state's code). Over v2,
-#   Skaffold's DevLoop TaskEvent carries only the generic UNKNOWN_ERROR
-#   (eventV2.TaskFailed for the DevLoop phase), while the failed phase's own event
-#   carries the real code: the metric follows the phase.
+#   (pkg/skaffold/test/custom/error.go).
+# Each failure is counted once, at the phase that failed (README, "Errors: one count
+# per failure"): the failed build or test, not again as a failed iteration.
 CODE_BUILD_FAIL=BUILD_UNKNOWN
 CODE_BUILD_CANCEL=BUILD_UNKNOWN
 CODE_TEST_FAIL=TEST_CUSTOM_CMD_RUN_NON_ZERO_EXIT_ERR
-
-# Known failures pending issue 9 (none of issue 8 showed here), each with the
-# event and the code of ours that cause it. They are still evaluated and printed.
-v1srcs='@(v1|replay-v1)'
-shopt -s extglob
-EXPECT_FAIL["$v1srcs:@(builds_total|build_duration_count){app-a,@(failure|canceled)}"]="pending issue 9 (cancelled builds): Skaffold's v1 BuildEvent for the build Ctrl-C cancelled is Failed (BUILD_UNKNOWN, 'building custom artifact: signal: killed'); only v2's BuildSubtaskEvent says Canceled. src/source/decode.rs decode_v1 + src/core/state.rs fold it as a failure"
-EXPECT_FAIL["$v1srcs:build_duration_sum{app-a,canceled}"]=${EXPECT_FAIL["$v1srcs:@(builds_total|build_duration_count){app-a,@(failure|canceled)}"]}
-EXPECT_FAIL["$v1srcs:build_consecutive_failures{app-a}"]="pending issue 9 (cancelled builds): the cancelled build, folded as a failure (v1 says Failed), starts a failure streak"
-EXPECT_FAIL["$v1srcs:errors_total{phase=\"build\",code=\"BUILD_UNKNOWN\"}"]="pending issue 9 (cancelled builds): the cancelled build is counted as a build error (v1 BuildEvent Failed)"
-EXPECT_FAIL["$v1srcs:errors_total(all)"]="pending issue 9 (cancelled builds): one build error too many, the cancelled build"
-v2srcs='@(v2|gateway|late|proxied|replay-v2)'
-EXPECT_FAIL["@(v2|gateway|late|proxied|replay-v2|run):@(tests_total|test_duration_count){success}"]="pending issue 9 (v1/v2 parity, 'count only tests that ran'): src/source/decode_v2.rs maps v2's Test task (one per iteration) to a test, not the TestSubtaskEvent of each tester run: 3 passed, not 5"
-EXPECT_FAIL["$v2srcs:@(file_syncs_total(all)|@(file_syncs_total|file_sync_duration_count|file_sync_duration_sum){app-c,success}|synced_files_total{app-c})"]="pending issue 9 (coloured output): under --force-colors the v2 SkaffoldLogEvent is '\\e[34mSyncing 1 files for ...\\e[0m'; src/source/decode_v2.rs parse_sync_line (and wire.rs/json.rs) require it to start with 'Syncing ': no sync is seen over v2"
-EXPECT_FAIL["$v2srcs:@(dev_loops_total|dev_loop_duration_count|dev_loop_duration_sum){@(sync|redeploy),success}"]="pending issue 9 (coloured output): the sync-only iteration 5 is not recognised as a sync over v2 (see above) and is counted as redeploy"
-EXPECT_FAIL["$v1srcs:@(file_syncs_total|file_sync_duration_count|file_sync_duration_sum){app-c,success}"]="pending issue 9 (tagged images): Skaffold's v1 FileSyncEvent.image is the built tag 127.0.0.1:PORT/app-c:latest@sha256:...; src/source/decode.rs uses it verbatim as the image label instead of the image name"
-EXPECT_FAIL["$v1srcs:synced_files_total{app-c}"]=${EXPECT_FAIL["$v1srcs:@(file_syncs_total|file_sync_duration_count|file_sync_duration_sum){app-c,success}"]}
-EXPECT_FAIL["@(v2|gateway|late|proxied|replay-v2):errors_total{phase=\"dev_loop\",code=\"BUILD_UNKNOWN\"}"]="pending issue 9 (v1/v2 parity): a failed v2 DevLoop TaskEvent carries UNKNOWN_ERROR (iterations 2 and 6); src/source/decode_v2.rs V2Decoder::task (DevLoop arm) takes that code, v1's DevLoopEvent has the failed phase's BUILD_UNKNOWN"
-EXPECT_FAIL["agree:@(mid-v2=mid-v1|v2=v1):counts"]="pending issue 9 (v1/v2 parity): the test count, the dev-loop error code and (at the end) the cancelled build, the sync's image label and the sync-only loop differ, see above"
-EXPECT_FAIL["agree:v2=v1:sums"]="pending issue 9 (cancelled builds, coloured output, tagged images): the cancelled build's and the sync's durations sit under other labels"
-EXPECT_FAIL["state:v2-exporter=gateway"]="pending issue 9 (item 7): src/source/json.rs state_json_from_bytes (prost-reflect SerializeOptions) leaves the unset message field metadata.test out, where Skaffold's gateway (protojson EmitUnpopulated) writes \"test\": null"
 
 # --- exporters and captures ----------------------------------------------------------
 RPC=$(free_port) HTTP=$(free_port)
@@ -256,7 +318,12 @@ cd "$proj"
 # A background job of a non-interactive shell starts with SIGINT ignored, and Go
 # passes an ignored SIGINT on to the commands it runs; a developer's terminal has
 # SIGINT at its default: so does this Skaffold (and its builders and testers).
+# shellcheck disable=SC2054 # one argument: the list of signals env resets
 sk_env=(env --default-signal=INT,QUIT)
+echo 1 >"$ctl/build-sleep-app-a" # iteration 0: a, b and c build in parallel
+echo 1.5 >"$ctl/build-sleep-app-b"
+echo 2 >"$ctl/build-sleep-app-c"
+mark
 start skaffold "$work/skaffold-dev.log" "${sk_env[@]}" "$SKAFFOLD" dev "${sk_common[@]}" \
   --rpc-port "$RPC" --rpc-http-port "$HTTP" --event-log-file "$work/events.json" --cache-file "$work/cache-dev.yaml"
 wait_for "Skaffold's gRPC port" 60 port_open "$RPC"
@@ -273,7 +340,8 @@ loop_status() {
     | select((.iteration // 0) == $n and (.status == "Succeeded" or .status == "Failed")) | .status' \
     "$work/gateway-v1.jsonl" 2>/dev/null | head -1
 }
-# run_iteration N WANT: waits (120 s) for iteration N to end and checks Skaffold's status.
+# run_iteration N WANT: waits (120 s) for iteration N to end and checks Skaffold's
+# status; T_SEEN is when the script saw the end.
 run_iteration() {
   local n=$1 want=$2 st="" deadline=$(($(date +%s) + 120))
   while [ -z "$st" ]; do
@@ -282,6 +350,7 @@ run_iteration() {
     sleep 0.2
     st=$(loop_status "$n")
   done
+  T_SEEN=$(now)
   echo "real-skaffold: iteration $n ended: $st"
   [ "$st" = "$want" ] || { echo "real-skaffold: Skaffold reported iteration $n $st, the scenario needs $want" >&2; exit 1; }
   sleep 0.5 # let Skaffold reset its watcher before the next edit
@@ -290,55 +359,44 @@ edit() { echo "$1 $(now)" >"$proj/build/$1/src.txt"; }
 builder_starts() { grep -c "^$1 start" "$ctl/builds.log" || true; }
 scrape() { curl -fsS "http://127.0.0.1:$1/metrics" >"$work/scrapes/$2.prom"; }
 
-# Iteration 0: all three in parallel; sleeps 1, 1.5 and 2 s; three tests.
-echo 1 >"$ctl/build-sleep-app-a"
-echo 1.5 >"$ctl/build-sleep-app-b"
-echo 2 >"$ctl/build-sleep-app-c"
+# Iteration 0: a, b and c build in parallel (1, 1.5 and 2 s); three tests pass.
 run_iteration 0 Succeeded
-exp_build app-a success 1
-exp_build app-b success 1.5
-exp_build app-c success 2
-exp_test success 3
-exp_phase deploy success 0
-exp_phase render success 0
-exp_loop initial success 2.6
+exp_passing_rebuild initial app-a app-b app-c
 
 # Iteration 1: a changes.
+mark
 edit app-a
 run_iteration 1 Succeeded
-exp_build app-a success 1
-exp_test success 1
-exp_phase deploy success 0
-exp_phase render success 0
-exp_loop rebuild success 1.2
+exp_passing_rebuild rebuild app-a
 
-# Iteration 2: b's build fails after 1.5 s.
+# Iteration 2: b's build fails after 1.5 s; nothing is tested or deployed.
 touch "$ctl/build-fail-app-b"
+mark
 edit app-b
 run_iteration 2 Failed
-exp_build app-b failure 1.5
+exp_build app-b failure
 exp_error build "$CODE_BUILD_FAIL"
-exp_error dev_loop "$CODE_BUILD_FAIL"
-exp_loop rebuild failure 1.5
+exp_loop rebuild failure
 stop e2 KILL
 stop proxy KILL
 echo "real-skaffold: v2 exporter and the proxy in front of the proxied one killed after iteration 2"
 
-# Iteration 3: c builds (2 s) and its test fails.
+# Iteration 3: c builds (2 s) and its test fails; nothing is deployed.
 rm -f "$ctl/build-fail-app-b"
 touch "$ctl/test-fail-app-c"
+mark
 edit app-c
 run_iteration 3 Failed
-exp_build app-c success 2
+exp_build app-c success
 exp_test failure 1
 exp_error test "$CODE_TEST_FAIL"
-exp_error dev_loop "$CODE_TEST_FAIL"
-exp_loop rebuild failure 2.2
+exp_loop rebuild failure
 
 # Iteration 4: b builds for 4 s; the v2 exporter comes back 1 s into that build.
 rm -f "$ctl/test-fail-app-c"
 echo 4 >"$ctl/build-sleep-app-b"
 n=$(builder_starts app-b)
+mark
 edit app-b
 wait_for "b's build to start" 60 bash -c "[ \$(grep -c '^app-b start' '$ctl/builds.log') -gt $n ]"
 sleep 1
@@ -346,11 +404,7 @@ start_e2 restarted
 start_proxy restarted
 echo "real-skaffold: v2 exporter and the proxy restarted during b's build"
 run_iteration 4 Succeeded
-exp_build app-b success 4
-exp_test success 1
-exp_phase deploy success 0
-exp_phase render success 0
-exp_loop rebuild success 4.2
+exp_passing_rebuild rebuild app-b
 
 # A fourth exporter attaches late: Skaffold replays everything to it.
 start el "$work/exporter-late.log" "$EXP_BIN" --listen "127.0.0.1:$EL" --skaffold-addr "127.0.0.1:$RPC" --api auto "${exp_common[@]}"
@@ -374,16 +428,18 @@ curl -fsS "http://127.0.0.1:$EG/v1/state" >"$work/state-exporter-gateway.json"
 # Iteration 5: a file under app-c/static changes: synced (a no-op without a
 # deployer), nothing built, tested or deployed. Skaffold names the synced image by
 # its built tag (127.0.0.1:PORT/app-c:latest@sha256:...); the label is the image
-# name without tag and digest (issue 9).
+# name without tag and digest (README, skaffold_file_syncs_total).
 IMG_C="127.0.0.1:$REG/app-c"
+mark
 echo "page $(now)" >"$proj/build/app-c/static/page.txt"
 run_iteration 5 Succeeded
 exp_sync "$IMG_C" success 1
-exp_loop sync success 0
+exp_loop sync success
 
 # Iteration 6: a's build sleeps 60 s; Ctrl-C 2 s into it.
 echo 60 >"$ctl/build-sleep-app-a"
 n=$(builder_starts app-a)
+mark
 edit app-a
 wait_for "a's build to start" 60 bash -c "[ \$(grep -c '^app-a start' '$ctl/builds.log') -gt $n ]"
 sleep 2
@@ -396,14 +452,29 @@ while kill -0 "${PID_OF[skaffold]}" 2>/dev/null; do
   [ "$(date +%s)" -lt "$deadline" ] || { echo "real-skaffold: Skaffold did not exit after SIGINT" >&2; exit 1; }
   sleep 0.2
 done
+t_gone=$(now)
 wait "${PID_OF[skaffold]}" || skaffold_rc=$?
 unset "PID_OF[skaffold]"
-echo "real-skaffold: skaffold dev exited ($skaffold_rc) $(awk -v a="$(now)" -v b="$t_int" 'BEGIN { printf "%.1f", a - b }')s after SIGINT"
-a_start=$(awk '$1 == "app-a" && $2 == "start" { t = $3 } END { print t }' "$ctl/builds.log")
-cancel_after=$(awk -v a="$t_int" -v b="$a_start" 'BEGIN { printf "%.3f", a - b }')
-exp_build app-a canceled "$cancel_after" # a cancel is no build error
-exp_error dev_loop "$CODE_BUILD_CANCEL"
-exp_loop rebuild failure "$cancel_after"
+echo "real-skaffold: skaffold dev exited ($skaffold_rc) $(minus "$t_gone" "$t_int")s after SIGINT"
+# a's build (no end in builds.log: the builder was killed) ran at least from the
+# builder's start to the SIGINT, and ended, as did the iteration, before Skaffold exited.
+a_start=$(tail -n +"$((B0 + 1))" "$ctl/builds.log" | awk '$1 == "app-a" && $2 == "start" { print $3; exit }')
+[ -n "$a_start" ] || scenario_error "a's last build is not in builds.log"
+cancel_lo=$(minus "$t_int" "$a_start")
+cancel_hi=$(minus "$t_gone" "$a_start")
+# Skaffold reports this build differently over its two APIs
+# (pkg/skaffold/build/scheduler.go, scheduler.build): v2 gets BuildCanceled; v1 only
+# ever gets BuildFailed, whose code is BUILD_CANCELLED only when the error's text says
+# "context canceled" (build/build_problems.go), and a killed custom builder's is
+# "building custom artifact: signal: killed", so BUILD_UNKNOWN. We count what Skaffold
+# says: over v2 a cancelled build in an iteration with only a cancellation in it (a
+# `canceled` iteration, no error, no failure streak); over v1 a failed build (a build
+# error, a failure streak of 1) in a failed iteration, counted once at the build.
+only v2 exp_build app-a canceled "$cancel_lo" "$cancel_hi"
+only v2 exp_loop rebuild canceled "$cancel_lo" "$(minus "$t_gone" "$T_EDIT")"
+only v1 exp_build app-a failure "$cancel_lo" "$cancel_hi"
+only v1 exp_error build "$CODE_BUILD_CANCEL"
+only v1 exp_loop rebuild failure "$cancel_lo" "$(minus "$t_gone" "$T_EDIT")"
 
 # Skaffold is gone: let each exporter notice (connected 0), then read it.
 for x in "v2:$E2" "v1:$E1" "gateway:$EG" "late:$EL" "proxied:$EP"; do
@@ -429,12 +500,11 @@ replay_rc_v1=0 replay_rc_v2=0
 # --- skaffold run --wait-for-connection with an exporter on v2 -------------------------
 rm -f "$ctl"/build-sleep-* "$ctl"/build-fail-* "$ctl"/test-fail-*
 RPC2=$(free_port) ER=$(free_port)
-runs_before=$(grep -c ' success ' "$ctl/builds.log" || true)
-tests_before=$(grep -c ' success ' "$ctl/tests.log" || true)
+mark
 start skaffold_run "$work/skaffold-run.log" "${sk_env[@]}" "$SKAFFOLD" run "${sk_common[@]}" --rpc-port "$RPC2" \
   --wait-for-connection --cache-file "$work/cache-run.yaml" --event-log-file "$work/events-run.json"
 wait_for "skaffold run's builds and tests" 120 bash -c \
-  "[ \$(grep -c ' success ' '$ctl/tests.log') -ge $((tests_before + 3)) ]"
+  "[ \$(tail -n +$((T0 + 1)) '$ctl/tests.log' | grep -c ' success ') -ge 3 ]"
 sleep 2
 held=0
 kill -0 "${PID_OF[skaffold_run]}" 2>/dev/null && held=1
@@ -444,6 +514,7 @@ deadline=$(($(date +%s) + 60))
 while kill -0 "${PID_OF[skaffold_run]}" 2>/dev/null && [ "$(date +%s)" -lt "$deadline" ]; do sleep 0.2; done
 if ! kill -0 "${PID_OF[skaffold_run]}" 2>/dev/null; then
   released=1
+  T_SEEN=$(now) # the run's events all lie between its start and here
   wait "${PID_OF[skaffold_run]}" || run_rc=$?
   unset "PID_OF[skaffold_run]"
 fi
@@ -468,81 +539,119 @@ fi
 echo "real-skaffold: scenario done in $(($(date +%s) - t_begin))s; checking"
 S="$work/scrapes"
 
-# check_counted FILE ID_PREFIX COUNTER HISTOGRAM KEY ID_LABELS: the counter
+# check_counted FILE ID_PREFIX API COUNTER HISTOGRAM KEY ID_LABELS: the counter
 # (skaffold_COUNTER) and the histogram's count (skaffold_HISTOGRAM_seconds) of the
-# series KEY equal the expected count, and where something was expected, the
-# histogram's sum lies within the expected bounds. Ids: PREFIX:COUNTER{ID_LABELS},
-# PREFIX:HISTOGRAM_count{...}, PREFIX:HISTOGRAM_sum{...}.
+# series KEY equal what API's readings should show, and where something was
+# expected, the histogram's sum lies within the expected bounds. Ids:
+# PREFIX:COUNTER{ID_LABELS}, PREFIX:HISTOGRAM_count{...}, PREFIX:HISTOGRAM_sum{...}.
 check_counted() {
-  local f=$1 src=$2 counter=$3 hist=$4 key=$5 ids=$6 want
-  want=${EXP[skaffold_$counter|$key]:-0}
+  local f=$1 src=$2 api=$3 counter=$4 hist=$5 key=$6 ids=$7 want
+  want=${EXP[$api|skaffold_$counter|$key]:-0}
   check_eq "$src:$counter{$ids}" "$(value "$f" "skaffold_$counter" "$key")" "$want"
   check_eq "$src:${hist}_count{$ids}" "$(value "$f" "skaffold_${hist}_seconds_count" "$key")" "$want"
   if [ "$want" -gt 0 ]; then
     check_range "$src:${hist}_sum{$ids}" "$(value "$f" "skaffold_${hist}_seconds_sum" "$key")" \
-      "${DLO[skaffold_${hist}_seconds|$key]}" "${DHI[skaffold_${hist}_seconds|$key]}"
+      "${DLO[$api|skaffold_${hist}_seconds|$key]}" "${DHI[$api|skaffold_${hist}_seconds|$key]}"
   fi
 }
 
-# check_core SOURCE FILE V2: every core series against the expectations.
+# check_core SOURCE FILE API (v1|v2): every core series against the expectations.
 check_core() {
-  local src=$1 f=$2 v2=$3 a r k key
+  local src=$1 f=$2 api=$3 a r k key
   for a in "${ARTIFACTS[@]}"; do
     for r in success failure canceled; do
-      check_counted "$f" "$src" builds_total build_duration "artifact=\"$a\",result=\"$r\"" "$a,$r"
+      check_counted "$f" "$src" "$api" builds_total build_duration "artifact=\"$a\",result=\"$r\"" "$a,$r"
     done
-    check_eq "$src:build_consecutive_failures{$a}" "$(value "$f" skaffold_build_consecutive_failures "artifact=\"$a\"")" 0
-    if [ "$v2" = 1 ]; then
+    check_eq "$src:build_consecutive_failures{$a}" "$(value "$f" skaffold_build_consecutive_failures "artifact=\"$a\"")" \
+      "${STREAK[$api|$a]:-0}"
+    if [ "$api" = v2 ]; then
       for r in hit miss; do
         key="artifact=\"$a\",result=\"$r\""
-        check_eq "$src:build_cache_total{$a,$r}" "$(value "$f" skaffold_build_cache_total "$key")" "${EXP[skaffold_build_cache_total|$key]:-0}"
+        check_eq "$src:build_cache_total{$a,$r}" "$(value "$f" skaffold_build_cache_total "$key")" "${EXP[$api|skaffold_build_cache_total|$key]:-0}"
       done
     fi
   done
   local phases=(test deploy status_check)
-  [ "$v2" = 1 ] && phases+=(render)
+  [ "$api" = v2 ] && phases+=(render)
   for k in "${phases[@]}"; do
     for r in success failure canceled; do
-      check_counted "$f" "$src" "${k}s_total" "${k}_duration" "result=\"$r\"" "$r"
+      check_counted "$f" "$src" "$api" "${k}s_total" "${k}_duration" "result=\"$r\"" "$r"
     done
   done
   for k in initial rebuild sync redeploy; do
     for r in success failure canceled; do
-      check_counted "$f" "$src" dev_loops_total dev_loop_duration "kind=\"$k\",result=\"$r\"" "$k,$r"
+      check_counted "$f" "$src" "$api" dev_loops_total dev_loop_duration "kind=\"$k\",result=\"$r\"" "$k,$r"
     done
   done
+  # Every error series expected, and nothing else: their sum is the expected total.
   local total=0
   for key in "${!EXP[@]}"; do
     case "$key" in
-      skaffold_errors_total\|*)
+      "$api|skaffold_errors_total|"*)
         total=$((total + EXP[$key]))
-        check_eq "$src:errors_total{${key#*|}}" "$(value "$f" skaffold_errors_total "${key#*|}")" "${EXP[$key]}"
+        check_eq "$src:errors_total{${key##*|}}" "$(value "$f" skaffold_errors_total "${key##*|}")" "${EXP[$key]}"
         ;;
     esac
   done
   check_eq "$src:errors_total(all)" "$(value "$f" skaffold_errors_total "")" "$total"
   check_eq "$src:deploy_consecutive_failures" "$(value "$f" skaffold_deploy_consecutive_failures "")" 0
-  check_eq "$src:file_syncs_total(all)" "$(value "$f" skaffold_file_syncs_total "")" "${EXP[skaffold_file_syncs_total|]:-0}"
+  check_eq "$src:file_syncs_total(all)" "$(value "$f" skaffold_file_syncs_total "")" "${EXP[$api|skaffold_file_syncs_total|]:-0}"
   for r in success failure; do
-    check_counted "$f" "$src" file_syncs_total file_sync_duration "image=\"$IMG_C\",result=\"$r\"" "app-c,$r"
+    check_counted "$f" "$src" "$api" file_syncs_total file_sync_duration "image=\"$IMG_C\",result=\"$r\"" "app-c,$r"
   done
-  check_eq "$src:synced_files_total{app-c}" "$(value "$f" skaffold_synced_files_total "image=\"$IMG_C\"")" "${EXP[skaffold_synced_files_total|image=\"$IMG_C\"]:-0}"
+  check_eq "$src:synced_files_total{app-c}" "$(value "$f" skaffold_synced_files_total "image=\"$IMG_C\"")" "${EXP[$api|skaffold_synced_files_total|image=\"$IMG_C\"]:-0}"
   check_eq "$src:invalid_events_total" "$(value "$f" skaffold_exporter_invalid_events_total "")" 0
   check_eq "$src:events_dropped_total" "$(value "$f" skaffold_exporter_events_dropped_total "")" 0
 }
 
-# same SOURCE_A FILE_A SOURCE_B FILE_B EXACT: the core series of two readings agree:
-# every count and bucket exactly; duration sums exactly when both come from the
-# same events (EXACT=1), within 10 ms per observation when v1 and v2 (whose events
+# compared FILE FILTER EXCLUDED: the core series of FILE to compare (sorted): not
+# those whose name matches the regex FILTER, nor those named in EXCLUDED (one a line).
+compared() {
+  core "$1" | grep -vE "$2" | awk -v ex="$3" '
+    BEGIN { n = split(ex, e, "\n"); for (i = 1; i <= n; i++) if (e[i] != "") skip[e[i]] = 1 }
+    { k = $0; sub(/ [^ ]*$/, "", k); if (!(k in skip)) print }'
+}
+# sample FILE SERIES: the value of the series named exactly SERIES (empty when absent).
+sample() { core "$1" | awk -v k="$2" 'substr($0, 1, length(k) + 1) == k " " { print $2 }'; }
+
+# same SOURCE_A FILE_A SOURCE_B FILE_B EXACT [REASON SERIES...]: the core series of
+# two readings agree: every count and bucket exactly; duration sums exactly when both
+# come from the same events (EXACT=1), within 50 ms when v1 and v2 (whose events
 # Skaffold timestamps separately) are compared. Series only one of the two APIs
-# reports (v2's build cache and renders) are left out when EXACT=0.
+# reports (v2's build cache and renders) and buckets are left out when EXACT=0. The
+# SERIES named (exact names with labels) are left out for REASON, which is printed;
+# each of them must differ between the two readings (or the exclusion is wider than
+# the difference it stands for). They are checked one by one against the scenario
+# by check_core.
 same() {
-  local a=$1 fa=$2 b=$3 fb=$4 exact=$5 filter='^$'
+  local a=$1 fa=$2 b=$3 fb=$4 exact=$5 reason=${6:-} filter='^$'
+  shift 5
+  [ $# -gt 0 ] && shift
+  local excluded
+  excluded=$(printf '%s\n' "$@")
   [ "$exact" = 1 ] || filter='^skaffold_(build_cache|render|verif|exec)'
-  local ka kb buckets='^$'
+  local buckets='^$'
   [ "$exact" = 1 ] || buckets='_bucket\{'
-  ka=$(core "$fa" | grep -vE "$filter" | grep -vE '_sum(\{| )' | grep -vE "$buckets" || true)
-  kb=$(core "$fb" | grep -vE "$filter" | grep -vE '_sum(\{| )' | grep -vE "$buckets" || true)
+  if [ $# -gt 0 ]; then
+    local s same_ones="" va vb
+    for s in "$@"; do
+      va=$(sample "$fa" "$s")
+      vb=$(sample "$fb" "$s")
+      if [ -z "$va$vb" ] || { [ -n "$va" ] && [ -n "$vb" ] && awk -v x="$va" -v y="$vb" 'BEGIN { exit !(x + 0 == y + 0) }'; }; then
+        same_ones="$same_ones $s=${va:-absent}"
+      fi
+    done
+    if [ -z "$same_ones" ]; then
+      verdict "agree:$a=$b:excluded-differ" 1 "$# series left out, each differs"
+    else
+      verdict "agree:$a=$b:excluded-differ" 0 "left out but equal:$same_ones"
+    fi
+    echo "  left out of agree:$a=$b ($# series): $reason"
+    [ -n "${RS_VERBOSE:-}" ] && printf '    %s\n' "$@"
+  fi
+  local ka kb
+  ka=$(compared "$fa" "$filter" "$excluded" | grep -vE '_sum(\{| )' | grep -vE "$buckets" || true)
+  kb=$(compared "$fb" "$filter" "$excluded" | grep -vE '_sum(\{| )' | grep -vE "$buckets" || true)
   if [ "$(echo "$ka" | grep -c .)" -lt 20 ]; then
     verdict "agree:$a=$b:counts" 0 "only $(echo "$ka" | grep -c .) series in $fa"
   elif [ "$ka" = "$kb" ]; then
@@ -551,8 +660,8 @@ same() {
     verdict "agree:$a=$b:counts" 0 "differ: $(diff <(echo "$ka") <(echo "$kb") | grep '^[<>]' | head -8 | tr '\n' ';')"
   fi
   local sa sb
-  sa=$(core "$fa" | grep -vE "$filter" | grep -E '_sum(\{| )' || true)
-  sb=$(core "$fb" | grep -vE "$filter" | grep -E '_sum(\{| )' || true)
+  sa=$(compared "$fa" "$filter" "$excluded" | grep -E '_sum(\{| )' || true)
+  sb=$(compared "$fb" "$filter" "$excluded" | grep -E '_sum(\{| )' || true)
   local bad
   bad=$(join -j1 -a1 -a2 -e missing -o 0,1.2,2.2 <(echo "$sa" | sort -k1,1) <(echo "$sb" | sort -k1,1) |
     awk -v exact="$exact" '{ if ($2 == "missing" || $3 == "missing") { print; next }
@@ -562,13 +671,29 @@ same() {
   elif [ -z "$bad" ]; then verdict "agree:$a=$b:sums" 1 "$(echo "$sa" | grep -c .) duration sums agree"; else verdict "agree:$a=$b:sums" 0 "$(echo "$bad" | head -5 | tr '\n' ';')"; fi
 }
 
+# The series Skaffold's v1/v2 difference on the build Ctrl-C cancelled touches (see
+# iteration 6): over v1 a failed build of a in a failed iteration, over v2 a
+# cancelled build in a cancelled one.
+CANCEL_REASON="Skaffold v2.24.0 reports the build Ctrl-C cancelled as BuildEvent Failed/BUILD_UNKNOWN over API v1 and as Canceled over v2 (pkg/skaffold/build/scheduler.go); each side is checked against the scenario above"
+CANCEL_SERIES=()
+for r in failure canceled; do
+  CANCEL_SERIES+=("skaffold_builds_total{artifact=\"app-a\",result=\"$r\"}"
+    "skaffold_build_duration_seconds_count{artifact=\"app-a\",result=\"$r\"}"
+    "skaffold_build_duration_seconds_sum{artifact=\"app-a\",result=\"$r\"}"
+    "skaffold_dev_loops_total{kind=\"rebuild\",result=\"$r\"}"
+    "skaffold_dev_loop_duration_seconds_count{kind=\"rebuild\",result=\"$r\"}"
+    "skaffold_dev_loop_duration_seconds_sum{kind=\"rebuild\",result=\"$r\"}")
+done
+CANCEL_SERIES+=("skaffold_build_consecutive_failures{artifact=\"app-a\"}"
+  "skaffold_errors_total{phase=\"build\",code=\"$CODE_BUILD_CANCEL\"}")
+
 echo "== skaffold dev: each exporter and each replay against the scenario"
 check_eq "skaffold-dev:exit-after-ctrl-c" "$skaffold_rc" 0
 check_true "files:event-log" "Skaffold wrote events.json and events.json.v2" test -s "$work/events.json" -a -s "$work/events.json.v2"
 check_eq "replay-v1:exit" "$replay_rc_v1" 0
 check_eq "replay-v2:exit" "$replay_rc_v2" 0
-for src in v2 gateway late proxied replay-v2; do check_core "$src" "$S/end-$src.prom" 1; done
-for src in v1 replay-v1; do check_core "$src" "$S/end-$src.prom" 0; done
+for src in v2 gateway late proxied replay-v2; do check_core "$src" "$S/end-$src.prom" v2; done
+for src in v1 replay-v1; do check_core "$src" "$S/end-$src.prom" v1; done
 
 echo "== the proxied exporter resubscribed within one process and skipped the replay"
 check_true "proxied:reconnected" "skaffold_exporter_reconnects_total >= 1" \
@@ -589,7 +714,7 @@ same v2 "$S/end-v2.prom" late "$S/end-late.prom" 1
 same v2 "$S/end-v2.prom" proxied "$S/end-proxied.prom" 1
 same v2 "$S/end-v2.prom" replay-v2 "$S/end-replay-v2.prom" 1
 same v1 "$S/end-v1.prom" replay-v1 "$S/end-replay-v1.prom" 1
-same v2 "$S/end-v2.prom" v1 "$S/end-v1.prom" 0
+same v2 "$S/end-v2.prom" v1 "$S/end-v1.prom" 0 "$CANCEL_REASON" "${CANCEL_SERIES[@]}"
 
 echo "== GetState and /v1/state"
 check_true "getstate:passthrough-bytes" "GetState through the exporter is byte-identical to what Skaffold answered it ($(stat -c %s "$work/state-proxied.bin") bytes)" \
@@ -604,15 +729,13 @@ echo "== skaffold run --wait-for-connection, exporter on v2"
 check_eq "run:held-until-subscriber" "$held" 1
 check_eq "run:released" "$released" 1
 check_eq "run:exit" "$run_rc" 0
-EXP=() DLO=() DHI=()
-for a in "${ARTIFACTS[@]}"; do exp_build "$a" success 1; done
-exp_test success 3
-exp_phase deploy success 0
-exp_phase render success 0
-exp_loop initial success 1.6
-check_core run "$S/run-v2.prom" 1
+# The run's builds, tests, deploy and render, measured since its `mark`; its one
+# iteration (derived: `skaffold run` sends no DevLoopEvent) within the run's lifetime.
+EXP=() DLO=() DHI=() STREAK=()
+exp_passing_rebuild initial "${ARTIFACTS[@]}"
+check_core run "$S/run-v2.prom" v2
 
-echo "real-skaffold: done in $(($(date +%s) - t_begin))s; $KNOWN known failures (listed in EXPECT_FAIL), $UNEXPECTED unexpected passes"
+echo "real-skaffold: done in $(($(date +%s) - t_begin))s"
 [ ${#FAILURES[@]} -eq 0 ] || echo "real-skaffold: failed: ${FAILURES[*]}"
-echo "real-skaffold: $PASSED passed, $FAILED failed, $KNOWN skipped"
+echo "real-skaffold: $PASSED passed, $FAILED failed"
 [ "$FAILED" -eq 0 ]

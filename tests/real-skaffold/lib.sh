@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Helpers of scripts/real-skaffold.sh (sourced): processes, ports, scrapes and the
 # assertion ledger. Nothing here knows the scenario.
 
@@ -20,8 +21,8 @@ stop() {
   local name=$1 sig=${2:-TERM} pid=${PID_OF[$1]:-}
   [ -n "$pid" ] || return 0
   kill -"$sig" "$pid" 2>/dev/null || true
-  local i
-  for i in $(seq 100); do
+  local _
+  for _ in $(seq 100); do
     kill -0 "$pid" 2>/dev/null || break
     sleep 0.1
   done
@@ -99,38 +100,12 @@ core() {
 }
 
 # --- assertions --------------------------------------------------------------
-# EXPECT_FAIL maps assertion-id glob patterns to the reason they are known to fail
-# (filled by the scenario script). A known failure is printed and counted as
-# skipped; a known failure that passes is printed as UNEXPECTED PASS so it can be
-# switched on.
-declare -A EXPECT_FAIL
-PASSED=0 FAILED=0 KNOWN=0 UNEXPECTED=0
+PASSED=0 FAILED=0
 FAILURES=()
 
-known() {
-  local id=$1 pat
-  for pat in "${!EXPECT_FAIL[@]}"; do
-    # shellcheck disable=SC2053
-    if [[ $id == $pat ]]; then
-      echo "${EXPECT_FAIL[$pat]}"
-      return 0
-    fi
-  done
-  return 1
-}
-
 verdict() { # verdict ID OK(0/1) MESSAGE
-  local id=$1 ok=$2 msg=$3 why
-  if why=$(known "$id"); then
-    if [ "$ok" = 1 ]; then
-      UNEXPECTED=$((UNEXPECTED + 1))
-      echo "  UNEXPECTED PASS $id: $msg (listed as known failure: $why)"
-      PASSED=$((PASSED + 1))
-    else
-      KNOWN=$((KNOWN + 1))
-      echo "  known failure   $id: $msg [$why]"
-    fi
-  elif [ "$ok" = 1 ]; then
+  local id=$1 ok=$2 msg=$3
+  if [ "$ok" = 1 ]; then
     PASSED=$((PASSED + 1))
     [ -n "${RS_VERBOSE:-}" ] && echo "  ok              $id: $msg"
   else
