@@ -1169,7 +1169,17 @@ pub struct SpanSink {
     stats: OtlpStats,
     thread: Option<std::thread::JoinHandle<()>>,
     told_skipped: bool,
+    skaffold_connected: Option<prometheus_client::metrics::gauge::Gauge>,
+    /// Since when the stream has been down (sampled at every `ship`), after it
+    /// was up.
+    stream_down_since: Option<Instant>,
+    stream_was_up: bool,
 }
+
+/// How long Skaffold's stream must have been down, before the exporter stops, for
+/// Skaffold to count as gone (a shutdown of our own takes the stream down too,
+/// just before the spans are closed).
+pub const SKAFFOLD_GONE_AFTER: Duration = Duration::from_secs(2);
 
 impl SpanSink {
     /// A sink exporting through `tx` (see [`spawn_exporter`]).
@@ -1185,11 +1195,29 @@ impl SpanSink {
             stats,
             thread,
             told_skipped: false,
+            skaffold_connected: None,
+            stream_down_since: None,
+            stream_was_up: false,
         }
+    }
+
+    /// Lets [`Self::close`] see whether Skaffold is still streaming
+    /// (`skaffold_exporter_connected`).
+    pub fn with_connection(mut self, connected: prometheus_client::metrics::gauge::Gauge) -> Self {
+        self.skaffold_connected = Some(connected);
+        self
     }
 
     /// Moves finished spans to the export queue; never blocks.
     pub fn ship(&mut self) {
+        if let Some(g) = &self.skaffold_connected {
+            if g.get() == 1 {
+                self.stream_was_up = true;
+                self.stream_down_since = None;
+            } else if self.stream_was_up && self.stream_down_since.is_none() {
+                self.stream_down_since = Some(Instant::now());
+            }
+        }
         let Some(tx) = &self.tx else {
             return;
         };
@@ -1211,9 +1239,23 @@ impl SpanSink {
     }
 
     /// Ships what is finished, closes the queue and waits up to `timeout` for the
-    /// export thread to send it. Spans still open (Skaffold still running) are not
-    /// exported: a restarted exporter rebuilds them, with the same ids, from the replay.
+    /// export thread to send it. While Skaffold is still streaming, spans still open
+    /// are not exported: a restarted exporter rebuilds them, with the same ids, from
+    /// the replay. When Skaffold is gone already (its stream has been down for
+    /// [`SKAFFOLD_GONE_AFTER`]: a CI job's `skaffold run` exited and the sidecar is
+    /// stopped after it), nothing would rebuild them: they end as at a disconnect and
+    /// leave now.
     pub fn close(&mut self, timeout: Duration) -> bool {
+        let gone = self
+            .skaffold_connected
+            .as_ref()
+            .is_some_and(|g| g.get() == 0)
+            && self
+                .stream_down_since
+                .is_some_and(|t| t.elapsed() >= SKAFFOLD_GONE_AFTER);
+        if gone {
+            self.builder.disconnected();
+        }
         self.builder.flush();
         self.ship();
         self.tx = None;

@@ -587,7 +587,10 @@ impl Telemetry {
                     builder = builder.skip_iterations_ended_before(started);
                 }
                 tracing::info!(endpoint = %ep.url, protocol = ?ep.protocol, pipeline = %s.pipeline(&git), "Exporting a trace per dev-loop iteration over OTLP.");
-                Some(SpanSink::new(builder, tx, Some(thread), stats.clone()))
+                Some(
+                    SpanSink::new(builder, tx, Some(thread), stats.clone())
+                        .with_connection(metrics.own.connected.clone()),
+                )
             }
             None => None,
         };

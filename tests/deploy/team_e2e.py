@@ -421,7 +421,7 @@ def run(bin_, eng, tmp, procs, r):
             env=dict(base_env, OTEL_SDK_DISABLED="true"))
         done = wait_for(lambda: total(e.metrics(), "skaffold_deploys_total") >= 1, 60, 0.05)
         Procs.stop(sim)  # `skaffold run` exits
-        time.sleep(0.5)
+        time.sleep(3)  # the Job's preStop gives the sidecar 15 s
         took = e.stop()  # the kubelet stops the sidecar: it flushes its OTLP export
         got = {res: total(e.final, "skaffold_deploys_total", result=res) for res in ("success", "failure")}
         ok = done and got[outcome] == 1 and sum(got.values()) == 1 and took is not None
