@@ -378,7 +378,7 @@ def run(bin_, eng, tmp, procs, r):
             worst = max(worst, time.monotonic() - t0)
         time.sleep(0.5)
     during = {e.name: e.metrics() for e in devs}
-    r.check("/metrics answers while the Collector is down", worst < 1.0, f"slowest {worst * 1000:.0f} ms")
+    r.check("/metrics answers while the Collector is down", worst < 2.0, f"slowest {worst * 1000:.0f} ms")
     r.check("the readers go on while the Collector is down",
             all(total(during[e.name], "skaffold_exporter_events_total")
                 > total(before[e.name], "skaffold_exporter_events_total") for e in devs))
