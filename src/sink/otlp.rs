@@ -373,6 +373,18 @@ impl SpanBuilder {
         }
     }
 
+    /// A finished root: it waits out its grace period with its held children.
+    fn root_done(&mut self, iteration: i64, data: SpanData, skip: bool) {
+        let children = self.take_held(iteration);
+        self.pending.push(Pending {
+            iteration,
+            data,
+            children,
+            ticks: 0,
+            skip,
+        });
+    }
+
     fn take_held(&mut self, iteration: i64) -> Vec<SpanData> {
         let v = self.held.remove(&iteration).unwrap_or_default();
         self.held_count -= v.len();
@@ -662,15 +674,8 @@ impl SpanBuilder {
                 error,
                 None,
             );
-            let children = self.take_held(iteration);
             let skip = self.skip(f.finished_at);
-            self.pending.push(Pending {
-                iteration,
-                data,
-                children,
-                ticks: 0,
-                skip,
-            });
+            self.root_done(iteration, data, skip);
             return Some(trace);
         }
         let key = (f.phase, f.subject.clone());
@@ -797,14 +802,7 @@ impl SpanBuilder {
                     Some(reason),
                 )
             };
-            let children = self.take_held(iteration);
-            self.pending.push(Pending {
-                iteration,
-                data,
-                children,
-                ticks: 0,
-                skip,
-            });
+            self.root_done(iteration, data, skip);
         }
         self.release_pending();
         // Children whose root this exporter never saw start (nothing to wait for).
