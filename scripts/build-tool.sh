@@ -27,8 +27,11 @@ key=$({
   go version
 } | sha256sum | cut -c1-16)
 out="$cache/$name-$key/$(basename "$pkg")"
+mkdir -p "$(dirname "$out")"
+# One build of a given key at a time (parallel callers wait, then reuse it).
+exec 9>"$out.lock"
+flock 9
 if [ ! -x "$out" ]; then
-  mkdir -p "$(dirname "$out")"
   start=$(date +%s)
   echo "build-tool: building $name ($pkg) into $out" >&2
   (cd "$mod" && go build -trimpath "$@" -o "$out.tmp" "$pkg") >&2

@@ -94,11 +94,12 @@ pub const DEPLOYMENT_ENVIRONMENT_NAME: &str = "deployment.environment.name";
 /// The git repository's name (last path element of `remote.origin.url`, else the
 /// checkout's directory name).
 pub const VCS_REPOSITORY_NAME: &str = "vcs.repository.name";
-/// The checked-out branch (resource only: never a metric label).
+/// The checked-out branch (the spans' resource only: never on metrics).
 pub const VCS_REF_HEAD_NAME: &str = "vcs.ref.head.name";
-/// The checked-out commit.
+/// The checked-out commit (the spans' resource only: never on metrics).
 pub const VCS_REF_HEAD_REVISION: &str = "vcs.ref.head.revision";
-/// Salted SHA-256 of the OS user name (unless `--user-name` is given).
+/// Salted SHA-256 of the OS user name, or of the process's user (`/etc/passwd`
+/// name, else `uid:<n>`) when `$USER` is unset (unless `--user-name` is given).
 pub const USER_HASH: &str = "user.hash";
 /// The developer's name, only when given explicitly with `--user-name`.
 pub const USER_NAME: &str = "user.name";
