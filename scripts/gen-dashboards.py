@@ -231,6 +231,22 @@ class AlertListPanel(cogbuilder.Builder[dm.Panel]):
         return self._panel.build()
 
 
+ALERTS = ("SkaffoldDeployFailingRepeatedly", "SkaffoldBuildFailingRepeatedly", "SkaffoldDevLoopSlow",
+          "SkaffoldExporterDisconnected")
+
+
+def alert_list(whose, label_filter):
+    """The alert list at the top of a dashboard: every Skaffold alert of `whose`."""
+    return AlertListPanel(
+        "Skaffold alerts",
+        "Firing and pending alerts of deploy/prometheus/skaffold-alerts.yml (rule names "
+        f"starting with Skaffold) for {whose}, read by Grafana from the Prometheus data "
+        "source's rules. Each alert's runbook_url names its runbook; the panel links open "
+        "them all.",
+        grid(0, 4, 24, 5), name_filter="Skaffold", label_filter=label_filter,
+        links=[runbook(a) for a in ALERTS])
+
+
 class PromAnnotation(dm.AnnotationQuery):
     """A Prometheus annotation: the SDK's AnnotationQuery plus the fields the
     Prometheus data source reads (query in `target`; `titleFormat`, `textFormat`,
@@ -372,17 +388,9 @@ def dev_loop():
         links=[runbook("SkaffoldExporterDisconnected")]))
 
     # --- alerts -----------------------------------------------------------------
-    panels.append(AlertListPanel(
-        "Skaffold alerts",
-        "Firing and pending alerts of deploy/prometheus/skaffold-alerts.yml (rule names "
-        "starting with Skaffold) for the selected job and sidecar, read by Grafana from the "
-        "Prometheus data source's rules. Each alert's runbook_url annotation names its "
-        "runbook; the panel links list them all.",
-        grid(0, 4, 24, 5),
-        name_filter="Skaffold",
-        label_filter='{job=~"${job:regex}", instance=~"${instance:regex}"}',
-        links=[runbook(a) for a in ("SkaffoldDeployFailingRepeatedly", "SkaffoldBuildFailingRepeatedly",
-                                     "SkaffoldDevLoopSlow", "SkaffoldExporterDisconnected")]))
+    panels.append(alert_list(
+        "the selected job and sidecar",
+        '{job=~"${job:regex}", instance=~"${instance:regex}"}'))
 
     # --- latency --------------------------------------------------------------
     panels.append(ts(
@@ -652,17 +660,10 @@ def team_builds():
             instant=True)],
         "none", grid(20, 0, 4, 4), decimals=0))
 
-    panels.append(AlertListPanel(
-        "Skaffold alerts",
-        "Firing and pending alerts of deploy/prometheus/skaffold-alerts.yml (rule names "
-        "starting with Skaffold) for the selected teams, developers and repos: laptops "
-        "(per sidecar) and CI pipelines (no instance label). Read by Grafana from the "
-        "Prometheus data source's rules; the panel links open the runbooks.",
-        grid(0, 4, 24, 5),
-        name_filter="Skaffold",
-        label_filter='{team=~"${team:regex}", developer=~"${developer:regex}", repo=~"${repo:regex}"}',
-        links=[runbook(a) for a in ("SkaffoldDeployFailingRepeatedly", "SkaffoldBuildFailingRepeatedly",
-                                     "SkaffoldDevLoopSlow", "SkaffoldExporterDisconnected")]))
+    panels.append(alert_list(
+        "the selected teams, developers and repos: laptops (per sidecar) and CI pipelines "
+        "(no instance label)",
+        '{team=~"${team:regex}", developer=~"${developer:regex}", repo=~"${repo:regex}"}'))
 
     panels.append(ts(
         "Build time by artifact (p50 / p90)",

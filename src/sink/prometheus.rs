@@ -973,6 +973,20 @@ mod tests {
     use super::*;
     use crate::core::{Finished, Transition};
 
+    /// The Prometheus text lines of `r` that start with one of `prefixes`, sorted.
+    fn exposed(r: &Registry, prefixes: &[&str]) -> Vec<String> {
+        let text = super::super::exposition::openmetrics_to_prometheus(
+            &super::super::exposition::encode_openmetrics(r),
+        );
+        let mut lines: Vec<String> = text
+            .lines()
+            .filter(|l| prefixes.iter().any(|p| l.starts_with(p)))
+            .map(str::to_owned)
+            .collect();
+        lines.sort_unstable();
+        lines
+    }
+
     #[test]
     fn the_image_label_is_the_name_without_tag_and_digest_and_a_rebuild_folds_nothing() {
         // A cap of 2: three tags of one image and two images must keep both names.
@@ -1002,20 +1016,15 @@ mod tests {
                 loop_kind: None,
             }));
         }
-        let text = super::super::exposition::openmetrics_to_prometheus(
-            &super::super::exposition::encode_openmetrics(&r),
-        );
-        let mut lines: Vec<&str> = text
-            .lines()
-            .filter(|l| {
-                l.starts_with("skaffold_file_syncs_total")
-                    || l.starts_with("skaffold_synced_files_total")
-                    || l.starts_with("skaffold_exporter_label_values_folded_total")
-            })
-            .collect();
-        lines.sort_unstable();
         assert_eq!(
-            lines,
+            exposed(
+                &r,
+                &[
+                    "skaffold_file_syncs_total",
+                    "skaffold_synced_files_total",
+                    "skaffold_exporter_label_values_folded_total",
+                ]
+            ),
             [
                 "skaffold_file_syncs_total{image=\"gcr.io/p/app\",result=\"failure\"} 0",
                 "skaffold_file_syncs_total{image=\"gcr.io/p/app\",result=\"success\"} 1",
@@ -1050,19 +1059,14 @@ mod tests {
                 loop_kind: None,
             }));
         }
-        let text = super::super::exposition::openmetrics_to_prometheus(
-            &super::super::exposition::encode_openmetrics(&r),
-        );
-        let mut lines: Vec<&str> = text
-            .lines()
-            .filter(|l| {
-                l.starts_with("skaffold_resource_rollout_duration_seconds_count")
-                    || l.starts_with("skaffold_exporter_label_values_folded_total")
-            })
-            .collect();
-        lines.sort_unstable();
         assert_eq!(
-            lines,
+            exposed(
+                &r,
+                &[
+                    "skaffold_resource_rollout_duration_seconds_count",
+                    "skaffold_exporter_label_values_folded_total",
+                ]
+            ),
             [
                 "skaffold_exporter_label_values_folded_total{label=\"resource\"} 1",
                 "skaffold_resource_rollout_duration_seconds_count{namespace=\"other\",kind=\"other\",name=\"other\",resource=\"other\",result=\"success\"} 1",
