@@ -381,6 +381,29 @@ async fn http_protobuf_collector_receives_the_same_spans_and_the_metrics() {
         other => panic!("{other:?}"),
     }
     assert_eq!(get("skaffold.build.duration").unit, "s");
+    // Rollouts: the resource's namespace, kind and name as attributes of their own,
+    // beside Skaffold's string (the labels /metrics has).
+    match &get("skaffold.resource_rollout.duration").data {
+        Some(metric::Data::Histogram(h)) => {
+            let mut points: Vec<BTreeMap<String, String>> =
+                h.data_points.iter().map(|p| attrs(&p.attributes)).collect();
+            points.sort();
+            let want = |name: &str| {
+                BTreeMap::from([
+                    ("kind".to_owned(), "\"Deployment\"".to_owned()),
+                    ("name".to_owned(), format!("\"{name}\"")),
+                    ("namespace".to_owned(), "\"default\"".to_owned()),
+                    (
+                        "resource".to_owned(),
+                        format!("\"default:deployment/{name}\""),
+                    ),
+                    ("result".to_owned(), "\"success\"".to_owned()),
+                ])
+            };
+            assert_eq!(points, vec![want("app"), want("web")]);
+        }
+        other => panic!("{other:?}"),
+    }
     let syncs = counter_points(get("skaffold.synced_files"));
     assert_eq!(syncs["image=web"], 3.0);
     // The exporter's own labelled families are pushed too, with the /metrics values.

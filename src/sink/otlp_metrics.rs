@@ -36,11 +36,14 @@ pub struct OtelRecorder {
     gauge_series: HashMap<Instrument, HashSet<Vec<KeyValue>>>,
 }
 
+/// The attributes of an update; an empty value leaves its attribute out, as on
+/// `/metrics`.
 fn attrs(i: Instrument, labels: Labels<'_>) -> Vec<KeyValue> {
     SPECS[i as usize]
         .labels
         .iter()
         .zip(labels)
+        .filter(|(_, v)| !v.is_empty())
         .map(|(k, v)| KeyValue::new(*k, (*v).to_owned()))
         .collect()
 }

@@ -20,7 +20,8 @@ use prometheus_client::metrics::family::{Family, MetricConstructor};
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::{Registry, Unit};
 
-use super::labels::LabelCap;
+use super::labels::{LabelCap, OTHER};
+use super::resource::ResourceRef;
 use crate::core::{Finished, LoopKind, Outcome, Phase, Transition};
 
 /// The default bucket set, shared by every duration histogram (seconds).
@@ -263,7 +264,7 @@ pub const SPECS: &[Spec] = &[
         "skaffold.resource_rollout.duration",
         "s",
         H,
-        &["resource", "result"],
+        &["namespace", "kind", "name", "resource", "result"],
         "Time from the status check's start until a resource succeeded or failed",
     ),
     spec(
@@ -551,6 +552,12 @@ impl Mapping {
         }
         let result = f.outcome.as_str();
         let secs = f.duration_seconds();
+        if f.phase == Phase::Resource {
+            if let (Some(resource), Some(s)) = (f.subject.as_deref(), secs) {
+                self.rollout(resource, result, s, ex, own, r);
+            }
+            return;
+        }
         let subject = f
             .subject
             .as_deref()
@@ -575,11 +582,6 @@ impl Mapping {
             Phase::Render => single(I::Renders, I::RenderDuration, r),
             Phase::Verify => single(I::Verifies, I::VerifyDuration, r),
             Phase::Exec => single(I::Execs, I::ExecDuration, r),
-            Phase::Resource => {
-                if let Some(s) = secs {
-                    r.observe(I::RolloutDuration, &[&subject, result], s, ex);
-                }
-            }
             Phase::FileSync => {
                 r.add(I::FileSyncs, &[&subject, result], 1);
                 if let Some(s) = secs {
@@ -598,6 +600,41 @@ impl Mapping {
             }
             _ => {}
         }
+    }
+}
+
+impl Mapping {
+    /// One resource's rollout: labelled by its namespace, kind and name (see
+    /// `sink::resource`) and by Skaffold's own string. A pod Skaffold reports inside
+    /// a checked resource is left out: a new name every rollout, the same rollout
+    /// as its resource's. The cap counts resources; a folded one is `other` in every
+    /// label.
+    fn rollout(
+        &mut self,
+        resource: &str,
+        result: &str,
+        secs: f64,
+        ex: Option<&Exemplar>,
+        own: &SelfMetrics,
+        r: &mut dyn Recorder,
+    ) {
+        let parts = ResourceRef::parse(resource);
+        if parts.is_member_pod() {
+            return;
+        }
+        let capped = self.cap(Phase::Resource, resource, own);
+        let labels: [&str; 5] = if capped == resource {
+            [
+                parts.namespace.unwrap_or(""),
+                parts.kind.unwrap_or(""),
+                parts.name,
+                resource,
+                result,
+            ]
+        } else {
+            [OTHER, OTHER, OTHER, OTHER, result]
+        };
+        r.observe(I::RolloutDuration, &labels, secs, ex);
     }
 }
 
@@ -637,11 +674,14 @@ pub struct PromRecorder {
     slots: Vec<Slot>,
 }
 
+/// The label set of an update; an empty value leaves its label out (Prometheus reads
+/// an empty label as an absent one: a resource Skaffold names without a namespace).
 fn label_set(i: Instrument, values: Labels<'_>) -> LabelSet {
     let names = SPECS[i as usize].labels;
     names
         .iter()
         .zip(values)
+        .filter(|(_, v)| !v.is_empty())
         .map(|(n, v)| (*n, (*v).to_owned()))
         .collect()
 }
@@ -933,6 +973,20 @@ mod tests {
     use super::*;
     use crate::core::{Finished, Transition};
 
+    /// The Prometheus text lines of `r` that start with one of `prefixes`, sorted.
+    fn exposed(r: &Registry, prefixes: &[&str]) -> Vec<String> {
+        let text = super::super::exposition::openmetrics_to_prometheus(
+            &super::super::exposition::encode_openmetrics(r),
+        );
+        let mut lines: Vec<String> = text
+            .lines()
+            .filter(|l| prefixes.iter().any(|p| l.starts_with(p)))
+            .map(str::to_owned)
+            .collect();
+        lines.sort_unstable();
+        lines
+    }
+
     #[test]
     fn the_image_label_is_the_name_without_tag_and_digest_and_a_rebuild_folds_nothing() {
         // A cap of 2: three tags of one image and two images must keep both names.
@@ -962,20 +1016,15 @@ mod tests {
                 loop_kind: None,
             }));
         }
-        let text = super::super::exposition::openmetrics_to_prometheus(
-            &super::super::exposition::encode_openmetrics(&r),
-        );
-        let mut lines: Vec<&str> = text
-            .lines()
-            .filter(|l| {
-                l.starts_with("skaffold_file_syncs_total")
-                    || l.starts_with("skaffold_synced_files_total")
-                    || l.starts_with("skaffold_exporter_label_values_folded_total")
-            })
-            .collect();
-        lines.sort_unstable();
         assert_eq!(
-            lines,
+            exposed(
+                &r,
+                &[
+                    "skaffold_file_syncs_total",
+                    "skaffold_synced_files_total",
+                    "skaffold_exporter_label_values_folded_total",
+                ]
+            ),
             [
                 "skaffold_file_syncs_total{image=\"gcr.io/p/app\",result=\"failure\"} 0",
                 "skaffold_file_syncs_total{image=\"gcr.io/p/app\",result=\"success\"} 1",
@@ -983,6 +1032,45 @@ mod tests {
                 "skaffold_file_syncs_total{image=\"localhost:5000/web\",result=\"success\"} 3",
                 "skaffold_synced_files_total{image=\"gcr.io/p/app\"} 2",
                 "skaffold_synced_files_total{image=\"localhost:5000/web\"} 6",
+            ]
+        );
+    }
+
+    #[test]
+    fn rollouts_fold_whole_under_the_cap_and_member_pods_take_no_place() {
+        // A cap of 1: the member pod first (left out, so it takes no place), then two
+        // resources: the second folds into `other` in every label.
+        let mut r = Registry::default();
+        let mut m = Metrics::register(&mut r, &DEFAULT_BUCKETS, 1);
+        for resource in [
+            "pod/web-6b8f7c9d4-x2x9z",
+            "shop:deployment/web",
+            "statefulset/db",
+        ] {
+            m.observe(&Transition::Finished(Finished {
+                phase: Phase::Resource,
+                subject: Some(resource.into()),
+                outcome: Outcome::Success,
+                started_at: Some(1_700_000_000_000_000_000),
+                finished_at: 1_700_000_002_000_000_000,
+                error: None,
+                file_count: 0,
+                iteration: Some(0),
+                loop_kind: None,
+            }));
+        }
+        assert_eq!(
+            exposed(
+                &r,
+                &[
+                    "skaffold_resource_rollout_duration_seconds_count",
+                    "skaffold_exporter_label_values_folded_total",
+                ]
+            ),
+            [
+                "skaffold_exporter_label_values_folded_total{label=\"resource\"} 1",
+                "skaffold_resource_rollout_duration_seconds_count{namespace=\"other\",kind=\"other\",name=\"other\",resource=\"other\",result=\"success\"} 1",
+                "skaffold_resource_rollout_duration_seconds_count{namespace=\"shop\",kind=\"Deployment\",name=\"web\",resource=\"shop:deployment/web\",result=\"success\"} 1",
             ]
         );
     }
