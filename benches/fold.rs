@@ -1,17 +1,17 @@
-//! Quick throughput figures (prints, asserts nothing): events/s through decode + fold
-//! + Prometheus sink, and through the whole exporter over gRPC from the simulator.
+//! Quick throughput figures of the fold task alone (prints, asserts nothing): events/s
+//! through decode + fold + Prometheus sink, and with replay de-duplication in front.
+//! The whole path over gRPC, side by side with a bare client: `cargo bench --bench
+//! stream`.
 //!
 //!     cargo bench --bench fold
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use prometheus_client::registry::Registry;
-use skaffold_exporter::config::Settings;
 use skaffold_exporter::pipeline::Pipeline;
-use skaffold_exporter::simulator::Simulator;
 use skaffold_exporter::simulator::scenario::{Flavor, Script, initial_loop, next_loop};
 use skaffold_exporter::sink::{DEFAULT_BUCKETS, Metrics};
-use skaffold_exporter::source::SourceMessage;
+use skaffold_exporter::source::{Delivery, SourceMessage};
 
 fn session(iterations: i32) -> Script {
     let mut rng = fastrand::Rng::with_seed(7);
@@ -41,51 +41,21 @@ fn main() {
 
     let mut registry = Registry::default();
     let mut pipeline = Pipeline::new(Metrics::register(&mut registry, &DEFAULT_BUCKETS, 200));
-    let first = skaffold_exporter::pipeline::fingerprint(&entries[0]);
+    // The reader fingerprints and decodes; the fold gets the result.
+    let messages: Vec<SourceMessage> = entries.iter().cloned().map(SourceMessage::v1).collect();
+    pipeline.deliver(Delivery::Subscribed { stream: 1 });
     let start = Instant::now();
-    for (i, e) in entries.iter().enumerate() {
-        // The fingerprint is computed when the message is built (by the reader).
-        pipeline.handle(&SourceMessage::v1(1, i as u64, e.clone()).with_first(first));
+    for m in messages {
+        pipeline.deliver(Delivery::Message(m));
     }
     let secs = start.elapsed().as_secs_f64();
     println!(
-        "handle (+ replay fingerprint): {n} events in {secs:.3} s = {:.0} events/s",
+        "deliver (+ replay de-duplication): {n} events in {secs:.3} s = {:.0} events/s",
         n as f64 / secs
     );
-
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let sim = Simulator::new();
-        for e in &entries {
-            sim.emit(e.clone());
-        }
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (_stop, rx) = tokio::sync::watch::channel(false);
-        tokio::spawn(sim.clone().serve(listener, rx));
-        let start = Instant::now();
-        let exp = skaffold_exporter::app::start(Settings {
-            skaffold_addr: addr.to_string(),
-            listen: "127.0.0.1:0".parse().unwrap(),
-            grpc_listen: None,
-            allow_control: false,
-            max_label_values: 200,
-            buckets: DEFAULT_BUCKETS.to_vec(),
-            queue_capacity: 1 << 20,
-            upstream_timeout: Duration::from_secs(1),
-            backoff: (Duration::from_millis(10), Duration::from_millis(100)),
-        })
-        .await
-        .unwrap();
-        while exp.progress.handled.load(std::sync::atomic::Ordering::Acquire) < n as u64 {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-        let secs = start.elapsed().as_secs_f64();
-        println!("end to end (simulator gRPC replay -> exporter fold): {n} events in {secs:.3} s = {:.0} events/s", n as f64 / secs);
-        exp.shutdown().await;
-    });
+    let (held, bytes) = pipeline.dedup_size();
+    println!(
+        "de-duplication set: {held} events in {bytes} bytes ({:.1} bytes/event)",
+        bytes as f64 / held as f64
+    );
 }

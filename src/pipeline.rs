@@ -1,19 +1,22 @@
-//! The fold task's body: replay de-duplication → decode → `State::apply` → sinks.
+//! The fold task's body: connection state and replay de-duplication → decode →
+//! `State::apply` → sinks.
 //!
-//! One `Pipeline` is owned by one task; sources feed it through a bounded queue. It
-//! does no I/O of its own (metrics are in-memory; logging is rate-limited), so the
-//! same code folds live streams, log files and test fixtures.
+//! One `Pipeline` is owned by one task; sources feed it [`Delivery`]s through a
+//! bounded queue: messages and, in band with them, the connection's state, so
+//! readiness, `skaffold_exporter_connected` and the end of derived iterations follow
+//! the events in order. It does no I/O of its own (metrics are in-memory; logging is
+//! rate-limited), so the same code folds live streams, log files and test fixtures.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
-use prost::Message;
-
-use crate::core::{Admission, Event, InvalidEvent, ReplayFilter, State, Transition};
+use crate::core::{Admission, Attribution, Event, InvalidEvent, ReplayFilter, State, Transition};
 use crate::pb::{v1, v2};
 use crate::sink::Metrics;
 use crate::source::decode::decode_v1;
 use crate::source::decode_v2::V2Decoder;
-use crate::source::{LogKind, Payload, SourceMessage, fingerprint_bytes};
+use crate::source::grpc::Progress;
+use crate::source::{Delivery, LogKind, Payload, SourceMessage};
 
 /// Receives every transition besides the Prometheus sink (spans, summaries, tests).
 pub trait TransitionObserver: Send {
@@ -37,6 +40,10 @@ pub struct Pipeline {
     /// Events counted as invalid so far, and the last reason (replay reports them).
     invalid_count: u64,
     last_invalid: Option<String>,
+    /// Readiness, as the deliveries say (live sources).
+    progress: Option<Arc<Progress>>,
+    /// `folded` when Skaffold was last found gone (derived iterations end once).
+    folded_when_gone: u64,
 }
 
 impl Pipeline {
@@ -54,7 +61,14 @@ impl Pipeline {
             scratch: Vec::new(),
             invalid_count: 0,
             last_invalid: None,
+            progress: None,
+            folded_when_gone: 0,
         }
+    }
+
+    /// Reports the connection (readiness) through `progress`, as deliveries arrive.
+    pub fn set_progress(&mut self, progress: Arc<Progress>) {
+        self.progress = Some(progress);
     }
 
     /// Adds an observer of transitions.
@@ -67,22 +81,62 @@ impl Pipeline {
         self.folded
     }
 
-    /// Handles one message from a live source: skips replays, folds the rest.
-    pub fn handle(&mut self, msg: &SourceMessage) {
-        match self.filter.admit(msg.position, msg.fingerprint, msg.first) {
+    /// Takes one delivery from a live source, in order: connection changes, and
+    /// messages (replays skipped, the rest folded).
+    pub fn deliver(&mut self, delivery: Delivery) {
+        match delivery {
+            Delivery::Message(m) => self.handle(m),
+            Delivery::Subscribed { .. } => {
+                self.filter.begin_stream();
+                self.metrics.own.connected.set(1);
+                if let Some(p) = &self.progress {
+                    p.set_connected(true);
+                }
+            }
+            Delivery::Paused => {
+                if self.filter.settled() == Attribution::NewProcess {
+                    tracing::info!(
+                        "The event stream comes from a new Skaffold process: replay de-duplication starts afresh."
+                    );
+                }
+                if let Some(p) = &self.progress {
+                    p.set_caught_up();
+                }
+            }
+            Delivery::Ended => {
+                self.filter.end_stream();
+                self.metrics.own.connected.set(0);
+                if let Some(p) = &self.progress {
+                    p.set_connected(false);
+                }
+            }
+            Delivery::Unreachable => {
+                // Skaffold went away after sending something: a derived iteration
+                // that is complete ends; spans it left open end, `disconnected`. Only
+                // then: a stream that broke while Skaffold lives on is resumed (and
+                // its replay skipped) instead.
+                if self.folded > self.folded_when_gone {
+                    self.folded_when_gone = self.folded;
+                    self.disconnected();
+                }
+            }
+        }
+    }
+
+    /// Handles one message of the current stream: skips replays, folds the rest.
+    pub fn handle(&mut self, msg: SourceMessage) {
+        match self.filter.admit(msg.fingerprint, msg.at) {
             Admission::Replayed => {
                 self.metrics.own.replayed_skipped.inc();
             }
-            Admission::ReplayMismatch => self.invalid(
-                &InvalidEvent::Undecodable("replayed history differs from what was folded".into()),
-                "replay_mismatch",
-            ),
-            Admission::FoldNewProcess => {
-                self.v2.reset();
-                self.fold_payload(&msg.payload);
-            }
             Admission::Fold => self.fold_payload(&msg.payload),
         }
+    }
+
+    /// Fingerprints of the current Skaffold process held for de-duplication, and the
+    /// bytes they take.
+    pub fn dedup_size(&self) -> (usize, usize) {
+        (self.filter.len(), self.filter.bytes())
     }
 
     /// Folds one received message (no de-duplication).
@@ -265,9 +319,4 @@ impl Pipeline {
             );
         }
     }
-}
-
-/// A stable hash of an entry's encoded bytes (what [`SourceMessage::v1`] uses).
-pub fn fingerprint(entry: &v1::LogEntry) -> u64 {
-    fingerprint_bytes(&entry.encode_to_vec())
 }

@@ -806,8 +806,11 @@ pub struct SelfMetrics {
     pub invalid: Family<ReasonLabel, Counter>,
     /// Skaffold's timestamp of the newest event folded.
     pub last_event_timestamp: Gauge<f64, AtomicU64>,
-    /// Events dropped because the fold's queue was full.
-    pub dropped: Counter,
+    /// 1 while the reader has waited more than 5 s on a full queue (the fold is making
+    /// no progress; nothing is lost).
+    pub fold_stalled: Gauge,
+    /// Times the reader waited more than 5 s on a full queue.
+    pub fold_stalls: Counter,
     /// Label values folded into `other` by the cardinality cap.
     pub label_values_folded: Family<LabelLabel, Counter>,
     /// v2 Skaffold / application log events skipped without decoding.
@@ -851,9 +854,14 @@ impl SelfMetrics {
             self.last_event_timestamp.clone(),
         );
         r.register(
-            "skaffold_exporter_events_dropped",
-            "Events dropped because the exporter's internal queue was full",
-            self.dropped.clone(),
+            "skaffold_exporter_fold_stalled",
+            "1 while the fold has taken nothing from its full queue for more than 5 s (the reader waits; nothing is lost), else 0",
+            self.fold_stalled.clone(),
+        );
+        r.register(
+            "skaffold_exporter_fold_stalls",
+            "Times the fold took nothing from its full queue for more than 5 s (the reader waited; nothing was lost)",
+            self.fold_stalls.clone(),
         );
         r.register(
             "skaffold_exporter_label_values_folded",

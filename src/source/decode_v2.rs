@@ -182,7 +182,17 @@ impl V2Decoder {
                             },
                         );
                     }
-                    _ => {}
+                    // Skaffold sends no other step (`event/v2/build.go`): e.g. a
+                    // status word here is not something to fold.
+                    other => {
+                        return Err(InvalidEvent::AbsurdValue {
+                            event: "build",
+                            detail: format!(
+                                "BuildSubtaskEvent step {:?}",
+                                other.chars().take(64).collect::<String>()
+                            ),
+                        });
+                    }
                 }
             }
             E::DeploySubtaskEvent(d) => {

@@ -19,7 +19,7 @@ use crate::core::InvalidEvent;
 use crate::pb::{self, v1, v2};
 use crate::source::decode_v2::SYNC_LOG_PREFIX;
 use crate::source::wire::LogKind;
-use crate::source::{Api, Payload, V2_SALT, fingerprint_bytes};
+use crate::source::{Api, Payload};
 
 fn pool() -> &'static DescriptorPool {
     static POOL: OnceLock<DescriptorPool> = OnceLock::new();
@@ -124,13 +124,6 @@ pub fn v2_skippable_log(value: &Value) -> Option<LogKind> {
         .and_then(Value::as_str)
         .is_some_and(|m| m.starts_with(SYNC_LOG_PREFIX));
     (!is_sync).then_some(LogKind::Skaffold)
-}
-
-/// Hash of a JSON message in a canonical form (compact, keys in a fixed order), for
-/// replay de-duplication of gateway streams.
-pub fn fingerprint_json(api: Api, value: &Value) -> u64 {
-    let h = fingerprint_bytes(value.to_string().as_bytes());
-    if api == Api::V1 { h } else { h ^ V2_SALT }
 }
 
 /// Decodes a bare JSON message of `api` (v1 `LogEntry` or v2 `Event`) into what the

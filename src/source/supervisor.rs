@@ -2,11 +2,27 @@
 //! read until the stream ends or fails, wait (capped, jittered backoff), connect
 //! again, forever, until shutdown.
 //!
-//! Each message goes to the fold with `try_send` (never awaited), so a slow consumer
-//! can never stall Skaffold, which delivers events synchronously; a full queue drops
-//! and counts. The backoff is reset only after the first message of a new stream.
+//! **Nothing is dropped on the way in.** Each message is handed to the fold's bounded
+//! queue and the reader *waits* when it is full; meanwhile the transport's flow
+//! control (HTTP/2 windows, TCP) holds Skaffold's sender. During Skaffold's replay
+//! that sender runs outside Skaffold's log lock, so only the replay waits. The queue
+//! size (`--queue-capacity`) is how far the reader may run ahead of the fold. If the
+//! fold takes nothing for [`STALL`] while the queue is full, the reader logs it loudly
+//! and raises `skaffold_exporter_fold_stalled` (counting it in
+//! `skaffold_exporter_fold_stalls_total`), and keeps waiting: still nothing is lost.
 //!
-//! The stream is never cut on purpose: no idle timeout, and not even a stream whose
+//! **Skaffold's order.** Each stream's messages pass through `core::order::Reorder`
+//! (live events can overtake Skaffold's replay), so they enter the queue in Skaffold's
+//! timestamp order; log events that are only counted, and undecodable messages, go
+//! straight through.
+//!
+//! **Connection state in band.** [`Delivery::Subscribed`], [`Delivery::Paused`] (the
+//! stream went quiet for [`WINDOW`]: at the first pause, its replay has been
+//! delivered; reported at the first pause and after each burst of messages),
+//! [`Delivery::Ended`] and [`Delivery::Unreachable`] go through the same queue as the
+//! messages, so the fold sees them in order with the events.
+//!
+//! **The stream is never cut on purpose**: no idle timeout, and not even a stream whose
 //! messages cannot be decoded ([`StreamError::Incompatible`], Skaffold v1.22–v1.25's
 //! v2 layout) is dropped. A subscriber that leaves during Skaffold's replay can wedge
 //! Skaffold's event handler, so such a stream is read to its end, each message counted
@@ -22,22 +38,17 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
 use super::backoff::Backoff;
-use super::grpc::Progress;
-use super::{Payload, SourceMessage};
+use super::{Delivery, SourceMessage};
 use crate::core::event::INCOMPATIBLE_LAYOUT;
+use crate::core::order::{HELD_CAP, Reorder, WINDOW};
 use crate::sink::SelfMetrics;
 use crate::sink::prometheus::ReasonLabel;
 
-/// One message read from a stream.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Received {
-    /// Hash of the message as sent (see [`SourceMessage::fingerprint`]).
-    pub fingerprint: u64,
-    /// The message.
-    pub payload: Payload,
-}
+/// How long the reader waits on a full queue before it reports the fold as stalled.
+pub const STALL: Duration = Duration::from_secs(5);
 
 /// Why a stream ended, or cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -49,9 +60,9 @@ pub enum StreamError {
     /// ended. The connector picks again (`--api auto`) or it is reported.
     #[error("{0}")]
     Missing(String),
-    /// The stream is up, but its messages cannot be decoded (Skaffold v1.22–v1.25's
-    /// v2 layout). It is read to its end, never dropped (see the module docs); the
-    /// connector picks again (`--api auto`) or it is reported.
+    /// The stream is up, but it has Skaffold v1.22–v1.25's v2 layout (decided once,
+    /// from its first messages). It is read to its end, never dropped (see the module
+    /// docs); the connector picks again (`--api auto`) or it is reported.
     #[error("{0}")]
     Incompatible(String),
 }
@@ -74,7 +85,7 @@ pub trait Connector: Send {
 /// An open stream of messages.
 pub trait EventStream: Send {
     /// The next message; `Ok(None)` when Skaffold closed the stream cleanly.
-    fn next(&mut self) -> impl Future<Output = Result<Option<Received>, StreamError>> + Send;
+    fn next(&mut self) -> impl Future<Output = Result<Option<SourceMessage>, StreamError>> + Send;
 }
 
 /// Reconnect backoff bounds.
@@ -94,6 +105,8 @@ enum Ended {
     Switched,
     /// Unreadable but up: keep it drained.
     Incompatible(StreamError),
+    /// Shutdown, or the fold is gone.
+    Stop,
 }
 
 /// Counts one message of an unreadable stream as invalid `incompatible_layout`;
@@ -147,12 +160,142 @@ async fn drain<S: EventStream>(
     }
 }
 
+/// The reader's end of the fold's queue: waits when it is full, and reports a fold
+/// that makes no progress.
+struct Outlet {
+    tx: mpsc::Sender<Delivery>,
+    metrics: SelfMetrics,
+    shutdown: watch::Receiver<bool>,
+}
+
+/// The fold is gone, or shutdown was asked for: stop reading.
+struct Stopped;
+
+/// Resolves once shutdown is asked for.
+async fn stopping(shutdown: &mut watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|s| *s).await;
+}
+
+impl Outlet {
+    async fn send(&mut self, d: Delivery) -> Result<(), Stopped> {
+        let d = match self.tx.try_send(d) {
+            Ok(()) => return Ok(()),
+            Err(mpsc::error::TrySendError::Closed(_)) => return Err(Stopped),
+            Err(mpsc::error::TrySendError::Full(d)) => d,
+        };
+        let waiting = Instant::now();
+        let mut shutdown = self.shutdown.clone();
+        let permit = tokio::select! {
+            p = self.tx.reserve() => p,
+            () = stopping(&mut shutdown) => return Err(Stopped),
+            _ = tokio::time::sleep(STALL) => {
+                self.metrics.fold_stalled.set(1);
+                self.metrics.fold_stalls.inc();
+                tracing::error!(
+                    capacity = self.tx.max_capacity(),
+                    "The fold has taken nothing from its full queue for {STALL:?}: the reader is waiting (Skaffold is held back by flow control; nothing is lost). Is the exporter starved of CPU?"
+                );
+                let mut shutdown = self.shutdown.clone();
+                let p = tokio::select! {
+                    p = self.tx.reserve() => p,
+                    () = stopping(&mut shutdown) => return Err(Stopped),
+                };
+                self.metrics.fold_stalled.set(0);
+                tracing::warn!(waited = ?waiting.elapsed(), "The fold is taking events again.");
+                p
+            }
+        };
+        permit.map_err(|_| Stopped)?.send(d);
+        Ok(())
+    }
+
+    async fn send_all(&mut self, out: &mut Vec<SourceMessage>) -> Result<(), Stopped> {
+        for m in out.drain(..) {
+            self.send(Delivery::Message(m)).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Reads one stream until it ends, in Skaffold's order, reporting its pauses.
+async fn read<S: EventStream>(
+    stream: &mut S,
+    stream_id: u64,
+    outlet: &mut Outlet,
+    backoff: &mut Backoff,
+) -> Result<Result<(), StreamError>, Stopped> {
+    let origin = Instant::now();
+    let mut order: Reorder<SourceMessage> = Reorder::new(WINDOW, HELD_CAP);
+    let mut out = Vec::new();
+    let mut shutdown = outlet.shutdown.clone();
+    let mut received = 0u64;
+    // When to look for a pause (`WINDOW` after the last message): the stream's first
+    // one (even before any message), then after every message.
+    let mut due: Option<Duration> = Some(WINDOW);
+    let timer = tokio::time::sleep(WINDOW);
+    tokio::pin!(timer);
+    loop {
+        tokio::select! {
+            biased;
+            _ = shutdown.changed() => {
+                order.flush(&mut out);
+                outlet.send_all(&mut out).await?;
+                return Err(Stopped);
+            }
+            msg = stream.next() => match msg {
+                Ok(Some(m)) => {
+                    if received == 0 {
+                        backoff.reset();
+                    }
+                    received += 1;
+                    let now = origin.elapsed();
+                    match m.at {
+                        Some(at) if m.ordered() => order.push(at, now, m, &mut out),
+                        _ => out.push(m),
+                    }
+                    outlet.send_all(&mut out).await?;
+                    due = Some(now + WINDOW);
+                }
+                Ok(None) => {
+                    tracing::info!(stream = stream_id, received, "Skaffold closed the event stream.");
+                    order.flush(&mut out);
+                    outlet.send_all(&mut out).await?;
+                    return Ok(Ok(()));
+                }
+                Err(e) => {
+                    order.flush(&mut out);
+                    outlet.send_all(&mut out).await?;
+                    return Ok(Err(e));
+                }
+            },
+            () = &mut timer, if due.is_some() => {
+                let now = origin.elapsed();
+                let at = due.unwrap_or(now);
+                if now < at {
+                    timer.as_mut().reset(origin + at);
+                    continue;
+                }
+                // A timer that fires a whole window late means this process was held
+                // up, not that Skaffold paused: look again.
+                if now - at > WINDOW {
+                    due = Some(now + WINDOW);
+                    timer.as_mut().reset(origin + now + WINDOW);
+                    continue;
+                }
+                order.paused(now, &mut out);
+                outlet.send_all(&mut out).await?;
+                outlet.send(Delivery::Paused).await?;
+                due = None;
+            }
+        }
+    }
+}
+
 /// Runs until `shutdown` turns true or the fold's queue closes.
 pub async fn run<C: Connector>(
     mut connector: C,
     retry: Retry,
-    tx: mpsc::Sender<SourceMessage>,
-    progress: Arc<Progress>,
+    tx: mpsc::Sender<Delivery>,
     metrics: SelfMetrics,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -162,6 +305,11 @@ pub async fn run<C: Connector>(
             .expect("valid defaults")
     });
     let target = connector.target();
+    let mut outlet = Outlet {
+        tx,
+        metrics: metrics.clone(),
+        shutdown: shutdown.clone(),
+    };
     let mut stream_id = 0u64;
     let mut failures = 0u64;
     let logged = Arc::new(AtomicBool::new(false));
@@ -181,68 +329,37 @@ pub async fn run<C: Connector>(
                 if stream_id > 1 {
                     metrics.reconnects.inc();
                 }
-                progress.connected.store(true, Ordering::Release);
-                progress.unreachable.store(false, Ordering::Release);
-                metrics.connected.set(1);
                 tracing::info!(target = %target, stream = stream_id, "Subscribed to Skaffold's event stream.");
                 failures = 0;
-                let mut position = 0u64;
-                let mut first = 0u64;
-                let ended = loop {
-                    tokio::select! {
-                        _ = shutdown.changed() => {
-                            progress.connected.store(false, Ordering::Release);
-                            metrics.connected.set(0);
-                            return;
-                        }
-                        msg = stream.next() => match msg {
-                            Ok(Some(r)) => {
-                                if position == 0 {
-                                    backoff.reset();
-                                    first = r.fingerprint;
-                                }
-                                progress.received.fetch_add(1, Ordering::AcqRel);
-                                let m = SourceMessage {
-                                    stream: stream_id,
-                                    position,
-                                    fingerprint: r.fingerprint,
-                                    first,
-                                    payload: r.payload,
-                                };
-                                position += 1;
-                                match tx.try_send(m) {
-                                    Ok(()) => {}
-                                    Err(mpsc::error::TrySendError::Full(_)) => {
-                                        metrics.dropped.inc();
-                                        progress.handled.fetch_add(1, Ordering::AcqRel);
-                                    }
-                                    Err(mpsc::error::TrySendError::Closed(_)) => return,
-                                }
-                            }
-                            Ok(None) => {
-                                tracing::info!(stream = stream_id, "Skaffold closed the event stream.");
-                                break Ended::Backoff;
-                            }
-                            Err(e @ StreamError::Failed(_)) => {
-                                tracing::warn!(stream = stream_id, error = %e, "Skaffold's event stream failed.");
-                                connector.stream_failed(&e);
-                                break Ended::Backoff;
-                            }
-                            Err(e @ StreamError::Missing(_)) => {
-                                tracing::error!(stream = stream_id, error = %e, "Cannot read this event stream.");
-                                break if connector.stream_failed(&e) {
-                                    Ended::Switched
-                                } else {
-                                    Ended::Backoff
-                                };
-                            }
-                            Err(e @ StreamError::Incompatible(_)) => break Ended::Incompatible(e),
+                if outlet
+                    .send(Delivery::Subscribed { stream: stream_id })
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+                let ended = match read(&mut stream, stream_id, &mut outlet, &mut backoff).await {
+                    Err(Stopped) => Ended::Stop,
+                    Ok(Ok(())) => Ended::Backoff,
+                    Ok(Err(e @ StreamError::Failed(_))) => {
+                        tracing::warn!(stream = stream_id, error = %e, "Skaffold's event stream failed.");
+                        connector.stream_failed(&e);
+                        Ended::Backoff
+                    }
+                    Ok(Err(e @ StreamError::Missing(_))) => {
+                        tracing::error!(stream = stream_id, error = %e, "Cannot read this event stream.");
+                        if connector.stream_failed(&e) {
+                            Ended::Switched
+                        } else {
+                            Ended::Backoff
                         }
                     }
+                    Ok(Err(e @ StreamError::Incompatible(_))) => Ended::Incompatible(e),
                 };
-                progress.connected.store(false, Ordering::Release);
-                metrics.connected.set(0);
+                // The fold learns that the stream ended, whatever follows.
+                let _ = outlet.send(Delivery::Ended).await;
                 match ended {
+                    Ended::Stop => return,
                     Ended::Backoff => {}
                     Ended::Switched => continue,
                     Ended::Incompatible(e) => {
@@ -275,10 +392,12 @@ pub async fn run<C: Connector>(
                 }
             }
             Err(e) => {
-                progress.unreachable.store(true, Ordering::Release);
                 failures += 1;
                 if failures == 1 {
                     tracing::warn!(target = %target, error = %e, "Cannot reach Skaffold yet; retrying with backoff (is `skaffold dev --rpc-port` running?).");
+                    if outlet.send(Delivery::Unreachable).await.is_err() {
+                        return;
+                    }
                 } else {
                     tracing::debug!(target = %target, error = %e, failures, "Still cannot reach Skaffold.");
                 }
