@@ -167,6 +167,7 @@ pub async fn start_all(
                 _ = tick.tick() => pipeline.tick(),
             }
         }
+        pipeline.finish();
         crate::sink::otlp_setup::shutdown(pipeline.take_spans(), meter_provider, shutdown_timeout)
             .await;
     }));

@@ -44,6 +44,8 @@ pub struct Pipeline {
     progress: Option<Arc<Progress>>,
     /// `folded` when Skaffold was last found gone (derived iterations end once).
     folded_when_gone: u64,
+    /// Messages a broken stream held back (see [`Delivery::HeldBack`]).
+    held_back: Vec<SourceMessage>,
 }
 
 impl Pipeline {
@@ -63,6 +65,7 @@ impl Pipeline {
             last_invalid: None,
             progress: None,
             folded_when_gone: 0,
+            held_back: Vec::new(),
         }
     }
 
@@ -93,12 +96,15 @@ impl Pipeline {
                     p.set_connected(true);
                 }
             }
+            Delivery::HeldBack(messages) => self.held_back.extend(messages),
             Delivery::Paused => {
                 if self.filter.settled() == Attribution::NewProcess {
                     tracing::info!(
                         "The event stream comes from a new Skaffold process: replay de-duplication starts afresh."
                     );
                 }
+                // The replay is in and did not bring them: their Skaffold is gone.
+                self.fold_held_back();
                 if let Some(p) = &self.progress {
                     p.set_caught_up();
                 }
@@ -111,6 +117,7 @@ impl Pipeline {
                 }
             }
             Delivery::Unreachable => {
+                self.fold_held_back();
                 // Skaffold went away after sending something: a derived iteration
                 // that is complete ends; spans it left open end, `disconnected`. Only
                 // then: a stream that broke while Skaffold lives on is resumed (and
@@ -125,12 +132,37 @@ impl Pipeline {
 
     /// Handles one message of the current stream: skips replays, folds the rest.
     pub fn handle(&mut self, msg: SourceMessage) {
-        match self.filter.admit(msg.fingerprint, msg.at) {
+        let admission = self.filter.admit(msg.fingerprint, msg.at);
+        // A replayed event proves the stream comes from the Skaffold whose broken
+        // stream held messages back: its replay brings them, in order.
+        if !self.held_back.is_empty()
+            && (admission == Admission::Replayed
+                || self
+                    .held_back
+                    .iter()
+                    .any(|h| h.fingerprint == msg.fingerprint))
+        {
+            self.held_back.clear();
+        }
+        match admission {
             Admission::Replayed => {
                 self.metrics.own.replayed_skipped.inc();
             }
             Admission::Fold => self.fold_payload(&msg.payload),
         }
+    }
+
+    /// Folds the messages a broken stream held back: their Skaffold is gone or was
+    /// replaced, so no replay will bring them.
+    fn fold_held_back(&mut self) {
+        for m in std::mem::take(&mut self.held_back) {
+            self.handle(m);
+        }
+    }
+
+    /// The source is done (shutdown): anything still held back is folded.
+    pub fn finish(&mut self) {
+        self.fold_held_back();
     }
 
     /// Fingerprints of the current Skaffold process held for de-duplication, and the

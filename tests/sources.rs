@@ -6,13 +6,11 @@
 
 mod support;
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use prost::Message;
-use skaffold_exporter::app::{self, Running};
+use skaffold_exporter::app;
 use skaffold_exporter::config::SourceSettings;
-use skaffold_exporter::pb::enums::StatusCode as C;
 use skaffold_exporter::pb::v2::event::EventType as V2Kind;
 use skaffold_exporter::replay::{Format, Input, Replayer};
 use skaffold_exporter::simulator::old_layout::{OldEvent, OldTaskEvent, old_meta};
@@ -23,167 +21,8 @@ use skaffold_exporter::source::grpc::GrpcConnector;
 use skaffold_exporter::source::json::message_to_json;
 use skaffold_exporter::source::supervisor::{Connector, EventStream, StreamError};
 use skaffold_exporter::source::{Api, Payload};
+use support::session::*;
 use support::{close, http_get, sample, settings};
-
-const T0: i64 = 1_700_000_000_000_000_000;
-
-/// A dev session touching every phase: an initial loop with a cache hit, tests and
-/// rendering; a sync; a failed build; a failed deploy; a failed rollout. Skaffold's
-/// log lines and the application's are mixed in (v2 only).
-fn session() -> Script {
-    let mut s = Script::new();
-    s.meta(0, "v2.16.1")
-        .log(5, "Generating tags...\n")
-        .dev_loop(1000, 0, "In Progress")
-        .build(500, "web", "In Progress", C::Ok)
-        .build(2500, "web", "Complete", C::Ok)
-        .cache_hit(10, "db")
-        .build(100, "app", "In Progress", C::Ok)
-        .build(1500, "app", "Complete", C::Ok)
-        .test(50, "In Progress", C::Ok)
-        .test(700, "Complete", C::Ok)
-        .render(20, "In Progress")
-        .render(150, "Succeeded")
-        .deploy(100, "In Progress", C::Ok)
-        .deploy(800, "Complete", C::Ok)
-        .status_check(100, "Started", C::Ok)
-        .resource(200, "deployment/web", "In Progress", C::Ok)
-        .resource(500, "deployment/web", "In Progress", C::Ok)
-        .resource(500, "deployment/web", "Succeeded", C::Ok)
-        .status_check(100, "Succeeded", C::Ok)
-        .port(50, 9000, "web")
-        .app_log(10, "web-1", "Listening on :8080")
-        .dev_loop(50, 0, "Succeeded")
-        .app_log(300, "web-1", "GET / 200")
-        .dev_loop(2000, 1, "In Progress")
-        .sync(100, "web", 3, "In Progress")
-        .sync(400, "web", 3, "Succeeded")
-        // Over v2 the sync ends at the next task event (Skaffold sends no v2 sync
-        // end); Skaffold fires the loop's end right after the sync.
-        .dev_loop(0, 1, "Succeeded")
-        .dev_loop(1400, 2, "In Progress")
-        .build(100, "app", "In Progress", C::Ok)
-        .build(900, "app", "Failed", C::BuildUserError)
-        .dev_loop(100, 2, "Failed")
-        .dev_loop(900, 3, "In Progress")
-        .render(10, "In Progress")
-        .render(90, "Succeeded")
-        .deploy(100, "In Progress", C::Ok)
-        .deploy(400, "Failed", C::DeployKubectlUserErr)
-        .dev_loop(100, 3, "Failed")
-        .dev_loop(900, 4, "In Progress")
-        .build(100, "web", "In Progress", C::Ok)
-        .build(1200, "web", "Complete", C::Ok)
-        .deploy(100, "In Progress", C::Ok)
-        .deploy(300, "Complete", C::Ok)
-        .status_check(100, "Started", C::Ok)
-        .resource(
-            300,
-            "deployment/web",
-            "Failed",
-            C::StatuscheckContainerTerminated,
-        )
-        .status_check(100, "Failed", C::StatuscheckContainerTerminated)
-        .dev_loop(100, 4, "Failed");
-    s
-}
-
-/// Skaffold's timestamp of the session's last step, in seconds.
-fn last_timestamp(script: &Script) -> f64 {
-    let total: i64 = script.steps.iter().map(|s| s.after.as_nanos() as i64).sum();
-    (T0 + total) as f64 / 1e9
-}
-
-struct Skaffold {
-    sim: Simulator,
-    grpc: SocketAddr,
-    http: SocketAddr,
-    _stop: tokio::sync::watch::Sender<bool>,
-}
-
-/// A simulated Skaffold with the session already played (its log is replayed to
-/// every subscriber); `v2` = a v1.26+ Skaffold, else a pre-v1.22 one.
-async fn skaffold(v2: bool, script: &Script) -> Skaffold {
-    let sim = Simulator::new();
-    if v2 {
-        sim.enable_v2();
-    }
-    for e in script.entries(T0) {
-        sim.emit(e);
-    }
-    if v2 {
-        for e in script.events_v2(T0) {
-            sim.emit_v2(e);
-        }
-    }
-    let (stop, rx) = tokio::sync::watch::channel(false);
-    let grpc_l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let http_l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let (grpc, http) = (grpc_l.local_addr().unwrap(), http_l.local_addr().unwrap());
-    tokio::spawn(sim.clone().serve(grpc_l, rx.clone()));
-    tokio::spawn(sim.clone().serve_gateway(http_l, rx));
-    Skaffold {
-        sim,
-        grpc,
-        http,
-        _stop: stop,
-    }
-}
-
-async fn exporter(sk: &Skaffold, api: Api, gateway: bool) -> Running {
-    let source = SourceSettings {
-        api,
-        skaffold_http: gateway.then(|| format!("http://{}", sk.http).parse().unwrap()),
-    };
-    app::start_with(settings(sk.grpc), source).await.unwrap()
-}
-
-async fn scrape(addr: SocketAddr) -> String {
-    let (status, _, body) = http_get(addr, "/metrics", None).await;
-    assert_eq!(status, 200);
-    body
-}
-
-/// Waits until the exporter folded everything up to `last` (Skaffold's timestamp of
-/// the final step) and /metrics stopped changing.
-async fn settled(exp: &Running, last: f64, what: &str) -> String {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    let mut previous = String::new();
-    loop {
-        let text = scrape(exp.http_addr).await;
-        let at = sample(&text, "skaffold_exporter_last_event_timestamp_seconds", &[]);
-        let ready = http_get(exp.http_addr, "/readyz", None).await.0 == 200;
-        if ready && at.is_some_and(|t| (t - last).abs() < 1e-3) && text == previous {
-            return text;
-        }
-        if tokio::time::Instant::now() > deadline {
-            panic!("{what}: timed out; last scrape:\n{text}");
-        }
-        previous = text;
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// Families only API v2 can fill.
-const V2_ONLY: [&str; 4] = [
-    "skaffold_build_cache",
-    "skaffold_render",
-    "skaffold_verif",
-    "skaffold_exec",
-];
-
-/// The Skaffold series (no `skaffold_exporter_*` bookkeeping), sorted; `v1_view`
-/// drops the v2-only families.
-fn core(text: &str, v1_view: bool) -> Vec<String> {
-    let mut v: Vec<String> = text
-        .lines()
-        .filter(|l| l.starts_with("skaffold_") && !l.starts_with("skaffold_exporter_"))
-        .filter(|l| !v1_view || !V2_ONLY.iter().any(|p| l.starts_with(p)))
-        .map(str::to_owned)
-        .collect();
-    v.sort();
-    v
-}
 
 /// The session as Skaffold's `--event-log-file` writes it (lowerCamel JSON, zero
 /// values left out): `events.json` and `events.json.v2`.
@@ -432,21 +271,6 @@ async fn old_v2_skaffold(script: &Script) -> Skaffold {
     }
 }
 
-/// Waits until `/metrics` satisfies `pred`; returns that scrape.
-async fn wait_for(exp: &Running, what: &str, pred: impl Fn(&str) -> bool) -> String {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    loop {
-        let text = scrape(exp.http_addr).await;
-        if pred(&text) {
-            return text;
-        }
-        if tokio::time::Instant::now() > deadline {
-            panic!("{what}: timed out; last scrape:\n{text}");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 fn incompatible(text: &str) -> Option<f64> {
     sample(
         text,
@@ -676,4 +500,115 @@ async fn v1_state_is_passed_through_from_the_gateway() {
     assert_eq!(body, upstream);
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["buildState"]["artifacts"]["web"], "Complete");
+}
+
+/// One odd message (the three measured cases of issue 9) in the middle of a v1.26+
+/// session over v2: counted as invalid on its own; the layout, decided from the
+/// stream's MetaEvent, stays; nothing else changes (`--api auto` does not fall back).
+async fn one_odd_v2_message(odd: OldEvent, api: Api, reason: &str) {
+    let script = session();
+    let clean = skaffold(true, &script).await;
+    let e = exporter(&clean, api, false).await;
+    let reference = settled(&e, last_timestamp(&script), "clean v2 session").await;
+    e.shutdown().await;
+
+    let sim = Simulator::new();
+    sim.enable_v2();
+    for e in script.entries(T0) {
+        sim.emit(e);
+    }
+    let events = script.events_v2(T0);
+    let mid = events.len() / 2;
+    for e in &events[..mid] {
+        sim.emit_v2(e.clone());
+    }
+    sim.emit_v2_raw(odd.encode_to_vec().into());
+    for e in &events[mid..] {
+        sim.emit_v2(e.clone());
+    }
+    let (addr, _stop) = support::serve_skaffold(&sim).await;
+    let e = app::start_with(
+        settings(addr),
+        SourceSettings {
+            api,
+            skaffold_http: None,
+        },
+    )
+    .await
+    .unwrap();
+    let text = settled(&e, last_timestamp(&script), "session with an odd message").await;
+    pretty_assertions::assert_eq!(core(&reference, false), core(&text, false), "{api:?}");
+    let invalid: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("skaffold_exporter_invalid_events_total{") && !l.ends_with(" 0"))
+        .collect();
+    assert_eq!(
+        invalid,
+        [format!("skaffold_exporter_invalid_events_total{{reason=\"{reason}\"}} 1").as_str()],
+        "{api:?}"
+    );
+    assert_eq!(incompatible(&text), Some(0.0));
+    assert_eq!(sample(&text, "skaffold_exporter_connected", &[]), Some(1.0));
+    assert_eq!(http_get(e.http_addr, "/readyz", None).await.0, 200);
+    assert_eq!(
+        sample(&text, "skaffold_exporter_reconnects_total", &[]),
+        Some(0.0)
+    );
+    assert_eq!(
+        sim.subscriptions(),
+        1,
+        "{api:?}: one v2 stream, no fallback to v1"
+    );
+    e.shutdown().await;
+}
+
+fn odd_task(iteration: i32, status: &str) -> OldEvent {
+    OldEvent {
+        timestamp: Some(prost_types::Timestamp {
+            seconds: T0 / 1_000_000_000 + 8,
+            nanos: 0,
+        }),
+        task: Some(OldTaskEvent {
+            id: "DevLoop-1".into(),
+            task: "DevLoop".into(),
+            iteration,
+            status: status.into(),
+        }),
+        ..Default::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_event_with_a_varint_at_field_3_is_invalid_alone() {
+    for api in [Api::V2, Api::Auto] {
+        one_odd_v2_message(odd_task(1, ""), api, "undecodable").await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_event_with_a_string_at_field_4_is_invalid_alone() {
+    for api in [Api::V2, Api::Auto] {
+        one_odd_v2_message(odd_task(0, "InProgress"), api, "undecodable").await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_build_subtask_with_step_succeeded_is_invalid_alone() {
+    // Well-typed in the current layout: step (field 4) "Succeeded", no status.
+    let odd = OldEvent {
+        timestamp: Some(prost_types::Timestamp {
+            seconds: T0 / 1_000_000_000 + 8,
+            nanos: 0,
+        }),
+        build: Some(skaffold_exporter::simulator::old_layout::OldBuildSubtask {
+            id: "web".into(),
+            task_id: "Build-1".into(),
+            artifact: "web".into(),
+            status: "Succeeded".into(),
+        }),
+        ..Default::default()
+    };
+    for api in [Api::V2, Api::Auto] {
+        one_odd_v2_message(odd.clone(), api, "unknown_status").await;
+    }
 }

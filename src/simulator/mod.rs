@@ -87,6 +87,8 @@ struct Inner {
     /// End each new stream after this many entries (0 = never).
     cut_after: AtomicU64,
     subscriptions: AtomicU64,
+    /// Messages handed to `Events` streams, all streams together.
+    sent: AtomicU64,
 }
 
 /// The simulated Skaffold. Cheap to clone; clones share the log.
@@ -118,6 +120,7 @@ impl Simulator {
                 closed_by_client: AtomicU64::new(0),
                 cut_after: AtomicU64::new(0),
                 subscriptions: AtomicU64::new(0),
+                sent: AtomicU64::new(0),
             }),
         }
     }
@@ -188,6 +191,11 @@ impl Simulator {
     /// Whether the log is empty.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Messages handed to `Events` streams so far, all streams together.
+    pub fn sent(&self) -> u64 {
+        self.inner.sent.load(Ordering::Acquire)
     }
 
     /// `Events` subscriptions served so far.
@@ -382,6 +390,7 @@ impl Simulator {
         let client_left = move || {
             inner.closed_by_client.fetch_add(1, Ordering::AcqRel);
         };
+        let counter = self.inner.clone();
         let (tx, rx) = mpsc::channel(256);
         tokio::spawn(async move {
             let mut sent = 0u64;
@@ -434,6 +443,7 @@ impl Simulator {
                     return;
                 }
                 sent += 1;
+                counter.sent.fetch_add(1, Ordering::AcqRel);
             }
         });
         ReceiverStream::new(rx)

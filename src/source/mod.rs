@@ -131,6 +131,12 @@ pub enum Delivery {
     Message(SourceMessage),
     /// The stream paused for the first time: Skaffold's replay has been delivered.
     Paused,
+    /// Messages the stream held back for Skaffold's order when it broke (events that
+    /// overtook a replay still on its way). They are in Skaffold's log, so a new
+    /// stream to the same Skaffold replays them in order: the fold drops them once the
+    /// next stream proves to come from the same process, and folds them when Skaffold
+    /// turns out gone or replaced.
+    HeldBack(Vec<SourceMessage>),
     /// The stream ended (Skaffold closed it, or it failed).
     Ended,
     /// A (re)connect attempt failed: Skaffold is gone, not just a stream.

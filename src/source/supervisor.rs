@@ -14,7 +14,9 @@
 //! **Skaffold's order.** Each stream's messages pass through `core::order::Reorder`
 //! (live events can overtake Skaffold's replay), so they enter the queue in Skaffold's
 //! timestamp order; log events that are only counted, and undecodable messages, go
-//! straight through.
+//! straight through. When a stream breaks, what it still held goes to the fold as
+//! [`Delivery::HeldBack`] (see there): those events may have overtaken a replay that
+//! the next stream will deliver.
 //!
 //! **Connection state in band.** [`Delivery::Subscribed`], [`Delivery::Paused`] (the
 //! stream went quiet for [`WINDOW`]: at the first pause, its replay has been
@@ -263,8 +265,13 @@ async fn read<S: EventStream>(
                     return Ok(Ok(()));
                 }
                 Err(e) => {
+                    // Held messages may have overtaken a replay that broke off: the
+                    // fold decides about them once it knows where the next stream
+                    // comes from.
                     order.flush(&mut out);
-                    outlet.send_all(&mut out).await?;
+                    if !out.is_empty() {
+                        outlet.send(Delivery::HeldBack(std::mem::take(&mut out))).await?;
+                    }
                     return Ok(Err(e));
                 }
             },

@@ -1,6 +1,8 @@
 //! Shared test helpers: golden files, fixtures, metric scraping.
 #![allow(dead_code)]
 
+pub mod session;
+
 use std::path::{Path, PathBuf};
 
 /// Compares `actual` with the golden file; rewrites it when UPDATE_GOLDEN=1.
