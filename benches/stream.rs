@@ -39,7 +39,12 @@ use skaffold_exporter::pb::{v1, v2};
 use skaffold_exporter::server::upstream::RawCodec;
 use skaffold_exporter::simulator::scenario::{Flavor, Script, initial_loop, next_loop};
 
-const EXPORTER: &str = env!("CARGO_BIN_EXE_skaffold-exporter");
+/// The exporter binary (`STREAM_BENCH_EXPORTER` overrides it, e.g. with a profiler
+/// wrapper).
+fn exporter_binary() -> String {
+    std::env::var("STREAM_BENCH_EXPORTER")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_skaffold-exporter").to_owned())
+}
 
 // === the flood server ===
 
@@ -362,7 +367,7 @@ async fn exporter(
     want: Totals,
 ) -> ExporterRun {
     let metrics = free_port();
-    let child = Command::new(EXPORTER)
+    let child = Command::new(exporter_binary())
         .args(["--skaffold-addr", &skaffold.to_string()])
         .args(["--listen", &metrics.to_string()])
         .args(["--api", api])

@@ -28,8 +28,8 @@ use crate::sink::otlp_setup::{OtlpSettings, Telemetry};
 use crate::source::Delivery;
 use crate::source::grpc::{self as grpc_source, Progress};
 
-/// Most deliveries the fold takes from the queue at once.
-pub const FOLD_BATCH: usize = 256;
+/// Most batches the fold takes from the queue at once.
+pub const FOLD_BATCH: usize = 8;
 
 /// A running exporter.
 #[derive(Debug)]
@@ -106,7 +106,9 @@ pub async fn start_all(
     };
     let grpc_addr = grpc_listener.as_ref().map(|l| l.local_addr()).transpose()?;
 
-    let (tx, mut rx) = mpsc::channel::<Delivery>(settings.queue_capacity);
+    let (tx, mut rx) = mpsc::channel::<Vec<Delivery>>(
+        crate::source::supervisor::queue_batches(settings.queue_capacity),
+    );
     let mut tasks = Vec::new();
 
     // The event source: Skaffold's HTTP gateway when given, else its gRPC port.
@@ -158,8 +160,8 @@ pub async fn start_all(
                     if n == 0 {
                         break;
                     }
-                    for d in batch.drain(..) {
-                        pipeline.deliver(d);
+                    for b in batch.drain(..) {
+                        pipeline.deliver_batch(b);
                     }
                 }
                 // Span housekeeping (finished root spans are released after a grace

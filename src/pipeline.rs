@@ -130,6 +130,18 @@ impl Pipeline {
         }
     }
 
+    /// Takes a batch of deliveries, in order. The fingerprints of its messages are
+    /// looked up first, all together, so the memory reads overlap.
+    pub fn deliver_batch(&mut self, batch: Vec<Delivery>) {
+        self.filter.warm(batch.iter().filter_map(|d| match d {
+            Delivery::Message(m) => Some(m.fingerprint),
+            _ => None,
+        }));
+        for d in batch {
+            self.deliver(d);
+        }
+    }
+
     /// Handles one message of the current stream: skips replays, folds the rest.
     pub fn handle(&mut self, msg: SourceMessage) {
         let admission = self.filter.admit(msg.fingerprint, msg.at);
@@ -175,6 +187,7 @@ impl Pipeline {
     pub fn fold_payload(&mut self, payload: &Payload) {
         match payload {
             Payload::V1(entry) => self.fold_entry(entry),
+            Payload::Event(ev) => self.fold_event(ev),
             Payload::V2(event) => self.fold_v2(event),
             Payload::SkippedLog(kind) => self.skipped_log(*kind),
             Payload::Invalid(e) => self.invalid(e, e.reason()),

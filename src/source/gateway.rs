@@ -127,7 +127,7 @@ pub struct Config {
 /// Runs until `shutdown` turns true or the fold's queue closes.
 pub async fn run(
     cfg: Config,
-    tx: mpsc::Sender<Delivery>,
+    tx: mpsc::Sender<Vec<Delivery>>,
     metrics: SelfMetrics,
     shutdown: watch::Receiver<bool>,
 ) {
@@ -309,7 +309,10 @@ pub fn decode_line(
         Err(e) => return invalid(InvalidEvent::Undecodable(format!("gateway chunk: {e}"))),
     };
     match parse_gateway_chunk(value) {
-        Ok(GatewayChunk::Result(v)) => Ok(Some(SourceMessage::new(fp, payload_from_json(api, v)))),
+        Ok(GatewayChunk::Result(v)) => Ok(Some(SourceMessage::new(
+            fp,
+            payload_from_json(api, v).digest(),
+        ))),
         Ok(GatewayChunk::Error { code, message }) => {
             let text = format!(
                 "the gateway ended the stream with an error chunk (gRPC code {code}): {message}"

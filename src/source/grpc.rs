@@ -95,7 +95,7 @@ pub struct Config {
 /// Runs until `shutdown` turns true or the fold's queue closes.
 pub async fn run(
     cfg: Config,
-    tx: mpsc::Sender<Delivery>,
+    tx: mpsc::Sender<Vec<Delivery>>,
     metrics: SelfMetrics,
     shutdown: watch::Receiver<bool>,
 ) {

@@ -25,7 +25,7 @@ pub mod wire;
 
 use prost::Message;
 
-use crate::core::{InvalidEvent, Nanos};
+use crate::core::{Event, InvalidEvent, Nanos};
 use crate::pb::{v1, v2};
 use decode::timestamp_nanos;
 pub use wire::LogKind;
@@ -62,12 +62,29 @@ impl Api {
 pub enum Payload {
     /// A v1 `LogEntry`.
     V1(v1::LogEntry),
+    /// A v1 `LogEntry` the reader already turned into the domain event (v1 needs no
+    /// per-run state to decode, so live sources decode it where the bytes arrive).
+    Event(Event),
     /// A v2 `Event`.
     V2(v2::Event),
     /// A v2 log event, skipped without decoding (counted).
     SkippedLog(LogKind),
     /// A message that could not be decoded at all (counted as invalid).
     Invalid(InvalidEvent),
+}
+
+impl Payload {
+    /// Decodes what can be decoded without the fold's state: a v1 entry becomes its
+    /// domain event (or the reason it is invalid).
+    pub fn digest(self) -> Self {
+        match self {
+            Payload::V1(entry) => match decode::decode_v1(&entry) {
+                Ok(ev) => Payload::Event(ev),
+                Err(e) => Payload::Invalid(e),
+            },
+            other => other,
+        }
+    }
 }
 
 /// One message, as a source hands it to the fold.
@@ -87,6 +104,7 @@ impl SourceMessage {
     pub fn new(fingerprint: u64, payload: Payload) -> Self {
         let at = match &payload {
             Payload::V1(e) => timestamp_nanos(e.timestamp.as_ref()).ok(),
+            Payload::Event(e) => Some(e.at),
             Payload::V2(e) => timestamp_nanos(e.timestamp.as_ref()).ok(),
             Payload::SkippedLog(_) | Payload::Invalid(_) => None,
         };
@@ -97,9 +115,13 @@ impl SourceMessage {
         }
     }
 
-    /// A v1 entry (tests and benches: the fingerprint is the hash of its encoding).
+    /// A v1 entry, decoded as a live source does (tests and benches: the fingerprint
+    /// is the hash of its encoding).
     pub fn v1(entry: v1::LogEntry) -> Self {
-        Self::new(fingerprint(&entry.encode_to_vec()), Payload::V1(entry))
+        Self::new(
+            fingerprint(&entry.encode_to_vec()),
+            Payload::V1(entry).digest(),
+        )
     }
 
     /// A v2 event (tests and benches: the fingerprint is the hash of its encoding).
@@ -113,7 +135,11 @@ impl SourceMessage {
     /// Whether its place in Skaffold's order matters to the fold (log events that are
     /// only counted, and messages that could not be decoded, go straight through).
     pub fn ordered(&self) -> bool {
-        self.at.is_some() && matches!(self.payload, Payload::V1(_) | Payload::V2(_))
+        self.at.is_some()
+            && matches!(
+                self.payload,
+                Payload::V1(_) | Payload::Event(_) | Payload::V2(_)
+            )
     }
 }
 

@@ -162,10 +162,20 @@ async fn drain<S: EventStream>(
     }
 }
 
-/// The reader's end of the fold's queue: waits when it is full, and reports a fold
-/// that makes no progress.
+/// Most deliveries sent to the fold in one batch.
+pub const BATCH: usize = 128;
+
+/// The queue's capacity in batches for `--queue-capacity` deliveries.
+pub fn queue_batches(capacity: usize) -> usize {
+    capacity.div_ceil(BATCH).max(1)
+}
+
+/// The reader's end of the fold's queue: gathers deliveries into batches (one queue
+/// operation per batch, not per event), waits when the queue is full, and reports a
+/// fold that makes no progress.
 struct Outlet {
-    tx: mpsc::Sender<Delivery>,
+    tx: mpsc::Sender<Vec<Delivery>>,
+    batch: Vec<Delivery>,
     metrics: SelfMetrics,
     shutdown: watch::Receiver<bool>,
 }
@@ -179,11 +189,31 @@ async fn stopping(shutdown: &mut watch::Receiver<bool>) {
 }
 
 impl Outlet {
+    /// Adds to the batch; hands it on when it is full.
+    async fn push(&mut self, d: Delivery) -> Result<(), Stopped> {
+        self.batch.push(d);
+        if self.batch.len() >= BATCH {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    /// Hands a connection change on at once (with what came before it).
     async fn send(&mut self, d: Delivery) -> Result<(), Stopped> {
-        let d = match self.tx.try_send(d) {
+        self.batch.push(d);
+        self.flush().await
+    }
+
+    /// Hands the batch on, waiting while the queue is full.
+    async fn flush(&mut self) -> Result<(), Stopped> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH));
+        let batch = match self.tx.try_send(batch) {
             Ok(()) => return Ok(()),
             Err(mpsc::error::TrySendError::Closed(_)) => return Err(Stopped),
-            Err(mpsc::error::TrySendError::Full(d)) => d,
+            Err(mpsc::error::TrySendError::Full(b)) => b,
         };
         let waiting = Instant::now();
         let mut shutdown = self.shutdown.clone();
@@ -194,7 +224,7 @@ impl Outlet {
                 self.metrics.fold_stalled.set(1);
                 self.metrics.fold_stalls.inc();
                 tracing::error!(
-                    capacity = self.tx.max_capacity(),
+                    capacity = self.tx.max_capacity() * BATCH,
                     "The fold has taken nothing from its full queue for {STALL:?}: the reader is waiting (Skaffold is held back by flow control; nothing is lost). Is the exporter starved of CPU?"
                 );
                 let mut shutdown = self.shutdown.clone();
@@ -207,14 +237,7 @@ impl Outlet {
                 p
             }
         };
-        permit.map_err(|_| Stopped)?.send(d);
-        Ok(())
-    }
-
-    async fn send_all(&mut self, out: &mut Vec<SourceMessage>) -> Result<(), Stopped> {
-        for m in out.drain(..) {
-            self.send(Delivery::Message(m)).await?;
-        }
+        permit.map_err(|_| Stopped)?.send(batch);
         Ok(())
     }
 }
@@ -227,8 +250,8 @@ async fn read<S: EventStream>(
     backoff: &mut Backoff,
 ) -> Result<Result<(), StreamError>, Stopped> {
     let origin = Instant::now();
-    let mut order: Reorder<SourceMessage> = Reorder::new(WINDOW, HELD_CAP);
-    let mut out = Vec::new();
+    // Holds messages (as deliveries) and hands them on in Skaffold's order.
+    let mut order: Reorder<Delivery> = Reorder::new(WINDOW, HELD_CAP);
     let mut shutdown = outlet.shutdown.clone();
     let mut received = 0u64;
     // When to look for a pause (`WINDOW` after the last message): the stream's first
@@ -240,8 +263,8 @@ async fn read<S: EventStream>(
         tokio::select! {
             biased;
             _ = shutdown.changed() => {
-                order.flush(&mut out);
-                outlet.send_all(&mut out).await?;
+                order.flush(&mut outlet.batch);
+                outlet.flush().await?;
                 return Err(Stopped);
             }
             msg = stream.next() => match msg {
@@ -252,29 +275,46 @@ async fn read<S: EventStream>(
                     received += 1;
                     let now = origin.elapsed();
                     match m.at {
-                        Some(at) if m.ordered() => order.push(at, now, m, &mut out),
-                        _ => out.push(m),
+                        Some(at) if m.ordered() => {
+                            order.push(at, now, Delivery::Message(m), &mut outlet.batch);
+                        }
+                        _ => outlet.batch.push(Delivery::Message(m)),
                     }
-                    outlet.send_all(&mut out).await?;
+                    if outlet.batch.len() >= BATCH {
+                        outlet.flush().await?;
+                    }
                     due = Some(now + WINDOW);
                 }
                 Ok(None) => {
                     tracing::info!(stream = stream_id, received, "Skaffold closed the event stream.");
-                    order.flush(&mut out);
-                    outlet.send_all(&mut out).await?;
+                    order.flush(&mut outlet.batch);
+                    outlet.flush().await?;
                     return Ok(Ok(()));
                 }
                 Err(e) => {
                     // Held messages may have overtaken a replay that broke off: the
                     // fold decides about them once it knows where the next stream
                     // comes from.
-                    order.flush(&mut out);
-                    if !out.is_empty() {
-                        outlet.send(Delivery::HeldBack(std::mem::take(&mut out))).await?;
+                    let mut held = Vec::new();
+                    order.flush(&mut held);
+                    let held: Vec<SourceMessage> = held
+                        .into_iter()
+                        .filter_map(|d| match d {
+                            Delivery::Message(m) => Some(m),
+                            _ => None,
+                        })
+                        .collect();
+                    if !held.is_empty() {
+                        outlet.push(Delivery::HeldBack(held)).await?;
                     }
+                    outlet.flush().await?;
                     return Ok(Err(e));
                 }
             },
+            // Nothing more is ready right now: hand on what was gathered.
+            () = std::future::ready(()), if !outlet.batch.is_empty() => {
+                outlet.flush().await?;
+            }
             () = &mut timer, if due.is_some() => {
                 let now = origin.elapsed();
                 let at = due.unwrap_or(now);
@@ -289,8 +329,7 @@ async fn read<S: EventStream>(
                     timer.as_mut().reset(origin + now + WINDOW);
                     continue;
                 }
-                order.paused(now, &mut out);
-                outlet.send_all(&mut out).await?;
+                order.paused(now, &mut outlet.batch);
                 outlet.send(Delivery::Paused).await?;
                 due = None;
             }
@@ -302,7 +341,7 @@ async fn read<S: EventStream>(
 pub async fn run<C: Connector>(
     mut connector: C,
     retry: Retry,
-    tx: mpsc::Sender<Delivery>,
+    tx: mpsc::Sender<Vec<Delivery>>,
     metrics: SelfMetrics,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -314,6 +353,7 @@ pub async fn run<C: Connector>(
     let target = connector.target();
     let mut outlet = Outlet {
         tx,
+        batch: Vec::with_capacity(BATCH),
         metrics: metrics.clone(),
         shutdown: shutdown.clone(),
     };
