@@ -106,9 +106,9 @@ pub async fn start_all(
     };
     let grpc_addr = grpc_listener.as_ref().map(|l| l.local_addr()).transpose()?;
 
-    let (tx, mut rx) = mpsc::channel::<Vec<Delivery>>(
-        crate::source::supervisor::queue_batches(settings.queue_capacity),
-    );
+    let (tx, mut rx) = mpsc::channel::<Vec<Delivery>>(crate::source::supervisor::queue_batches(
+        settings.queue_capacity,
+    ));
     let mut tasks = Vec::new();
 
     // The event source: Skaffold's HTTP gateway when given, else its gRPC port.

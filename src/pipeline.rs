@@ -10,6 +10,8 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
+use prometheus_client::metrics::counter::Counter;
+
 use crate::core::{Admission, Attribution, Event, InvalidEvent, ReplayFilter, State, Transition};
 use crate::pb::{v1, v2};
 use crate::sink::Metrics;
@@ -46,6 +48,10 @@ pub struct Pipeline {
     folded_when_gone: u64,
     /// Messages a broken stream held back (see [`Delivery::HeldBack`]).
     held_back: Vec<SourceMessage>,
+    /// `skaffold_exporter_events_total` and `..._log_events_skipped_total` series by
+    /// label, looked up once (a family lookup hashes the label every time).
+    event_counters: Vec<(&'static str, Counter)>,
+    log_counters: [Option<Counter>; 2],
 }
 
 impl Pipeline {
@@ -66,6 +72,8 @@ impl Pipeline {
             progress: None,
             folded_when_gone: 0,
             held_back: Vec::new(),
+            event_counters: Vec::new(),
+            log_counters: [None, None],
         }
     }
 
@@ -221,13 +229,36 @@ impl Pipeline {
 
     /// Counts a log event that was not folded.
     pub fn skipped_log(&mut self, kind: LogKind) {
-        self.metrics
-            .own
-            .log_events_skipped
-            .get_or_create(&crate::sink::prometheus::LogEventLabel {
-                event: kind.as_str(),
+        let slot = match kind {
+            LogKind::Skaffold => 0,
+            LogKind::Application => 1,
+        };
+        let own = &self.metrics.own;
+        self.log_counters[slot]
+            .get_or_insert_with(|| {
+                own.log_events_skipped
+                    .get_or_create(&crate::sink::prometheus::LogEventLabel {
+                        event: kind.as_str(),
+                    })
+                    .clone()
             })
             .inc();
+    }
+
+    /// Increments `skaffold_exporter_events_total{event}`.
+    fn count_event(&mut self, event: &'static str) {
+        if let Some((_, c)) = self.event_counters.iter().find(|(k, _)| *k == event) {
+            c.inc();
+            return;
+        }
+        let c = self
+            .metrics
+            .own
+            .events
+            .get_or_create(&crate::sink::prometheus::EventLabel { event })
+            .clone();
+        c.inc();
+        self.event_counters.push((event, c));
     }
 
     /// The v2 decoder's view of the current run's id (Skaffold v1.26+).
@@ -246,13 +277,7 @@ impl Pipeline {
     /// Folds one decoded event.
     pub fn fold_event(&mut self, ev: &Event) {
         self.folded += 1;
-        self.metrics
-            .own
-            .events
-            .get_or_create(&crate::sink::prometheus::EventLabel {
-                event: ev.kind.name(),
-            })
-            .inc();
+        self.count_event(ev.kind.name());
         let secs = ev.at as f64 / 1e9;
         if secs > self.metrics.own.last_event_timestamp.get() {
             self.metrics.own.last_event_timestamp.set(secs);

@@ -31,9 +31,7 @@
 
 use crate::core::{ErrorInfo, Event, EventKind, InvalidEvent, Nanos, Phase, Status, event};
 use crate::pb::v2::{self, event::EventType as E};
-use crate::source::decode::{
-    MAX_NAME, name, status, status_code_name, timestamp_nanos, truncated,
-};
+use crate::source::decode::{MAX_NAME, name, status, status_code_name, timestamp_nanos, truncated};
 
 /// The log line that announces a file sync (`output.Default.Fprintf(out, "Syncing %d
 /// files for %s\n", ...)` in Skaffold's dev loop).

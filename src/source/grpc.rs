@@ -307,26 +307,20 @@ impl GrpcStream {
 /// Decodes one raw message of `api`'s stream (of the current layout, for v2).
 pub fn decode_raw(api: Api, bytes: &[u8]) -> SourceMessage {
     if api == Api::V1 {
-        let (at, payload) = match v1::LogEntry::decode(bytes) {
-            Ok(entry) => (
-                timestamp_nanos(entry.timestamp.as_ref()).ok(),
-                Payload::V1(entry),
-            ),
-            Err(e) => (
-                None,
-                Payload::Invalid(InvalidEvent::Undecodable(e.to_string())),
-            ),
+        // v1 needs no per-run state to decode: turn it into the domain event here.
+        let payload = match v1::LogEntry::decode(bytes) {
+            Ok(entry) => Payload::decoded_v1(&entry),
+            Err(e) => Payload::Invalid(InvalidEvent::Undecodable(e.to_string())),
         };
-        return SourceMessage {
-            fingerprint: fingerprint(bytes),
-            at,
-            payload,
-        };
+        return SourceMessage::new(fingerprint(bytes), payload);
     }
     let (at, payload) = match peek_v2(bytes) {
         Ok(super::wire::Peek::SkipLog(kind)) => (None, Payload::SkippedLog(kind)),
         Ok(super::wire::Peek::Decode) => match v2::Event::decode(bytes) {
-            Ok(ev) => (timestamp_nanos(ev.timestamp.as_ref()).ok(), Payload::V2(ev)),
+            Ok(ev) => (
+                timestamp_nanos(ev.timestamp.as_ref()).ok(),
+                Payload::V2(Box::new(ev)),
+            ),
             Err(e) => (
                 None,
                 Payload::Invalid(InvalidEvent::Undecodable(e.to_string())),

@@ -131,7 +131,7 @@ pub fn v2_skippable_log(value: &Value) -> Option<LogKind> {
 pub fn payload_from_json(api: Api, value: Value) -> Payload {
     if api == Api::V1 {
         return match log_entry_from_json(value) {
-            Ok(e) => Payload::V1(e),
+            Ok(e) => Payload::V1(Box::new(e)),
             Err(e) => Payload::Invalid(e),
         };
     }
@@ -139,7 +139,7 @@ pub fn payload_from_json(api: Api, value: Value) -> Payload {
         return Payload::SkippedLog(kind);
     }
     match event_v2_from_json(value) {
-        Ok(e) => Payload::V2(e),
+        Ok(e) => Payload::V2(Box::new(e)),
         Err(e) => Payload::Invalid(e),
     }
 }

@@ -60,13 +60,14 @@ impl Api {
 /// What a source received, as far as the source decoded it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Payload {
-    /// A v1 `LogEntry`.
-    V1(v1::LogEntry),
+    /// A v1 `LogEntry` (boxed, as `V2`).
+    V1(Box<v1::LogEntry>),
     /// A v1 `LogEntry` the reader already turned into the domain event (v1 needs no
     /// per-run state to decode, so live sources decode it where the bytes arrive).
     Event(Event),
-    /// A v2 `Event`.
-    V2(v2::Event),
+    /// A v2 `Event` (boxed: most payloads are far smaller, and payloads are moved
+    /// through the ordering buffer and the queue).
+    V2(Box<v2::Event>),
     /// A v2 log event, skipped without decoding (counted).
     SkippedLog(LogKind),
     /// A message that could not be decoded at all (counted as invalid).
@@ -78,11 +79,16 @@ impl Payload {
     /// domain event (or the reason it is invalid).
     pub fn digest(self) -> Self {
         match self {
-            Payload::V1(entry) => match decode::decode_v1(&entry) {
-                Ok(ev) => Payload::Event(ev),
-                Err(e) => Payload::Invalid(e),
-            },
+            Payload::V1(entry) => Self::decoded_v1(&entry),
             other => other,
+        }
+    }
+
+    /// A v1 entry, decoded into its domain event (or the reason it is invalid).
+    pub fn decoded_v1(entry: &v1::LogEntry) -> Self {
+        match decode::decode_v1(entry) {
+            Ok(ev) => Payload::Event(ev),
+            Err(e) => Payload::Invalid(e),
         }
     }
 }
@@ -120,7 +126,7 @@ impl SourceMessage {
     pub fn v1(entry: v1::LogEntry) -> Self {
         Self::new(
             fingerprint(&entry.encode_to_vec()),
-            Payload::V1(entry).digest(),
+            Payload::decoded_v1(&entry),
         )
     }
 
@@ -128,7 +134,7 @@ impl SourceMessage {
     pub fn v2(event: v2::Event) -> Self {
         Self::new(
             fingerprint(&event.encode_to_vec()) ^ V2_SALT,
-            Payload::V2(event),
+            Payload::V2(Box::new(event)),
         )
     }
 
@@ -177,4 +183,15 @@ pub const V2_SALT: u64 = 0x5f32_5f32_5f32_5f32;
 /// encoding; gateway: the same `protojson` output of the same process).
 pub fn fingerprint(bytes: &[u8]) -> u64 {
     twox_hash::XxHash3_64::oneshot(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deliveries_stay_small_they_are_moved_through_the_ordering_buffer_and_the_queue() {
+        let size = std::mem::size_of::<Delivery>();
+        assert!(size <= 160, "{size} bytes");
+    }
 }
