@@ -43,6 +43,12 @@ fn main() {
     let mut pipeline = Pipeline::new(Metrics::register(&mut registry, &DEFAULT_BUCKETS, 200));
     // The reader fingerprints and decodes; the fold gets the result.
     let messages: Vec<SourceMessage> = entries.iter().cloned().map(SourceMessage::v1).collect();
+    let fps: Vec<u64> = messages.iter().map(|m| m.fingerprint).collect();
+    filter_only(&fps);
+    let many: Vec<u64> = (0..1_000_000u64)
+        .map(|i| skaffold_exporter::source::fingerprint(&i.to_le_bytes()))
+        .collect();
+    filter_only(&many);
     pipeline.deliver(Delivery::Subscribed { stream: 1 });
     let start = Instant::now();
     for m in messages {
@@ -57,5 +63,21 @@ fn main() {
     println!(
         "de-duplication set: {held} events in {bytes} bytes ({:.1} bytes/event)",
         bytes as f64 / held as f64
+    );
+}
+
+#[allow(dead_code)]
+fn filter_only(fps: &[u64]) {
+    let mut f = skaffold_exporter::core::ReplayFilter::new();
+    f.begin_stream();
+    let start = Instant::now();
+    for (i, fp) in fps.iter().enumerate() {
+        f.admit(*fp, Some(i as i64));
+    }
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "filter alone: {:.0} ns/event over {}",
+        secs * 1e9 / fps.len() as f64,
+        fps.len()
     );
 }

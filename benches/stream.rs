@@ -10,7 +10,7 @@
 //!
 //! Each side is timed from the moment the flood server starts sending to the moment
 //! the last message was counted (the drain) or the exporter's `/metrics` shows every
-//! event folded (polled every 2 ms; the expected totals come from folding the same
+//! event folded (polled every 10 ms; the expected totals come from folding the same
 //! messages in this process). Printed per round: both rates, their ratio, the
 //! exporter's max RSS (VmHWM) and idle RSS, dropped and invalid counts, and whether the
 //! totals are exact.
@@ -283,8 +283,12 @@ fn free_port() -> SocketAddr {
 async fn scrape(addr: SocketAddr) -> Option<String> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
+    // OpenMetrics: served as encoded, without the conversion to the classic format.
     s.write_all(
-        format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+        format!(
+            "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nAccept: application/openmetrics-text\r\nConnection: close\r\n\r\n"
+        )
+        .as_bytes(),
     )
     .await
     .ok()?;
@@ -406,7 +410,7 @@ async fn exporter(
                     / folded.max(1.0);
             }
         }
-        tokio::time::sleep(Duration::from_millis(2)).await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
     };
     let (max_rss, _) = rss(pid);
     // Anything beyond the expected totals would be a double count.

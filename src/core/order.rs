@@ -44,7 +44,7 @@ use super::event::Nanos;
 pub const WINDOW: Duration = Duration::from_millis(100);
 
 /// The default bound on held messages.
-pub const HELD_CAP: usize = 4096;
+pub const HELD_CAP: usize = 1024;
 
 #[derive(Debug)]
 struct Held<T> {

@@ -35,7 +35,10 @@
 //! plus a fixed overhead under 6 KiB (64 tables, each allocated on first use). While
 //! a new stream is undecided, the events it brought are held in a second set of the
 //! same kind. Tables grow one at a time, so growing never holds more than one extra
-//! table of 1/64 of the set.
+//! table of 1/64 of the set. A stream that starts with nothing folded (the exporter's
+//! first) cannot replay anything: its fingerprints are appended to a log without a
+//! lookup (8 bytes each, written in sequence), which moves into the tables chunk by
+//! chunk when the next stream begins.
 
 /// Fingerprint tables (by the top bits of the fingerprint): growth copies one table
 /// at a time, so the set never needs twice its size while growing.
@@ -119,7 +122,13 @@ impl Table {
 pub struct FingerprintSet {
     tables: Vec<Table>,
     len: usize,
+    /// Fingerprints appended without a lookup (see [`FingerprintSet::append`]), in
+    /// chunks, not yet in the tables.
+    log: Vec<Vec<u64>>,
 }
+
+/// Fingerprints per chunk of the append log.
+const LOG_CHUNK: usize = 8192;
 
 impl Default for FingerprintSet {
     fn default() -> Self {
@@ -145,23 +154,56 @@ impl FingerprintSet {
         Self {
             tables: vec![Table::default(); TABLES],
             len: 0,
+            log: Vec::new(),
         }
     }
 
     /// Events held.
     pub fn len(&self) -> usize {
-        self.len
+        self.len + self.log.iter().map(Vec::len).sum::<usize>()
     }
 
     /// Whether no event is held.
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.len() == 0
     }
 
-    /// Bytes allocated (slots and the table directory).
+    /// Bytes allocated (slots, the table directory and the append log).
     pub fn bytes(&self) -> usize {
         self.tables.len() * std::mem::size_of::<Table>()
             + self.tables.iter().map(|t| t.slots.len() * 8).sum::<usize>()
+            + self.log.iter().map(|c| c.capacity() * 8).sum::<usize>()
+    }
+
+    /// Adds an event without looking it up: for a stream that started with nothing
+    /// to compare with, every event is new. Sequential writes, no cache miss; the
+    /// tables take the log in at the next [`FingerprintSet::unmark_all`].
+    pub fn append(&mut self, fingerprint: u64) {
+        match self.log.last_mut() {
+            Some(c) if c.len() < LOG_CHUNK => c.push(fingerprint),
+            _ => {
+                let mut c = Vec::with_capacity(LOG_CHUNK);
+                c.push(fingerprint);
+                self.log.push(c);
+            }
+        }
+    }
+
+    /// Moves the append log into the tables (unmarked), a chunk at a time, each chunk
+    /// freed once inserted.
+    fn take_in_log(&mut self) {
+        for chunk in std::mem::take(&mut self.log) {
+            for f in chunk {
+                let k = key(f);
+                let table = &mut self.tables[table_of(k)];
+                if (table.len + 1) * 8 > table.slots.len() * 7 {
+                    table.grow();
+                }
+                Table::put(&mut table.slots, k);
+                table.len += 1;
+                self.len += 1;
+            }
+        }
     }
 
     /// The slot `fingerprint` would be looked up at first (0 when none is allocated).
@@ -176,6 +218,7 @@ impl FingerprintSet {
 
     /// A new stream begins: nothing has been delivered on it yet.
     pub fn unmark_all(&mut self) {
+        self.take_in_log();
         for t in &mut self.tables {
             for s in t.slots.iter_mut() {
                 *s &= !MARK;
@@ -201,7 +244,12 @@ impl FingerprintSet {
     }
 
     /// Adds every event of `other` (with its marks).
-    pub fn absorb(&mut self, other: FingerprintSet) {
+    pub fn absorb(&mut self, mut other: FingerprintSet) {
+        for chunk in std::mem::take(&mut other.log) {
+            for f in chunk {
+                self.append(f);
+            }
+        }
         for t in other.tables {
             for &s in t.slots.iter().filter(|s| **s != 0) {
                 let k = s & !MARK;
@@ -247,6 +295,8 @@ pub struct ReplayFilter {
     newest: Option<i64>,
     /// New events of a stream not attributed yet.
     undecided: Option<FingerprintSet>,
+    /// The current stream started with nothing folded: every event on it is new.
+    fresh: bool,
     /// The current stream: events delivered, their oldest timestamp, and the newest
     /// timestamp of those it brought as new.
     delivered: u64,
@@ -295,7 +345,8 @@ impl ReplayFilter {
         self.oldest_delivered = None;
         self.newest_new = None;
         self.current.unmark_all();
-        if !self.current.is_empty() {
+        self.fresh = self.current.is_empty();
+        if !self.fresh {
             self.undecided = Some(FingerprintSet::new());
         }
     }
@@ -307,25 +358,29 @@ impl ReplayFilter {
         if let Some(at) = at {
             self.oldest_delivered = Some(self.oldest_delivered.map_or(at, |o| o.min(at)));
         }
+        if self.fresh {
+            // Nothing to compare with (each stream delivers an event once, and
+            // byte-identical events are folded as often as they come).
+            self.current.append(fingerprint);
+            self.newest = later(self.newest, at);
+            return Admission::Fold;
+        }
+        let Some(u) = &mut self.undecided else {
+            if self.current.mark_or_insert(fingerprint) {
+                return Admission::Replayed;
+            }
+            self.newest = later(self.newest, at);
+            return Admission::Fold;
+        };
         if self.current.mark(fingerprint) {
             // A replay of the current process's events: the stream is theirs.
             self.attribute_to_current();
             return Admission::Replayed;
         }
-        match &mut self.undecided {
-            Some(u) => {
-                if u.mark_or_insert(fingerprint) {
-                    return Admission::Replayed;
-                }
-                self.newest_new = later(self.newest_new, at);
-            }
-            None => {
-                if self.current.mark_or_insert(fingerprint) {
-                    return Admission::Replayed;
-                }
-                self.newest = later(self.newest, at);
-            }
+        if u.mark_or_insert(fingerprint) {
+            return Admission::Replayed;
         }
+        self.newest_new = later(self.newest_new, at);
         Admission::Fold
     }
 
@@ -366,6 +421,9 @@ impl ReplayFilter {
     /// follow find them in the cache (independent reads overlap; one after another,
     /// each would wait for memory). Changes nothing.
     pub fn warm(&self, fingerprints: impl Iterator<Item = u64>) {
+        if self.fresh {
+            return;
+        }
         let mut touched = 0u64;
         for f in fingerprints {
             touched ^= self.current.peek(f);
@@ -561,6 +619,16 @@ mod tests {
             assert!(per_event <= 14.0, "{per_event:.2} bytes/event at {n}");
         }
         assert_eq!(s.len(), 1_000_000);
+        // The append log (a fresh stream) costs 8 bytes per event, and once taken in
+        // the tables stay within the bound.
+        let mut a = FingerprintSet::new();
+        for i in 0..300_000 {
+            a.append(fp(i));
+        }
+        assert!((a.bytes() - fixed) as f64 / 300_000.0 <= 8.3);
+        a.unmark_all();
+        assert!((a.bytes() - fixed) as f64 / 300_000.0 <= 14.0);
+        assert!((0..300_000).all(|i| a.mark(fp(i))));
         // Every event is still found exactly once.
         s.unmark_all();
         assert!((0..1_000_000).all(|i| s.mark(fp(i))));

@@ -253,6 +253,8 @@ async fn read<S: EventStream>(
     // Holds messages (as deliveries) and hands them on in Skaffold's order.
     let mut order: Reorder<Delivery> = Reorder::new(WINDOW, HELD_CAP);
     let mut shutdown = outlet.shutdown.clone();
+    let stop = stopping(&mut shutdown);
+    tokio::pin!(stop);
     let mut received = 0u64;
     // When to look for a pause (`WINDOW` after the last message): the stream's first
     // one (even before any message), then after every message.
@@ -262,7 +264,7 @@ async fn read<S: EventStream>(
     loop {
         tokio::select! {
             biased;
-            _ = shutdown.changed() => {
+            () = &mut stop => {
                 order.flush(&mut outlet.batch);
                 outlet.flush().await?;
                 return Err(Stopped);
