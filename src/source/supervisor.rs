@@ -178,6 +178,8 @@ struct Outlet {
     batch: Vec<Delivery>,
     metrics: SelfMetrics,
     shutdown: watch::Receiver<bool>,
+    /// How long a full queue may stay full before the fold counts as stalled.
+    stall: Duration,
 }
 
 /// The fold is gone, or shutdown was asked for: stop reading.
@@ -220,12 +222,13 @@ impl Outlet {
         let permit = tokio::select! {
             p = self.tx.reserve() => p,
             () = stopping(&mut shutdown) => return Err(Stopped),
-            _ = tokio::time::sleep(STALL) => {
+            _ = tokio::time::sleep(self.stall) => {
                 self.metrics.fold_stalled.set(1);
                 self.metrics.fold_stalls.inc();
                 tracing::error!(
                     capacity = self.tx.max_capacity() * BATCH,
-                    "The fold has taken nothing from its full queue for {STALL:?}: the reader is waiting (Skaffold is held back by flow control; nothing is lost). Is the exporter starved of CPU?"
+                    waited = ?self.stall,
+                    "The fold has taken nothing from its full queue: the reader is waiting (Skaffold is held back by flow control; nothing is lost). Is the exporter starved of CPU?"
                 );
                 let mut shutdown = self.shutdown.clone();
                 let p = tokio::select! {
@@ -358,6 +361,7 @@ pub async fn run<C: Connector>(
         batch: Vec::with_capacity(BATCH),
         metrics: metrics.clone(),
         shutdown: shutdown.clone(),
+        stall: STALL,
     };
     let mut stream_id = 0u64;
     let mut failures = 0u64;
@@ -457,5 +461,77 @@ pub async fn run<C: Connector>(
             _ = shutdown.changed() => return,
             _ = tokio::time::sleep(delay) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outlet(
+        tx: mpsc::Sender<Vec<Delivery>>,
+        metrics: &SelfMetrics,
+        shutdown: &watch::Sender<bool>,
+    ) -> Outlet {
+        Outlet {
+            tx,
+            batch: Vec::new(),
+            metrics: metrics.clone(),
+            shutdown: shutdown.subscribe(),
+            stall: Duration::from_millis(50),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_makes_the_reader_wait_and_a_stalled_fold_is_reported_not_dropped() {
+        let metrics = SelfMetrics::default();
+        let (tx, mut rx) = mpsc::channel(1);
+        let shutdown = watch::channel(false).0;
+        let mut out = outlet(tx, &metrics, &shutdown);
+        out.send(Delivery::Paused).await.ok().expect("room for one");
+        // The queue is full and the fold takes nothing: the reader waits...
+        let waiting = tokio::spawn(async move {
+            out.send(Delivery::Ended)
+                .await
+                .ok()
+                .expect("sent once there is room");
+            out
+        });
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        assert!(!waiting.is_finished(), "the reader waits, it does not drop");
+        assert_eq!(metrics.fold_stalled.get(), 1, "reported as stalled");
+        assert_eq!(metrics.fold_stalls.get(), 1);
+        // ...until the fold takes something: then everything arrives, in order.
+        assert_eq!(rx.recv().await, Some(vec![Delivery::Paused]));
+        waiting.await.unwrap();
+        assert_eq!(rx.recv().await, Some(vec![Delivery::Ended]));
+        assert_eq!(metrics.fold_stalled.get(), 0, "no longer stalled");
+        assert_eq!(metrics.fold_stalls.get(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_batch_goes_when_full_and_connection_changes_go_at_once() {
+        let metrics = SelfMetrics::default();
+        let (tx, mut rx) = mpsc::channel(4);
+        let shutdown = watch::channel(false).0;
+        let mut out = outlet(tx, &metrics, &shutdown);
+        let m = |i: u64| {
+            Delivery::Message(SourceMessage {
+                fingerprint: i,
+                at: Some(i as i64),
+                payload: super::super::Payload::SkippedLog(super::super::LogKind::Skaffold),
+            })
+        };
+        for i in 0..BATCH as u64 - 1 {
+            out.push(m(i)).await.ok().unwrap();
+        }
+        assert!(rx.try_recv().is_err(), "not full yet");
+        out.push(m(999)).await.ok().unwrap();
+        assert_eq!(rx.try_recv().unwrap().len(), BATCH);
+        out.push(m(1)).await.ok().unwrap();
+        out.send(Delivery::Paused).await.ok().unwrap();
+        assert_eq!(rx.try_recv().unwrap(), vec![m(1), Delivery::Paused]);
+        assert_eq!(queue_batches(4096), 32);
+        assert_eq!(queue_batches(1), 1);
     }
 }
