@@ -39,6 +39,34 @@ fn main() {
         secs * 1e6 / n as f64
     );
 
+    let events: Vec<_> = entries
+        .iter()
+        .filter_map(|e| skaffold_exporter::source::decode::decode_v1(e).ok())
+        .collect();
+    let mut registry = Registry::default();
+    let mut pipeline = Pipeline::new(Metrics::register(&mut registry, &DEFAULT_BUCKETS, 200));
+    let start = Instant::now();
+    for e in &events {
+        pipeline.fold_event(e);
+    }
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "fold_event (State::apply + Prometheus sink, decoded events): {:.2} us/event",
+        secs * 1e6 / events.len() as f64
+    );
+    let mut state = skaffold_exporter::core::State::new();
+    let start = Instant::now();
+    let mut transitions = 0usize;
+    for e in &events {
+        transitions += state.apply(e).len();
+    }
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "State::apply alone: {:.2} us/event ({:.2} transitions/event)",
+        secs * 1e6 / events.len() as f64,
+        transitions as f64 / events.len() as f64
+    );
+
     let mut registry = Registry::default();
     let mut pipeline = Pipeline::new(Metrics::register(&mut registry, &DEFAULT_BUCKETS, 200));
     // The reader fingerprints and decodes; the fold gets the result.

@@ -533,15 +533,26 @@ fn main() {
             let mut k = 0;
             let mut ratios = Vec::new();
             for round in 1..=args.rounds {
+                let me = std::process::id();
                 k += 1;
+                let cpu = cpu_seconds(me);
                 let bare = drain(addr, api, &log, k, args.events).await;
+                // This process during the drain: flood server + bare client.
+                let bare_cpu = (cpu_seconds(me) - cpu) * 1e6 / args.events as f64;
                 k += 1;
+                let cpu = cpu_seconds(me);
                 let exp = exporter(addr, api, &log, k, args.events, want).await;
+                // This process during the exporter's run: flood server (+ polling).
+                let server_cpu = (cpu_seconds(me) - cpu) * 1e6 / args.events as f64;
                 let ratio = exp.rate / bare;
                 ratios.push(ratio);
                 println!(
-                    "  round {round}: bare tonic {:>9.0} ev/s | exporter {:>9.0} ev/s ({:.2} us CPU/event) | ratio {:.2} | exporter max RSS {:.1} MiB, idle RSS {:.1} MiB | dropped {} | invalid {} | totals exact: {}",
-                    bare, exp.rate, exp.cpu_us, ratio, exp.max_rss, exp.idle_rss, exp.dropped, exp.invalid, exp.exact
+                    "  round {round}: bare tonic {:>9.0} ev/s | exporter {:>9.0} ev/s | ratio {:.2} | exporter max RSS {:.1} MiB, idle RSS {:.1} MiB | dropped {} | invalid {} | totals exact: {}",
+                    bare, exp.rate, ratio, exp.max_rss, exp.idle_rss, exp.dropped, exp.invalid, exp.exact
+                );
+                println!(
+                    "           CPU per event: server + bare client {bare_cpu:.2} us; server {server_cpu:.2} us + exporter {:.2} us",
+                    exp.cpu_us
                 );
             }
             let (lo, hi) = ratios
