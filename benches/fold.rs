@@ -9,15 +9,14 @@ use std::time::Instant;
 
 use prometheus_client::registry::Registry;
 use skaffold_exporter::pipeline::Pipeline;
-use skaffold_exporter::simulator::scenario::{Flavor, Script, initial_loop, next_loop};
+use skaffold_exporter::simulator::scenario::{Flavor, Script, Session};
 use skaffold_exporter::sink::{DEFAULT_BUCKETS, Metrics};
 use skaffold_exporter::source::{Delivery, SourceMessage};
 
-fn session(iterations: i32) -> Script {
-    let mut rng = fastrand::Rng::with_seed(7);
-    let mut s = initial_loop(&mut rng, Flavor::Normal);
-    for i in 1..=iterations {
-        s.steps.extend(next_loop(&mut rng, Flavor::Normal, i).steps);
+fn session(iterations: usize) -> Script {
+    let mut s = Script::new();
+    for script in Session::new(Flavor::Normal, 7).take(iterations + 1) {
+        s.steps.extend(script.steps);
     }
     s
 }

@@ -20,13 +20,10 @@ use skaffold_exporter::sink::otlp_setup::{Endpoint, Protocol, resource, span_exp
 use skaffold_exporter::sink::{DEFAULT_BUCKETS, Metrics};
 
 /// A realistic session: the demo's initial loop and `iterations` later ones.
-fn entries(iterations: i32) -> Vec<LogEntry> {
-    let mut rng = fastrand::Rng::with_seed(7);
-    let mut script = scenario::initial_loop(&mut rng, Flavor::Normal);
-    for i in 1..=iterations {
-        script
-            .steps
-            .extend(scenario::next_loop(&mut rng, Flavor::Normal, i).steps);
+fn entries(iterations: usize) -> Vec<LogEntry> {
+    let mut script = scenario::Script::new();
+    for s in scenario::Session::new(Flavor::Normal, 7).take(iterations + 1) {
+        script.steps.extend(s.steps);
     }
     script.entries(1_700_000_000_000_000_000)
 }

@@ -38,7 +38,7 @@ use tonic::{Request, Response, Status};
 
 use skaffold_exporter::pb::{v1, v2};
 use skaffold_exporter::server::upstream::RawCodec;
-use skaffold_exporter::simulator::scenario::{Flavor, Script, initial_loop, next_loop};
+use skaffold_exporter::simulator::scenario::{Flavor, Script, Session};
 
 /// The exporter binary (`STREAM_BENCH_EXPORTER` overrides it, e.g. with a profiler
 /// wrapper).
@@ -183,12 +183,12 @@ impl Log {
 // === the streams ===
 
 fn script(events: usize) -> Script {
-    let mut rng = fastrand::Rng::with_seed(7);
-    let mut s = initial_loop(&mut rng, Flavor::Normal);
-    let mut i = 1;
-    while s.steps.len() < events {
-        s.steps.extend(next_loop(&mut rng, Flavor::Normal, i).steps);
-        i += 1;
+    let mut s = Script::new();
+    for script in Session::new(Flavor::Normal, 7) {
+        if s.steps.len() >= events {
+            break;
+        }
+        s.steps.extend(script.steps);
     }
     s
 }

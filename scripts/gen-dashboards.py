@@ -454,7 +454,9 @@ def dev_loop():
         "Where the time goes",
         "Seconds spent in each phase per interval, stacked: build (summed over artifacts, so "
         "parallel builds count once per artifact), deploy, status check (waiting for "
-        "rollouts) and file sync. From the _sum series of the phase duration histograms.",
+        "rollouts) and file sync. With --iterative-status-check or deploy hooks Skaffold's "
+        "deploy includes its status check, which then shows in both bands. From the _sum "
+        "series of the phase duration histograms.",
         [target(f"sum(increase({m}{{{S}}}[$__rate_interval]))", legend=name)
          for name, m in phases],
         "s", grid(0, 13, 12, 9), stack=True, bars=True, interval=DEV_MIN_INTERVAL,
@@ -489,9 +491,11 @@ def dev_loop():
         sort_by="p90 rollout time"))
     panels.append(table(
         "Recent failures by phase and error code",
-        "Errors over the dashboard's time range by phase (build, test, deploy, status_check, "
-        "file_sync, dev_loop, resource) and Skaffold StatusCode name (UNKNOWN when Skaffold "
-        "sent none), from skaffold_errors_total. Empty when nothing failed.",
+        "Failures over the dashboard's time range, each counted once at the phase that "
+        "failed (build, test, deploy, status_check, file_sync, render, verify, exec; "
+        "dev_loop when an iteration failed without a failed phase), by Skaffold StatusCode "
+        "name (UNKNOWN_ERROR or *_UNKNOWN: Skaffold could not classify the error; UNKNOWN: "
+        "Skaffold sent no code), from skaffold_errors_total. Empty when nothing failed.",
         [target(
             f"sort_desc(round(sum by (phase, code) (increase(skaffold_errors_total{{{S}}}[$__range]))) > 0)",
             instant=True, fmt="table")],
@@ -587,21 +591,31 @@ T = 'team=~"$team", developer=~"$developer", repo=~"$repo"'
 TA = T + ', artifact=~"$artifact"'
 
 
+def counted(selector, window="$__range"):
+    """Per series, the increase of a counter over `window`, exact for series that
+    start inside it: a CI run's exporter lives for one `skaffold run` and pushes
+    once or twice, where increase() alone sees nothing. Series older than the
+    window: increase(); series that started in it: their value at its end
+    (counters start at 0). The same form as the alert rules."""
+    return (f"(increase({selector}[{window}]) and last_over_time({selector}[{window}] offset {window})"
+            f" or last_over_time({selector}[{window}]))")
+
+
 def team_builds():
     panels = []
     panels.append(stat(
         "Builds",
         "Artifact builds in the time range across the selected teams, developers and repos "
         "(skaffold_builds_total, all results).",
-        [target(f"round(sum(increase(skaffold_builds_total{{{TA}}}[$__range])))", instant=True)],
+        [target(f"round(sum({counted(f'skaffold_builds_total{{{TA}}}')}))", instant=True)],
         "none", grid(0, 0, 6, 4), decimals=0))
     panels.append(stat(
         "Build failure ratio",
         "Failed builds / (successful + failed builds) in the time range. Canceled builds are "
         "left out.",
         [target(
-            f'sum(increase(skaffold_builds_total{{{TA}, result="failure"}}[$__range]))\n/\n'
-            f'sum(increase(skaffold_builds_total{{{TA}, result=~"success|failure"}}[$__range]))',
+            "sum(" + counted(f'skaffold_builds_total{{{TA}, result="failure"}}') + ")\n/\n"
+            "sum(" + counted(f'skaffold_builds_total{{{TA}, result=~"success|failure"}}') + ")",
             instant=True)],
         "percentunit", grid(6, 0, 6, 4), decimals=1, min_=0, max_=1,
         thresholds_=thresholds((None, "green"), (0.1, "orange"), (0.25, "red"))))
@@ -610,7 +624,7 @@ def team_builds():
         "90th percentile build duration over the time range, all selected artifacts "
         "(skaffold_build_duration_seconds).",
         [target(
-            f"histogram_quantile(0.9, sum by (le) (increase(skaffold_build_duration_seconds_bucket{{{TA}}}[$__range])))",
+            f"histogram_quantile(0.9, sum by (le) {counted(f'skaffold_build_duration_seconds_bucket{{{TA}}}')})",
             instant=True)],
         "s", grid(12, 0, 6, 4),
         thresholds_=thresholds((None, "green"), (60, "orange"), (300, "red"))))
@@ -618,7 +632,7 @@ def team_builds():
         "Active developers",
         "Developers (hashed user.hash) with at least one dev-loop iteration in the time range.",
         [target(
-            f"count(sum by (developer) (increase(skaffold_dev_loops_total{{{T}}}[$__range])) > 0)",
+            f"count(sum by (developer) {counted(f'skaffold_dev_loops_total{{{T}}}')} > 0)",
             instant=True)],
         "none", grid(18, 0, 6, 4), decimals=0))
 
@@ -655,14 +669,14 @@ def team_builds():
 
     slow_p90 = (
         "topk(10, histogram_quantile(0.9, sum by (le, repo, artifact) "
-        f"(increase(skaffold_build_duration_seconds_bucket{{{TA}}}[$__range]))))")
+        f"{counted(f'skaffold_build_duration_seconds_bucket{{{TA}}}')}))")
     panels.append(table(
         "Slowest artifacts",
         "The 10 artifacts (per repo) with the highest p90 build time over the time range, "
         "with their build count.",
         [target(slow_p90, instant=True, fmt="table"),
          target(
-             f"round(sum by (repo, artifact) (increase(skaffold_builds_total{{{TA}}}[$__range])))\n"
+             f"round(sum by (repo, artifact) {counted(f'skaffold_builds_total{{{TA}}}')})\n"
              f"and on (repo, artifact)\n{slow_p90}",
              instant=True, fmt="table")],
         grid(12, 13, 12, 9),
@@ -677,13 +691,13 @@ def team_builds():
         "point per day, for the last 12 weeks (skaffold_dev_loop_duration_seconds). A "
         "deliberate fixed [1w] window: a trend, not a live view.",
         [target(
-            f"histogram_quantile(0.5, sum by (le) (increase(skaffold_dev_loop_duration_seconds_bucket{{{T}}}[1w])))",
+            f"histogram_quantile(0.5, sum by (le) {counted(f'skaffold_dev_loop_duration_seconds_bucket{{{T}}}', '1w')})",
             legend="p50"),
          target(
-             f"histogram_quantile(0.9, sum by (le) (increase(skaffold_dev_loop_duration_seconds_bucket{{{T}}}[1w])))",
+             f"histogram_quantile(0.9, sum by (le) {counted(f'skaffold_dev_loop_duration_seconds_bucket{{{T}}}', '1w')})",
              legend="p90"),
          target(
-             f"histogram_quantile(0.9, sum by (le, kind) (increase(skaffold_dev_loop_duration_seconds_bucket{{{T}}}[1w])))",
+             f"histogram_quantile(0.9, sum by (le, kind) {counted(f'skaffold_dev_loop_duration_seconds_bucket{{{T}}}', '1w')})",
              legend="p90 {{kind}}")],
         "s", grid(0, 22, 24, 9), interval="1d", time_from="12w", legend_calcs=["lastNotNull"]))
 

@@ -131,6 +131,8 @@ pub fn otlp_settings(
         return Err("replay --otlp exports spans, but no OTLP traces endpoint is configured: set OTEL_EXPORTER_OTLP_ENDPOINT or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT (and neither OTEL_TRACES_EXPORTER=none nor OTEL_SDK_DISABLED=true)".into());
     }
     s.metrics = None;
+    // A log file is history by definition: export every iteration of it.
+    s.skip_history = false;
     s.span_queue = s.span_queue.max(REPLAY_SPAN_QUEUE);
     Ok(s)
 }

@@ -20,7 +20,7 @@ use skaffold_exporter::simulator::Simulator;
 use skaffold_exporter::simulator::scenario::{self, Flavor, Script};
 use skaffold_exporter::sink::{DEFAULT_BUCKETS, Metrics};
 use skaffold_exporter::source::Api;
-use support::session::*;
+use support::sessions::*;
 use support::{http_get, sample, settings};
 
 /// Skaffold's timestamp of the end of `steps[..n]`.
@@ -343,15 +343,12 @@ async fn v2_replays_interleaved_with_live_events_count_exactly_once_in_order() {
 /// The demo's realistic session (builds of three artifacts, deploys, status checks,
 /// resources, syncs, dev loops), `n` v1 entries long.
 fn burst(n: usize) -> Vec<skaffold_exporter::pb::v1::LogEntry> {
-    let mut rng = fastrand::Rng::with_seed(11);
-    let mut s = scenario::initial_loop(&mut rng, Flavor::Normal);
-    let mut i = 1;
+    let mut session = scenario::Session::new(Flavor::Normal, 11);
+    let mut s = session.next().expect("the initial loop");
     let mut entries = s.entries(T0);
     while entries.len() < n {
-        for _ in 0..1000 {
-            s.steps
-                .extend(scenario::next_loop(&mut rng, Flavor::Normal, i).steps);
-            i += 1;
+        for script in session.by_ref().take(1000) {
+            s.steps.extend(script.steps);
         }
         entries = s.entries(T0);
     }

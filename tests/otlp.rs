@@ -236,10 +236,19 @@ async fn grpc_collector_receives_one_trace_per_iteration_with_skaffold_timestamp
                 && l.contains(&format!("# {{trace_id=\"{trace0}\"}}"))),
         "no exemplar with {trace0}:\n{text}"
     );
-    assert_eq!(
-        sample(&text, "skaffold_exporter_spans_exported_total"),
-        Some(SESSION_SPANS as f64)
-    );
+    // Counted once the collector answered the request.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while sample(
+        &metrics_text(running.http_addr).await,
+        "skaffold_exporter_spans_exported_total",
+    ) != Some(SESSION_SPANS as f64)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "spans_exported_total never reached {SESSION_SPANS}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     running.shutdown().await;
     collector.stop();
 }
@@ -556,8 +565,18 @@ async fn spans_left_open_when_skaffold_disconnects_end_with_result_error() {
         .build(1000, "app", "Complete", C::Ok);
     let stamps: Vec<u64> = emit_all(&sim, &s).into_iter().collect();
     let last = *stamps.last().unwrap();
-    // Wait for the completed build, then Skaffold goes away.
-    collector.wait_spans(1, Duration::from_secs(10)).await;
+    // Wait until the exporter folded the completed build (its span waits for the
+    // root: children never leave before it), then Skaffold goes away.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while sample(
+        &metrics_text(running.http_addr).await,
+        "skaffold_builds_total{artifact=\"app\",result=\"success\"}",
+    ) != Some(1.0)
+    {
+        assert!(Instant::now() < deadline, "the build never arrived");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(collector.spans().is_empty(), "a child left before its root");
     let _ = stop.send(true);
     sim.abort_streams();
     let spans = collector.wait_spans(3, Duration::from_secs(10)).await;

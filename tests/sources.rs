@@ -12,59 +12,15 @@ use prost::Message;
 use skaffold_exporter::app;
 use skaffold_exporter::config::SourceSettings;
 use skaffold_exporter::pb::v2::event::EventType as V2Kind;
-use skaffold_exporter::replay::{Format, Input, Replayer};
 use skaffold_exporter::simulator::old_layout::{OldEvent, OldTaskEvent, old_meta};
 use skaffold_exporter::simulator::scenario::Script;
 use skaffold_exporter::simulator::{ErrorShape, Simulator};
-use skaffold_exporter::sink::DEFAULT_BUCKETS;
-use skaffold_exporter::source::grpc::GrpcConnector;
-use skaffold_exporter::source::json::message_to_json;
-use skaffold_exporter::source::supervisor::{Connector, EventStream, StreamError};
 use skaffold_exporter::source::{Api, Payload};
-use support::session::*;
+use skaffold_exporter::source::grpc::GrpcConnector;
+use skaffold_exporter::source::supervisor::{Connector, EventStream, StreamError};
+use support::sessions::*;
 use support::{close, http_get, sample, settings};
 
-/// The session as Skaffold's `--event-log-file` writes it (lowerCamel JSON, zero
-/// values left out): `events.json` and `events.json.v2`.
-fn event_log_files(dir: &std::path::Path, script: &Script) -> (String, String) {
-    let v1: String = script
-        .entries(T0)
-        .iter()
-        .map(|e| {
-            message_to_json("proto.LogEntry", &e.encode_to_vec(), false, false)
-                .unwrap()
-                .to_string()
-                + "\n"
-        })
-        .collect();
-    let v2: String = script
-        .events_v2(T0)
-        .iter()
-        .map(|e| {
-            message_to_json("proto.v2.Event", &e.encode_to_vec(), false, false)
-                .unwrap()
-                .to_string()
-                + "\n"
-        })
-        .collect();
-    let p1 = dir.join("events.json");
-    let p2 = dir.join("events.json.v2");
-    std::fs::write(&p1, v1).unwrap();
-    std::fs::write(&p2, v2).unwrap();
-    (p1.display().to_string(), p2.display().to_string())
-}
-
-fn replay_files(files: &[String]) -> String {
-    let mut r = Replayer::new(&DEFAULT_BUCKETS, 200);
-    let inputs: Vec<Input> = files.iter().map(|f| Input::open(f).unwrap()).collect();
-    let inputs = skaffold_exporter::replay::select_inputs(inputs, &mut r);
-    let stop = std::sync::atomic::AtomicBool::new(false);
-    for i in inputs {
-        i.feed(&mut r, false, &stop, false).unwrap();
-    }
-    assert_eq!(r.malformed(), 0, "{:?}", r.diagnostics());
-    r.metrics_text(Format::Prometheus)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_session_over_every_source_yields_the_same_core_metrics() {

@@ -4,14 +4,27 @@
 //! MetaEvent; lifetime state (failure streaks) survives runs, because a deploy that
 //! keeps failing across Skaffold restarts is still failing.
 //!
-//! Dev-loop iterations come from `DevLoopEvent`. Skaffold older than v1.9 sends none;
-//! until a run shows one, iterations are *derived*: an iteration opens at the first
-//! build, test, deploy or file-sync start while none is open, and closes at the end of
-//! the status check, at a failure (once no concurrent build or sync is still running),
-//! at the end of a sync when nothing else ran, when a deploy already ended and no
-//! status check followed, at the next start, and otherwise, when every phase ended,
-//! at the end of the run (new MetaEvent, TerminationEvent, Skaffold gone, end of a
-//! log file).
+//! Dev-loop iterations come from `DevLoopEvent`. One Skaffold iteration is one loop:
+//! its duration ends at its first terminal event, and later terminal events of the
+//! same iteration are absorbed. Skaffold sends several: each failed file-sync attempt
+//! (1 + 3 retries, `runner/dev.go`, `doDev` and `getSyncHandler`) reports DevLoop
+//! `Failed`, and since v2.17 the iteration then goes on and ends `Succeeded`. Its
+//! result is `failure` when a failure was reported for it (a phase failed, or a
+//! DevLoop `Failed` with nothing cancelled), `canceled` when Skaffold reported it
+//! failed but only cancellations happened in it (Ctrl-C during a build:
+//! `build/scheduler.go`), else `success`. The first iteration of each run (a new
+//! MetaEvent, e.g. after a config reload) is `initial`.
+//!
+//! Skaffold older than v1.9 sends no DevLoopEvent; until a run shows one, iterations
+//! are *derived*: an iteration opens at the first build, test, deploy or file-sync
+//! start while none is open, and closes at the end of the status check, at a failure
+//! (once no concurrent build or sync is still running), at the end of a sync when
+//! nothing else ran, when a deploy already ended and no status check followed, at the
+//! next start, and otherwise, when every phase ended, at the end of the run (new
+//! MetaEvent, TerminationEvent, Skaffold gone, end of a log file).
+//!
+//! Every failure is counted once ([`Transition::Failure`]), at the innermost phase
+//! that reported it.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -43,15 +56,25 @@ struct Run {
     status_check: Option<Nanos>,
     /// Resources of the current status check: first In Progress, and whether ended.
     resources: HashMap<String, (Option<Nanos>, bool)>,
+    /// The first failed resource of the current status check.
+    check_failure: Option<ErrorInfo>,
+    /// A status check failed while the deploy was open (the status check ran inside
+    /// the deployer: `--iterative-status-check` or deploy hooks, `deploy/deploy_mux.go`):
+    /// the deploy's failure that follows is the same failure.
+    check_failed_in_deploy: bool,
     syncs: HashMap<String, Nanos>,
     /// v2 phases with one instance at a time.
     render: Option<Nanos>,
     verify: Option<Nanos>,
     exec: Option<Nanos>,
-    /// v2 subtasks (deployers, testers, ...) by kind and id.
+    /// v2 subtasks (deployers, renderers, ...) by kind and id.
     subtasks: HashMap<(Phase, String), Nanos>,
     ports: HashSet<i32>,
     dev_loop: Option<Loop>,
+    /// The last iteration (from DevLoopEvents) that ended in this run: its later
+    /// terminal events are absorbed, and phases reported after its end (sync retries)
+    /// belong to it.
+    ended_loop: Option<i64>,
     /// A DevLoopEvent was seen in this run: no derived iterations from now on.
     has_dev_loop_events: bool,
     derived_iterations: i64,
@@ -71,7 +94,7 @@ impl Run {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 struct Loop {
     iteration: i64,
     started_at: Option<Nanos>,
@@ -80,11 +103,22 @@ struct Loop {
     deployed: bool,
     deploy_ended: bool,
     derived: bool,
-    /// A phase of this (derived) iteration failed; it ends once nothing is running.
-    failed: bool,
+    /// The first failure reported in this iteration (its code is the iteration's).
+    failure: Option<ErrorInfo>,
+    /// A phase of this iteration was cancelled.
+    canceled: bool,
 }
 
 impl Loop {
+    fn new(iteration: i64, at: Nanos, derived: bool) -> Self {
+        Self {
+            iteration,
+            started_at: Some(at),
+            derived,
+            ..Self::default()
+        }
+    }
+
     fn kind(&self) -> LoopKind {
         if self.iteration == 0 {
             LoopKind::Initial
@@ -94,6 +128,16 @@ impl Loop {
             LoopKind::Sync
         } else {
             LoopKind::Redeploy
+        }
+    }
+
+    /// The iteration's result, given what its terminal event said.
+    fn outcome(&self, reported: Outcome) -> Outcome {
+        match reported {
+            _ if self.failure.is_some() => Outcome::Failure,
+            // Skaffold reports a Ctrl-C during a build as a failed iteration.
+            Outcome::Failure if self.canceled => Outcome::Canceled,
+            other => other,
         }
     }
 }
@@ -141,11 +185,15 @@ impl State {
                 self.single(Phase::Test, *status, error, at, &mut out);
             }
             EventKind::Deploy { status, error } => {
+                if *status == Status::InProgress {
+                    self.run.check_failed_in_deploy = false;
+                }
                 self.single(Phase::Deploy, *status, error, at, &mut out);
             }
             EventKind::StatusCheck { status, error } => {
                 if *status == Status::InProgress {
                     self.run.resources.clear();
+                    self.run.check_failure = None;
                 }
                 self.single(Phase::StatusCheck, *status, error, at, &mut out);
             }
@@ -270,18 +318,15 @@ impl State {
                     return;
                 };
                 let started = self.run.builds.remove(artifact);
-                if started.is_none() {
+                // A build cancelled while it waited for a dependency gets `Canceled`
+                // and nothing before it, over both APIs (`build/scheduler.go`,
+                // `scheduler.build` after `waitForDependencies`): normal, not an anomaly.
+                if started.is_none() && result != Outcome::Canceled {
                     out.push(Transition::Anomaly("terminal_without_start"));
                 }
                 let failures = self.build_streak(artifact, result, out);
-                out.push(Transition::Finished(self.finished(
-                    Phase::Build,
-                    Some(artifact),
-                    result,
-                    started,
-                    at,
-                    error,
-                )));
+                let f = self.finished(Phase::Build, Some(artifact), result, started, at, error);
+                self.ended(f, out);
                 out.push(Transition::BuildStreak {
                     artifact: artifact.to_owned(),
                     failures,
@@ -349,9 +394,26 @@ impl State {
                 if started.is_none() {
                     out.push(Transition::Anomaly("terminal_without_start"));
                 }
-                out.push(Transition::Finished(
-                    self.finished(phase, None, result, started, at, error),
-                ));
+                let mut f = self.finished(phase, None, result, started, at, error);
+                if phase == Phase::StatusCheck && result == Outcome::Failure {
+                    // The code of a failed status check is that of its first failed
+                    // resource: v1 sends that one only with fail-fast
+                    // (`kubernetes/status/status_check.go`, `getSkaffoldDeployStatus`),
+                    // v2 `STATUSCHECK_UNKNOWN` (`ActionableErrV2` of a plain error);
+                    // the resources carry the same codes over both APIs.
+                    if let (Some(e), Some(first)) = (f.error.as_mut(), &self.run.check_failure)
+                        && first.code.is_some()
+                    {
+                        e.code.clone_from(&first.code);
+                    }
+                    self.run.check_failed_in_deploy = self.run.deploy.is_some();
+                }
+                let counted = !(phase == Phase::Deploy && self.run.check_failed_in_deploy);
+                if counted {
+                    self.ended(f, out);
+                } else {
+                    out.push(Transition::Finished(f));
+                }
                 if phase == Phase::Deploy {
                     match result {
                         Outcome::Success => self.deploy_streak = 0,
@@ -382,8 +444,8 @@ impl State {
                 out.push(Transition::Anomaly("too_many_open"));
                 return;
             }
-            // A rollout runs from the status check's start; without one (iterative
-            // status check inside the deployer) from the resource's first event.
+            // A rollout runs from the status check's start; without one from the
+            // resource's first event.
             let start = check_start.unwrap_or(at);
             self.run
                 .resources
@@ -410,6 +472,10 @@ impl State {
         let started = entry.0;
         let mut f = self.finished(Phase::Resource, Some(resource), result, started, at, error);
         f.iteration = iteration;
+        if result == Outcome::Failure && self.run.check_failure.is_none() {
+            // Not a failure of its own: the status check that contains it is counted.
+            self.run.check_failure.clone_from(&f.error);
+        }
         out.push(Transition::Finished(f));
     }
 
@@ -459,7 +525,7 @@ impl State {
                 }
                 let mut f = self.finished(Phase::FileSync, Some(image), result, started, at, error);
                 f.file_count = file_count;
-                out.push(Transition::Finished(f));
+                self.ended(f, out);
                 self.after_terminal(Phase::FileSync, result, at, out);
             }
         }
@@ -489,16 +555,7 @@ impl State {
                     out.push(Transition::Anomaly("dev_loop_without_end"));
                 }
                 self.abandon_open(out);
-                self.run.dev_loop = Some(Loop {
-                    iteration,
-                    started_at: Some(at),
-                    built: false,
-                    synced: false,
-                    deployed: false,
-                    deploy_ended: false,
-                    derived: false,
-                    failed: false,
-                });
+                self.run.dev_loop = Some(Loop::new(iteration, at, false));
                 out.push(Transition::Started {
                     phase: Phase::DevLoop,
                     subject: None,
@@ -510,24 +567,26 @@ impl State {
                 let Some(result) = outcome(status) else {
                     return;
                 };
-                let open = match self.run.dev_loop.take() {
-                    Some(l) if l.iteration == iteration => l,
+                match self.run.dev_loop.take() {
+                    Some(l) if l.iteration == iteration => {
+                        self.run.ended_loop = Some(iteration);
+                        self.close_loop(&l, result, at, error.clone(), out);
+                    }
                     other => {
                         self.run.dev_loop = other;
-                        out.push(Transition::Anomaly("terminal_without_start"));
-                        Loop {
-                            iteration,
-                            started_at: None,
-                            built: false,
-                            synced: false,
-                            deployed: false,
-                            deploy_ended: false,
-                            derived: false,
-                            failed: false,
+                        if self.run.ended_loop == Some(iteration) {
+                            // A later terminal event of an iteration that already
+                            // ended (sync retries): the same iteration, absorbed.
+                            return;
                         }
+                        out.push(Transition::Anomaly("terminal_without_start"));
+                        let l = Loop {
+                            iteration,
+                            ..Loop::default()
+                        };
+                        self.close_loop(&l, result, at, error.clone(), out);
                     }
-                };
-                out.push(self.loop_finished(&open, result, at, error.clone()));
+                }
             }
         }
     }
@@ -580,6 +639,32 @@ impl State {
         }
     }
 
+    /// A phase ended: reports it, counts its failure once and notes what it means for
+    /// its iteration.
+    fn ended(&mut self, f: Finished, out: &mut Vec<Transition>) {
+        match f.outcome {
+            Outcome::Failure => {
+                out.push(Transition::Failure {
+                    phase: f.phase,
+                    code: f.error.as_ref().and_then(|e| e.code.clone()),
+                    at: f.finished_at,
+                });
+                if let Some(l) = self.run.dev_loop.as_mut()
+                    && l.failure.is_none()
+                {
+                    l.failure.clone_from(&f.error);
+                }
+            }
+            Outcome::Canceled => {
+                if let Some(l) = self.run.dev_loop.as_mut() {
+                    l.canceled = true;
+                }
+            }
+            Outcome::Success => {}
+        }
+        out.push(Transition::Finished(f));
+    }
+
     // === derived iterations (Skaffold < v1.9) ===
 
     /// A build, test, deploy or sync started: opens a derived iteration if needed.
@@ -594,22 +679,13 @@ impl State {
             // Deployed, no status check followed: that iteration ended at the last event.
             let l = self.run.dev_loop.take().expect("checked above");
             let end = self.run.last_at.unwrap_or(at);
-            out.push(self.loop_finished(&l, Outcome::Success, end, None));
+            self.close_loop(&l, Outcome::Success, end, None, out);
         }
         if self.run.dev_loop.is_none() {
             self.abandon_open(out);
             let iteration = self.run.derived_iterations;
             self.run.derived_iterations += 1;
-            self.run.dev_loop = Some(Loop {
-                iteration,
-                started_at: Some(at),
-                built: false,
-                synced: false,
-                deployed: false,
-                deploy_ended: false,
-                derived: true,
-                failed: false,
-            });
+            self.run.dev_loop = Some(Loop::new(iteration, at, true));
             out.push(Transition::Started {
                 phase: Phase::DevLoop,
                 subject: None,
@@ -666,12 +742,7 @@ impl State {
             && (l.built || l.deployed || l.synced)
         {
             let l = self.run.dev_loop.take().expect("checked above");
-            let outcome = if l.failed {
-                Outcome::Failure
-            } else {
-                Outcome::Success
-            };
-            out.push(self.loop_finished(&l, outcome, end, None));
+            self.close_loop(&l, Outcome::Success, end, None, &mut out);
         }
         out
     }
@@ -691,26 +762,30 @@ impl State {
         if !l.derived {
             return;
         }
-        l.failed |= result == Outcome::Failure;
         let close = match phase {
             // A failure ends the iteration once the builds and syncs still running
             // (concurrent builds) have ended too.
-            _ if l.failed => !others_open,
+            _ if l.failure.is_some() => !others_open,
             Phase::StatusCheck => true,
             Phase::FileSync => !l.built && !l.deployed && !others_open,
             _ => false,
         };
         if close {
             let l = self.run.dev_loop.take().expect("checked above");
-            let outcome = if l.failed { Outcome::Failure } else { result };
-            out.push(self.loop_finished(&l, outcome, at, None));
+            self.close_loop(&l, result, at, None, out);
         }
     }
 
     // === helpers ===
 
+    /// The current iteration: the open one, else the last one that ended in this run
+    /// (its sync retries come after its end).
     fn iteration(&self) -> Option<i64> {
-        self.run.dev_loop.as_ref().map(|l| l.iteration)
+        self.run
+            .dev_loop
+            .as_ref()
+            .map(|l| l.iteration)
+            .or(self.run.ended_loop)
     }
 
     fn finished(
@@ -739,24 +814,39 @@ impl State {
         }
     }
 
-    fn loop_finished(
+    /// Ends an iteration. `reported` is what its terminal event said (derived
+    /// iterations: success); the result and the error code follow the iteration's
+    /// first failure. A failed iteration is a failure of its own (counted) only when
+    /// none of its phases failed.
+    fn close_loop(
         &self,
         l: &Loop,
-        outcome: Outcome,
+        reported: Outcome,
         at: Nanos,
         error: Option<ErrorInfo>,
-    ) -> Transition {
-        Transition::Finished(Finished {
+        out: &mut Vec<Transition>,
+    ) {
+        let outcome = l.outcome(reported);
+        let error =
+            (outcome == Outcome::Failure).then(|| l.failure.clone().or(error).unwrap_or_default());
+        if outcome == Outcome::Failure && l.failure.is_none() {
+            out.push(Transition::Failure {
+                phase: Phase::DevLoop,
+                code: error.as_ref().and_then(|e| e.code.clone()),
+                at,
+            });
+        }
+        out.push(Transition::Finished(Finished {
             phase: Phase::DevLoop,
             subject: None,
             outcome,
             started_at: l.started_at,
             finished_at: at,
-            error: (outcome == Outcome::Failure).then(|| error.unwrap_or_default()),
+            error,
             file_count: 0,
             iteration: Some(l.iteration),
             loop_kind: Some(l.kind()),
-        })
+        }));
     }
 
     /// Open phases, for diagnostics and the summary (sorted, stable).
@@ -846,6 +936,11 @@ mod tests {
                 _ => None,
             })
             .collect()
+    }
+
+    /// [`finished`] of one phase.
+    fn only(ts: &[Transition], phase: Phase) -> Vec<(Phase, Option<String>, Outcome, Option<f64>)> {
+        finished(ts).into_iter().filter(|f| f.0 == phase).collect()
     }
 
     fn anomalies(ts: &[Transition]) -> Vec<&'static str> {
@@ -988,10 +1083,7 @@ mod tests {
             ev(12.0, res("ns:deployment/a", Succeeded)),
             ev(12.5, check(Succeeded)),
         ]);
-        let rollouts: Vec<_> = finished(&ts)
-            .into_iter()
-            .filter(|f| f.0 == Phase::Resource)
-            .collect();
+        let rollouts = only(&ts, Phase::Resource);
         assert_eq!(
             rollouts,
             [
@@ -1105,10 +1197,7 @@ mod tests {
             ev(2.0, deploy(Succeeded)),
             ev(9.0, deploy(InProgress)),
         ]);
-        let loops: Vec<_> = finished(&ts)
-            .into_iter()
-            .filter(|f| f.0 == Phase::DevLoop)
-            .collect();
+        let loops = only(&ts, Phase::DevLoop);
         assert_eq!(loops, [(Phase::DevLoop, None, Outcome::Success, Some(1.0))]);
     }
 
@@ -1160,10 +1249,7 @@ mod tests {
             ev(13.0, build("web", Succeeded)),
             ev(14.0, dev(2, Succeeded)),
         ]);
-        let builds: Vec<_> = finished(&ts)
-            .into_iter()
-            .filter(|f| f.0 == Phase::Build)
-            .collect();
+        let builds = only(&ts, Phase::Build);
         assert_eq!(
             builds,
             [(
@@ -1233,10 +1319,7 @@ mod tests {
             ev(4.0, build("b", Succeeded)),
             ev(9.0, build("a", InProgress)),
         ]);
-        let loops: Vec<_> = finished(&ts)
-            .into_iter()
-            .filter(|f| f.0 == Phase::DevLoop)
-            .collect();
+        let loops = only(&ts, Phase::DevLoop);
         assert_eq!(loops, [(Phase::DevLoop, None, Outcome::Failure, Some(3.0))]);
         assert!(anomalies(&ts).is_empty(), "{:?}", anomalies(&ts));
     }
@@ -1256,11 +1339,332 @@ mod tests {
                 ev(3.0, build("a", Succeeded)),
                 ev(10.0, end),
             ]);
-            let loops: Vec<_> = finished(&ts)
-                .into_iter()
-                .filter(|f| f.0 == Phase::DevLoop)
-                .collect();
+            let loops = only(&ts, Phase::DevLoop);
             assert_eq!(loops, [(Phase::DevLoop, None, Outcome::Success, Some(2.0))]);
         }
+    }
+
+    // === issue 9: Skaffold's own sequences (runner/dev.go, build/scheduler.go,
+    // deploy/deploy_mux.go, cmd/skaffold/app/cmd/dev.go) ===
+
+    fn failing(kind: EventKind, code: &str) -> EventKind {
+        let e = Some(ErrorInfo {
+            code: Some(code.into()),
+            message: format!("{code} happened"),
+        });
+        match kind {
+            EventKind::Build {
+                artifact, status, ..
+            } => EventKind::Build {
+                artifact,
+                status,
+                error: e,
+            },
+            EventKind::Deploy { status, .. } => EventKind::Deploy { status, error: e },
+            EventKind::StatusCheck { status, .. } => EventKind::StatusCheck { status, error: e },
+            EventKind::ResourceStatus {
+                resource, status, ..
+            } => EventKind::ResourceStatus {
+                resource,
+                status,
+                error: e,
+            },
+            EventKind::FileSync {
+                image,
+                file_count,
+                status,
+                ..
+            } => EventKind::FileSync {
+                image,
+                file_count,
+                status,
+                error: e,
+            },
+            EventKind::DevLoop {
+                iteration, status, ..
+            } => EventKind::DevLoop {
+                iteration,
+                status,
+                error: e,
+            },
+            other => other,
+        }
+    }
+
+    /// `skaffold_errors_total` increments: (phase, code).
+    fn failures(ts: &[Transition]) -> Vec<(Phase, Option<String>)> {
+        ts.iter()
+            .filter_map(|t| match t {
+                Transition::Failure { phase, code, .. } => Some((*phase, code.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// (iteration, kind, result, duration, error code) of every dev loop.
+    type LoopRow = (Option<i64>, LoopKind, Outcome, Option<f64>, Option<String>);
+    fn loops(ts: &[Transition]) -> Vec<LoopRow> {
+        ts.iter()
+            .filter_map(|t| match t {
+                Transition::Finished(f) if f.phase == Phase::DevLoop => Some((
+                    f.iteration,
+                    f.loop_kind.unwrap(),
+                    f.outcome,
+                    f.duration_seconds().map(|d| (d * 1000.0).round() / 1000.0),
+                    f.error.as_ref().and_then(|e| e.code.clone()),
+                )),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_sync_failing_four_times_is_one_failed_iteration_and_four_failed_syncs() {
+        use Status::*;
+        // v2.17+ `doDev`: each attempt (1 + 3 retries) sends FileSync In Progress /
+        // Failed and DevLoop Failed; then the iteration goes on and succeeds.
+        let mut seq = vec![ev(0.0, dev(3, InProgress))];
+        for n in 0..4 {
+            let t = 1.0 + f64::from(n) * 2.0;
+            seq.push(ev(t, sync("web:abc", 2, InProgress)));
+            seq.push(ev(
+                t + 0.5,
+                failing(sync("web:abc", 2, Failed), "SYNC_UNKNOWN"),
+            ));
+            seq.push(ev(t + 0.5, failing(dev(3, Failed), "SYNC_UNKNOWN")));
+        }
+        seq.push(ev(9.0, dev(3, Succeeded)));
+        let (_, ts) = fold(&seq);
+        assert_eq!(
+            loops(&ts),
+            [(
+                Some(3),
+                LoopKind::Sync,
+                Outcome::Failure,
+                Some(1.5),
+                Some("SYNC_UNKNOWN".into())
+            )]
+        );
+        let syncs = only(&ts, Phase::FileSync);
+        assert_eq!(syncs.len(), 4);
+        assert!(
+            syncs
+                .iter()
+                .all(|f| f.2 == Outcome::Failure && f.3 == Some(0.5))
+        );
+        assert_eq!(
+            failures(&ts),
+            vec![(Phase::FileSync, Some("SYNC_UNKNOWN".into())); 4]
+        );
+        assert!(anomalies(&ts).is_empty(), "{:?}", anomalies(&ts));
+        // The retries belong to iteration 3 (their spans go under its trace).
+        let started: Vec<_> = ts
+            .iter()
+            .filter_map(|t| match t {
+                Transition::Started {
+                    phase: Phase::FileSync,
+                    iteration,
+                    ..
+                } => Some(*iteration),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(started, [Some(3); 4]);
+    }
+
+    #[test]
+    fn a_sync_that_succeeds_on_retry_leaves_a_failed_iteration() {
+        use Status::*;
+        let (_, ts) = fold(&[
+            ev(0.0, dev(1, InProgress)),
+            ev(1.0, sync("web", 1, InProgress)),
+            ev(1.2, failing(sync("web", 1, Failed), "SYNC_UNKNOWN")),
+            ev(1.2, failing(dev(1, Failed), "SYNC_UNKNOWN")),
+            ev(2.0, sync("web", 1, InProgress)),
+            ev(2.3, sync("web", 1, Succeeded)),
+            ev(2.3, dev(1, Succeeded)),
+            ev(5.0, dev(2, InProgress)),
+            ev(5.5, dev(2, Succeeded)),
+        ]);
+        let l = loops(&ts);
+        assert_eq!(l[0].2, Outcome::Failure);
+        assert_eq!(l[0].3, Some(1.2));
+        assert_eq!(l[1].2, Outcome::Success);
+        assert_eq!(l.len(), 2);
+        assert!(anomalies(&ts).is_empty());
+    }
+
+    #[test]
+    fn a_terminal_event_of_another_iteration_is_still_an_anomaly() {
+        use Status::*;
+        let (_, ts) = fold(&[
+            ev(0.0, dev(1, InProgress)),
+            ev(1.0, dev(1, Succeeded)),
+            ev(2.0, dev(7, Failed)),
+        ]);
+        assert_eq!(loops(&ts).len(), 2);
+        assert_eq!(anomalies(&ts), ["terminal_without_start"]);
+    }
+
+    #[test]
+    fn the_first_loop_of_every_run_is_initial() {
+        use Status::*;
+        // A config reload: a new runner sends a new MetaEvent; v1 restarts at 0.
+        let (_, ts) = fold(&[
+            ev(0.0, EventKind::Meta { version: None }),
+            ev(1.0, dev(0, InProgress)),
+            ev(2.0, dev(0, Succeeded)),
+            ev(3.0, dev(1, InProgress)),
+            ev(4.0, dev(1, Succeeded)),
+            ev(5.0, EventKind::Meta { version: None }),
+            ev(6.0, dev(0, InProgress)),
+            ev(8.0, dev(0, Succeeded)),
+        ]);
+        let kinds: Vec<_> = loops(&ts).into_iter().map(|l| l.1).collect();
+        assert_eq!(
+            kinds,
+            [LoopKind::Initial, LoopKind::Redeploy, LoopKind::Initial]
+        );
+    }
+
+    #[test]
+    fn ctrl_c_during_a_build_cancels_the_build_and_the_iteration() {
+        use Status::*;
+        let mut st = State::new();
+        st.apply(&ev(0.0, failing(build("web", Failed), "BUILD_USER_ERROR")));
+        let ts: Vec<_> = [
+            ev(1.0, dev(2, InProgress)),
+            ev(1.1, build("web", InProgress)),
+            // Decoded from v1 `Failed` + BUILD_CANCELLED, or v2 `Canceled`.
+            ev(3.0, build("web", Canceled)),
+            // Waiting for `web`: cancelled without a start.
+            ev(3.0, build("app", Canceled)),
+            ev(3.1, failing(dev(2, Failed), "BUILD_CANCELLED")),
+        ]
+        .iter()
+        .flat_map(|e| st.apply(e))
+        .collect();
+        let builds = only(&ts, Phase::Build);
+        assert_eq!(
+            builds,
+            [
+                (
+                    Phase::Build,
+                    Some("web".into()),
+                    Outcome::Canceled,
+                    Some(1.9)
+                ),
+                (Phase::Build, Some("app".into()), Outcome::Canceled, None),
+            ]
+        );
+        assert_eq!(st.build_streaks.get("web"), Some(&1), "unchanged");
+        assert_eq!(
+            loops(&ts),
+            [(
+                Some(2),
+                LoopKind::Rebuild,
+                Outcome::Canceled,
+                Some(2.1),
+                None
+            )]
+        );
+        assert!(failures(&ts).is_empty());
+        assert!(anomalies(&ts).is_empty(), "{:?}", anomalies(&ts));
+    }
+
+    #[test]
+    fn a_failure_counts_once_at_the_status_check_with_its_first_failed_resource() {
+        use Status::*;
+        let (st, ts) = fold(&[
+            ev(0.0, dev(1, InProgress)),
+            ev(1.0, deploy(InProgress)),
+            ev(2.0, deploy(Succeeded)),
+            ev(2.0, check(InProgress)),
+            ev(
+                3.0,
+                failing(res("deployment/a", Failed), "STATUSCHECK_IMAGE_PULL_ERR"),
+            ),
+            ev(
+                3.5,
+                failing(
+                    res("deployment/b", Failed),
+                    "STATUSCHECK_CONTAINER_TERMINATED",
+                ),
+            ),
+            ev(4.0, failing(check(Failed), "STATUSCHECK_INTERNAL_ERROR")),
+            ev(4.1, failing(dev(1, Failed), "STATUSCHECK_INTERNAL_ERROR")),
+        ]);
+        assert_eq!(
+            failures(&ts),
+            [(
+                Phase::StatusCheck,
+                Some("STATUSCHECK_IMAGE_PULL_ERR".into())
+            )]
+        );
+        assert_eq!(
+            loops(&ts)[0].4.as_deref(),
+            Some("STATUSCHECK_IMAGE_PULL_ERR")
+        );
+        assert_eq!(st.deploy_streak(), 0, "the deploy itself succeeded");
+    }
+
+    #[test]
+    fn a_status_check_inside_the_deployer_fails_the_deploy_but_counts_once() {
+        use Status::*;
+        // `--iterative-status-check` or deploy hooks: the check runs before v1's
+        // deploy end, and its failure fails the deploy (runner/deploy.go).
+        let (st, ts) = fold(&[
+            ev(0.0, dev(1, InProgress)),
+            ev(1.0, deploy(InProgress)),
+            ev(1.5, check(InProgress)),
+            ev(
+                3.0,
+                failing(res("deployment/a", Failed), "STATUSCHECK_IMAGE_PULL_ERR"),
+            ),
+            ev(3.0, failing(check(Failed), "STATUSCHECK_IMAGE_PULL_ERR")),
+            ev(3.1, failing(deploy(Failed), "DEPLOY_UNKNOWN")),
+            ev(3.2, failing(dev(1, Failed), "STATUSCHECK_IMAGE_PULL_ERR")),
+        ]);
+        assert_eq!(
+            failures(&ts),
+            [(
+                Phase::StatusCheck,
+                Some("STATUSCHECK_IMAGE_PULL_ERR".into())
+            )]
+        );
+        let deploys = only(&ts, Phase::Deploy);
+        assert_eq!(
+            deploys,
+            [(Phase::Deploy, None, Outcome::Failure, Some(2.1))]
+        );
+        assert_eq!(st.deploy_streak(), 1);
+        // A later deploy of its own failing is counted again.
+        let mut st = st;
+        let more: Vec<_> = [
+            ev(5.0, dev(2, InProgress)),
+            ev(5.1, deploy(InProgress)),
+            ev(5.5, failing(deploy(Failed), "DEPLOY_KUBECTL_USER_ERR")),
+        ]
+        .iter()
+        .flat_map(|e| st.apply(e))
+        .collect();
+        assert_eq!(
+            failures(&more),
+            [(Phase::Deploy, Some("DEPLOY_KUBECTL_USER_ERR".into()))]
+        );
+    }
+
+    #[test]
+    fn an_iteration_failing_without_a_failed_phase_is_a_failure_of_its_own() {
+        use Status::*;
+        // `Dev`: watching the files failed (DevLoopFailedWithErrorCode).
+        let (_, ts) = fold(&[
+            ev(0.0, dev(0, InProgress)),
+            ev(1.0, failing(dev(0, Failed), "DEVINIT_REGISTER_BUILD_DEPS")),
+        ]);
+        assert_eq!(
+            failures(&ts),
+            [(Phase::DevLoop, Some("DEVINIT_REGISTER_BUILD_DEPS".into()))]
+        );
     }
 }

@@ -50,8 +50,6 @@ pub enum Phase {
     Exec,
     /// One deployer inside a deploy (v2 only; spans, not metrics).
     DeploySubtask,
-    /// One tester inside the test phase (v2 only; spans, not metrics).
-    TestSubtask,
     /// One renderer inside the render phase (v2 only; spans, not metrics).
     RenderSubtask,
     /// One verify test (v2 only; spans, not metrics).
@@ -75,7 +73,6 @@ impl Phase {
             Phase::Verify => "verify",
             Phase::Exec => "exec",
             Phase::DeploySubtask => "deploy_subtask",
-            Phase::TestSubtask => "test_subtask",
             Phase::RenderSubtask => "render_subtask",
             Phase::VerifySubtask => "verify_subtask",
             Phase::ExecSubtask => "exec_subtask",
@@ -87,11 +84,7 @@ impl Phase {
     pub fn is_subtask(self) -> bool {
         matches!(
             self,
-            Phase::DeploySubtask
-                | Phase::TestSubtask
-                | Phase::RenderSubtask
-                | Phase::VerifySubtask
-                | Phase::ExecSubtask
+            Phase::DeploySubtask | Phase::RenderSubtask | Phase::VerifySubtask | Phase::ExecSubtask
         )
     }
 }
@@ -201,6 +194,23 @@ pub enum Transition {
         local_port: i32,
         /// `kind/name` of the forwarded resource.
         resource: String,
+        /// Skaffold's timestamp.
+        at: Nanos,
+    },
+    /// One failure, counted once (`skaffold_errors_total`), at the phase that failed.
+    ///
+    /// A failure Skaffold reports at several levels is counted at the innermost one:
+    /// a failed status check (not its failed resources, nor the deploy it ran inside,
+    /// nor the iteration); a failed build, test, deploy, file-sync attempt, render,
+    /// verify or exec (not the iteration). A failed iteration is a failure of its own
+    /// only when no phase of it failed (e.g. Skaffold could not watch the files:
+    /// `DEVINIT_REGISTER_*`). Cancellations are not failures.
+    Failure {
+        /// The phase that failed.
+        phase: Phase,
+        /// Skaffold's StatusCode name; for a status check, that of its first failed
+        /// resource when one failed (the same over both APIs).
+        code: Option<String>,
         /// Skaffold's timestamp.
         at: Nanos,
     },

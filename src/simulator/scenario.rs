@@ -1,9 +1,20 @@
 //! Scripted Skaffold sessions: builders for v1 events with Skaffold's real status
 //! strings and entry texts, each with the v2 events Skaffold v1.26+ fires beside it
 //! (same call sites, same instant: TaskEvents `DevLoop-n`/`Build-n`/..., per-artifact
-//! cache and build subtasks, deployer and status-check subtasks, the per-iteration
-//! MetaEvent, log lines), a realistic random dev session for the demo, and a player
-//! that emits a script into a [`Simulator`] with Skaffold-style timestamps.
+//! cache and build subtasks, deployer, tester and status-check subtasks, the
+//! per-iteration MetaEvent, log lines), a realistic random dev session for the demo,
+//! and a player that emits a script into a [`Simulator`] with Skaffold-style
+//! timestamps.
+//!
+//! Where the two APIs differ, the builders send what Skaffold sends (read from its
+//! source, after v2.24.0): a failed iteration carries the failed phase's code over v1
+//! (`event/event.go`, `DevLoopFailedInPhase`) and `UNKNOWN_ERROR` over v2
+//! (`ActionableErrV2(DevLoop)` of a plain error); a failed status check carries
+//! `STATUSCHECK_UNKNOWN` over v2; a build stopped by Ctrl-C is v1 `Failed` with
+//! `BUILD_CANCELLED` and v2 `Canceled` (`build/scheduler.go`); after a config reload
+//! v1 counts iterations from 0 again while the v2 counter goes on (`event/v2/task.go`);
+//! the v2 `Test` task wraps the testers and closes after the last one
+//! (`runner/test.go`).
 
 use std::time::Duration;
 
@@ -32,16 +43,58 @@ pub struct Script {
     /// The steps, in order.
     pub steps: Vec<Step>,
     v2: V2Context,
+    v1: V1Context,
 }
 
 /// What the v2 counterparts depend on.
 #[derive(Debug, Clone, Default)]
 struct V2Context {
-    /// v2 iteration (v1 iteration + 1 during `skaffold dev`; 0 before the first loop).
+    /// v2 iteration (v1 iteration + 1 + `offset` during `skaffold dev`; 0 before the
+    /// first loop).
     iteration: i32,
+    /// How far the v2 counter is ahead of v1's iteration + 1: the iterations of the
+    /// runs before the last config reload (the v2 counter is package-level).
+    offset: i32,
     build_open: bool,
+    /// The code of a failed or cancelled build, reported with the `Build` task once
+    /// every artifact ended (`runner/build.go`).
+    build_failure: Option<StatusCode>,
+    test_open: bool,
+    next_tester: u32,
+    /// The status check runs inside the deployer (`--iterative-status-check`).
+    iterative_status_check: bool,
     run_id: Option<String>,
+    /// Skaffold's output goes to a colour terminal (or `--force-colors`).
+    colors: bool,
+    /// Skaffold's first error message went out (`sendErrorMessage` sends one per
+    /// process).
+    error_logged: bool,
 }
+
+/// What v1 remembers of the iteration.
+#[derive(Debug, Clone, Default)]
+struct V1Context {
+    /// The current (or last) iteration.
+    iteration: i32,
+    /// The code of the phase that failed in the current iteration (for the code of
+    /// its `DevLoopEvent`).
+    failure: Option<StatusCode>,
+}
+
+/// Where a session stands after a script: what the next script continues from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Position {
+    /// The last iteration (v1 numbering: from 0 in each run).
+    pub iteration: i32,
+    /// How far the v2 dev-loop counter is ahead of v1's iteration + 1 (the iterations
+    /// of the runs before the last config reload: the v2 counter is package-level).
+    pub v2_offset: i32,
+    /// The run's id (v2 `Metadata.runID`).
+    pub run_id: String,
+}
+
+/// The run id of a script that names none.
+pub const DEFAULT_RUN_ID: &str = "simulated-run";
 
 fn v2_err(code: StatusCode, message: &str) -> Option<v2::ActionableErr> {
     Some(v2::ActionableErr {
@@ -57,6 +110,20 @@ fn v2_status(status: &str) -> &str {
         "In Progress" | "Started" => "InProgress",
         "Complete" => "Succeeded",
         other => other,
+    }
+}
+
+/// The error fields of a failed v1 FileSyncEvent (`FileSyncFailed`).
+fn sync_error(failed: bool) -> v1::FileSyncEvent {
+    if !failed {
+        return v1::FileSyncEvent::default();
+    }
+    let message = "copying files: exit status 1";
+    v1::FileSyncEvent {
+        err: message.into(),
+        err_code: StatusCode::SyncUnknown as i32,
+        actionable_err: err(StatusCode::SyncUnknown, message),
+        ..Default::default()
     }
 }
 
@@ -107,6 +174,55 @@ impl Script {
         self
     }
 
+    /// Skaffold's output is coloured from now on, as on a colour terminal or with
+    /// `--force-colors`: lines printed with `output.Default` (`Building [...]`, the
+    /// sync line) reach the v2 log events wrapped in SGR codes, exactly as
+    /// heroku/color writes them (`ESC[34m` for the default blue, the text with its
+    /// newline, `ESC[0m`).
+    pub fn with_colors(&mut self) -> &mut Self {
+        self.v2.colors = true;
+        self
+    }
+
+    /// `text` as `output.Default.Fprintf` writes it to Skaffold's output.
+    fn default_color(&self, text: &str) -> String {
+        if self.v2.colors {
+            format!("\x1b[34m{text}\x1b[0m")
+        } else {
+            text.to_owned()
+        }
+    }
+
+    /// Continues a session from where an earlier script left it.
+    pub fn continuing(&mut self, from: &Position) -> &mut Self {
+        self.v1.iteration = from.iteration;
+        self.v2.offset = from.v2_offset;
+        self.v2.iteration = from.iteration + 1 + from.v2_offset;
+        self.v2.run_id = Some(from.run_id.clone());
+        self
+    }
+
+    /// Where the session stands after this script.
+    pub fn position(&self) -> Position {
+        Position {
+            iteration: self.v1.iteration,
+            v2_offset: self.v2.offset,
+            run_id: self
+                .v2
+                .run_id
+                .clone()
+                .unwrap_or_else(|| DEFAULT_RUN_ID.into()),
+        }
+    }
+
+    /// The status check runs inside the deployer (`--iterative-status-check`, or
+    /// deploy hooks): it comes before v1's deploy end, and the v2 `Deploy` task ends
+    /// after the deployer (`deploy/deploy_mux.go`, `runner/deploy.go`).
+    pub fn with_iterative_status_check(&mut self) -> &mut Self {
+        self.v2.iterative_status_check = true;
+        self
+    }
+
     fn task(&self, task: &str, status: &str, err: Option<v2::ActionableErr>) -> V2 {
         let k = self.v2.iteration;
         V2::TaskEvent(v2::TaskEvent {
@@ -137,7 +253,7 @@ impl Script {
                     .v2
                     .run_id
                     .clone()
-                    .unwrap_or_else(|| "simulated-run".into()),
+                    .unwrap_or_else(|| DEFAULT_RUN_ID.into()),
                 build: Some(v2::BuildMetadata {
                     artifacts: DEMO_ARTIFACTS
                         .iter()
@@ -190,10 +306,19 @@ impl Script {
         }
     }
 
+    /// Ends the `Build` task (after its last artifact), and the `Test` task.
     fn close_build(&mut self, v2: &mut Vec<V2>) {
         if self.v2.build_open {
             self.v2.build_open = false;
-            v2.push(self.task("Build", "Succeeded", None));
+            let t = match self.v2.build_failure.take() {
+                Some(code) => self.task("Build", "Failed", v2_err(code, "build failed")),
+                None => self.task("Build", "Succeeded", None),
+            };
+            v2.push(t);
+        }
+        if self.v2.test_open {
+            self.v2.test_open = false;
+            v2.push(self.task("Test", "Succeeded", None));
         }
     }
 
@@ -249,7 +374,9 @@ impl Script {
         self.push_v2(after_ms, v2)
     }
 
-    /// TestEvent (`In Progress`, `Complete`, `Failed`) and the v2 `Test` task.
+    /// One tester's run: a v1 TestEvent (`In Progress`, `Complete`, `Failed`) and its
+    /// v2 `TestSubtaskEvent`, inside the iteration's v2 `Test` task (opened by the first
+    /// tester, failed with a failed tester, else closed by the next phase).
     pub fn test(&mut self, after_ms: u64, status: &str, code: StatusCode) -> &mut Self {
         let failed = status == "Failed";
         let entry = match status {
@@ -264,17 +391,29 @@ impl Script {
             .then(|| v2_err(code, "container-structure-test failed"))
             .flatten();
         let mut v2 = Vec::new();
+        if status == "In Progress" {
+            self.close_build(&mut v2);
+            if !self.v2.test_open {
+                self.v2.test_open = true;
+                self.v2.next_tester = 0;
+                v2.push(self.task("Test", status, None));
+            }
+        }
         let sub = V2::TestEvent(v2::TestSubtaskEvent {
-            id: "0".into(),
+            id: self.v2.next_tester.to_string(),
             task_id: format!("Test-{}", self.v2.iteration),
             status: v2_status(status).to_owned(),
             actionable_err: err2.clone(),
         });
-        if status == "In Progress" {
-            self.close_build(&mut v2);
-            v2.extend([self.task("Test", status, None), sub]);
-        } else {
-            v2.extend([sub, self.task("Test", status, err2)]);
+        v2.push(sub);
+        if status != "In Progress" {
+            self.v2.next_tester += 1;
+        }
+        if failed {
+            // `runTests` stops at the first failed tester; `Test` fails with it.
+            self.v2.test_open = false;
+            self.v1.failure = Some(code);
+            v2.push(self.task("Test", status, err2));
         }
         self.push_both(
             after_ms,
@@ -287,15 +426,44 @@ impl Script {
         )
     }
 
-    /// MetaEvent as Skaffold's runner sends it.
+    /// v2 only: the runner's test phase ran with no tester (`runner/test.go` sends
+    /// the `Test` task whenever it is called, e.g. by `skaffold run`, or in a dev
+    /// iteration whose rebuilt artifacts have no tests).
+    pub fn test_phase_without_testers(&mut self, after_ms: u64) -> &mut Self {
+        let mut v2 = Vec::new();
+        self.close_build(&mut v2);
+        v2.push(self.task("Test", "InProgress", None));
+        v2.push(self.task("Test", "Succeeded", None));
+        self.push_v2(after_ms, v2)
+    }
+
+    /// MetaEvent as Skaffold's runner sends it, in a new Skaffold process.
     pub fn meta(&mut self, after_ms: u64, version: &str) -> &mut Self {
+        self.v2 = V2Context {
+            run_id: self.v2.run_id.clone(),
+            iterative_status_check: self.v2.iterative_status_check,
+            colors: self.v2.colors,
+            ..V2Context::default()
+        };
+        self.runner_meta(after_ms, version)
+    }
+
+    /// A config reload: `skaffold.yaml` changed, so `skaffold dev` creates a new
+    /// runner (`cmd/skaffold/app/cmd/dev.go`, `runner/new.go`) in the same process,
+    /// with a new run id. Its MetaEvents start a new run; v1 counts iterations from 0
+    /// again, the v2 counter goes on.
+    pub fn reload(&mut self, after_ms: u64, version: &str, run_id: &str) -> &mut Self {
+        self.v2.offset = self.v2.iteration;
+        self.v2.run_id = Some(run_id.to_owned());
+        self.v2.build_open = false;
+        self.v2.test_open = false;
+        self.runner_meta(after_ms, version)
+    }
+
+    fn runner_meta(&mut self, after_ms: u64, version: &str) -> &mut Self {
         let text = format!(
             "Starting Skaffold: &{{Version:{version} ConfigVersion:skaffold/v4beta11 GitVersion: GitCommit:0000000 BuildDate:2026-01-01T00:00:00Z GoVersion:go1.22 Compiler:gc Platform:linux/amd64 User:}}"
         );
-        self.v2 = V2Context {
-            run_id: self.v2.run_id.clone(),
-            ..V2Context::default()
-        };
         let v2 = vec![self.v2_meta(version)];
         self.push_both(
             after_ms,
@@ -308,29 +476,67 @@ impl Script {
         )
     }
 
-    /// DevLoopEvent with Skaffold's v1.16+ entry texts.
+    /// DevLoopEvent with Skaffold's v1.16+ entry texts. A `Failed` one carries the
+    /// code of the phase that failed in the iteration over v1 (`UNKNOWN_ERROR` when
+    /// none did) and `UNKNOWN_ERROR` over v2.
     pub fn dev_loop(&mut self, after_ms: u64, iteration: i32, status: &str) -> &mut Self {
+        let code = self.v1.failure.unwrap_or(StatusCode::UnknownError);
+        self.dev_loop_with(after_ms, iteration, status, code)
+    }
+
+    /// A failed DevLoopEvent with `code` over v1 (`DevLoopFailedWithErrorCode`, e.g.
+    /// `DEVINIT_REGISTER_BUILD_DEPS` when Skaffold cannot watch the files).
+    pub fn dev_loop_failed_with(
+        &mut self,
+        after_ms: u64,
+        iteration: i32,
+        code: StatusCode,
+    ) -> &mut Self {
+        self.dev_loop_with(after_ms, iteration, "Failed", code)
+    }
+
+    fn dev_loop_with(
+        &mut self,
+        after_ms: u64,
+        iteration: i32,
+        status: &str,
+        code: StatusCode,
+    ) -> &mut Self {
         let (entry, e) = match status {
             "In Progress" => ("Update initiated".to_owned(), None),
             "Succeeded" => ("Update succeeded".to_owned(), None),
             _ => (
-                "Update failed with error code DEVINIT_REGISTER_BUILD_DEPS".to_owned(),
-                err(StatusCode::UnknownError, "iteration failed"),
+                format!("Update failed with error code {}", code.as_str_name()),
+                err(code, "iteration failed"),
             ),
         };
         let mut v2 = Vec::new();
         if status == "In Progress" {
-            // v1.26+: the v2 counter is one ahead; a MetaEvent follows every start.
-            self.v2.iteration = iteration + 1;
+            // v1.26+: the v2 counter is one ahead (more after a config reload); a
+            // MetaEvent follows every start.
+            self.v2.iteration = iteration + 1 + self.v2.offset;
             self.v2.build_open = false;
+            self.v2.test_open = false;
+            self.v1.failure = None;
+            self.v1.iteration = iteration;
             v2.push(self.task("DevLoop", status, None));
             v2.push(self.v2_meta("v2.16.1"));
         } else {
             self.close_build(&mut v2);
-            let e2 = (status == "Failed")
-                .then(|| v2_err(StatusCode::UnknownError, "iteration failed"))
-                .flatten();
-            v2.push(self.task("DevLoop", status, e2));
+            if status == "Failed" {
+                // `TaskFailed` logs Skaffold's first error message (once per process).
+                if !self.v2.error_logged {
+                    self.v2.error_logged = true;
+                    v2.push(self.log_event("DevLoop", "-1", "iteration failed\n"));
+                }
+                v2.push(self.task(
+                    "DevLoop",
+                    status,
+                    v2_err(StatusCode::UnknownError, "iteration failed"),
+                ));
+            } else {
+                v2.push(self.task("DevLoop", status, None));
+            }
         }
         self.push_both(
             after_ms,
@@ -365,14 +571,18 @@ impl Script {
                 self.open_build(&mut v2);
                 v2.push(self.build_subtask(artifact, "Cache", "InProgress", None));
                 v2.push(self.build_subtask(artifact, "Cache", "Failed", None));
-                v2.push(self.log_event("Build", artifact, &format!("Building [{artifact}]...\n")));
+                v2.push(self.log_event(
+                    "Build",
+                    artifact,
+                    &self.default_color(&format!("Building [{artifact}]...\n")),
+                ));
                 v2.push(self.build_subtask(artifact, "Build", "InProgress", None));
             }
             "Failed" => {
                 let e = v2_err(code, "docker build returned exit code 1");
-                v2.push(self.build_subtask(artifact, "Build", "Failed", e.clone()));
-                self.v2.build_open = false;
-                v2.push(self.task("Build", "Failed", e));
+                v2.push(self.build_subtask(artifact, "Build", "Failed", e));
+                self.v2.build_failure = Some(code);
+                self.v1.failure = Some(code);
             }
             other => v2.push(self.build_subtask(artifact, "Build", other, None)),
         }
@@ -397,6 +607,47 @@ impl Script {
             entry,
             v2,
         )
+    }
+
+    /// A build cancelled by Ctrl-C, or because a concurrent build failed
+    /// (`build/scheduler.go`, `scheduler.build`). `started`: it was building (v1
+    /// `Failed` with the error's code, `BUILD_CANCELLED` from "context canceled"; v2
+    /// `Canceled`); else it was waiting for a dependency (`Canceled` over both, with
+    /// nothing before it).
+    pub fn build_canceled(&mut self, after_ms: u64, artifact: &str, started: bool) -> &mut Self {
+        let code = StatusCode::BuildCancelled;
+        let mut v2 = Vec::new();
+        self.open_build(&mut v2);
+        v2.push(self.build_subtask(
+            artifact,
+            "Build",
+            "Canceled",
+            v2_err(code, "context canceled"),
+        ));
+        self.v2.build_failure.get_or_insert(code);
+        self.v1.failure.get_or_insert(code);
+        let event = if started {
+            v1::BuildEvent {
+                artifact: artifact.into(),
+                status: "Failed".into(),
+                err: "context canceled".into(),
+                err_code: code as i32,
+                actionable_err: err(code, "context canceled"),
+                ..Default::default()
+            }
+        } else {
+            v1::BuildEvent {
+                artifact: artifact.into(),
+                status: "Canceled".into(),
+                ..Default::default()
+            }
+        };
+        let entry = if started {
+            format!("Build failed for artifact {artifact}")
+        } else {
+            String::new()
+        };
+        self.push_both(after_ms, Some(E::BuildEvent(event)), entry, v2)
     }
 
     /// DeployEvent (v1.16+ texts).
@@ -427,8 +678,18 @@ impl Script {
                 let e = v2_err(code, "kubectl apply: exit status 1");
                 v2.extend([sub(status, e.clone()), self.task("Deploy", status, e)]);
             }
-            "Complete" => v2.push(sub(status, None)),
+            "Complete" => {
+                v2.push(sub(status, None));
+                if self.v2.iterative_status_check {
+                    // The status check already ran inside the deployer.
+                    v2.push(self.task("Deploy", "Succeeded", None));
+                }
+            }
             _ => {}
+        }
+        if failed {
+            // DevLoopFailedInPhase(Deploy): the deploy's code when the deploy failed.
+            self.v1.failure = Some(code);
         }
         self.push_both(
             after_ms,
@@ -459,16 +720,23 @@ impl Script {
             _ => "Status check failed",
         };
         let failed = status == "Failed";
-        let e2 = failed
-            .then(|| v2_err(code, "1/2 deployment(s) failed"))
-            .flatten();
-        let v2 = match status {
-            "Started" => vec![self.task("StatusCheck", status, None)],
-            _ => vec![
-                self.task("StatusCheck", status, e2.clone()),
-                self.task("Deploy", status, e2),
-            ],
+        // v2: `ActionableErrV2` of the plain "n/m deployment(s) failed" error.
+        let e2 = |phase_unknown| {
+            failed
+                .then(|| v2_err(phase_unknown, "1/2 deployment(s) failed"))
+                .flatten()
         };
+        let mut v2 = match status {
+            "Started" => vec![self.task("StatusCheck", status, None)],
+            _ => vec![self.task("StatusCheck", status, e2(StatusCode::StatuscheckUnknown))],
+        };
+        if status != "Started" && !self.v2.iterative_status_check {
+            // runner/deploy.go: the `Deploy` task ends with the status check.
+            v2.push(self.task("Deploy", status, e2(StatusCode::DeployUnknown)));
+        }
+        if failed {
+            self.v1.failure = Some(code);
+        }
         self.push_both(
             after_ms,
             Some(E::StatusCheckEvent(v1::StatusCheckEvent {
@@ -552,19 +820,26 @@ impl Script {
         )
     }
 
-    /// FileSyncEvent.
+    /// FileSyncEvent. A `Failed` one is one failed attempt: Skaffold retries it up to
+    /// 3 times, each attempt with its own `Syncing` line, FileSyncEvents and failed
+    /// DevLoopEvent (`runner/dev.go`, `getSyncHandler`), then goes on with the
+    /// iteration (v2.17+).
     pub fn sync(&mut self, after_ms: u64, image: &str, files: i32, status: &str) -> &mut Self {
         let verb = match status {
             "In Progress" => "started",
             "Succeeded" => "succeeded",
             _ => "failed",
         };
+        if status == "Failed" {
+            // `ActionableErr(Sync, err)` of a plain error (event/event.go).
+            self.v1.failure = Some(StatusCode::SyncUnknown);
+        }
         // Skaffold emits no v2 FileSyncEvent: only the log line announces a sync.
         let v2 = if status == "In Progress" {
             vec![self.log_event(
                 "DevLoop",
                 "-1",
-                &format!("Syncing {files} files for {image}\n"),
+                &self.default_color(&format!("Syncing {files} files for {image}\n")),
             )]
         } else {
             Vec::new()
@@ -575,7 +850,7 @@ impl Script {
                 file_count: files,
                 image: image.into(),
                 status: status.into(),
-                ..Default::default()
+                ..sync_error(status == "Failed")
             })),
             format!("File sync {verb} for {files} files for {image}"),
             v2,
@@ -691,21 +966,81 @@ pub fn initial_loop(rng: &mut fastrand::Rng, flavor: Flavor) -> Script {
     s
 }
 
-/// One later iteration: a sync, a rebuild or a redeploy, with occasional failures.
-pub fn next_loop(rng: &mut fastrand::Rng, flavor: Flavor, iteration: i32) -> Script {
+/// A config reload (`skaffold.yaml` changed) after the session stood at `from`: a new
+/// runner with run id `run_id` and its initial loop, the images coming from the cache.
+pub fn reload_loop(
+    rng: &mut fastrand::Rng,
+    flavor: Flavor,
+    from: &Position,
+    run_id: &str,
+) -> Script {
     let mut s = Script::new();
-    s.dev_loop(rng.u64(2000..6000), iteration, "In Progress");
+    s.continuing(from)
+        .reload(rng.u64(2000..6000), "v2.16.1", run_id)
+        .dev_loop(40, 0, "In Progress");
+    for a in DEMO_ARTIFACTS {
+        s.cache_hit(rng.u64(5..40), a);
+    }
+    deploy_and_check(&mut s, rng, flavor, 0);
+    s
+}
+
+/// The iteration after `from`: a sync, a rebuild or a redeploy, with occasional
+/// failures.
+pub fn next_loop(rng: &mut fastrand::Rng, flavor: Flavor, from: &Position) -> Script {
+    let iteration = from.iteration + 1;
+    let mut s = Script::new();
+    s.continuing(from)
+        .dev_loop(rng.u64(2000..6000), iteration, "In Progress");
     let roll = rng.u32(0..100);
     if roll < 45 && flavor == Flavor::Normal {
         let image = DEMO_ARTIFACTS[rng.usize(0..2)];
         let files = rng.i32(1..12);
-        s.sync(20, image, files, "In Progress")
-            .sync(rng.u64(150..900), image, files, "Succeeded")
-            .dev_loop(10, iteration, "Succeeded");
+        // Now and then the container is gone: the sync fails and Skaffold retries
+        // it up to 3 times with an exponential backoff (runner/dev.go).
+        let failures = if rng.u32(0..100) < 10 {
+            rng.u32(1..5)
+        } else {
+            0
+        };
+        // backoff.NewExponentialBackOff: 500 ms, times 1.5, randomised by ±50 %.
+        let (mut wait, mut backoff) = (20, 500);
+        for _ in 0..failures {
+            s.sync(wait, image, files, "In Progress")
+                .sync(rng.u64(50..300), image, files, "Failed")
+                .dev_loop(0, iteration, "Failed");
+            wait = rng.u64(backoff / 2..backoff * 3 / 2);
+            backoff = backoff * 3 / 2;
+        }
+        if failures < 4 {
+            s.sync(wait, image, files, "In Progress").sync(
+                rng.u64(150..900),
+                image,
+                files,
+                "Succeeded",
+            );
+        }
+        // Nothing else to do: doDev reports the iteration's end right away (over v2
+        // that also ends the sync, which has no end event of its own).
+        s.dev_loop(0, iteration, "Succeeded");
         return s;
     }
     if roll < 85 {
         let a = DEMO_ARTIFACTS[rng.usize(0..DEMO_ARTIFACTS.len())];
+        if flavor == Flavor::Normal && rng.u32(0..100) < 6 {
+            // leeroy-app waits for leeroy-db; db fails, so app is cancelled while it
+            // waits (build/scheduler.go, waitForDependencies).
+            s.build(20, "leeroy-db", "In Progress", StatusCode::Ok)
+                .build(
+                    rng.u64(800..3000),
+                    "leeroy-db",
+                    "Failed",
+                    StatusCode::BuildUserError,
+                )
+                .build_canceled(1, "leeroy-app", false)
+                .dev_loop(5, iteration, "Failed");
+            return s;
+        }
         s.build(20, a, "In Progress", StatusCode::Ok);
         if flavor == Flavor::Normal && rng.u32(0..100) < 12 {
             s.build(rng.u64(800..3000), a, "Failed", StatusCode::BuildUserError)
@@ -791,19 +1126,53 @@ pub fn now_nanos() -> Nanos {
     i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)
 }
 
+/// The demo's dev session, one script per iteration: the initial loop, then random
+/// iterations, and now and then a config reload (a new run). Endless.
+#[derive(Debug)]
+pub struct Session {
+    rng: fastrand::Rng,
+    flavor: Flavor,
+    /// Where the last script left the session; `None` before the initial loop.
+    position: Option<Position>,
+    run: u32,
+}
+
+impl Session {
+    /// A session of `flavor` whose randomness comes from `seed`.
+    pub fn new(flavor: Flavor, seed: u64) -> Self {
+        Self {
+            rng: fastrand::Rng::with_seed(seed),
+            flavor,
+            position: None,
+            run: 1,
+        }
+    }
+}
+
+impl Iterator for Session {
+    type Item = Script;
+
+    fn next(&mut self) -> Option<Script> {
+        let (rng, flavor) = (&mut self.rng, self.flavor);
+        let script = match &self.position {
+            None => initial_loop(rng, flavor),
+            // Now and then `skaffold.yaml` changes: a new runner, a new run.
+            Some(from) if flavor == Flavor::Normal && rng.u32(0..100) < 3 => {
+                self.run += 1;
+                let id = format!("{DEFAULT_RUN_ID}-{}", self.run);
+                reload_loop(rng, flavor, from, &id)
+            }
+            Some(from) => next_loop(rng, flavor, from),
+        };
+        self.position = Some(script.position());
+        Some(script)
+    }
+}
+
 /// Plays the demo forever: the initial loop, then random iterations.
 pub async fn run_demo(sim: Simulator, flavor: Flavor, time_scale: f64, seed: u64) {
-    let mut rng = fastrand::Rng::with_seed(seed);
     let mut clock = now_nanos();
-    play(
-        &sim,
-        &initial_loop(&mut rng, flavor),
-        &mut clock,
-        time_scale,
-    )
-    .await;
-    for iteration in 1.. {
-        let script = next_loop(&mut rng, flavor, iteration);
+    for script in Session::new(flavor, seed) {
         play(&sim, &script, &mut clock, time_scale).await;
         // Keep Skaffold's clock near the wall clock when time is scaled.
         clock = clock.max(now_nanos());

@@ -1,8 +1,10 @@
 //! Sinks: where transitions go. `prometheus` holds the metric contract; `exposition`
-//! renders it; `labels` caps user-controlled label values; `otlp` builds and exports
-//! spans; `semconv` holds every OpenTelemetry attribute key.
+//! renders it; `labels` caps user-controlled label values; `image` turns the image
+//! references Skaffold sends into label values and span attributes; `otlp` builds and
+//! exports spans; `semconv` holds every OpenTelemetry attribute key.
 
 pub mod exposition;
+pub mod image;
 pub mod labels;
 pub mod otlp;
 pub mod otlp_metrics;

@@ -7,10 +7,23 @@
 //! its occurrence. Folding the same event log again (an exporter restart receives
 //! Skaffold's replay) therefore yields the same trace and span ids.
 //!
+//! What leaves, and when: the builder holds the finished children of an iteration
+//! until its root is ready and releases the whole trace at once, so stopping the
+//! exporter mid-iteration never leaves children whose parent never arrives (the
+//! next exporter rebuilds the whole iteration from Skaffold's replay). Since that
+//! replay also rebuilds the iterations the previous exporter already sent, the live
+//! exporter skips the iterations that ended (by Skaffold's clock) before it started
+//! ([`SpanBuilder::skip_iterations_ended_before`]): a restart never makes the store
+//! receive the same span id twice.
+//!
 //! [`SpanSink`] owns a builder and a bounded queue to one export thread; the fold only
 //! ever `try_send`s, so a slow or absent collector never blocks it: a full queue drops
-//! spans and counts them (`skaffold_exporter_spans_dropped_total`), a failed export
-//! counts `skaffold_exporter_otlp_export_errors_total{signal="traces"}`.
+//! spans and counts them (`skaffold_exporter_spans_dropped_total`). The export thread
+//! sends batches ([`MAX_BATCH`] spans, or what arrived within [`BATCH_DELAY`] of the
+//! first), retries a failed batch with backoff for [`RETRY_FOR`] (spans arriving
+//! meanwhile wait in the queue), and counts every failed request in
+//! `skaffold_exporter_otlp_export_errors_total{signal="traces"}` and a batch it gives
+//! up on in `skaffold_exporter_spans_dropped_total`.
 //!
 //! Export runs on a dedicated OS thread, never on a tokio worker: the gRPC (tonic)
 //! exporter is driven through a handle to the application's tokio runtime, so it has
@@ -18,14 +31,14 @@
 //! outside any runtime, as it must.
 
 use std::borrow::Cow;
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use opentelemetry::trace::{
     Event as SpanEvent, SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceId, TraceState,
 };
-use opentelemetry::{InstrumentationScope, KeyValue, Value};
+use opentelemetry::{Array, InstrumentationScope, KeyValue, Value};
 use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanExporter as _, SpanLinks};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -149,7 +162,6 @@ fn task(phase: Phase, subject: Option<&str>) -> (String, &'static str) {
         Phase::Verify => "verify",
         Phase::Exec => "exec",
         Phase::DeploySubtask => "deploy",
-        Phase::TestSubtask => "test",
         Phase::RenderSubtask => "render",
         Phase::VerifySubtask => "verify",
         Phase::ExecSubtask => "exec",
@@ -159,6 +171,9 @@ fn task(phase: Phase, subject: Option<&str>) -> (String, &'static str) {
         _ => ty,
     };
     let name = match subject {
+        // A sync names the image by its built tag: the span is named by the image name
+        // (span names stay low-cardinality; the tag is an attribute).
+        Some(s) if phase == Phase::FileSync => format!("{verb} {}", super::image::name(s)),
         Some(s) => format!("{verb} {s}"),
         None => verb.to_owned(),
     };
@@ -170,7 +185,6 @@ fn enclosing(phase: Phase) -> Option<Phase> {
     Some(match phase {
         Phase::Resource => Phase::StatusCheck,
         Phase::DeploySubtask => Phase::Deploy,
-        Phase::TestSubtask => Phase::Test,
         Phase::RenderSubtask => Phase::Render,
         Phase::VerifySubtask => Phase::Verify,
         Phase::ExecSubtask => Phase::Exec,
@@ -231,10 +245,15 @@ impl Root {
     }
 }
 
+/// A finished root waiting out its grace period, with the children it releases.
 #[derive(Debug, Clone)]
 struct Pending {
+    iteration: i64,
     data: SpanData,
+    children: Vec<SpanData>,
     ticks: u32,
+    /// Ended before this exporter started: a previous exporter sent it.
+    skip: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -264,7 +283,16 @@ pub struct SpanBuilder {
     pending: Vec<Pending>,
     occurrences: HashMap<(i64, Phase, Option<String>), u32>,
     abandoned: HashSet<Key>,
+    /// Iterations whose root `end_run` already ended.
     abandoned_roots: HashSet<i64>,
+    /// Iterations whose root already left, and whether it was skipped.
+    gone: HashMap<i64, bool>,
+    /// Finished children, by iteration, waiting for their root.
+    held: BTreeMap<i64, Vec<SpanData>>,
+    held_count: usize,
+    /// Iterations ending before this (Skaffold's clock) are not exported.
+    skip_before: Option<Nanos>,
+    skipped: u64,
     ready: Vec<SpanData>,
 }
 
@@ -272,6 +300,9 @@ pub struct SpanBuilder {
 const ROOT_GRACE_TICKS: u32 = 2;
 /// Most spans tracked open at once (the fold caps its own state the same way).
 const MAX_OPEN: usize = 10_000;
+/// Most finished children held for their roots; beyond, the oldest iteration's
+/// children leave without waiting (bounded memory over a pathological iteration).
+const MAX_HELD: usize = 10_000;
 
 impl SpanBuilder {
     /// A builder for `cfg.pipeline`.
@@ -289,11 +320,89 @@ impl SpanBuilder {
             occurrences: HashMap::new(),
             abandoned: HashSet::new(),
             abandoned_roots: HashSet::new(),
+            gone: HashMap::new(),
+            held: BTreeMap::new(),
+            held_count: 0,
+            skip_before: None,
+            skipped: 0,
             ready: Vec::new(),
         }
     }
 
-    /// Spans finished so far (and not yet taken), in the order they ended.
+    /// Skips the iterations that ended before `at` (Skaffold's clock, nanoseconds
+    /// since the epoch): the live exporter passes its start time. Skaffold replays
+    /// its whole history to a new subscriber; the iterations of that history were
+    /// exported by the exporter running when they ended (or by none), so sending
+    /// them again would give the trace store the same span ids twice. An iteration
+    /// still running at the restart ends later and is exported whole, once. Without
+    /// this (`replay`, tests) every iteration is exported.
+    pub fn skip_iterations_ended_before(mut self, at: Nanos) -> Self {
+        self.skip_before = Some(at);
+        self
+    }
+
+    /// Iterations skipped so far by [`Self::skip_iterations_ended_before`].
+    pub fn skipped_iterations(&self) -> u64 {
+        self.skipped
+    }
+
+    fn skip(&self, ended_at: Nanos) -> bool {
+        self.skip_before.is_some_and(|cut| ended_at < cut)
+    }
+
+    /// Keeps a finished child until its iteration's root is released.
+    fn hold(&mut self, iteration: i64, span: SpanData) {
+        // A child that ends after its root: it joins the root if that is still in
+        // its grace period, else leaves on its own (the root is already out).
+        if let Some(p) = self.pending.iter_mut().find(|p| p.iteration == iteration) {
+            p.children.push(span);
+            return;
+        }
+        if let Some(skipped) = self.gone.get(&iteration) {
+            if !*skipped {
+                self.ready.push(span);
+            }
+            return;
+        }
+        self.held.entry(iteration).or_default().push(span);
+        self.held_count += 1;
+        if self.held_count > MAX_HELD
+            && let Some((_, oldest)) = self.held.pop_first()
+        {
+            self.held_count -= oldest.len();
+            self.ready.extend(oldest);
+        }
+    }
+
+    /// A finished root: it waits out its grace period with its held children.
+    fn root_done(&mut self, iteration: i64, data: SpanData, skip: bool) {
+        let children = self.take_held(iteration);
+        self.pending.push(Pending {
+            iteration,
+            data,
+            children,
+            ticks: 0,
+            skip,
+        });
+    }
+
+    fn take_held(&mut self, iteration: i64) -> Vec<SpanData> {
+        let v = self.held.remove(&iteration).unwrap_or_default();
+        self.held_count -= v.len();
+        v
+    }
+
+    fn release(&mut self, p: Pending) {
+        self.gone.insert(p.iteration, p.skip);
+        if p.skip {
+            self.skipped += 1;
+            return;
+        }
+        self.ready.push(p.data);
+        self.ready.extend(p.children);
+    }
+
+    /// Traces ready to leave (and not yet taken): each root followed by its children.
     pub fn take_ready(&mut self) -> Vec<SpanData> {
         std::mem::take(&mut self.ready)
     }
@@ -334,7 +443,9 @@ impl SpanBuilder {
     /// Handles a raw event the fold turns into no transition (TerminationEvent).
     pub fn event(&mut self, ev: &Event) {
         match ev.kind {
-            EventKind::Termination { .. } => self.end_run(ev.at, EndReason::Terminated),
+            EventKind::Termination { .. } => {
+                self.end_run(ev.at, EndReason::Terminated, Some(ev.at))
+            }
             // A MetaEvent belongs to the next run, not to the one it replaces.
             EventKind::Meta { .. } => {}
             _ => {
@@ -350,7 +461,8 @@ impl SpanBuilder {
         let Some(at) = self.run.as_ref().map(|r| r.last_at) else {
             return;
         };
-        self.end_run(at, EndReason::Disconnected);
+        // Seen live, by this exporter: never skipped.
+        self.end_run(at, EndReason::Disconnected, None);
     }
 
     /// Called periodically (wall clock) by the fold task: releases finished roots
@@ -363,17 +475,22 @@ impl SpanBuilder {
             .into_iter()
             .partition(|p| p.ticks >= ROOT_GRACE_TICKS);
         self.pending = keep;
-        self.ready.extend(done.into_iter().map(|p| p.data));
+        for p in done {
+            self.release(p);
+        }
     }
 
-    /// Releases everything finished, including roots still in their grace period.
+    /// Releases every finished trace, including roots still in their grace period.
+    /// The children of iterations still running stay held: they leave with their
+    /// root, or, if this exporter stops first, the next one rebuilds them.
     pub fn flush(&mut self) {
         self.release_pending();
     }
 
     fn release_pending(&mut self) {
-        let pending = std::mem::take(&mut self.pending);
-        self.ready.extend(pending.into_iter().map(|p| p.data));
+        for p in std::mem::take(&mut self.pending) {
+            self.release(p);
+        }
     }
 
     /// Folds one transition; returns the trace id the transition's observation belongs
@@ -388,12 +505,13 @@ impl SpanBuilder {
             Transition::RunStarted { version, at } => {
                 if self.run.is_some() {
                     let last = self.run.as_ref().map_or(*at, |r| r.last_at);
-                    self.end_run(last, EndReason::NewRun);
+                    self.end_run(last, EndReason::NewRun, Some(*at));
                 }
                 self.run = None;
                 self.occurrences.clear();
                 self.abandoned.clear();
                 self.abandoned_roots.clear();
+                self.gone.clear();
                 self.run(*at).version = version.clone();
                 None
             }
@@ -454,6 +572,7 @@ impl SpanBuilder {
             // (bounded memory over a long session; replays prune identically).
             self.occurrences
                 .retain(|(it, _, _), _| *it < 0 || *it + 2 >= iteration);
+            self.gone.retain(|it, _| *it < 0 || *it + 2 >= iteration);
             self.abandoned_roots.remove(&iteration);
             if self.roots.len() < MAX_OPEN {
                 self.roots.insert(iteration, Root::new(trace, at));
@@ -499,7 +618,6 @@ impl SpanBuilder {
             } else {
                 std::slice::from_ref(match enc {
                     Phase::Deploy => &Phase::Deploy,
-                    Phase::Test => &Phase::Test,
                     Phase::Render => &Phase::Render,
                     Phase::Verify => &Phase::Verify,
                     Phase::Exec => &Phase::Exec,
@@ -556,7 +674,8 @@ impl SpanBuilder {
                 error,
                 None,
             );
-            self.pending.push(Pending { data, ticks: 0 });
+            let skip = self.skip(f.finished_at);
+            self.root_done(iteration, data, skip);
             return Some(trace);
         }
         let key = (f.phase, f.subject.clone());
@@ -597,7 +716,7 @@ impl SpanBuilder {
             root.failed_child |= f.outcome == Outcome::Failure;
             root.last_end = root.last_end.max(f.finished_at);
         }
-        self.ready.push(data);
+        self.hold(open.iteration, data);
         Some(trace)
     }
 
@@ -633,8 +752,12 @@ impl SpanBuilder {
         }
     }
 
-    /// Ends every open span of the current run at `at`, marked with `reason`.
-    fn end_run(&mut self, at: Nanos, reason: EndReason) {
+    /// Ends every open span of the current run at `at`, marked with `reason`, and
+    /// releases every trace of the run. `decided_at` is Skaffold's time of the event
+    /// that ended the run (`None`: seen live, e.g. the stream ending); a run ended
+    /// before this exporter started was exported by the one running then.
+    fn end_run(&mut self, at: Nanos, reason: EndReason, decided_at: Option<Nanos>) {
+        let skip = decided_at.is_some_and(|t| self.skip(t));
         let mut open: Vec<(Key, Open)> = self.open.drain().collect();
         // Deterministic order: by start time, then name.
         open.sort_by(|a, b| (a.1.start, &a.0).cmp(&(b.1.start, &b.0)));
@@ -650,7 +773,7 @@ impl SpanBuilder {
                 Some(reason),
                 Vec::new(),
             );
-            self.ready.push(data);
+            self.hold(o.iteration, data);
             self.abandoned.insert(key);
         }
         let mut roots: Vec<(i64, Root)> = self.roots.drain().collect();
@@ -679,9 +802,15 @@ impl SpanBuilder {
                     Some(reason),
                 )
             };
-            self.pending.push(Pending { data, ticks: 0 });
+            self.root_done(iteration, data, skip);
         }
         self.release_pending();
+        // Children whose root this exporter never saw start (nothing to wait for).
+        let rest = std::mem::take(&mut self.held);
+        self.held_count = 0;
+        if !skip {
+            self.ready.extend(rest.into_values().flatten());
+        }
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -781,8 +910,27 @@ impl SpanBuilder {
             attrs.push(KeyValue::new(k::SKAFFOLD_ITERATION, o.iteration));
         }
         match (phase, subject) {
-            (Phase::Build | Phase::FileSync, Some(s)) => {
+            (Phase::Build, Some(s)) => {
                 attrs.push(KeyValue::new(k::CONTAINER_IMAGE_NAME, s.to_owned()));
+            }
+            (Phase::FileSync, Some(s)) => {
+                let image = super::image::ImageRef::parse(s);
+                attrs.push(KeyValue::new(
+                    k::CONTAINER_IMAGE_NAME,
+                    image.name.to_owned(),
+                ));
+                if let Some(tag) = image.tag {
+                    attrs.push(KeyValue::new(
+                        k::CONTAINER_IMAGE_TAGS,
+                        Value::Array(Array::String(vec![tag.to_owned().into()])),
+                    ));
+                }
+                if let Some(d) = image.repo_digest() {
+                    attrs.push(KeyValue::new(
+                        k::CONTAINER_IMAGE_REPO_DIGESTS,
+                        Value::Array(Array::String(vec![d.into()])),
+                    ));
+                }
             }
             (Phase::Resource, Some(s)) => {
                 let (ns, kind, rname) = parse_resource(s);
@@ -911,6 +1059,12 @@ impl Driver {
 
 /// Largest batch per export request.
 pub const MAX_BATCH: usize = 512;
+/// How long the first span of a batch waits for more before the batch leaves.
+pub const BATCH_DELAY: Duration = Duration::from_secs(2);
+/// How long a failed batch is retried (with backoff) before it is dropped.
+pub const RETRY_FOR: Duration = Duration::from_secs(60);
+const BACKOFF_MIN: Duration = Duration::from_millis(250);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
 /// Starts the export thread; returns the queue's sender and the thread.
 pub fn spawn_exporter(
@@ -927,6 +1081,29 @@ pub fn spawn_exporter(
     (tx, handle)
 }
 
+/// The next batch: waits for a first span, then takes more until the batch is
+/// full or [`BATCH_DELAY`] has passed since the first. `None`: the queue is closed
+/// and empty. The bool is false once the queue is closed (shutdown: no waiting).
+fn next_batch(rx: &Receiver<SpanData>) -> Option<(Vec<SpanData>, bool)> {
+    let first = loop {
+        match rx.recv_timeout(Duration::from_secs(1)) {
+            Ok(s) => break s,
+            Err(RecvTimeoutError::Timeout) => continue,
+            Err(RecvTimeoutError::Disconnected) => return None,
+        }
+    };
+    let deadline = Instant::now() + BATCH_DELAY;
+    let mut batch = vec![first];
+    while batch.len() < MAX_BATCH {
+        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(s) => batch.push(s),
+            Err(RecvTimeoutError::Timeout) => break,
+            Err(RecvTimeoutError::Disconnected) => return Some((batch, false)),
+        }
+    }
+    Some((batch, true))
+}
+
 fn export_loop(
     mut exporter: opentelemetry_otlp::SpanExporter,
     driver: Driver,
@@ -934,32 +1111,64 @@ fn export_loop(
     stats: OtlpStats,
 ) {
     let mut failures_logged = 0u32;
+    // Spans taken off the queue while a failed batch waited for its retry.
+    let mut carry: Vec<SpanData> = Vec::new();
+    let mut open = true;
     loop {
-        let first = match rx.recv_timeout(Duration::from_secs(1)) {
-            Ok(s) => s,
-            Err(RecvTimeoutError::Timeout) => continue,
-            Err(RecvTimeoutError::Disconnected) => break,
+        let batch = if carry.is_empty() {
+            if !open {
+                break;
+            }
+            match next_batch(&rx) {
+                Some((b, still_open)) => {
+                    open = still_open;
+                    b
+                }
+                None => break,
+            }
+        } else {
+            std::mem::take(&mut carry)
         };
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(s) => batch.push(s),
-                Err(_) => break,
-            }
-        }
         let n = batch.len() as u64;
-        match driver.run(exporter.export(batch)) {
-            Ok(()) => {
-                stats.spans_exported.inc_by(n);
-            }
-            Err(e) => {
-                stats
-                    .export_errors
-                    .get_or_create(&SignalLabel { signal: "traces" })
-                    .inc();
-                if failures_logged < 3 {
-                    failures_logged += 1;
-                    tracing::warn!(error = %e, spans = n, "OTLP span export failed; the spans are lost (skaffold_exporter_otlp_export_errors_total).");
+        let first_try = Instant::now();
+        let mut backoff = BACKOFF_MIN;
+        loop {
+            match driver.run(exporter.export(batch.clone())) {
+                Ok(()) => {
+                    stats.spans_exported.inc_by(n);
+                    break;
+                }
+                Err(e) => {
+                    stats
+                        .export_errors
+                        .get_or_create(&SignalLabel { signal: "traces" })
+                        .inc();
+                    let give_up = !open || first_try.elapsed() + backoff > RETRY_FOR;
+                    if failures_logged < 3 {
+                        failures_logged += 1;
+                        tracing::warn!(error = %e, spans = n, retrying = !give_up, "OTLP span export failed (skaffold_exporter_otlp_export_errors_total).");
+                    }
+                    if give_up {
+                        // Shutting down, or the collector refused them for too long.
+                        stats.spans_dropped.inc_by(n);
+                        break;
+                    }
+                    // Wait for the retry; notice a shutdown (the queue closing)
+                    // meanwhile. Spans arriving now join the next batch, at most
+                    // one batch of them: the rest stay in the bounded queue.
+                    let until = Instant::now() + backoff;
+                    while open && Instant::now() < until {
+                        if carry.len() >= MAX_BATCH {
+                            std::thread::sleep(until.saturating_duration_since(Instant::now()));
+                            break;
+                        }
+                        match rx.recv_timeout(until.saturating_duration_since(Instant::now())) {
+                            Ok(s) => carry.push(s),
+                            Err(RecvTimeoutError::Timeout) => {}
+                            Err(RecvTimeoutError::Disconnected) => open = false,
+                        }
+                    }
+                    backoff = (backoff * 2).min(BACKOFF_MAX);
                 }
             }
         }
@@ -976,7 +1185,18 @@ pub struct SpanSink {
     tx: Option<SyncSender<SpanData>>,
     stats: OtlpStats,
     thread: Option<std::thread::JoinHandle<()>>,
+    told_skipped: bool,
+    skaffold_connected: Option<prometheus_client::metrics::gauge::Gauge>,
+    /// Since when the stream has been down (sampled at every `ship`), after it
+    /// was up.
+    stream_down_since: Option<Instant>,
+    stream_was_up: bool,
 }
+
+/// How long Skaffold's stream must have been down, before the exporter stops, for
+/// Skaffold to count as gone (a shutdown of our own takes the stream down too,
+/// just before the spans are closed).
+pub const SKAFFOLD_GONE_AFTER: Duration = Duration::from_secs(2);
 
 impl SpanSink {
     /// A sink exporting through `tx` (see [`spawn_exporter`]).
@@ -991,14 +1211,40 @@ impl SpanSink {
             tx: Some(tx),
             stats,
             thread,
+            told_skipped: false,
+            skaffold_connected: None,
+            stream_down_since: None,
+            stream_was_up: false,
         }
+    }
+
+    /// Lets [`Self::close`] see whether Skaffold is still streaming
+    /// (`skaffold_exporter_connected`).
+    pub fn with_connection(mut self, connected: prometheus_client::metrics::gauge::Gauge) -> Self {
+        self.skaffold_connected = Some(connected);
+        self
     }
 
     /// Moves finished spans to the export queue; never blocks.
     pub fn ship(&mut self) {
+        if let Some(g) = &self.skaffold_connected {
+            if g.get() == 1 {
+                self.stream_was_up = true;
+                self.stream_down_since = None;
+            } else if self.stream_was_up && self.stream_down_since.is_none() {
+                self.stream_down_since = Some(Instant::now());
+            }
+        }
         let Some(tx) = &self.tx else {
             return;
         };
+        let skipped = self.builder.skipped_iterations();
+        if skipped > 0 && !self.told_skipped {
+            self.told_skipped = true;
+            tracing::info!(
+                "Skaffold replayed iterations that ended before this exporter started; they are not exported again (the exporter running then sent them)."
+            );
+        }
         for span in self.builder.take_ready() {
             match tx.try_send(span) {
                 Ok(()) => {}
@@ -1010,9 +1256,23 @@ impl SpanSink {
     }
 
     /// Ships what is finished, closes the queue and waits up to `timeout` for the
-    /// export thread to send it. Spans still open (Skaffold still running) are not
-    /// exported: a restarted exporter rebuilds them, with the same ids, from the replay.
+    /// export thread to send it. While Skaffold is still streaming, spans still open
+    /// are not exported: a restarted exporter rebuilds them, with the same ids, from
+    /// the replay. When Skaffold is gone already (its stream has been down for
+    /// [`SKAFFOLD_GONE_AFTER`]: a CI job's `skaffold run` exited and the sidecar is
+    /// stopped after it), nothing would rebuild them: they end as at a disconnect and
+    /// leave now.
     pub fn close(&mut self, timeout: Duration) -> bool {
+        let gone = self
+            .skaffold_connected
+            .as_ref()
+            .is_some_and(|g| g.get() == 0)
+            && self
+                .stream_down_since
+                .is_some_and(|t| t.elapsed() >= SKAFFOLD_GONE_AFTER);
+        if gone {
+            self.builder.disconnected();
+        }
         self.builder.flush();
         self.ship();
         self.tx = None;
@@ -1181,6 +1441,191 @@ mod tests {
             )],
         );
         assert!(b.take_ready().is_empty());
+    }
+
+    /// One whole iteration (`it`) of a run that started at `run_at`: a build, then
+    /// the dev loop ends at `run_at + 10`.
+    fn iteration(run_at: Nanos, it: i64) -> Vec<(Nanos, EventKind)> {
+        let dl = |status| EventKind::DevLoop {
+            iteration: it,
+            status,
+            error: None,
+        };
+        let build = |status| EventKind::Build {
+            artifact: "web".into(),
+            status,
+            error: None,
+        };
+        vec![
+            (run_at + 1, dl(Status::InProgress)),
+            (run_at + 2, build(Status::InProgress)),
+            (run_at + 3, build(Status::Succeeded)),
+            (run_at + 10, dl(Status::Succeeded)),
+        ]
+    }
+
+    fn builder() -> SpanBuilder {
+        SpanBuilder::new(SpanConfig {
+            pipeline: "p".into(),
+        })
+    }
+
+    fn release(b: &mut SpanBuilder) -> Vec<SpanData> {
+        for _ in 0..ROOT_GRACE_TICKS {
+            b.tick();
+        }
+        b.take_ready()
+    }
+
+    #[test]
+    fn children_leave_with_their_root_never_before_it() {
+        let mut b = builder();
+        let mut st = State::new();
+        let mut evs = vec![(0, EventKind::Meta { version: None })];
+        let mut it0 = iteration(0, 0);
+        let end = it0.pop().unwrap();
+        evs.extend(it0);
+        fold(&mut b, &mut st, evs);
+        // The build span is finished, but its root is not: nothing leaves, not
+        // even on a flush (the exporter stopping mid-iteration).
+        b.flush();
+        assert!(b.take_ready().is_empty());
+        fold(&mut b, &mut st, vec![end]);
+        let spans = release(&mut b);
+        let names: Vec<&str> = spans.iter().map(|s| s.name.as_ref()).collect();
+        assert_eq!(names, ["BUILD p", "build web"]);
+        assert_eq!(spans[1].parent_span_id, spans[0].span_context.span_id());
+    }
+
+    #[test]
+    fn a_restarted_exporter_skips_the_replayed_iterations_and_sends_the_open_one_whole() {
+        // Skaffold's history: iteration 0 complete, iteration 1 half done when the
+        // first exporter stops.
+        let mut history = vec![(0, EventKind::Meta { version: None })];
+        history.extend(iteration(0, 0));
+        let mut it1 = iteration(100, 1);
+        let it1_end = it1.pop().unwrap();
+        history.extend(it1);
+
+        let mut first = builder();
+        let mut st = State::new();
+        fold(&mut first, &mut st, history.clone());
+        let mut sent = release(&mut first);
+        first.flush();
+        sent.extend(first.take_ready());
+        assert_eq!(sent.len(), 2, "iteration 0: root and build");
+
+        // The next exporter starts at t=105 (Skaffold's clock) and gets the replay.
+        let mut second = builder().skip_iterations_ended_before(105);
+        let mut st = State::new();
+        fold(&mut second, &mut st, history);
+        assert!(release(&mut second).is_empty());
+        assert_eq!(second.skipped_iterations(), 1);
+        fold(&mut second, &mut st, vec![it1_end]);
+        let later = release(&mut second);
+        assert_eq!(later.len(), 2, "iteration 1: root and build");
+        sent.extend(later);
+
+        let mut ids = HashSet::new();
+        for s in &sent {
+            assert!(
+                ids.insert((s.span_context.trace_id(), s.span_context.span_id())),
+                "{} sent twice",
+                s.name
+            );
+        }
+        let roots = sent.iter().filter(|s| s.parent_span_id == SpanId::INVALID);
+        assert_eq!(roots.count(), 2);
+    }
+
+    #[test]
+    fn a_disconnect_seen_live_is_never_skipped() {
+        let mut b = builder().skip_iterations_ended_before(1_000);
+        let mut st = State::new();
+        let mut evs = vec![(0, EventKind::Meta { version: None })];
+        let mut it0 = iteration(0, 0);
+        it0.pop();
+        evs.extend(it0);
+        fold(&mut b, &mut st, evs);
+        b.disconnected();
+        let spans = b.take_ready();
+        assert_eq!(spans.len(), 2);
+        assert_eq!(
+            attr(&spans[0], k::SKAFFOLD_SPAN_END_REASON).as_deref(),
+            Some("disconnected")
+        );
+    }
+
+    #[test]
+    fn a_sync_span_is_named_by_the_image_and_carries_its_tag_and_digest() {
+        let mut b = SpanBuilder::new(SpanConfig {
+            pipeline: "p".into(),
+        });
+        let mut st = State::new();
+        let digest = "sha256:e3c03bbaf0830afb79d586c5a0d5ce7510a027585fb0cbc88db9bd14bfbad139";
+        let image = format!("localhost:5000/web:v2@{digest}");
+        let sync = |at, status| {
+            (
+                at,
+                EventKind::FileSync {
+                    image: image.clone(),
+                    file_count: 2,
+                    status,
+                    error: None,
+                },
+            )
+        };
+        let dev_loop = |at, status| {
+            (
+                at,
+                EventKind::DevLoop {
+                    iteration: 1,
+                    status,
+                    error: None,
+                },
+            )
+        };
+        fold(
+            &mut b,
+            &mut st,
+            vec![
+                (1, EventKind::Meta { version: None }),
+                dev_loop(2, Status::InProgress),
+                sync(3, Status::InProgress),
+                sync(5, Status::Succeeded),
+                // Spans leave with their whole trace, when the iteration ends.
+                dev_loop(6, Status::Succeeded),
+            ],
+        );
+        let spans = release(&mut b);
+        let span = spans
+            .iter()
+            .find(|s| s.name == "sync localhost:5000/web")
+            .unwrap_or_else(|| panic!("{:?}", spans.iter().map(|s| &s.name).collect::<Vec<_>>()));
+        let kv = |key: &str| {
+            span.attributes
+                .iter()
+                .find(|kv| kv.key.as_str() == key)
+                .map(|kv| kv.value.clone())
+        };
+        assert_eq!(
+            kv(k::CONTAINER_IMAGE_NAME),
+            Some(Value::from("localhost:5000/web"))
+        );
+        assert_eq!(
+            kv(k::CONTAINER_IMAGE_TAGS),
+            Some(Value::Array(Array::String(vec!["v2".into()])))
+        );
+        assert_eq!(
+            kv(k::CONTAINER_IMAGE_REPO_DIGESTS),
+            Some(Value::Array(Array::String(vec![
+                format!("localhost:5000/web@{digest}").into()
+            ])))
+        );
+        assert_eq!(
+            attr(span, k::CICD_PIPELINE_TASK_NAME).as_deref(),
+            Some("sync localhost:5000/web")
+        );
     }
 
     #[test]

@@ -68,7 +68,8 @@ pub struct OtlpSettings {
     pub service_name: Option<String>,
     /// `OTEL_RESOURCE_ATTRIBUTES`, parsed.
     pub resource_attributes: Vec<(String, String)>,
-    /// The OS user (for `user.hash`).
+    /// The OS user (for `user.hash`): `$USER`, `$USERNAME` or `$LOGNAME`, else the
+    /// process's uid (see [`process_user`]).
     pub os_user: Option<String>,
     /// Directory whose git checkout names the repository (default: the working dir).
     pub checkout: Option<PathBuf>,
@@ -76,6 +77,10 @@ pub struct OtlpSettings {
     pub span_queue: usize,
     /// How long shutdown waits for the last exports.
     pub shutdown_timeout: Duration,
+    /// Leave out the iterations that ended before the exporter started (the live
+    /// exporter: Skaffold replays them, and the exporter running then sent them);
+    /// `false` (`replay`, tests): export every iteration.
+    pub skip_history: bool,
 }
 
 /// Default span queue (the SDK's batch processor default).
@@ -179,10 +184,12 @@ impl OtlpSettings {
                 .unwrap_or_default(),
             os_user: get("USER")
                 .or_else(|| get("USERNAME"))
-                .or_else(|| get("LOGNAME")),
+                .or_else(|| get("LOGNAME"))
+                .or_else(process_user),
             checkout: None,
             span_queue: SPAN_QUEUE,
             shutdown_timeout: SHUTDOWN_TIMEOUT,
+            skip_history: true,
         })
     }
 
@@ -331,6 +338,49 @@ pub fn repo_name(url: &str) -> Option<String> {
 
 // === resource ===
 
+/// The user this process runs as, for when `$USER` is unset (usual in CI
+/// containers): its name in `/etc/passwd`, else `uid:<n>`. `None` only where there
+/// is no uid (not Unix).
+pub fn process_user() -> Option<String> {
+    #[cfg(unix)]
+    {
+        let uid = rustix::process::getuid().as_raw();
+        let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+        Some(user_of_uid(uid, &passwd))
+    }
+    #[cfg(not(unix))]
+    {
+        None
+    }
+}
+
+/// The name `passwd` (the `/etc/passwd` format) gives `uid`, else `uid:<uid>`.
+pub fn user_of_uid(uid: u32, passwd: &str) -> String {
+    passwd
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|l| {
+            let mut f = l.split(':');
+            let name = f.next()?;
+            let id = f.nth(1)?;
+            (!name.is_empty() && id.parse::<u32>().ok()? == uid).then(|| name.to_owned())
+        })
+        .unwrap_or_else(|| format!("uid:{uid}"))
+}
+
+/// Per-commit identity: on spans only. On the metrics resource it would make
+/// Prometheus' `target_info` grow a series per commit and branch.
+pub const TRACE_ONLY_ATTRIBUTES: [&str; 2] = [k::VCS_REF_HEAD_NAME, k::VCS_REF_HEAD_REVISION];
+
+/// The metrics resource's attributes: `attrs` without [`TRACE_ONLY_ATTRIBUTES`].
+pub fn metric_resource_attributes(attrs: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    let mut a = attrs.clone();
+    for key in TRACE_ONLY_ATTRIBUTES {
+        a.remove(key);
+    }
+    a
+}
+
 /// Salted SHA-256 of the OS user name, hex (the `user.hash` resource attribute).
 pub fn user_hash(user: &str) -> String {
     let mut h = Sha256::new();
@@ -360,7 +410,7 @@ pub fn instance_id() -> String {
 }
 
 /// The resource attributes, in order (later keys win over earlier ones): defaults,
-/// VCS, identity, then `OTEL_RESOURCE_ATTRIBUTES` and `OTEL_SERVICE_NAME`.
+/// pipeline, VCS, identity, then `OTEL_RESOURCE_ATTRIBUTES` and `OTEL_SERVICE_NAME`.
 pub fn resource_attributes(
     s: &OtlpSettings,
     git: &GitInfo,
@@ -374,6 +424,9 @@ pub fn resource_attributes(
     put(k::SERVICE_INSTANCE_ID, instance.to_owned());
     put(k::SERVICE_VERSION, env!("CARGO_PKG_VERSION").into());
     put(k::DEPLOYMENT_ENVIRONMENT_NAME, "development".into());
+    // The pipeline identifies CI runs of one pipeline across exporter processes
+    // (the alert rules group by it; the gateway promotes it to `pipeline`).
+    put(k::CICD_PIPELINE_NAME, s.pipeline(git));
     if let Some(r) = &git.repository {
         put(k::VCS_REPOSITORY_NAME, r.clone());
     }
@@ -513,17 +566,31 @@ impl Telemetry {
         let dir = s.checkout.clone().or_else(|| std::env::current_dir().ok());
         let git = dir.map(|d| GitInfo::read(&d)).unwrap_or_default();
         let attrs = resource_attributes(s, &git, &instance_id());
+        if !attrs.contains_key(k::USER_HASH) && !attrs.contains_key(k::USER_NAME) {
+            tracing::warn!(
+                "No user identity for OTLP: neither $USER nor a process uid; set OTEL_RESOURCE_ATTRIBUTES=user.hash=... or --user-name."
+            );
+        }
         let res = resource(&attrs);
+        let started = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX));
         let stats = OtlpStats::default().register(registry);
         let spans = match &s.traces {
             Some(ep) => {
                 let (exporter, driver) = span_exporter(ep, s.timeout, &res)?;
                 let (tx, thread) = spawn_exporter(exporter, driver, s.span_queue, stats.clone());
-                let builder = SpanBuilder::new(SpanConfig {
+                let mut builder = SpanBuilder::new(SpanConfig {
                     pipeline: s.pipeline(&git),
                 });
+                if s.skip_history {
+                    builder = builder.skip_iterations_ended_before(started);
+                }
                 tracing::info!(endpoint = %ep.url, protocol = ?ep.protocol, pipeline = %s.pipeline(&git), "Exporting a trace per dev-loop iteration over OTLP.");
-                Some(SpanSink::new(builder, tx, Some(thread), stats.clone()))
+                Some(
+                    SpanSink::new(builder, tx, Some(thread), stats.clone())
+                        .with_connection(metrics.own.connected.clone()),
+                )
             }
             None => None,
         };
@@ -539,6 +606,7 @@ impl Telemetry {
                     Protocol::HttpProtobuf => Driver::Blocking,
                 };
                 let interval = s.metric_interval.unwrap_or(Duration::from_secs(60));
+                let res = resource(&metric_resource_attributes(&attrs));
                 let p =
                     super::otlp_metrics::provider(exporter, driver, stats.clone(), interval, res);
                 let meter = super::otlp_metrics::meter(&p);
@@ -691,6 +759,42 @@ mod tests {
         assert_eq!(a["service.name"], "svc");
         assert_eq!(s.pipeline(&git), "shop");
         assert_eq!(s.pipeline(&GitInfo::default()), "skaffold");
+    }
+
+    #[test]
+    fn the_user_comes_from_the_uid_when_user_is_unset() {
+        let passwd =
+            "# comment\nroot:x:0:0:root:/root:/bin/bash\nci:x:1001:1001::/home/ci:/bin/sh\n";
+        assert_eq!(user_of_uid(0, passwd), "root");
+        assert_eq!(user_of_uid(1001, passwd), "ci");
+        assert_eq!(user_of_uid(4242, passwd), "uid:4242");
+        assert_eq!(user_of_uid(7, ""), "uid:7");
+        let s = settings(&[], false).unwrap();
+        #[cfg(unix)]
+        assert!(s.os_user.is_some(), "no identity without $USER");
+        let a = resource_attributes(&s, &GitInfo::default(), "id");
+        #[cfg(unix)]
+        assert_eq!(a["user.hash"], user_hash(&process_user().unwrap()));
+    }
+
+    #[test]
+    fn per_commit_identity_stays_off_the_metrics_resource() {
+        let s = settings(&[("USER", "alice")], false).unwrap();
+        let git = GitInfo {
+            repository: Some("shop".into()),
+            branch: Some("main".into()),
+            revision: Some("abc".into()),
+        };
+        let traces = resource_attributes(&s, &git, "id");
+        assert_eq!(traces["vcs.ref.head.revision"], "abc");
+        assert_eq!(traces["vcs.ref.head.name"], "main");
+        assert_eq!(traces["cicd.pipeline.name"], "shop");
+        let metrics = metric_resource_attributes(&traces);
+        assert!(!metrics.contains_key("vcs.ref.head.revision"));
+        assert!(!metrics.contains_key("vcs.ref.head.name"));
+        assert_eq!(metrics["vcs.repository.name"], "shop");
+        assert_eq!(metrics["cicd.pipeline.name"], "shop");
+        assert_eq!(metrics.len() + 2, traces.len());
     }
 
     #[test]

@@ -336,7 +336,7 @@ pub const SPECS: &[Spec] = &[
         "{error}",
         C,
         &["phase", "code"],
-        "Failures by phase and Skaffold status code",
+        "Failures by phase and Skaffold status code, each failure counted once at the phase that failed",
     ),
     spec(
         I::PortForwards,
@@ -384,6 +384,11 @@ pub trait Recorder: std::fmt::Debug {
 
 const SUCCESS_FAILURE: [&str; 2] = ["success", "failure"];
 
+/// The `code` of `skaffold_errors_total` when Skaffold sent no StatusCode (or 0, or
+/// one newer than our enum). Skaffold's own "could not classify" is `UNKNOWN_ERROR`
+/// or a phase's `*_UNKNOWN` code, which are kept as they are.
+pub const UNKNOWN_CODE: &str = "UNKNOWN";
+
 /// The one mapping from transitions to instrument updates (plus the state it needs:
 /// label caps, versions seen).
 #[derive(Debug)]
@@ -427,10 +432,12 @@ impl Mapping {
     }
 
     fn cap(&mut self, phase: Phase, value: &str, own: &SelfMetrics) -> String {
-        let (cap, label) = match phase {
-            Phase::Build => (&mut self.artifacts, "artifact"),
-            Phase::FileSync => (&mut self.images, "image"),
-            _ => (&mut self.resources, "resource"),
+        let (cap, label, value) = match phase {
+            Phase::Build => (&mut self.artifacts, "artifact", value),
+            // A sync names the image by its built tag: the label is the image name, so
+            // a rebuild does not start a new series (see `sink::image`).
+            Phase::FileSync => (&mut self.images, "image", super::image::name(value)),
+            _ => (&mut self.resources, "resource", value),
         };
         let (v, folded) = cap.apply(value);
         if folded {
@@ -519,6 +526,11 @@ impl Mapping {
                     i64::try_from(*count).unwrap_or(i64::MAX),
                 );
             }
+            Transition::Failure { phase, code, .. } => {
+                // Once per failure, at the phase the fold attributes it to.
+                let code = code.as_deref().unwrap_or(UNKNOWN_CODE);
+                r.add(I::Errors, &[phase.as_str(), code], 1);
+            }
             Transition::Anomaly(reason) => {
                 own.invalid.get_or_create(&ReasonLabel { reason }).inc();
             }
@@ -585,14 +597,6 @@ impl Mapping {
                 }
             }
             _ => {}
-        }
-        if f.outcome == Outcome::Failure {
-            let code = f
-                .error
-                .as_ref()
-                .and_then(|e| e.code.as_deref())
-                .unwrap_or("UNKNOWN");
-            r.add(I::Errors, &[f.phase.as_str(), code], 1);
         }
     }
 }
@@ -986,6 +990,60 @@ impl Metrics {
 mod tests {
     use super::*;
     use crate::core::{Finished, Transition};
+
+    #[test]
+    fn the_image_label_is_the_name_without_tag_and_digest_and_a_rebuild_folds_nothing() {
+        // A cap of 2: three tags of one image and two images must keep both names.
+        let mut r = Registry::default();
+        let mut m = Metrics::register(&mut r, &DEFAULT_BUCKETS, 2);
+        let digest = "sha256:e3c03bbaf0830afb79d586c5a0d5ce7510a027585fb0cbc88db9bd14bfbad139";
+        let refs = [
+            "localhost:5000/web:v1".to_owned(),
+            format!("localhost:5000/web:v2@{digest}"),
+            format!("localhost:5000/web@{digest}"),
+            "gcr.io/p/app:v1".to_owned(),
+        ];
+        for (i, image) in refs.iter().enumerate() {
+            m.observe(&Transition::SubjectSeen {
+                phase: Phase::FileSync,
+                subject: image.clone(),
+            });
+            m.observe(&Transition::Finished(Finished {
+                phase: Phase::FileSync,
+                subject: Some(image.clone()),
+                outcome: Outcome::Success,
+                started_at: Some(1_700_000_000_000_000_000),
+                finished_at: 1_700_000_000_500_000_000,
+                error: None,
+                file_count: 2,
+                iteration: Some(i as i64 + 1),
+                loop_kind: None,
+            }));
+        }
+        let text = super::super::exposition::openmetrics_to_prometheus(
+            &super::super::exposition::encode_openmetrics(&r),
+        );
+        let mut lines: Vec<&str> = text
+            .lines()
+            .filter(|l| {
+                l.starts_with("skaffold_file_syncs_total")
+                    || l.starts_with("skaffold_synced_files_total")
+                    || l.starts_with("skaffold_exporter_label_values_folded_total")
+            })
+            .collect();
+        lines.sort_unstable();
+        assert_eq!(
+            lines,
+            [
+                "skaffold_file_syncs_total{image=\"gcr.io/p/app\",result=\"failure\"} 0",
+                "skaffold_file_syncs_total{image=\"gcr.io/p/app\",result=\"success\"} 1",
+                "skaffold_file_syncs_total{image=\"localhost:5000/web\",result=\"failure\"} 0",
+                "skaffold_file_syncs_total{image=\"localhost:5000/web\",result=\"success\"} 3",
+                "skaffold_synced_files_total{image=\"gcr.io/p/app\"} 2",
+                "skaffold_synced_files_total{image=\"localhost:5000/web\"} 6",
+            ]
+        );
+    }
 
     #[test]
     fn histograms_carry_trace_exemplars_in_openmetrics_only() {

@@ -40,8 +40,15 @@ pub const ERROR_TYPE_OTHER: &str = "_OTHER";
 
 // === containers and Kubernetes ===
 
-/// The artifact's image name (build spans) or the synced image (sync spans).
+/// The artifact's image name (build spans) or the synced image's name, without tag
+/// and digest (sync spans; see `sink::image`).
 pub const CONTAINER_IMAGE_NAME: &str = "container.image.name";
+/// The synced image's tag, as a one-element string array (sync spans, when the
+/// reference Skaffold sent has a tag).
+pub const CONTAINER_IMAGE_TAGS: &str = "container.image.tags";
+/// `name@digest` of the synced image, as a one-element string array (sync spans, when
+/// the reference Skaffold sent has a digest).
+pub const CONTAINER_IMAGE_REPO_DIGESTS: &str = "container.image.repo_digests";
 /// Namespace of a status-checked resource, from Skaffold's `namespace:kind/name`.
 pub const K8S_NAMESPACE_NAME: &str = "k8s.namespace.name";
 /// `k8s.<kind>.name` for the kinds the conventions define (deployment, statefulset,
@@ -87,11 +94,12 @@ pub const DEPLOYMENT_ENVIRONMENT_NAME: &str = "deployment.environment.name";
 /// The git repository's name (last path element of `remote.origin.url`, else the
 /// checkout's directory name).
 pub const VCS_REPOSITORY_NAME: &str = "vcs.repository.name";
-/// The checked-out branch (resource only: never a metric label).
+/// The checked-out branch (the spans' resource only: never on metrics).
 pub const VCS_REF_HEAD_NAME: &str = "vcs.ref.head.name";
-/// The checked-out commit.
+/// The checked-out commit (the spans' resource only: never on metrics).
 pub const VCS_REF_HEAD_REVISION: &str = "vcs.ref.head.revision";
-/// Salted SHA-256 of the OS user name (unless `--user-name` is given).
+/// Salted SHA-256 of the OS user name, or of the process's user (`/etc/passwd`
+/// name, else `uid:<n>`) when `$USER` is unset (unless `--user-name` is given).
 pub const USER_HASH: &str = "user.hash";
 /// The developer's name, only when given explicitly with `--user-name`.
 pub const USER_NAME: &str = "user.name";
@@ -144,6 +152,8 @@ pub const ALL: &[&str] = &[
     CICD_PIPELINE_TASK_RUN_RESULT,
     ERROR_TYPE,
     CONTAINER_IMAGE_NAME,
+    CONTAINER_IMAGE_TAGS,
+    CONTAINER_IMAGE_REPO_DIGESTS,
     K8S_NAMESPACE_NAME,
     K8S_DEPLOYMENT_NAME,
     K8S_STATEFULSET_NAME,

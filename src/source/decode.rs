@@ -23,6 +23,26 @@ pub fn status_code_name(code: i32) -> Option<String> {
         .map(|c| c.as_str_name().to_owned())
 }
 
+/// A build Skaffold reports `Failed` with one of its cancellation codes was cancelled.
+/// Ctrl-C during a build: v1 sends BuildEvent `Failed` with the error's code
+/// (`BUILD_CANCELLED` from the "context canceled" text, `build/build_problems.go`;
+/// `BUILD_DOCKER_CANCELLED` from the Docker client, `build/docker/errors.go`) while
+/// v2 sends `Canceled` (`build/scheduler.go`, `scheduler.build`). Timeouts
+/// (`*_DEADLINE*`) are failures.
+pub(crate) fn build_status(status: Status, code: Option<&str>) -> Status {
+    const CANCELLED: [StatusCode; 3] = [
+        StatusCode::BuildCancelled,
+        StatusCode::BuildDockerCancelled,
+        StatusCode::BuildGcbBuildCancelled,
+    ];
+    match code {
+        Some(c) if status == Status::Failed && CANCELLED.iter().any(|k| k.as_str_name() == c) => {
+            Status::Canceled
+        }
+        _ => status,
+    }
+}
+
 /// Converts a protobuf timestamp to nanoseconds, rejecting absurd ones.
 pub fn timestamp_nanos(ts: Option<&prost_types::Timestamp>) -> Result<Nanos, InvalidEvent> {
     let ts = ts.ok_or(InvalidEvent::MissingField {
@@ -108,10 +128,12 @@ pub fn decode_v1(entry: &v1::LogEntry) -> Result<Event, InvalidEvent> {
         },
         E::BuildEvent(b) => {
             let st = status("build", &b.status)?;
+            let err = error(st, &b.err, b.err_code, b.actionable_err.as_ref());
+            let st = build_status(st, err.as_ref().and_then(|e| e.code.as_deref()));
             EventKind::Build {
                 artifact: name("build", "artifact", &b.artifact)?,
                 status: st,
-                error: error(st, &b.err, b.err_code, b.actionable_err.as_ref()),
+                error: err.filter(|_| st == Status::Failed),
             }
         }
         E::DeployEvent(d) => {
@@ -270,6 +292,46 @@ mod tests {
             nanos: 0,
         });
         assert_eq!(decode_v1(&future).unwrap_err().reason(), "absurd_value");
+    }
+
+    #[test]
+    fn a_build_failed_with_a_cancellation_code_was_cancelled() {
+        let build = |code: StatusCode| {
+            decode_v1(&entry(v1::event::EventType::BuildEvent(v1::BuildEvent {
+                artifact: "web".into(),
+                status: "Failed".into(),
+                err: "context canceled".into(),
+                err_code: code as i32,
+                actionable_err: Some(v1::ActionableErr {
+                    err_code: code as i32,
+                    message: "context canceled".into(),
+                    suggestions: vec![],
+                }),
+                ..Default::default()
+            })))
+            .unwrap()
+            .kind
+        };
+        for code in [StatusCode::BuildCancelled, StatusCode::BuildDockerCancelled] {
+            assert_eq!(
+                build(code),
+                EventKind::Build {
+                    artifact: "web".into(),
+                    status: Status::Canceled,
+                    error: None
+                },
+                "{code:?}"
+            );
+        }
+        // A timeout is a failure.
+        assert!(matches!(
+            build(StatusCode::BuildDockerDeadline),
+            EventKind::Build {
+                status: Status::Failed,
+                error: Some(_),
+                ..
+            }
+        ));
     }
 
     #[test]

@@ -9,41 +9,103 @@
 //! - **Runs.** v2 sends a MetaEvent when the runner starts *and again at every dev
 //!   iteration*. Only the first one of a run (or one with a new `runID`) starts a run;
 //!   the repeats are ignored. The run id follows as `RunIdentified`.
-//! - **Iterations.** From v1.26 the v2 dev-loop counter starts at 1 (`DevLoop-1` is
-//!   v1's iteration 0); v1.22–v1.25 counted from 0. A `DevLoop` task with iteration 0
-//!   marks the old numbering for the rest of the run; otherwise `n` maps to `n - 1`.
+//! - **Iterations.** v2 counts dev loops in a package-level counter
+//!   (`event/v2/task.go`, `TaskInProgress` increments `handler.iteration`): `DevLoop-1`
+//!   is v1's iteration 0 (v1.26+; v1.22–v1.25 started at 0), and after a config reload
+//!   (a new runner, a new run id) the counter goes on while v1 restarts at 0. So
+//!   iterations count from 1 (or 0) in a process's first run, and from the run's
+//!   first `DevLoop` task after a reload: the numbers (and the `initial` loop of each
+//!   run) are v1's.
 //! - **Builds.** Per-artifact `BuildSubtaskEvent`s: step `Build` is v1's build, step
 //!   `Cache` is the cache lookup (`Succeeded` = hit, `Failed` = miss). The `Build` task
 //!   itself adds nothing v1 lacks and is not folded.
+//! - **Tests.** v1 sends one TestEvent per tester run; v2 sends a `Test` task whenever
+//!   the runner's test phase runs, even with no tester (`runner/test.go`), and one
+//!   `TestSubtaskEvent` per tester run (`test/test_factory.go`). The tester events are
+//!   v1's tests; the `Test` task is not folded.
 //! - **Deploy.** The v2 `Deploy` task also spans the status check, so v1's deploy
 //!   phase is rebuilt: it starts with the `Deploy` task, fails with a failed deployer
 //!   subtask (or a failed `Deploy` task before any status check), and succeeds at the
-//!   last deployer's end once the status check starts or the `Deploy` task ends.
+//!   last deployer's end once the status check starts after every deployer ended
+//!   (`runner/deploy.go`: v1 reports deploy `Complete` before it) or the `Deploy` task
+//!   ends. A status check that starts while a deployer is still running runs inside
+//!   the deployer (`--iterative-status-check` or deploy hooks, `deploy/deploy_mux.go`):
+//!   v1 reports the deploy's end after it, and a failed check fails the deployer and
+//!   the deploy, so the deploy stays open through it here too.
 //! - **Status check.** The `StatusCheck` task is the status check;
 //!   `StatusCheckSubtaskEvent`s are the per-resource events.
 //! - **File syncs.** Skaffold never emits v2 `FileSyncEvent`s (no caller at any
-//!   release); a sync only shows as the log line `Syncing N files for IMAGE`. The
+//!   release); a sync only shows as the log line `Syncing N files for IMAGE`
+//!   (wrapped in ANSI colour codes on a colour terminal or with `--force-colors`:
+//!   matched with them stripped, see [`is_sync_line`]). The
 //!   decoder starts a sync there and ends it at the next task event of the iteration
 //!   (success) or when the dev loop fails (failure), so sync durations are an upper
 //!   bound. Should a `FileSyncEvent` ever arrive, the log lines are no longer used.
 //! - **Logs.** `SkaffoldLogEvent` / `ApplicationLogEvent` carry no metric; sources
 //!   skip them before decoding where they can (see [`crate::source::wire`]).
 
+use std::collections::HashSet;
+
 use crate::core::{ErrorInfo, Event, EventKind, InvalidEvent, Nanos, Phase, Status, event};
+use crate::pb::enums::StatusCode;
 use crate::pb::v2::{self, event::EventType as E};
-use crate::source::decode::{MAX_NAME, name, status, status_code_name, timestamp_nanos, truncated};
+use crate::source::decode::{
+    MAX_NAME, build_status, name, status, status_code_name, timestamp_nanos, truncated,
+};
 
 /// The log line that announces a file sync (`output.Default.Fprintf(out, "Syncing %d
 /// files for %s\n", ...)` in Skaffold's dev loop).
 pub const SYNC_LOG_PREFIX: &str = "Syncing ";
 
+/// The ESC byte that starts every ANSI escape sequence Skaffold's output can carry.
+const ESC: u8 = 0x1b;
+
+/// Whether a `SkaffoldLogEvent` message is the sync line, looking through ANSI escape
+/// sequences: on a colour terminal, or with `--force-colors`, Skaffold's colour writer
+/// (`output/color.go`, heroku/color) wraps the text in SGR codes (`ESC[34m` ...
+/// `ESC[0m`), and `output/output.go` copies those same bytes into the v2 event. Any
+/// escape sequence (CSI, OSC, other ESC sequences) and C0 control other than
+/// whitespace is skipped, as a terminal would. Allocates nothing.
+pub fn is_sync_line(message: &[u8]) -> bool {
+    if !message.contains(&ESC) {
+        return message.starts_with(SYNC_LOG_PREFIX.as_bytes());
+    }
+    let mut want = SYNC_LOG_PREFIX.as_bytes();
+    for chunk in anstream::adapter::strip_bytes(message) {
+        let n = chunk.len().min(want.len());
+        if chunk[..n] != want[..n] {
+            return false;
+        }
+        want = &want[n..];
+        if want.is_empty() {
+            return true;
+        }
+    }
+    false
+}
+
+/// The text of a Skaffold log message as a terminal would show it (ANSI escape
+/// sequences removed; see [`is_sync_line`]). Borrows when there is nothing to strip.
+pub fn plain_text(message: &str) -> std::borrow::Cow<'_, str> {
+    if message.as_bytes().contains(&ESC) {
+        std::borrow::Cow::Owned(anstream::adapter::strip_str(message).to_string())
+    } else {
+        std::borrow::Cow::Borrowed(message)
+    }
+}
+
 /// Per-run state needed to map v2 onto the v1-shaped domain events.
 #[derive(Debug, Default, Clone)]
 pub struct V2Decoder {
     run_started: bool,
+    /// Runs of this Skaffold process before the current one (config reloads).
+    earlier_runs: u32,
     run_id: Option<String>,
-    zero_based: bool,
+    /// v2 iteration of the run's v1 iteration 0.
+    iteration_base: Option<i64>,
     deploy_open: bool,
+    /// Deployer subtasks started and not ended.
+    deployers_open: HashSet<String>,
     last_deployer_end: Option<Nanos>,
     sync_open: Option<(String, u64)>,
     file_sync_events_seen: bool,
@@ -66,10 +128,13 @@ fn error(status: Status, code: i32, actionable: Option<&v2::ActionableErr>) -> O
     })
 }
 
-/// Parses `Syncing 3 files for leeroy-web` into (image, file count). A count too
-/// large for a u64 comes out as `u64::MAX` (the decoder rejects anything above
-/// `i32::MAX`, the range of the file count Skaffold's events carry).
+/// Parses `Syncing 3 files for leeroy-web:v1` into (image, file count), coloured or
+/// not (see [`is_sync_line`]). The image is Skaffold's reference as printed (the
+/// built tag, `name:tag[@sha256:...]`); the sinks derive the `image` label from it. A
+/// count too large for a u64 comes out as `u64::MAX` (the decoder rejects anything
+/// above `i32::MAX`, the range of the file count Skaffold's events carry).
 pub fn parse_sync_line(message: &str) -> Option<(String, u64)> {
+    let message = plain_text(message);
     let rest = message.strip_prefix(SYNC_LOG_PREFIX)?;
     let (count, rest) = rest.split_once(' ')?;
     if count.is_empty() || !count.bytes().all(|b| b.is_ascii_digit()) {
@@ -117,8 +182,10 @@ impl V2Decoder {
                         .as_ref()
                         .is_some_and(|r| self.run_id.as_ref() != Some(r));
                 if new_run {
+                    let earlier_runs = self.earlier_runs + u32::from(self.run_started);
                     self.reset();
                     self.run_started = true;
+                    self.earlier_runs = earlier_runs;
                     self.run_id = run_id.clone();
                     push(
                         out,
@@ -173,12 +240,14 @@ impl V2Decoder {
                         if st == Status::InProgress {
                             self.close_sync(at, Status::Succeeded, None, out);
                         }
+                        let err = error(st, 0, b.actionable_err.as_ref());
+                        let st = build_status(st, err.as_ref().and_then(|e| e.code.as_deref()));
                         push(
                             out,
                             EventKind::Build {
                                 artifact,
                                 status: st,
-                                error: error(st, 0, b.actionable_err.as_ref()),
+                                error: err.filter(|_| st == Status::Failed),
                             },
                         );
                     }
@@ -207,6 +276,12 @@ impl V2Decoder {
                         error: err.clone(),
                     },
                 );
+                if st == Status::InProgress {
+                    self.deployers_open
+                        .insert(d.id.chars().take(MAX_NAME).collect());
+                } else if st != Status::Information {
+                    self.deployers_open.remove(d.id.as_str());
+                }
                 match st {
                     Status::Succeeded => self.last_deployer_end = Some(at),
                     Status::Failed | Status::Canceled if self.deploy_open => {
@@ -222,11 +297,15 @@ impl V2Decoder {
                     _ => {}
                 }
             }
+            // One per tester run, as v1's TestEvent.
             E::TestEvent(t) => {
                 let st = status("test", &t.status)?;
                 push(
                     out,
-                    subtask(Phase::TestSubtask, &t.id, st, t.actionable_err.as_ref()),
+                    EventKind::Test {
+                        status: st,
+                        error: error(st, 0, t.actionable_err.as_ref()),
+                    },
                 );
             }
             E::RenderEvent(r) => {
@@ -336,20 +415,31 @@ impl V2Decoder {
                         detail: format!("iteration {}", t.iteration),
                     });
                 }
-                if t.iteration == 0 {
-                    self.zero_based = true;
+                let first_run = self.earlier_runs == 0;
+                let base = *self.iteration_base.get_or_insert(match t.iteration {
+                    // The process's first run: the counter started with it.
+                    0 if first_run => 0,
+                    _ if first_run => 1,
+                    // After a reload it goes on from where the last run left it.
+                    n => i64::from(n),
+                });
+                let iteration = i64::from(t.iteration) - base;
+                if iteration < 0 {
+                    return Err(InvalidEvent::AbsurdValue {
+                        event: "dev_loop",
+                        detail: format!(
+                            "iteration {} before the run's first ({base})",
+                            t.iteration
+                        ),
+                    });
                 }
-                let iteration = if self.zero_based {
-                    i64::from(t.iteration)
-                } else {
-                    i64::from(t.iteration) - 1
-                };
                 match st {
                     Status::InProgress => {
                         // A new iteration: what an earlier one left open is stale (the
                         // fold drops and counts its side too; see State::abandon_open).
                         self.sync_open = None;
                         self.deploy_open = false;
+                        self.deployers_open.clear();
                         self.last_deployer_end = None;
                     }
                     Status::Failed | Status::Canceled => {
@@ -369,16 +459,8 @@ impl V2Decoder {
             "Build" if st == Status::InProgress => {
                 self.close_sync(at, Status::Succeeded, None, out);
             }
-            "Test" => {
-                self.close_sync(at, Status::Succeeded, None, out);
-                push(
-                    out,
-                    EventKind::Test {
-                        status: st,
-                        error: err,
-                    },
-                );
-            }
+            // The testers' own events are the tests (see the module docs).
+            "Test" => self.close_sync(at, Status::Succeeded, None, out),
             "Render" => {
                 self.close_sync(at, Status::Succeeded, None, out);
                 push(
@@ -394,6 +476,7 @@ impl V2Decoder {
                     self.close_sync(at, Status::Succeeded, None, out);
                     if !self.deploy_open {
                         self.deploy_open = true;
+                        self.deployers_open.clear();
                         self.last_deployer_end = None;
                         push(
                             out,
@@ -418,7 +501,8 @@ impl V2Decoder {
                 _ => {}
             },
             "StatusCheck" => {
-                if st == Status::InProgress {
+                // Not while a deployer runs: then the check is part of the deploy.
+                if st == Status::InProgress && self.deployers_open.is_empty() {
                     self.end_deploy(at, out);
                 }
                 push(
@@ -472,17 +556,32 @@ impl V2Decoder {
         out: &mut Vec<Event>,
     ) {
         if let Some((image, file_count)) = self.sync_open.take() {
+            let error = (status == Status::Failed).then(|| sync_error(error.unwrap_or_default()));
             out.push(Event {
                 at,
                 kind: EventKind::FileSync {
                     image,
                     file_count,
                     status,
-                    error: (status == Status::Failed).then(|| error.unwrap_or_default()),
+                    error,
                 },
             });
         }
     }
+}
+
+/// The error of a failed sync, from the failed DevLoop task that reports it. Both
+/// codes come from one error (`runner/dev.go`, `getSyncHandler`): v1's FileSyncEvent
+/// has `ActionableErr(Sync, err)`, the v2 task `ActionableErrV2(DevLoop, err)`. Both
+/// are the error's own code when it has one; otherwise each phase's fallback
+/// (`errors/errors.go`, `unknownErrForPhase`: `SYNC_UNKNOWN`, and `UNKNOWN_ERROR` for
+/// DevLoop; neither phase has a problem catalog). So v1's code is v2's, with the
+/// fallback translated.
+fn sync_error(mut e: ErrorInfo) -> ErrorInfo {
+    if e.code.as_deref() == Some(StatusCode::UnknownError.as_str_name()) {
+        e.code = Some(StatusCode::SyncUnknown.as_str_name().to_owned());
+    }
+    e
 }
 
 fn subtask(phase: Phase, id: &str, st: Status, ae: Option<&v2::ActionableErr>) -> EventKind {
@@ -598,6 +697,15 @@ mod tests {
         );
     }
 
+    fn iterations(evs: &[(i64, EventKind)]) -> Vec<i64> {
+        evs.iter()
+            .filter_map(|(_, k)| match k {
+                EventKind::DevLoop { iteration, .. } => Some(*iteration),
+                _ => None,
+            })
+            .collect()
+    }
+
     #[test]
     fn dev_loop_counter_is_one_based_from_v1_26_and_zero_based_before() {
         let new = decode_all(&[at(0, task("DevLoop", 1, "InProgress"))]);
@@ -608,6 +716,230 @@ mod tests {
             at(2, task("DevLoop", 1, "InProgress")),
         ]);
         assert!(matches!(old[2].1, EventKind::DevLoop { iteration: 1, .. }));
+    }
+
+    #[test]
+    fn after_a_config_reload_iterations_restart_at_zero_like_v1() {
+        // The v2 counter is package-level (event/v2/task.go) and goes on across the
+        // new runner; the new run id comes first (runner/new.go, LogMetaEvent).
+        let evs = decode_all(&[
+            at(0, meta("run-a")),
+            at(1, task("DevLoop", 1, "InProgress")),
+            at(2, meta("run-a")),
+            at(3, task("DevLoop", 1, "Succeeded")),
+            at(4, task("DevLoop", 2, "InProgress")),
+            at(5, task("DevLoop", 2, "Succeeded")),
+            at(6, meta("run-b")),
+            at(7, task("DevLoop", 3, "InProgress")),
+            at(8, meta("run-b")),
+            at(9, task("DevLoop", 3, "Succeeded")),
+            at(10, task("DevLoop", 4, "InProgress")),
+        ]);
+        assert_eq!(iterations(&evs), [0, 0, 1, 1, 0, 0, 1]);
+        let metas = evs.iter().filter(|(_, k)| k.name() == "meta").count();
+        assert_eq!(metas, 2, "one run per run id");
+    }
+
+    #[test]
+    fn every_sync_attempt_is_a_sync_and_every_failed_one_a_failed_loop_report() {
+        // runner/dev.go, getSyncHandler in a backoff.Retry: the log line, then (on
+        // failure) DevLoop TaskFailed, per attempt; since v2.17 the loop then succeeds.
+        let mut evs = vec![at(0, task("DevLoop", 3, "InProgress"))];
+        for n in 0..4 {
+            evs.push(at(
+                10 + n * 100,
+                log("Syncing 2 files for web:v1@sha256:00\n"),
+            ));
+            evs.push(at(60 + n * 100, task("DevLoop", 3, "Failed")));
+        }
+        evs.push(at(500, task("DevLoop", 3, "Succeeded")));
+        let out = decode_all(&evs);
+        let syncs: Vec<_> = out
+            .iter()
+            .filter_map(|(t, k)| match k {
+                EventKind::FileSync { status, .. } => Some((*t, *status)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(syncs.len(), 8);
+        for (n, pair) in syncs.chunks(2).enumerate() {
+            let n = n as i64;
+            assert_eq!(
+                pair,
+                [
+                    (10 + n * 100, Status::InProgress),
+                    (60 + n * 100, Status::Failed)
+                ]
+            );
+        }
+        assert_eq!(iterations(&out), [2, 2, 2, 2, 2, 2]);
+    }
+
+    #[test]
+    fn a_failed_sync_has_the_code_v1_gives_it() {
+        let failed = |code: StatusCode| {
+            E::TaskEvent(v2::TaskEvent {
+                id: "DevLoop-2".into(),
+                task: "DevLoop".into(),
+                iteration: 2,
+                status: "Failed".into(),
+                actionable_err: Some(v2::ActionableErr {
+                    err_code: code as i32,
+                    message: "copying files: exit status 1".into(),
+                    suggestions: vec![],
+                }),
+                ..Default::default()
+            })
+        };
+        for (sent, v1) in [
+            (StatusCode::UnknownError, "SYNC_UNKNOWN"),
+            (StatusCode::SyncInitError, "SYNC_INIT_ERROR"),
+        ] {
+            let evs = decode_all(&[
+                at(0, task("DevLoop", 2, "InProgress")),
+                at(10, log("Syncing 1 files for web\n")),
+                at(50, failed(sent)),
+            ]);
+            assert!(
+                matches!(&evs[2].1, EventKind::FileSync { error: Some(e), .. } if e.code.as_deref() == Some(v1)),
+                "{sent:?}: {evs:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn only_testers_that_ran_are_tests() {
+        let tester = |status: &str| {
+            E::TestEvent(v2::TestSubtaskEvent {
+                id: "0".into(),
+                task_id: "Test-1".into(),
+                status: status.into(),
+                actionable_err: (status == "Failed").then(|| v2::ActionableErr {
+                    err_code: StatusCode::TestUserConfigErr as i32,
+                    message: "cst failed".into(),
+                    suggestions: vec![],
+                }),
+            })
+        };
+        // runner/test.go sends the Test task even when no tester is configured.
+        let none = decode_all(&[
+            at(0, task("Test", 1, "InProgress")),
+            at(1, task("Test", 1, "Succeeded")),
+        ]);
+        assert!(none.is_empty(), "{none:?}");
+        let ran = decode_all(&[
+            at(0, task("Test", 1, "InProgress")),
+            at(1, tester("InProgress")),
+            at(5, tester("Failed")),
+            at(6, task("Test", 1, "Failed")),
+        ]);
+        assert_eq!(
+            ran,
+            [
+                (
+                    1,
+                    EventKind::Test {
+                        status: Status::InProgress,
+                        error: None
+                    }
+                ),
+                (
+                    5,
+                    EventKind::Test {
+                        status: Status::Failed,
+                        error: Some(ErrorInfo {
+                            code: Some("TEST_USER_CONFIG_ERR".into()),
+                            message: "cst failed".into()
+                        })
+                    }
+                ),
+            ]
+        );
+    }
+
+    fn deploys_and_checks(evs: &[(i64, EventKind)]) -> Vec<(i64, &'static str, Status)> {
+        evs.iter()
+            .filter_map(|(t, k)| match k {
+                EventKind::Deploy { status, .. } => Some((*t, "deploy", *status)),
+                EventKind::StatusCheck { status, .. } => Some((*t, "check", *status)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_status_check_inside_the_deployer_keeps_the_deploy_open_like_v1() {
+        // deploy/deploy_mux.go: with --iterative-status-check or deploy hooks the
+        // check runs before the deployer's end; a failed one fails the deployer.
+        let failed = decode_all(&[
+            at(0, task("Deploy", 1, "InProgress")),
+            at(1, deployer("InProgress")),
+            at(200, task("StatusCheck", 1, "InProgress")),
+            at(900, task("StatusCheck", 1, "Failed")),
+            at(901, deployer("Failed")),
+            at(902, task("Deploy", 1, "Failed")),
+        ]);
+        assert_eq!(
+            deploys_and_checks(&failed),
+            [
+                (0, "deploy", Status::InProgress),
+                (200, "check", Status::InProgress),
+                (900, "check", Status::Failed),
+                (901, "deploy", Status::Failed),
+            ]
+        );
+        let ok = decode_all(&[
+            at(0, task("Deploy", 1, "InProgress")),
+            at(1, deployer("InProgress")),
+            at(200, task("StatusCheck", 1, "InProgress")),
+            at(900, task("StatusCheck", 1, "Succeeded")),
+            at(901, deployer("Succeeded")),
+            at(902, task("Deploy", 1, "Succeeded")),
+        ]);
+        assert_eq!(
+            deploys_and_checks(&ok),
+            [
+                (0, "deploy", Status::InProgress),
+                (200, "check", Status::InProgress),
+                (900, "check", Status::Succeeded),
+                (901, "deploy", Status::Succeeded),
+            ]
+        );
+    }
+
+    #[test]
+    fn cancelled_builds_are_cancelled_however_skaffold_says_it() {
+        let canceled = |step_status: &str, code: StatusCode| {
+            E::BuildSubtaskEvent(v2::BuildSubtaskEvent {
+                id: "web".into(),
+                task_id: "Build-1".into(),
+                artifact: "web".into(),
+                step: "Build".into(),
+                status: step_status.into(),
+                actionable_err: Some(v2::ActionableErr {
+                    err_code: code as i32,
+                    message: "context canceled".into(),
+                    suggestions: vec![],
+                }),
+                ..Default::default()
+            })
+        };
+        let evs = decode_all(&[
+            // build/scheduler.go: Ctrl-C mid-build, and while waiting for a dependency.
+            at(0, canceled("Canceled", StatusCode::BuildCancelled)),
+            // A Docker daemon that cancelled the build (build/docker/errors.go).
+            at(1, canceled("Failed", StatusCode::BuildDockerCancelled)),
+        ]);
+        for (_, k) in evs {
+            assert_eq!(
+                k,
+                EventKind::Build {
+                    artifact: "web".into(),
+                    status: Status::Canceled,
+                    error: None
+                }
+            );
+        }
     }
 
     #[test]
@@ -788,6 +1120,110 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    /// The bytes heroku/color (Skaffold's colour library) writes for `Fprintf` in
+    /// colour `sgr`: the start code, the text (newline included), the reset code.
+    fn coloured(sgr: &str, text: &str) -> String {
+        format!("\x1b[{sgr}m{text}\x1b[0m")
+    }
+
+    #[test]
+    fn the_sync_line_is_matched_through_any_escape_sequence() {
+        // Every colour `--color` can select (output/color.go: 91-95, 31-37; Blue = 34
+        // is the default), plus bold, 256-colour and true-colour SGRs.
+        for sgr in [
+            "34",
+            "91",
+            "92",
+            "93",
+            "94",
+            "95",
+            "31",
+            "32",
+            "33",
+            "35",
+            "36",
+            "37",
+            "1;34",
+            "38;5;33",
+            "38;2;0;0;255",
+            "",
+        ] {
+            let line = coloured(sgr, "Syncing 2 files for web:v1\n");
+            assert!(is_sync_line(line.as_bytes()), "{line:?}");
+            assert_eq!(
+                parse_sync_line(&line),
+                Some(("web:v1".into(), 2)),
+                "{line:?}"
+            );
+        }
+        // Other CSI sequences (cursor, erase), an OSC 8 hyperlink around the image
+        // (both terminators), a charset designation, escapes inside the word.
+        for line in [
+            "\x1b[2K\x1b[1GSyncing 2 files for web:v1\n",
+            "Syncing 2 files for \x1b]8;;https://x.example/web\x1b\\web:v1\x1b]8;;\x1b\\\n",
+            "Syncing 2 files for \x1b]8;;https://x.example/web\x07web:v1\x1b]8;;\x07\n",
+            "\x1b(BSyncing 2 files for web:v1\n",
+            "Sync\x1b[0ming 2 files for \x1b[1mweb:v1\x1b[22m\n",
+        ] {
+            assert!(is_sync_line(line.as_bytes()), "{line:?}");
+            assert_eq!(
+                parse_sync_line(line),
+                Some(("web:v1".into(), 2)),
+                "{line:?}"
+            );
+        }
+        // Coloured lines that are not the sync line stay unmatched.
+        for line in [
+            coloured("34", "Watching for changes...\n"),
+            coloured("34", "Syncin"),
+            "\x1b[34m".to_owned(),
+            coloured("34", " Syncing 2 files for web\n"),
+            coloured("33", "Press Ctrl+C to exit\n"),
+        ] {
+            assert!(!is_sync_line(line.as_bytes()), "{line:?}");
+            assert_eq!(parse_sync_line(&line), None, "{line:?}");
+        }
+        // Plain lines take the plain path (nothing to strip, nothing allocated).
+        assert!(matches!(
+            plain_text("Syncing 1 files for a\n"),
+            std::borrow::Cow::Borrowed(_)
+        ));
+        assert!(!is_sync_line(b"syncing 1 files for a"));
+    }
+
+    #[test]
+    fn a_coloured_sync_line_opens_and_closes_a_sync_like_a_plain_one() {
+        let plain = decode_all(&[
+            at(0, task("DevLoop", 2, "InProgress")),
+            at(10, log("Syncing 3 files for gcr.io/p/web:v2@sha256:0123\n")),
+            at(400, task("DevLoop", 2, "Succeeded")),
+        ]);
+        let colour = decode_all(&[
+            at(0, task("DevLoop", 2, "InProgress")),
+            at(
+                10,
+                log(&coloured(
+                    "34",
+                    "Syncing 3 files for gcr.io/p/web:v2@sha256:0123\n",
+                )),
+            ),
+            at(400, task("DevLoop", 2, "Succeeded")),
+        ]);
+        assert_eq!(plain, colour);
+        assert_eq!(
+            colour
+                .iter()
+                .filter(|(_, k)| matches!(
+                    k,
+                    EventKind::FileSync { image, file_count: 3, .. }
+                        if image == "gcr.io/p/web:v2@sha256:0123"
+                ))
+                .count(),
+            2,
+            "{colour:?}"
+        );
     }
 
     #[test]

@@ -17,7 +17,7 @@ use serde_json::Value;
 
 use crate::core::InvalidEvent;
 use crate::pb::{self, v1, v2};
-use crate::source::decode_v2::SYNC_LOG_PREFIX;
+use crate::source::decode_v2::is_sync_line;
 use crate::source::wire::LogKind;
 use crate::source::{Api, Payload};
 
@@ -112,7 +112,8 @@ pub fn detect_api(value: &Value) -> Option<Api> {
 }
 
 /// A v2 log event that can be skipped without decoding (every Skaffold log line but
-/// the `Syncing N files for IMAGE` one, and every application log line).
+/// the `Syncing N files for IMAGE` one, coloured or not, and every application log
+/// line).
 pub fn v2_skippable_log(value: &Value) -> Option<LogKind> {
     let obj = value.as_object()?;
     if obj.get("applicationLogEvent").is_some_and(|v| !v.is_null()) {
@@ -122,7 +123,7 @@ pub fn v2_skippable_log(value: &Value) -> Option<LogKind> {
     let is_sync = log
         .get("message")
         .and_then(Value::as_str)
-        .is_some_and(|m| m.starts_with(SYNC_LOG_PREFIX));
+        .is_some_and(|m| is_sync_line(m.as_bytes()));
     (!is_sync).then_some(LogKind::Skaffold)
 }
 
@@ -227,8 +228,11 @@ fn scrub_value(kind: &Kind, v: &mut Value) -> bool {
 
 /// Renders an encoded message (`full_name`, e.g. `proto.v2.Event`) as JSON: with
 /// `proto_names` and `emit_defaults` as Skaffold's HTTP gateway does since v1.33
-/// (`task_id`, every field present); with neither as `--event-log-file` does
-/// (lowerCamel `taskId`, zero values left out). Enums by name, RFC 3339 timestamps.
+/// (protojson with `UseProtoNames` and `EmitUnpopulated`: `task_id`, every field
+/// present, unset messages as `null`); with neither as `--event-log-file` does
+/// (jsonpb: lowerCamel `taskId`, zero values and unset messages left out). Enums by
+/// name (by number when newer than our proto), 64-bit integers as strings, RFC 3339
+/// timestamps.
 pub fn message_to_json(
     full_name: &str,
     bytes: &[u8],
@@ -238,29 +242,71 @@ pub fn message_to_json(
     let desc = pool()
         .get_message_by_name(full_name)
         .ok_or_else(|| InvalidEvent::Undecodable(format!("unknown message {full_name}")))?;
-    let dm = DynamicMessage::decode(desc, bytes)
+    let dm = DynamicMessage::decode(desc.clone(), bytes)
         .map_err(|e| InvalidEvent::Undecodable(e.to_string()))?;
     let opts = SerializeOptions::new()
         .use_proto_field_name(proto_names)
         .skip_default_fields(!emit_defaults);
-    dm.serialize_with_options(serde_json::value::Serializer, &opts)
-        .map_err(|e| InvalidEvent::Undecodable(e.to_string()))
+    let mut json = dm
+        .serialize_with_options(serde_json::value::Serializer, &opts)
+        .map_err(|e| InvalidEvent::Undecodable(e.to_string()))?;
+    if emit_defaults {
+        null_unset_messages(&desc, &mut json, proto_names);
+    }
+    Ok(json)
 }
 
-/// Renders an encoded v1 `State` as the HTTP gateway does (proto field names, every
-/// field emitted, enums by name, RFC 3339 timestamps). Fields newer than our proto
-/// cannot be named and are left out of the JSON (the gRPC passthrough keeps them).
+/// Renders an encoded v1 `State` as Skaffold's HTTP gateway renders `/v1/state`
+/// (`server/server.go`: protojson with `UseProtoNames` and `EmitUnpopulated`). Every
+/// key protojson writes is there: scalars at their zero value, unset messages as
+/// `null` (`metadata.test`, which Skaffold never sets), empty maps and lists. Fields
+/// newer than our proto cannot be named and are left out of the JSON (the gRPC
+/// passthrough keeps them).
 pub fn state_json_from_bytes(bytes: &[u8]) -> Result<Value, InvalidEvent> {
-    let desc = pool()
-        .get_message_by_name("proto.State")
-        .expect("State is in the descriptor set");
-    let dm = DynamicMessage::decode(desc, bytes)
-        .map_err(|e| InvalidEvent::Undecodable(e.to_string()))?;
-    let opts = SerializeOptions::new()
-        .use_proto_field_name(true)
-        .skip_default_fields(false);
-    dm.serialize_with_options(serde_json::value::Serializer, &opts)
-        .map_err(|e| InvalidEvent::Undecodable(e.to_string()))
+    message_to_json("proto.State", bytes, true, true)
+}
+
+/// Adds `null` for every singular message field that is unset and in no oneof,
+/// wherever it is (nested messages, list elements, map values), as protojson's
+/// `EmitUnpopulated` does; prost-reflect leaves such fields out. Fields of a oneof
+/// (proto3 `optional` included) stay absent when unset, as in protojson. The
+/// well-known types (`google.protobuf.*`) have JSON forms of their own and are not
+/// entered.
+fn null_unset_messages(desc: &MessageDescriptor, value: &mut Value, proto_names: bool) {
+    let Value::Object(obj) = value else {
+        return;
+    };
+    for field in desc.fields() {
+        let Kind::Message(m) = field.kind() else {
+            continue;
+        };
+        let key = if proto_names {
+            field.name()
+        } else {
+            field.json_name()
+        };
+        let enter = |v: &mut Value, m: &MessageDescriptor| {
+            if !m.full_name().starts_with("google.protobuf.") {
+                null_unset_messages(m, v, proto_names);
+            }
+        };
+        if field.is_map() {
+            let Kind::Message(vm) = m.map_entry_value_field().kind() else {
+                continue;
+            };
+            if let Some(Value::Object(map)) = obj.get_mut(key) {
+                map.values_mut().for_each(|v| enter(v, &vm));
+            }
+        } else if field.is_list() {
+            if let Some(Value::Array(items)) = obj.get_mut(key) {
+                items.iter_mut().for_each(|v| enter(v, &m));
+            }
+        } else if let Some(v) = obj.get_mut(key) {
+            enter(v, &m);
+        } else if field.containing_oneof().is_none() {
+            obj.insert(key.to_owned(), Value::Null);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -555,6 +601,19 @@ mod tests {
             payload_from_json(Api::V2, log("Syncing 2 files for web\n")),
             Payload::V2(_)
         ));
+        // Coloured: `.v2` files and the gateway carry ESC as `\u001b`.
+        let coloured: Value = serde_json::from_str(
+            r#"{"timestamp": "2021-10-15T18:00:14Z", "skaffoldLogEvent": {"message": "\u001b[34mSyncing 2 files for web:v1\n\u001b[0m"}}"#,
+        )
+        .unwrap();
+        assert!(matches!(
+            payload_from_json(Api::V2, coloured),
+            Payload::V2(_)
+        ));
+        assert_eq!(
+            payload_from_json(Api::V2, log("\u{1b}[34mWatching for changes...\n\u{1b}[0m")),
+            Payload::SkippedLog(LogKind::Skaffold)
+        );
         let unknown_level = json!({"timestamp": "2021-10-15T18:00:14Z", "skaffoldLogEvent": {"level": "CHATTY", "message": "Syncing 1 files for a"}});
         assert!(matches!(
             payload_from_json(Api::V2, unknown_level),
@@ -584,6 +643,12 @@ mod tests {
 
     #[test]
     fn renders_state_like_the_gateway() {
+        // The whole document, compared as a whole: a key we leave out fails (indexing
+        // a missing key with serde_json would yield Null and hide it). What protojson
+        // writes with UseProtoNames + EmitUnpopulated (checked against Go's protojson
+        // in tests/state_json.rs): zero scalars, `null` for unset messages at any depth,
+        // `{}` / `[]` for empty maps and lists, int32 map keys as strings, enums by name
+        // (by number when unknown).
         let state = v1::State {
             forwarded_ports: [(
                 9000,
@@ -599,12 +664,90 @@ mod tests {
                 auto_trigger: true,
                 status_code: StatusCode::BuildSuccess as i32,
             }),
+            metadata: Some(v1::Metadata {
+                build: Some(v1::BuildMetadata {
+                    number_of_artifacts: 1,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            test_state: Some(v1::TestState {
+                status: "Not Started".into(),
+                status_code: 99_999,
+            }),
             ..Default::default()
         };
         let v = state_json_from_bytes(&state.encode_to_vec()).unwrap();
-        assert_eq!(v["buildState"]["statusCode"], "BUILD_SUCCESS");
-        assert_eq!(v["buildState"]["artifacts"]["app"], "Complete");
-        assert_eq!(v["forwardedPorts"]["9000"]["resourceName"], "web");
-        assert_eq!(v["deployState"], Value::Null);
+        let port = json!({
+            "localPort": 9000, "remotePort": 0, "podName": "", "containerName": "",
+            "namespace": "", "portName": "", "resourceType": "", "resourceName": "web",
+            "address": "", "targetPort": null
+        });
+        assert_eq!(
+            v,
+            json!({
+                "buildState": {
+                    "artifacts": {"app": "Complete"},
+                    "autoTrigger": true,
+                    "statusCode": "BUILD_SUCCESS"
+                },
+                "deployState": null,
+                "forwardedPorts": {"9000": port},
+                "statusCheckState": null,
+                "fileSyncState": null,
+                "debuggingContainers": [],
+                "metadata": {
+                    "build": {
+                        "numberOfArtifacts": 1,
+                        "builders": [],
+                        "type": "UNKNOWN_BUILD_TYPE",
+                        "additional": {}
+                    },
+                    "deploy": null,
+                    "test": null,
+                    "additional": {}
+                },
+                "testState": {"status": "Not Started", "statusCode": 99999}
+            })
+        );
+    }
+
+    #[test]
+    fn gateway_event_chunks_carry_null_for_unset_messages_but_not_for_unset_oneof_members() {
+        // As Skaffold's gateway sent it in PR #5637's capture:
+        // {"taskEvent": {..., "actionableErr": null}}, and no other event_type key.
+        let ev = v2::Event {
+            timestamp: Some(prost_types::Timestamp {
+                seconds: 1_617_817_808,
+                nanos: 970_854_000,
+            }),
+            event_type: Some(v2::event::EventType::TaskEvent(v2::TaskEvent {
+                id: "DevLoop-1".into(),
+                task: "DevLoop".into(),
+                iteration: 1,
+                status: "InProgress".into(),
+                ..Default::default()
+            })),
+        };
+        let gateway = message_to_json("proto.v2.Event", &ev.encode_to_vec(), true, true).unwrap();
+        assert_eq!(
+            gateway,
+            json!({
+                "timestamp": "2021-04-07T17:50:08.970854Z",
+                "taskEvent": {
+                    "id": "DevLoop-1", "task": "DevLoop", "description": "",
+                    "iteration": 1, "status": "InProgress", "actionableErr": null
+                }
+            })
+        );
+        // The event log file (jsonpb, defaults omitted) has no nulls.
+        let file = message_to_json("proto.v2.Event", &ev.encode_to_vec(), false, false).unwrap();
+        assert_eq!(
+            file,
+            json!({
+                "timestamp": "2021-04-07T17:50:08.970854Z",
+                "taskEvent": {"id": "DevLoop-1", "task": "DevLoop", "iteration": 1, "status": "InProgress"}
+            })
+        );
     }
 }

@@ -3,7 +3,7 @@
 //! - `SkaffoldLogEvent` / `ApplicationLogEvent` are most of a v2 stream (one per line
 //!   of output) and carry no metric: they are recognised from the oneof tag and
 //!   skipped without decoding (only a `Syncing N files for IMAGE` line is decoded,
-//!   because Skaffold reports file syncs over v2 in no other way).
+//!   coloured or not, because Skaffold reports file syncs over v2 in no other way).
 //! - Skaffold v1.22–v1.25 numbered `TaskEvent`, `BuildSubtaskEvent` and the v2
 //!   `BuildMetadata` differently (renumbered in place in v1.26.0). Decoding those
 //!   bytes with the current layout gives garbage or a wire-type error, so a stream's
@@ -15,7 +15,7 @@
 //! Works on the protobuf wire format directly: tags, varints, length-delimited
 //! fields; nothing is allocated.
 
-use super::decode_v2::SYNC_LOG_PREFIX;
+use super::decode_v2::is_sync_line;
 
 /// What the bytes are, as far as the cheap look can tell.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -208,7 +208,7 @@ pub fn peek_v2(bytes: &[u8]) -> Result<Peek, PeekError> {
             3 => {
                 for m in fields(sub) {
                     if let (5, _, Value::Len(msg)) = m?
-                        && msg.starts_with(SYNC_LOG_PREFIX.as_bytes())
+                        && is_sync_line(msg)
                     {
                         return Ok(Peek::Decode);
                     }
@@ -277,6 +277,15 @@ mod tests {
             Ok(Peek::SkipLog(LogKind::Skaffold))
         );
         assert_eq!(peek_v2(&log("Syncing 2 files for web\n")), Ok(Peek::Decode));
+        // Coloured (a colour terminal or --force-colors): the same line inside SGR codes.
+        assert_eq!(
+            peek_v2(&log("\x1b[34mSyncing 2 files for web:v1\n\x1b[0m")),
+            Ok(Peek::Decode)
+        );
+        assert_eq!(
+            peek_v2(&log("\x1b[34mWatching for changes...\n\x1b[0m")),
+            Ok(Peek::SkipLog(LogKind::Skaffold))
+        );
         let app = encode(E::ApplicationLogEvent(v2::ApplicationLogEvent {
             message: "GET /".into(),
             ..Default::default()

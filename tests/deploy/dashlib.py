@@ -221,6 +221,15 @@ def inside_counter_func(ancestors):
             and call_name(ancestors[-2]) in COUNTER_FUNCS)
 
 
+def inside_last_over_time(ancestors):
+    """True when the selector is the range argument of last_over_time: a counter's
+    value at the end of a window, which is how the team dashboard and the alert
+    rules count the events of exporters that started inside the window (a CI run's
+    single push, where increase() sees nothing)."""
+    return (len(ancestors) >= 2 and isinstance(ancestors[-1], promql_parser.MatrixSelector)
+            and call_name(ancestors[-2]) == "last_over_time")
+
+
 def inside_histogram_quantile(ancestors):
     return any(call_name(a) == "histogram_quantile" for a in ancestors)
 

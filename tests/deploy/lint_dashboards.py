@@ -90,10 +90,11 @@ class Lint:
                 continue
             if selector_only:  # label_values(): only the series' labels are read
                 continue
-            in_counter_fn = dl.inside_counter_func(anc)
+            in_rate_fn = dl.inside_counter_func(anc)
+            in_counter_fn = in_rate_fn or dl.inside_last_over_time(anc)
             if kind in ("counter", "histogram_counter") and not in_counter_fn:
-                self.err(where, f"counter {name} used outside rate()/increase()/irate()")
-            if kind == "gauge" and in_counter_fn:
+                self.err(where, f"counter {name} used outside rate()/increase()/irate()/last_over_time()")
+            if kind == "gauge" and in_rate_fn:
                 self.err(where, f"gauge {name} used inside rate()/increase()/irate()")
             if kind == "bucket":
                 if not in_counter_fn:

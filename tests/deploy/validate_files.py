@@ -92,9 +92,9 @@ def collector(docs):
     if pipes.get("traces") and not any(e.split("/")[0] in ("otlp", "otlp_grpc", "otlphttp", "otlp_http")
                                        for e in pipes["traces"].get("exporters", [])):
         err(w, "traces must be exported over OTLP (Tempo/Jaeger)")
-    if pipes.get("metrics") and not any(e.split("/")[0] == "prometheusremotewrite"
+    if pipes.get("metrics") and not any(e.split("/")[0] in ("prometheusremotewrite", "prometheus_remote_write")
                                         for e in pipes["metrics"].get("exporters", [])):
-        err(w, "metrics must be exported with prometheusremotewrite")
+        err(w, "metrics must be exported with prometheus_remote_write")
 
     # label promotion vs the team dashboard
     promoted = {}
@@ -105,10 +105,11 @@ def collector(docs):
             if group.get("context") != "datapoint":
                 err(w, f"{name}: label promotion must run in the datapoint context")
             for st in group.get("statements", []):
-                m = re.match(r'set\(attributes\["(\w+)"\], resource\.attributes\["([\w.]+)"\]\)', st)
+                m = re.match(r'set\((?:datapoint\.)?attributes\["(\w+)"\], resource\.attributes\["([\w.]+)"\]\)', st)
                 if m:
                     promoted.setdefault(m.group(1), []).append(m.group(2))
-    expect = {"developer": "user.hash", "repo": "vcs.repository.name", "team": "team"}
+    expect = {"developer": "user.hash", "repo": "vcs.repository.name", "team": "team",
+              "pipeline": "cicd.pipeline.name"}
     for label, attr in expect.items():
         if attr not in promoted.get(label, []):
             err(w, f"label {label} must be promoted from resource attribute {attr} (got {promoted.get(label)})")
@@ -119,8 +120,10 @@ def collector(docs):
         _, label = dl.parse_label_values(dl.var_query(v))
         if label not in promoted and label not in ("artifact", "job", "instance"):
             err(w, f"team dashboard variable ${v['name']} uses label {label}, which the gateway does not promote")
-    rw = (cfg.get("exporters") or {}).get("prometheusremotewrite") or {}
-    if (rw.get("resource_to_telemetry_conversion") or {}).get("enabled"):
+    exporters = cfg.get("exporters") or {}
+    rw = exporters.get("prometheus_remote_write") or exporters.get("prometheusremotewrite") or {}
+    if ((rw.get("resource_to_telemetry_conversion") or {}).get("enabled")
+            or (rw.get("resource_constant_labels") or {}).get("enabled")):
         err(w, "resource_to_telemetry_conversion would turn branch/commit attributes into labels")
     checked.append("collector pipelines and label promotion")
     return cfg
@@ -178,7 +181,8 @@ def grafana_and_compose(docs, collector_cfg):
     cm = mounts.get("otel-collector", {})
     if cm.get("/etc/otelcol/collector.yaml") != ROOT / "deploy" / "otel-collector" / "collector.yaml":
         err(w, "otel-collector must mount deploy/otel-collector/collector.yaml at /etc/otelcol/collector.yaml")
-    envs = set(re.findall(r"\$\{env:(\w+)", json.dumps(collector_cfg)))  # comments excluded
+    # comments excluded; ${env:X:-default} has a default and is not required
+    envs = set(re.findall(r"\$\{env:(\w+)\}", json.dumps(collector_cfg)))
     given = set((services.get("otel-collector", {}).get("environment") or {}))
     for e in sorted(envs - given):
         err(w, f"otel-collector needs environment {e}")

@@ -1,9 +1,11 @@
 //! Shared test helpers: golden files, fixtures, metric scraping.
 #![allow(dead_code)]
 
-pub mod session;
 
 use std::path::{Path, PathBuf};
+
+pub mod every_source;
+pub mod sessions;
 
 /// Compares `actual` with the golden file; rewrites it when UPDATE_GOLDEN=1.
 #[track_caller]
@@ -124,4 +126,14 @@ pub async fn serve_skaffold(
 pub fn close(actual: Option<f64>, expected: f64) {
     let a = actual.expect("sample present");
     assert!((a - expected).abs() < 1e-6, "expected {expected}, got {a}");
+}
+
+/// Asserts that no `skaffold_exporter_invalid_events_total` series is above zero.
+#[track_caller]
+pub fn assert_no_invalid_events(text: &str, what: &str) {
+    let invalid: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("skaffold_exporter_invalid_events_total{") && !l.ends_with(" 0"))
+        .collect();
+    assert!(invalid.is_empty(), "{what}: {invalid:?}");
 }

@@ -1,18 +1,25 @@
-//! A realistic dev session, a simulated Skaffold that has played it, an exporter
-//! against it, and the helpers to compare what they show.
+//! One scripted Skaffold session seen through every source: a simulated Skaffold
+//! serving gRPC (v1, and v2 when asked) and the HTTP gateway with the script already
+//! played, exporters against it, and the script as Skaffold's `--event-log-file`
+//! files replayed through `skaffold-exporter replay`.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use prost::Message;
 use skaffold_exporter::app::{self, Running};
 use skaffold_exporter::config::SourceSettings;
 use skaffold_exporter::pb::enums::StatusCode as C;
+use skaffold_exporter::replay::{Format, Input, Replayer};
 use skaffold_exporter::simulator::Simulator;
 use skaffold_exporter::simulator::scenario::Script;
+use skaffold_exporter::sink::DEFAULT_BUCKETS;
 use skaffold_exporter::source::Api;
+use skaffold_exporter::source::json::message_to_json;
 
 use super::{http_get, sample, settings};
 
+/// Skaffold's timestamp of a script's first step.
 pub const T0: i64 = 1_700_000_000_000_000_000;
 
 /// A dev session touching every phase: an initial loop with a cache hit, tests and
@@ -76,16 +83,21 @@ pub fn session() -> Script {
     s
 }
 
-/// Skaffold's timestamp of the session's last step, in seconds.
+/// Skaffold's timestamp of the script's last step, in seconds.
 pub fn last_timestamp(script: &Script) -> f64 {
     let total: i64 = script.steps.iter().map(|s| s.after.as_nanos() as i64).sum();
     (T0 + total) as f64 / 1e9
 }
 
+/// A simulated Skaffold and its two ports.
 pub struct Skaffold {
+    /// The simulated process.
     pub sim: Simulator,
+    /// gRPC (v1 and, when enabled, v2).
     pub grpc: SocketAddr,
+    /// The HTTP gateway.
     pub http: SocketAddr,
+    /// Dropping it stops the servers.
     pub _stop: tokio::sync::watch::Sender<bool>,
 }
 
@@ -118,6 +130,7 @@ pub async fn skaffold(v2: bool, script: &Script) -> Skaffold {
     }
 }
 
+/// An exporter reading `sk` with `api`, over gRPC or (`gateway`) the HTTP gateway.
 pub async fn exporter(sk: &Skaffold, api: Api, gateway: bool) -> Running {
     let source = SourceSettings {
         api,
@@ -126,6 +139,7 @@ pub async fn exporter(sk: &Skaffold, api: Api, gateway: bool) -> Running {
     app::start_with(settings(sk.grpc), source).await.unwrap()
 }
 
+/// The exporter's `/metrics`.
 pub async fn scrape(addr: SocketAddr) -> String {
     let (status, _, body) = http_get(addr, "/metrics", None).await;
     assert_eq!(status, 200);
@@ -171,6 +185,49 @@ pub fn core(text: &str, v1_view: bool) -> Vec<String> {
         .collect();
     v.sort();
     v
+}
+
+/// The session as Skaffold's `--event-log-file` writes it (lowerCamel JSON, zero
+/// values left out): `events.json` and `events.json.v2`.
+pub fn event_log_files(dir: &std::path::Path, script: &Script) -> (String, String) {
+    let v1: String = script
+        .entries(T0)
+        .iter()
+        .map(|e| {
+            message_to_json("proto.LogEntry", &e.encode_to_vec(), false, false)
+                .unwrap()
+                .to_string()
+                + "\n"
+        })
+        .collect();
+    let v2: String = script
+        .events_v2(T0)
+        .iter()
+        .map(|e| {
+            message_to_json("proto.v2.Event", &e.encode_to_vec(), false, false)
+                .unwrap()
+                .to_string()
+                + "\n"
+        })
+        .collect();
+    let p1 = dir.join("events.json");
+    let p2 = dir.join("events.json.v2");
+    std::fs::write(&p1, v1).unwrap();
+    std::fs::write(&p2, v2).unwrap();
+    (p1.display().to_string(), p2.display().to_string())
+}
+
+/// Replays files through `skaffold-exporter replay`'s pipeline; the metrics text.
+pub fn replay_files(files: &[String]) -> String {
+    let mut r = Replayer::new(&DEFAULT_BUCKETS, 200);
+    let inputs: Vec<Input> = files.iter().map(|f| Input::open(f).unwrap()).collect();
+    let inputs = skaffold_exporter::replay::select_inputs(inputs, &mut r);
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    for i in inputs {
+        i.feed(&mut r, false, &stop, false).unwrap();
+    }
+    assert_eq!(r.malformed(), 0, "{:?}", r.diagnostics());
+    r.metrics_text(Format::Prometheus)
 }
 
 /// Waits until `/metrics` satisfies `pred`; returns that scrape.
