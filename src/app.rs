@@ -1,10 +1,14 @@
 //! Wiring: reader task → bounded queue → fold task → metrics; HTTP and gRPC servers
 //! at the edge. `start` returns once every listener is bound, so callers (main, demo,
 //! tests) know the real addresses.
+//!
+//! The reader receives, fingerprints, decodes and orders messages; the fold
+//! de-duplicates and folds them, taking them from the queue in batches. The two run
+//! as separate tasks, so on two cores they work in parallel. The queue carries the
+//! connection's state too (see `source::Delivery`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -21,7 +25,11 @@ use crate::server::http::{self, Shared};
 use crate::server::upstream::Upstream;
 use crate::sink::Metrics;
 use crate::sink::otlp_setup::{OtlpSettings, Telemetry};
+use crate::source::Delivery;
 use crate::source::grpc::{self as grpc_source, Progress};
+
+/// Most batches the fold takes from the queue at once.
+pub const FOLD_BATCH: usize = 8;
 
 /// A running exporter.
 #[derive(Debug)]
@@ -98,7 +106,9 @@ pub async fn start_all(
     };
     let grpc_addr = grpc_listener.as_ref().map(|l| l.local_addr()).transpose()?;
 
-    let (tx, mut rx) = mpsc::channel(settings.queue_capacity);
+    let (tx, mut rx) = mpsc::channel::<Vec<Delivery>>(crate::source::supervisor::queue_batches(
+        settings.queue_capacity,
+    ));
     let mut tasks = Vec::new();
 
     // The event source: Skaffold's HTTP gateway when given, else its gRPC port.
@@ -111,7 +121,6 @@ pub async fn start_all(
                 backoff_max: settings.backoff.1,
             },
             tx,
-            progress.clone(),
             own,
             shutdown_rx.clone(),
         )));
@@ -124,7 +133,6 @@ pub async fn start_all(
                 api: source.api,
             },
             tx,
-            progress.clone(),
             own,
             shutdown_rx.clone(),
         )));
@@ -141,34 +149,27 @@ pub async fn start_all(
         if let Some(s) = spans {
             pipeline.set_spans(s);
         }
+        pipeline.set_progress(fold_progress);
         let mut tick = tokio::time::interval(Duration::from_millis(500));
-        // Entries received when the last disconnect was handled.
-        let mut mark = 0u64;
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut batch = Vec::with_capacity(FOLD_BATCH);
         // Ends when the reader drops its sender: everything queued is folded first.
         loop {
             tokio::select! {
-                msg = rx.recv() => {
-                    let Some(msg) = msg else { break };
-                    pipeline.handle(&msg);
-                    fold_progress.handled.fetch_add(1, Ordering::AcqRel);
-                }
-                _ = tick.tick() => {
-                    // Skaffold went away after sending something (and all of it is
-                    // folded): a derived iteration that is complete ends; spans it
-                    // left open end now, marked `disconnected`.
-                    // Only once a reconnect attempt failed: a stream that broke while
-                    // Skaffold lives on is resumed (and its replay skipped) instead.
-                    let connected = fold_progress.connected.load(Ordering::Acquire);
-                    let gone = fold_progress.unreachable.load(Ordering::Acquire);
-                    let received = fold_progress.received.load(Ordering::Acquire);
-                    if !connected && gone && received > mark && rx.is_empty() {
-                        mark = received;
-                        pipeline.disconnected();
+                n = rx.recv_many(&mut batch, FOLD_BATCH) => {
+                    if n == 0 {
+                        break;
                     }
-                    pipeline.tick();
+                    for b in batch.drain(..) {
+                        pipeline.deliver_batch(b);
+                    }
                 }
+                // Span housekeeping (finished root spans are released after a grace
+                // period for late port forwards).
+                _ = tick.tick() => pipeline.tick(),
             }
         }
+        pipeline.finish();
         crate::sink::otlp_setup::shutdown(pipeline.take_spans(), meter_provider, shutdown_timeout)
             .await;
     }));

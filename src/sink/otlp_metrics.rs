@@ -134,6 +134,12 @@ pub fn mirror_self_metrics(meter: &Meter, own: &SelfMetrics, stats: &OtlpStats) 
         .with_description("1 while the exporter is subscribed to Skaffold's event stream, else 0")
         .with_callback(move |obs| obs.observe(o.connected.get(), &[]))
         .build();
+    let o = own.clone();
+    let _ = meter
+        .i64_observable_gauge("skaffold_exporter.fold_stalled")
+        .with_description("1 while the fold has taken nothing from its full queue for more than 5 s (the reader waits; nothing is lost), else 0")
+        .with_callback(move |obs| obs.observe(o.fold_stalled.get(), &[]))
+        .build();
     let counters: [(
         &'static str,
         &'static str,
@@ -150,9 +156,9 @@ pub fn mirror_self_metrics(meter: &Meter, own: &SelfMetrics, stats: &OtlpStats) 
             own.replayed_skipped.clone(),
         ),
         (
-            "skaffold_exporter.events_dropped",
-            "Events dropped because the exporter's internal queue was full",
-            own.dropped.clone(),
+            "skaffold_exporter.fold_stalls",
+            "Times the fold took nothing from its full queue for more than 5 s (the reader waited; nothing was lost)",
+            own.fold_stalls.clone(),
         ),
         (
             "skaffold_exporter.spans_exported",

@@ -672,6 +672,29 @@ enum Slot {
 #[derive(Debug)]
 pub struct PromRecorder {
     slots: Vec<Slot>,
+    /// Series already created, by instrument and label values: an update then costs a
+    /// hash of the values, not a label set built and hashed into the family (the fold
+    /// records every transition).
+    series: std::collections::HashMap<u64, (usize, Box<[String]>, Series)>,
+}
+
+/// A handle on one series (shares its value with the family's).
+#[derive(Debug, Clone)]
+enum Series {
+    Counter(Counter),
+    Histogram(Hist),
+    Gauge(Gauge),
+}
+
+/// The key of a series in [`PromRecorder::series`].
+fn series_key(i: Instrument, labels: Labels<'_>) -> u64 {
+    use std::hash::Hasher as _;
+    let mut h = twox_hash::XxHash3_64::with_seed(i as u64);
+    for l in labels {
+        h.write(l.as_bytes());
+        h.write_u8(0xff);
+    }
+    h.finish()
 }
 
 /// The label set of an update; an empty value leaves its label out (Prometheus reads
@@ -719,19 +742,47 @@ impl PromRecorder {
                 }
             })
             .collect();
-        Self { slots }
+        Self {
+            slots,
+            series: std::collections::HashMap::new(),
+        }
+    }
+
+    /// The series of `i` with `labels`, created in its family if new.
+    fn series(&mut self, i: Instrument, labels: Labels<'_>) -> Option<Series> {
+        let key = series_key(i, labels);
+        if let Some((n, values, s)) = self.series.get(&key)
+            && *n == i as usize
+            && values.len() == labels.len()
+            && values.iter().zip(labels).all(|(a, b)| a == b)
+        {
+            return Some(s.clone());
+        }
+        let set = label_set(i, labels);
+        let s = match &self.slots[i as usize] {
+            Slot::Counter(f) => Series::Counter(f.get_or_create(&set).clone()),
+            Slot::Histogram(f) => Series::Histogram(f.get_or_create(&set).clone()),
+            Slot::Gauge(f) => Series::Gauge(f.get_or_create(&set).clone()),
+            Slot::Plain(_) => return None,
+        };
+        // A hash shared with other labels (never seen in practice) is not cached.
+        if !self.series.contains_key(&key) {
+            let values = labels.iter().map(|l| (*l).to_owned()).collect();
+            self.series.insert(key, (i as usize, values, s.clone()));
+        }
+        Some(s)
     }
 }
 
 impl Recorder for PromRecorder {
     fn add(&mut self, i: Instrument, labels: Labels<'_>, by: u64) {
-        if let Slot::Counter(f) = &self.slots[i as usize] {
-            f.get_or_create(&label_set(i, labels)).inc_by(by);
+        if let Some(Series::Counter(c)) = self.series(i, labels) {
+            c.inc_by(by);
         }
     }
 
     fn observe(&mut self, i: Instrument, labels: Labels<'_>, value: f64, ex: Option<&Exemplar>) {
-        if let Slot::Histogram(f) = &self.slots[i as usize] {
+        if let Some(Series::Histogram(h)) = self.series(i, labels) {
             let ex = ex.map(|e| {
                 (
                     TraceLabel {
@@ -744,26 +795,25 @@ impl Recorder for PromRecorder {
                 Some((l, at)) => (Some(l), Some(at)),
                 None => (None, None),
             };
-            f.get_or_create(&label_set(i, labels))
-                .observe(value, label, at);
+            h.observe(value, label, at);
         }
     }
 
     fn set(&mut self, i: Instrument, labels: Labels<'_>, value: i64) {
-        match &self.slots[i as usize] {
-            Slot::Gauge(f) => {
-                f.get_or_create(&label_set(i, labels)).set(value);
-            }
-            Slot::Plain(g) => {
-                g.set(value);
-            }
-            _ => {}
+        if let Slot::Plain(g) = &self.slots[i as usize] {
+            g.set(value);
+            return;
+        }
+        if let Some(Series::Gauge(g)) = self.series(i, labels) {
+            g.set(value);
         }
     }
 
     fn clear(&mut self, i: Instrument) {
         if let Slot::Gauge(f) = &self.slots[i as usize] {
             f.clear();
+            // Handles on removed series would update nothing that is exposed.
+            self.series.retain(|_, (n, _, _)| *n != i as usize);
         }
     }
 }
@@ -850,8 +900,11 @@ pub struct SelfMetrics {
     pub invalid: Family<ReasonLabel, Counter>,
     /// Skaffold's timestamp of the newest event folded.
     pub last_event_timestamp: Gauge<f64, AtomicU64>,
-    /// Events dropped because the fold's queue was full.
-    pub dropped: Counter,
+    /// 1 while the reader has waited more than 5 s on a full queue (the fold is making
+    /// no progress; nothing is lost).
+    pub fold_stalled: Gauge,
+    /// Times the reader waited more than 5 s on a full queue.
+    pub fold_stalls: Counter,
     /// Label values folded into `other` by the cardinality cap.
     pub label_values_folded: Family<LabelLabel, Counter>,
     /// v2 Skaffold / application log events skipped without decoding.
@@ -895,9 +948,14 @@ impl SelfMetrics {
             self.last_event_timestamp.clone(),
         );
         r.register(
-            "skaffold_exporter_events_dropped",
-            "Events dropped because the exporter's internal queue was full",
-            self.dropped.clone(),
+            "skaffold_exporter_fold_stalled",
+            "1 while the fold has taken nothing from its full queue for more than 5 s (the reader waits; nothing is lost), else 0",
+            self.fold_stalled.clone(),
+        );
+        r.register(
+            "skaffold_exporter_fold_stalls",
+            "Times the fold took nothing from its full queue for more than 5 s (the reader waited; nothing was lost)",
+            self.fold_stalls.clone(),
         );
         r.register(
             "skaffold_exporter_label_values_folded",
