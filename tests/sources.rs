@@ -15,12 +15,11 @@ use skaffold_exporter::pb::v2::event::EventType as V2Kind;
 use skaffold_exporter::simulator::old_layout::{OldEvent, OldTaskEvent, old_meta};
 use skaffold_exporter::simulator::scenario::Script;
 use skaffold_exporter::simulator::{ErrorShape, Simulator};
-use skaffold_exporter::source::{Api, Payload};
 use skaffold_exporter::source::grpc::GrpcConnector;
 use skaffold_exporter::source::supervisor::{Connector, EventStream, StreamError};
+use skaffold_exporter::source::{Api, Payload};
 use support::sessions::*;
 use support::{close, http_get, sample, settings};
-
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_session_over_every_source_yields_the_same_core_metrics() {

@@ -766,10 +766,10 @@ impl PromRecorder {
             Slot::Plain(_) => return None,
         };
         // A hash shared with other labels (never seen in practice) is not cached.
-        if !self.series.contains_key(&key) {
+        self.series.entry(key).or_insert_with(|| {
             let values = labels.iter().map(|l| (*l).to_owned()).collect();
-            self.series.insert(key, (i as usize, values, s.clone()));
-        }
+            (i as usize, values, s.clone())
+        });
         Some(s)
     }
 }

@@ -1,7 +1,6 @@
 //! Shared test helpers: golden files, fixtures, metric scraping.
 #![allow(dead_code)]
 
-
 use std::path::{Path, PathBuf};
 
 pub mod every_source;
