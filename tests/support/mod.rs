@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+pub mod child;
 pub mod every_source;
 pub mod sessions;
 
