@@ -116,32 +116,20 @@ where
         let deadline = forward_deadline(upstream.deadline(), caller_timeout(req.headers()));
         Box::pin(async move {
             let mut grpc = tonic::server::Grpc::new(RawCodec);
+            let forward = move |path: &'static str| Forward {
+                upstream,
+                path,
+                deadline,
+            };
             let res = if path == GET_STATE {
                 // A large project's state is passed back unchanged, up to its own cap.
                 let mut grpc = grpc
                     .max_decoding_message_size(MAX_STATE_BYTES)
                     .max_encoding_message_size(MAX_STATE_BYTES);
-                let path = GET_STATE;
-                grpc.unary(
-                    Forward {
-                        upstream,
-                        path,
-                        deadline,
-                    },
-                    req,
-                )
-                .await
+                grpc.unary(forward(GET_STATE), req).await
             } else if let Some(path) = CONTROL.iter().find(|p| **p == path) {
                 if allow_control {
-                    grpc.unary(
-                        Forward {
-                            upstream,
-                            path,
-                            deadline,
-                        },
-                        req,
-                    )
-                    .await
+                    grpc.unary(forward(path), req).await
                 } else {
                     Status::permission_denied(format!(
                         "{path} changes what Skaffold does and is not forwarded; start skaffold-exporter with --allow-control to forward it"
