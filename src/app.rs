@@ -14,13 +14,14 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::TcpListenerStream;
 
+use crate::catch_up::{CatchUp, Gate, QUIET, Reading, now_nanos};
 use crate::config::{Settings, SourceSettings};
 use crate::pipeline::Pipeline;
 use crate::server::grpc::Passthrough;
 use crate::server::http::{self, Shared};
 use crate::server::upstream::Upstream;
 use crate::sink::Metrics;
-use crate::sink::otlp_setup::{OtlpSettings, Telemetry};
+use crate::sink::otlp_setup::{OtlpSettings, Sidecar, Telemetry};
 use crate::source::grpc::{self as grpc_source, Progress};
 
 /// A running exporter.
@@ -67,8 +68,22 @@ pub async fn start_with(settings: Settings, source: SourceSettings) -> anyhow::R
 pub async fn start_all(
     settings: Settings,
     source: SourceSettings,
-    otlp: OtlpSettings,
+    mut otlp: OtlpSettings,
 ) -> anyhow::Result<Running> {
+    // What Skaffold replays to us now is history until the gate opens.
+    let gate = Gate::closed(now_nanos());
+    let http_listener = TcpListener::bind(settings.listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (--listen)", settings.listen))?;
+    let http_addr = http_listener.local_addr()?;
+    let target = match &source.skaffold_http {
+        Some(base) => base.to_string(),
+        None => settings.skaffold_addr.clone(),
+    };
+    otlp.sidecar
+        .get_or_insert_with(|| Sidecar::here(http_addr.to_string(), target));
+    otlp.catch_up.get_or_insert_with(|| gate.clone());
+
     let mut registry = Registry::default();
     let mut metrics =
         Metrics::register(&mut registry, &settings.buckets, settings.max_label_values);
@@ -83,11 +98,6 @@ pub async fn start_all(
     if let Some(base) = source.skaffold_http.clone() {
         upstream = upstream.with_gateway(base);
     }
-
-    let http_listener = TcpListener::bind(settings.listen)
-        .await
-        .with_context(|| format!("cannot listen on {} (--listen)", settings.listen))?;
-    let http_addr = http_listener.local_addr()?;
     let grpc_listener = match settings.grpc_listen {
         Some(addr) => Some(
             TcpListener::bind(addr)
@@ -100,6 +110,12 @@ pub async fn start_all(
 
     let (tx, mut rx) = mpsc::channel(settings.queue_capacity);
     let mut tasks = Vec::new();
+    tasks.push(tokio::spawn(watch_catch_up(
+        gate.clone(),
+        progress.clone(),
+        own.clone(),
+        shutdown_rx.clone(),
+    )));
 
     // The event source: Skaffold's HTTP gateway when given, else its gRPC port.
     if let Some(base) = source.skaffold_http.clone() {
@@ -177,6 +193,7 @@ pub async fn start_all(
         registry,
         progress: progress.clone(),
         upstream: Some(upstream.clone()),
+        caught_up: Some(gate),
     });
     tasks.push(tokio::spawn(http::serve(
         http_listener,
@@ -208,6 +225,40 @@ pub async fn start_all(
         shutdown,
         tasks,
     })
+}
+
+/// Opens `gate` once the fold has taken in Skaffold's replay (see
+/// [`crate::catch_up`]); looks every 20 ms until then.
+async fn watch_catch_up(
+    gate: Gate,
+    progress: Arc<Progress>,
+    own: crate::sink::SelfMetrics,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut catch_up = CatchUp::new(gate.started(), QUIET);
+    let mut tick = tokio::time::interval(Duration::from_millis(20));
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            _ = tick.tick() => {}
+        }
+        // `handled` before `received`: an entry received in between is not folded.
+        let handled = progress.handled.load(Ordering::Acquire);
+        let reading = Reading {
+            connected: progress.connected.load(Ordering::Acquire),
+            received: progress.received.load(Ordering::Acquire),
+            handled,
+            newest_event: (own.last_event_timestamp.get() * 1e9) as crate::core::Nanos,
+        };
+        if catch_up.observe(tokio::time::Instant::now().into_std(), reading) {
+            gate.open_now();
+            tracing::debug!(
+                entries = reading.received,
+                "Skaffold's replay is folded; /metrics and the OTLP metrics push are open."
+            );
+            return;
+        }
+    }
 }
 
 /// Resolves on ctrl-c or SIGTERM.

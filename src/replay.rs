@@ -808,6 +808,7 @@ pub async fn run(
             registry: replayer.registry(),
             progress,
             upstream: None,
+            caught_up: None,
         });
         server = Some(tokio::spawn(crate::server::http::serve(
             listener,

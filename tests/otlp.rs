@@ -744,3 +744,158 @@ async fn replay_otlp_ends_spans_left_open_as_at_a_disconnect_and_needs_an_endpoi
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("OTEL_EXPORTER_OTLP_ENDPOINT"), "{stderr}");
 }
+
+/// Every metrics push `c` received: the resource's `service.instance.id` and the
+/// points of the run counters (`skaffold.builds{artifact=app,result=failure}`, ...).
+fn run_pushes(c: &Collector) -> Vec<(String, BTreeMap<String, f64>)> {
+    let received = c.received.lock().unwrap();
+    received
+        .metrics
+        .iter()
+        .flat_map(|req| &req.resource_metrics)
+        .map(|rm| {
+            let id = attrs(&rm.resource.as_ref().unwrap().attributes)["service.instance.id"]
+                .trim_matches('"')
+                .to_owned();
+            let mut points = BTreeMap::new();
+            for m in rm.scope_metrics.iter().flat_map(|s| &s.metrics) {
+                if ["skaffold.builds", "skaffold.deploys", "skaffold.dev_loops"]
+                    .contains(&m.name.as_str())
+                {
+                    for (k, v) in counter_points(m) {
+                        points.insert(format!("{}{{{k}}}", m.name), v);
+                    }
+                }
+            }
+            (id, points)
+        })
+        .collect()
+}
+
+/// The instance ids of `pushes`, in order of first appearance.
+fn instance_ids(pushes: &[(String, BTreeMap<String, f64>)]) -> Vec<String> {
+    let mut ids: Vec<String> = Vec::new();
+    for (id, _) in pushes {
+        if !ids.contains(id) {
+            ids.push(id.clone());
+        }
+    }
+    ids
+}
+
+/// The last push of instance `id`.
+fn last_of<'a>(
+    pushes: &'a [(String, BTreeMap<String, f64>)],
+    id: &str,
+) -> &'a BTreeMap<String, f64> {
+    &pushes.iter().rev().find(|(i, _)| i == id).unwrap().1
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_exporter_continues_its_runs_series_and_never_resends_an_ended_run() {
+    const APP_FAILED: &str = "skaffold.builds{artifact=app,result=failure}";
+    let sim = Simulator::new();
+    let (addr, _stop) = support::serve_skaffold(&sim).await;
+    // Run 1, a minute ago: history when the first exporter starts.
+    let now = skaffold_exporter::catch_up::now_nanos();
+    for e in session().entries(now - 60_000_000_000) {
+        sim.emit(e);
+    }
+    let first = Collector::grpc().await;
+    let mut settings = support::settings(addr);
+    let a = app::start_all(
+        settings.clone(),
+        SourceSettings::default(),
+        otlp(None, grpc(&first)),
+    )
+    .await
+    .expect("exporter starts");
+    // The restarted exporter below is the same sidecar: same port, same Skaffold.
+    settings.listen = a.http_addr;
+    // /metrics waits until the replay is folded: never a part of the history.
+    let text = metrics_text(a.http_addr).await;
+    assert_eq!(
+        sample(
+            &text,
+            "skaffold_builds_total{artifact=\"app\",result=\"failure\"}"
+        ),
+        Some(1.0)
+    );
+    // Run 2 starts while the exporter runs (a config reload): run 1 ends after
+    // the exporter started, so it sends run 1's last values; run 2 is a series set
+    // of its own that counts from zero.
+    let mut reload = Script::new();
+    reload
+        .meta(0, "v2.16.1")
+        .dev_loop(10, 0, "In Progress")
+        .build(10, "app", "In Progress", C::Ok)
+        .build(100, "app", "Failed", C::BuildUserError)
+        .dev_loop(10, 0, "Failed");
+    let run2_at = skaffold_exporter::catch_up::now_nanos();
+    for e in reload.entries(run2_at) {
+        sim.emit(e);
+    }
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let p = run_pushes(&first);
+        let ids = instance_ids(&p);
+        if ids.len() == 2 && last_of(&p, &ids[1]).get(APP_FAILED) == Some(&1.0) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no push of run 2: {ids:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    a.shutdown().await;
+    let a_pushes = run_pushes(&first);
+    let ids = instance_ids(&a_pushes);
+    assert_eq!(ids.len(), 2, "one id per run: {ids:?}");
+    let (run1, run2) = (&ids[0], &ids[1]);
+    assert_eq!(last_of(&a_pushes, run1).get(APP_FAILED), Some(&1.0));
+    assert_eq!(
+        last_of(&a_pushes, run1).get("skaffold.deploys{result=failure}"),
+        Some(&1.0)
+    );
+    assert_eq!(
+        last_of(&a_pushes, run2).get("skaffold.deploys{result=failure}"),
+        Some(&0.0)
+    );
+    // Skaffold's clock passes run 2's last event before the restart.
+    let wait = (run2_at + 300_000_000 - skaffold_exporter::catch_up::now_nanos()).max(0);
+    tokio::time::sleep(Duration::from_nanos(wait as u64)).await;
+
+    // The same sidecar again, a new process: it re-folds both runs from the replay.
+    let second = Collector::grpc().await;
+    let b = app::start_all(settings, SourceSettings::default(), otlp(None, grpc(&second)))
+        .await
+        .expect("the restarted exporter starts");
+    let text = metrics_text(b.http_addr).await;
+    assert_eq!(
+        sample(
+            &text,
+            "skaffold_builds_total{artifact=\"app\",result=\"failure\"}"
+        ),
+        Some(2.0),
+        "/metrics counts per process, both runs"
+    );
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while run_pushes(&second).is_empty() {
+        assert!(Instant::now() < deadline, "the restarted exporter pushed nothing");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    b.shutdown().await;
+    let b_pushes = run_pushes(&second);
+    // Run 1 ended before the restart: the exporter running then sent it.
+    assert!(
+        b_pushes.iter().all(|(id, _)| id == run2),
+        "only run 2, under its id {run2}: {:?}",
+        instance_ids(&b_pushes)
+    );
+    // Run 2 goes on: its first push already holds everything pushed before, so
+    // Prometheus sees no counter reset.
+    let before = last_of(&a_pushes, run2);
+    for (_, points) in &b_pushes {
+        assert_eq!(points, before, "a push below (or beside) the last one");
+    }
+    first.stop();
+    second.stop();
+}

@@ -4,6 +4,7 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -16,6 +17,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use super::upstream::Upstream;
+use crate::catch_up::Gate;
 use crate::sink::exposition;
 use crate::source::grpc::Progress;
 use crate::source::json::state_json_from_bytes;
@@ -29,6 +31,22 @@ pub struct Shared {
     pub progress: Arc<Progress>,
     /// Skaffold, for `/v1/state`.
     pub upstream: Option<Upstream>,
+    /// Opens once Skaffold's replay is folded (`crate::catch_up`): until then
+    /// `/metrics` waits, so a restarted exporter is never scraped half-way through
+    /// re-folding the history (a value below the last scrape reads as a counter
+    /// reset). `None`: serve at once (`replay --serve`).
+    pub caught_up: Option<Gate>,
+}
+
+/// How long `/metrics` waits for the replay to be folded before answering 503.
+pub const METRICS_WAIT: Duration = Duration::from_secs(5);
+
+/// Whether `/metrics` may answer now: the replay is folded, or Skaffold cannot be
+/// reached (nothing to wait for: the series at zero and `connected 0` are the news).
+fn metrics_ready(shared: &Shared) -> bool {
+    let p = &shared.progress;
+    shared.caught_up.as_ref().is_none_or(Gate::is_open)
+        || (p.unreachable.load(Ordering::Acquire) && !p.connected.load(Ordering::Acquire))
 }
 
 const LANDING: &str = "<!doctype html><html><head><title>skaffold-exporter</title></head><body>\
@@ -58,6 +76,17 @@ pub async fn handle<B>(shared: &Shared, req: Request<B>) -> Response<Full<Bytes>
     }
     match req.uri().path() {
         "/metrics" => {
+            let deadline = tokio::time::Instant::now() + METRICS_WAIT;
+            while !metrics_ready(shared) {
+                if tokio::time::Instant::now() >= deadline {
+                    return text(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "text/plain; charset=utf-8",
+                        "still folding Skaffold's replay\n",
+                    );
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
             let accept = req
                 .headers()
                 .get(header::ACCEPT)

@@ -6,11 +6,31 @@
 //! temporality. The exporter's own metrics are mirrored with observable instruments
 //! that read the same values `/metrics` shows.
 //!
+//! **One series set per Skaffold run.** Each run gets its own meter provider, whose
+//! resource names the sidecar *and* the run in `service.instance.id`
+//! (`otlp_setup::Sidecar`), and whose counters start at zero when the run starts:
+//!
+//! - a restarted exporter re-folds the run from Skaffold's replay and continues the
+//!   run's series with values that only grow: no counter reset, every event counted
+//!   once by `increase()` and the dashboards;
+//! - a new run (a new Skaffold process, a config reload, the next CI job on the same
+//!   runner) is a new series that counts from zero, never a continuation of an old
+//!   one with a misleading value;
+//! - exports wait for the catch-up [`Gate`] (`crate::catch_up`): a partially folded
+//!   replay is never pushed. A run that ended before the exporter started is not sent
+//!   again (the exporter running then sent it); one that ended after sends its last
+//!   values, retrying for [`RUN_END_RETRY`].
+//!
+//! `/metrics` keeps one set of counters per process, as a scrape target names its
+//! series itself. The failure-streak gauges go on across runs on both.
+//!
 //! One difference: when Skaffold's version changes, `/metrics` drops the old
 //! `skaffold_info` series while OTLP reports it as 0 (OTel gauges cannot be deleted).
 
 use std::collections::{HashMap, HashSet};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
 
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::{Counter, Gauge, Histogram, Meter, MeterProvider as _};
@@ -21,9 +41,11 @@ use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider, Temporality};
 
 use super::otlp::{Driver, OtlpStats, SignalLabel};
 use super::prometheus::{
-    EventLabel, Exemplar, Instrument, Kind, LabelLabel, Labels, LogEventLabel, ReasonLabel,
-    Recorder, SPECS, SelfMetrics,
+    EventLabel, Exemplar, Instrument, Kind, LabelLabel, Labels, LogEventLabel, Mapping,
+    ReasonLabel, Recorder, SPECS, SelfMetrics,
 };
+use crate::catch_up::Gate;
+use crate::core::Nanos;
 use crate::source::LogKind;
 
 /// OTel instruments for every instrument of the contract.
@@ -244,8 +266,8 @@ pub fn mirror_self_metrics(meter: &Meter, own: &SelfMetrics, stats: &OtlpStats) 
         .build();
 }
 
-/// Wraps the OTLP metric exporter: drives it where it can run (see
-/// [`Driver`]) and counts failed exports.
+/// The OTLP metric exporter of the whole process: drives it where it can run (see
+/// [`Driver`]) and counts failed exports. Every run's provider exports through it.
 #[derive(Debug)]
 pub struct CountingExporter {
     inner: opentelemetry_otlp::MetricExporter,
@@ -253,7 +275,20 @@ pub struct CountingExporter {
     stats: OtlpStats,
 }
 
-impl PushMetricExporter for CountingExporter {
+impl CountingExporter {
+    /// Wraps `inner`.
+    pub fn new(
+        inner: opentelemetry_otlp::MetricExporter,
+        driver: Driver,
+        stats: OtlpStats,
+    ) -> Self {
+        Self {
+            inner,
+            driver,
+            stats,
+        }
+    }
+
     async fn export(&self, metrics: &ResourceMetrics) -> OTelSdkResult {
         // The reader's thread already runs this future on its own executor: the
         // blocking HTTP client can simply be awaited; tonic needs the tokio runtime.
@@ -273,13 +308,72 @@ impl PushMetricExporter for CountingExporter {
         }
         res
     }
+}
 
-    fn force_flush(&self) -> OTelSdkResult {
-        self.inner.force_flush()
+/// What a run's provider may export: the current run only what was collected after
+/// the catch-up gate opened (a partial fold would read as a counter reset)...
+const LIVE: u8 = 0;
+/// ... a run that ended after the exporter started: complete, all of it...
+const ENDED: u8 = 1;
+/// ... and nothing once the run is done, or when it ended before the exporter
+/// started (history: the exporter running then sent it).
+const SILENT: u8 = 2;
+
+/// How long a run that ended keeps trying to send its last values.
+pub const RUN_END_RETRY: Duration = Duration::from_secs(60);
+
+/// One run's exporter: the shared [`CountingExporter`] behind the run's mode.
+#[derive(Debug)]
+struct RunExporter {
+    shared: Arc<CountingExporter>,
+    gate: Gate,
+    mode: Arc<AtomicU8>,
+}
+
+/// When the SDK collected `metrics` (every point of one collection has that time).
+fn collected_at(metrics: &ResourceMetrics) -> Option<SystemTime> {
+    use opentelemetry_sdk::metrics::data::{AggregatedMetrics as A, MetricData as D};
+    fn time<T>(d: &D<T>) -> SystemTime {
+        match d {
+            D::Gauge(g) => g.time(),
+            D::Sum(s) => s.time(),
+            D::Histogram(h) => h.time(),
+            D::ExponentialHistogram(e) => e.time(),
+        }
+    }
+    let m = metrics.scope_metrics().flat_map(|s| s.metrics()).next()?;
+    Some(match m.data() {
+        A::F64(d) => time(d),
+        A::U64(d) => time(d),
+        A::I64(d) => time(d),
+    })
+}
+
+impl PushMetricExporter for RunExporter {
+    async fn export(&self, metrics: &ResourceMetrics) -> OTelSdkResult {
+        match self.mode.load(Ordering::Acquire) {
+            SILENT => return Ok(()),
+            LIVE => {
+                let complete = self
+                    .gate
+                    .opened_at()
+                    .is_some_and(|open| collected_at(metrics).is_none_or(|t| t >= open));
+                if !complete {
+                    return Ok(());
+                }
+            }
+            _ => {}
+        }
+        self.shared.export(metrics).await
     }
 
-    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
-        self.inner.shutdown_with_timeout(timeout)
+    fn force_flush(&self) -> OTelSdkResult {
+        Ok(())
+    }
+
+    fn shutdown_with_timeout(&self, _timeout: Duration) -> OTelSdkResult {
+        // The shared exporter outlives the run; `MetricsPush::shutdown` ends it.
+        Ok(())
     }
 
     fn temporality(&self) -> Temporality {
@@ -287,25 +381,278 @@ impl PushMetricExporter for CountingExporter {
     }
 }
 
-/// A meter provider pushing through `exporter` every `interval`.
-pub fn provider(
-    exporter: opentelemetry_otlp::MetricExporter,
-    driver: Driver,
-    stats: OtlpStats,
+/// Builds the resource of a run's pushes (`None`: metrics before any run).
+pub type RunResource = Box<dyn Fn(Option<Nanos>) -> opentelemetry_sdk::Resource + Send + Sync>;
+
+/// The OTLP metrics push: a meter provider, and so a series set with its own
+/// `service.instance.id`, per Skaffold run (see [`RunRecorder`]). Cloning shares it:
+/// the recorder in the fold starts and ends runs, the owner shuts it down at exit.
+#[derive(Clone)]
+pub struct MetricsPush(Arc<PushInner>);
+
+struct PushInner {
+    /// Taken at shutdown (and dropped there: outside the async runtime, as the
+    /// blocking HTTP client needs).
+    exporter: Mutex<Option<Arc<CountingExporter>>>,
     interval: Duration,
-    resource: opentelemetry_sdk::Resource,
-) -> SdkMeterProvider {
-    let reader = PeriodicReader::builder(CountingExporter {
-        inner: exporter,
-        driver,
-        stats,
-    })
-    .with_interval(interval)
-    .build();
-    SdkMeterProvider::builder()
-        .with_resource(resource)
-        .with_reader(reader)
-        .build()
+    resource: RunResource,
+    gate: Gate,
+    own: SelfMetrics,
+    stats: OtlpStats,
+    state: Mutex<PushState>,
+    stopping: Arc<AtomicBool>,
+}
+
+#[derive(Default)]
+struct PushState {
+    current: Option<RunProvider>,
+    /// Threads sending the last values of runs that ended.
+    ending: Vec<std::thread::JoinHandle<()>>,
+}
+
+struct RunProvider {
+    provider: SdkMeterProvider,
+    mode: Arc<AtomicU8>,
+}
+
+impl std::fmt::Debug for MetricsPush {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MetricsPush")
+            .field("interval", &self.0.interval)
+            .field("gate", &self.0.gate)
+            .finish_non_exhaustive()
+    }
+}
+
+impl MetricsPush {
+    /// A push through `exporter` every `interval`, each run's resource from
+    /// `resource`, exports held back until `gate` opens; mirrors `own` and `stats`.
+    pub fn new(
+        exporter: CountingExporter,
+        interval: Duration,
+        resource: RunResource,
+        gate: Gate,
+        own: SelfMetrics,
+        stats: OtlpStats,
+    ) -> Self {
+        MetricsPush(Arc::new(PushInner {
+            exporter: Mutex::new(Some(Arc::new(exporter))),
+            interval,
+            resource,
+            gate,
+            own,
+            stats,
+            state: Mutex::new(PushState::default()),
+            stopping: Arc::new(AtomicBool::new(false)),
+        }))
+    }
+
+    /// The recorder that feeds it (histograms with `buckets`).
+    pub fn recorder(&self, buckets: &[f64]) -> RunRecorder {
+        RunRecorder {
+            push: self.clone(),
+            buckets: buckets.to_vec(),
+            current: None,
+            carried: HashMap::new(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, PushState> {
+        self.0.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A provider for `run` and its meter; `None` after shutdown.
+    fn provider(&self, run: Option<Nanos>) -> Option<(RunProvider, Meter)> {
+        let shared = self
+            .0
+            .exporter
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()?;
+        let mode = Arc::new(AtomicU8::new(LIVE));
+        let reader = PeriodicReader::builder(RunExporter {
+            shared,
+            gate: self.0.gate.clone(),
+            mode: mode.clone(),
+        })
+        .with_interval(self.0.interval)
+        .build();
+        let provider = SdkMeterProvider::builder()
+            .with_resource((self.0.resource)(run))
+            .with_reader(reader)
+            .build();
+        let m = meter(&provider);
+        mirror_self_metrics(&m, &self.0.own, &self.0.stats);
+        Some((RunProvider { provider, mode }, m))
+    }
+
+    /// Makes `next` the current run; the run before it ended at `ended` (Skaffold's
+    /// time).
+    fn replace(&self, next: RunProvider, ended: Nanos) {
+        let old = self.lock().current.replace(next);
+        if let Some(old) = old {
+            self.end(old, ended);
+        }
+    }
+
+    /// Sends the last values of a run that ended at `ended` (unless it ended before
+    /// the exporter started), then drops its provider, on a thread of its own.
+    fn end(&self, run: RunProvider, ended: Nanos) {
+        let history = ended < self.0.gate.started();
+        run.mode
+            .store(if history { SILENT } else { ENDED }, Ordering::Release);
+        let stopping = self.0.stopping.clone();
+        let spawned = std::thread::Builder::new()
+            .name("otlp-run-end".into())
+            .spawn(move || {
+                if !history && !flush_until_sent(&run.provider, &stopping) {
+                    tracing::warn!(
+                        "The last OTLP metrics of a Skaffold run could not be sent (skaffold_exporter_otlp_export_errors_total)."
+                    );
+                }
+                run.mode.store(SILENT, Ordering::Release);
+                let _ = run.provider.shutdown_with_timeout(Duration::from_secs(1));
+            });
+        match spawned {
+            Ok(h) => {
+                let mut st = self.lock();
+                st.ending.retain(|h| !h.is_finished());
+                st.ending.push(h);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "Cannot start a thread to end a run's OTLP metrics.")
+            }
+        }
+    }
+
+    /// Final push of the current run (if the gate is open), waits for the runs that
+    /// ended to send theirs, then stops; at most `timeout` in all. Call outside the
+    /// async runtime (`spawn_blocking`).
+    pub fn shutdown(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        self.0.stopping.store(true, Ordering::Release);
+        let (current, ending) = {
+            let mut st = self.lock();
+            (st.current.take(), std::mem::take(&mut st.ending))
+        };
+        if let Some(run) = current {
+            let _ = run.provider.shutdown_with_timeout(timeout);
+        }
+        for h in ending {
+            while !h.is_finished() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            if h.is_finished() {
+                let _ = h.join();
+            }
+        }
+        let exporter = self
+            .0
+            .exporter
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(e) = exporter {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let _ = e.inner.shutdown_with_timeout(left);
+        }
+    }
+}
+
+/// Flushes `p` until an export succeeds, for at most [`RUN_END_RETRY`] (one last
+/// try once `stopping` is set).
+fn flush_until_sent(p: &SdkMeterProvider, stopping: &AtomicBool) -> bool {
+    let deadline = Instant::now() + RUN_END_RETRY;
+    let mut backoff = Duration::from_millis(250);
+    loop {
+        let last = stopping.load(Ordering::Acquire) || Instant::now() >= deadline;
+        if p.force_flush().is_ok() {
+            return true;
+        }
+        if last {
+            return false;
+        }
+        let until = Instant::now() + backoff;
+        while Instant::now() < until && !stopping.load(Ordering::Acquire) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// The [`Recorder`] of the OTLP push: the updates of each Skaffold run go to that
+/// run's own instruments, which start at zero when the run starts.
+#[derive(Debug)]
+pub struct RunRecorder {
+    push: MetricsPush,
+    buckets: Vec<f64>,
+    current: Option<OtelRecorder>,
+    /// The failure streaks, which go on across runs (as on `/metrics`).
+    carried: HashMap<(Instrument, Vec<String>), i64>,
+}
+
+impl RunRecorder {
+    /// Starts the instruments of `run` (`None`: updates before any run).
+    fn start(&mut self, run: Option<Nanos>) {
+        let Some((provider, meter)) = self.push.provider(run) else {
+            self.current = None;
+            return;
+        };
+        let mut r = OtelRecorder::new(&meter, &self.buckets);
+        Mapping::precreate(&mut r);
+        for ((i, labels), v) in &self.carried {
+            let labels: Vec<&str> = labels.iter().map(String::as_str).collect();
+            r.set(*i, &labels, *v);
+        }
+        self.current = Some(r);
+        self.push.replace(provider, run.unwrap_or(Nanos::MAX));
+    }
+
+    /// The current run's instruments, started if an update arrives before any run.
+    fn current(&mut self) -> Option<&mut OtelRecorder> {
+        if self.current.is_none() {
+            self.start(None);
+        }
+        self.current.as_mut()
+    }
+}
+
+impl Recorder for RunRecorder {
+    fn add(&mut self, i: Instrument, labels: Labels<'_>, by: u64) {
+        // Creating a series at zero does not start a run of its own.
+        if by == 0 && self.current.is_none() {
+            return;
+        }
+        if let Some(r) = self.current() {
+            r.add(i, labels, by);
+        }
+    }
+
+    fn observe(&mut self, i: Instrument, labels: Labels<'_>, value: f64, ex: Option<&Exemplar>) {
+        if let Some(r) = self.current() {
+            r.observe(i, labels, value, ex);
+        }
+    }
+
+    fn set(&mut self, i: Instrument, labels: Labels<'_>, value: i64) {
+        if matches!(i, Instrument::DeployStreak | Instrument::BuildStreak) {
+            let key = (i, labels.iter().map(|l| (*l).to_owned()).collect());
+            self.carried.insert(key, value);
+        }
+        if let Some(r) = &mut self.current {
+            r.set(i, labels, value);
+        }
+    }
+
+    fn clear(&mut self, i: Instrument) {
+        if let Some(r) = &mut self.current {
+            r.clear(i);
+        }
+    }
+
+    fn run_started(&mut self, at: Nanos) {
+        self.start(Some(at));
+    }
 }
 
 /// The meter all instruments live on.

@@ -16,8 +16,12 @@ use opentelemetry::KeyValue;
 use opentelemetry_otlp::WithExportConfig as _;
 use opentelemetry_sdk::Resource;
 use sha2::{Digest, Sha256};
+use uuid::Uuid;
 
+use super::otlp_metrics::{CountingExporter, MetricsPush};
 use super::semconv as k;
+use crate::catch_up::Gate;
+use crate::core::Nanos;
 
 /// OTLP transport.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,6 +85,13 @@ pub struct OtlpSettings {
     /// exporter: Skaffold replays them, and the exporter running then sent them);
     /// `false` (`replay`, tests): export every iteration.
     pub skip_history: bool,
+    /// What names this exporter in `service.instance.id` (the live exporter sets it
+    /// from its bound `/metrics` address and Skaffold's; `None`: this host,
+    /// `replay`).
+    pub sidecar: Option<Sidecar>,
+    /// Holds the metrics push back until Skaffold's replay is folded (the live
+    /// exporter); `None`: push from the start (`replay`).
+    pub catch_up: Option<Gate>,
 }
 
 /// Default span queue (the SDK's batch processor default).
@@ -190,6 +201,8 @@ impl OtlpSettings {
             span_queue: SPAN_QUEUE,
             shutdown_timeout: SHUTDOWN_TIMEOUT,
             skip_history: true,
+            sidecar: None,
+            catch_up: None,
         })
     }
 
@@ -393,20 +406,98 @@ pub fn user_hash(user: &str) -> String {
         .collect()
 }
 
-/// A random, RFC 4122-shaped id for `service.instance.id`.
-pub fn instance_id() -> String {
-    let mut b: [u8; 16] = fastrand::u128(..).to_be_bytes();
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
+// === service.instance.id ===
+
+/// The namespace the OpenTelemetry semantic conventions give for name-based (v5)
+/// `service.instance.id`s.
+pub const INSTANCE_ID_NAMESPACE: Uuid = Uuid::from_u128(0x4d63009a_8d0f_11ee_aad7_4c796ed8e320);
+
+/// What tells one exporter from every other one running at the same time, and names
+/// the same one again after a restart: the host, the address its `/metrics` is bound
+/// to (two live exporters on one host cannot share it) and the Skaffold it reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sidecar {
+    /// The host name.
+    pub host: String,
+    /// The bound `/metrics` address (`127.0.0.1:9464`).
+    pub listen: String,
+    /// Skaffold's address (`localhost:50051`, or the HTTP gateway's URL).
+    pub target: String,
+}
+
+impl Sidecar {
+    /// This host's sidecar listening on `listen` and reading `target`.
+    pub fn here(listen: impl Into<String>, target: impl Into<String>) -> Self {
+        Sidecar {
+            host: host_name(),
+            listen: listen.into(),
+            target: target.into(),
+        }
+    }
+
+    /// `service.instance.id` of this sidecar's pushes for the Skaffold run that
+    /// started at `run` (Skaffold's timestamp of the run's MetaEvent); `None`: the
+    /// sidecar itself (its spans, metrics before any run). A UUID v5 in
+    /// [`INSTANCE_ID_NAMESPACE`] of the four, so the host name and addresses stay
+    /// private.
+    pub fn instance_id(&self, run: Option<Nanos>) -> String {
+        let run = run.map(|r| r.to_string()).unwrap_or_default();
+        let name = format!(
+            "skaffold-exporter\n{}\n{}\n{}\n{run}",
+            self.host, self.listen, self.target
+        );
+        Uuid::new_v5(&INSTANCE_ID_NAMESPACE, name.as_bytes()).to_string()
+    }
+}
+
+/// The host name (`uname -n`; `$COMPUTERNAME` elsewhere), empty if unknown.
+pub fn host_name() -> String {
+    #[cfg(unix)]
+    {
+        rustix::system::uname()
+            .nodename()
+            .to_string_lossy()
+            .into_owned()
+    }
+    #[cfg(not(unix))]
+    {
+        std::env::var("COMPUTERNAME").unwrap_or_default()
+    }
+}
+
+/// The `service.instance.id`s of one exporter: the user's, when
+/// `OTEL_RESOURCE_ATTRIBUTES` sets one (then for everything), else the sidecar's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceIds {
+    /// The sidecar.
+    pub sidecar: Sidecar,
+    /// `service.instance.id` from `OTEL_RESOURCE_ATTRIBUTES`.
+    pub fixed: Option<String>,
+}
+
+impl InstanceIds {
+    /// For `s` (its sidecar, else this host's under `replay`).
+    pub fn of(s: &OtlpSettings) -> Self {
+        InstanceIds {
+            sidecar: s
+                .sidecar
+                .clone()
+                .unwrap_or_else(|| Sidecar::here("", "replay")),
+            fixed: s
+                .resource_attributes
+                .iter()
+                .rev()
+                .find(|(key, _)| key == k::SERVICE_INSTANCE_ID)
+                .map(|(_, v)| v.clone()),
+        }
+    }
+
+    /// The id of run `run`'s metrics (`None`: spans, metrics before any run).
+    pub fn for_run(&self, run: Option<Nanos>) -> String {
+        self.fixed
+            .clone()
+            .unwrap_or_else(|| self.sidecar.instance_id(run))
+    }
 }
 
 /// The resource attributes, in order (later keys win over earlier ones): defaults,
@@ -541,7 +632,7 @@ pub struct Telemetry {
     /// Spans, for the pipeline (`Pipeline::set_spans`).
     pub spans: Option<super::otlp::SpanSink>,
     /// The metrics push.
-    pub meter_provider: Option<opentelemetry_sdk::metrics::SdkMeterProvider>,
+    pub meter_provider: Option<MetricsPush>,
     /// How long shutdown waits for the last exports.
     pub shutdown_timeout: Duration,
 }
@@ -565,7 +656,8 @@ impl Telemetry {
         }
         let dir = s.checkout.clone().or_else(|| std::env::current_dir().ok());
         let git = dir.map(|d| GitInfo::read(&d)).unwrap_or_default();
-        let attrs = resource_attributes(s, &git, &instance_id());
+        let ids = InstanceIds::of(s);
+        let attrs = resource_attributes(s, &git, &ids.for_run(None));
         if !attrs.contains_key(k::USER_HASH) && !attrs.contains_key(k::USER_NAME) {
             tracing::warn!(
                 "No user identity for OTLP: neither $USER nor a process uid; set OTEL_RESOURCE_ATTRIBUTES=user.hash=... or --user-name."
@@ -606,16 +698,23 @@ impl Telemetry {
                     Protocol::HttpProtobuf => Driver::Blocking,
                 };
                 let interval = s.metric_interval.unwrap_or(Duration::from_secs(60));
-                let res = resource(&metric_resource_attributes(&attrs));
-                let p =
-                    super::otlp_metrics::provider(exporter, driver, stats.clone(), interval, res);
-                let meter = super::otlp_metrics::meter(&p);
-                metrics.add_recorder(Box::new(super::otlp_metrics::OtelRecorder::new(
-                    &meter, buckets,
-                )));
-                super::otlp_metrics::mirror_self_metrics(&meter, &metrics.own, &stats);
-                tracing::info!(endpoint = %ep.url, protocol = ?ep.protocol, ?interval, "Pushing metrics over OTLP.");
-                Some(p)
+                let base = metric_resource_attributes(&attrs);
+                let run_resource = move |run: Option<Nanos>| {
+                    let mut a = base.clone();
+                    a.insert(k::SERVICE_INSTANCE_ID.to_owned(), ids.for_run(run));
+                    resource(&a)
+                };
+                let push = MetricsPush::new(
+                    CountingExporter::new(exporter, driver, stats.clone()),
+                    interval,
+                    Box::new(run_resource),
+                    s.catch_up.clone().unwrap_or_else(Gate::open),
+                    metrics.own.clone(),
+                    stats.clone(),
+                );
+                metrics.add_recorder(Box::new(push.recorder(buckets)));
+                tracing::info!(endpoint = %ep.url, protocol = ?ep.protocol, ?interval, "Pushing metrics over OTLP, a series set per Skaffold run.");
+                Some(push)
             }
             None => None,
         };
@@ -631,7 +730,7 @@ impl Telemetry {
 /// `timeout` in all (a collector that is down cannot hold shutdown up).
 pub async fn shutdown(
     spans: Option<super::otlp::SpanSink>,
-    meter_provider: Option<opentelemetry_sdk::metrics::SdkMeterProvider>,
+    meter_provider: Option<MetricsPush>,
     timeout: Duration,
 ) {
     let deadline = tokio::time::Instant::now() + timeout;
@@ -641,7 +740,7 @@ pub async fn shutdown(
     }
     if let Some(p) = meter_provider {
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        let h = tokio::task::spawn_blocking(move || p.shutdown_with_timeout(left));
+        let h = tokio::task::spawn_blocking(move || p.shutdown(left));
         if tokio::time::timeout(left + Duration::from_millis(100), h)
             .await
             .is_err()
@@ -805,13 +904,79 @@ mod tests {
         );
         assert_eq!(repo_name("https://h/org/shop/").as_deref(), Some("shop"));
         assert_eq!(repo_name("/work/main").as_deref(), Some("main"));
-        assert_eq!(instance_id().len(), 36);
-        assert_ne!(instance_id(), instance_id());
+    }
+
+    #[test]
+    fn the_instance_id_is_stable_per_sidecar_and_run_and_unique_among_them() {
+        let a = Sidecar {
+            host: "laptop".into(),
+            listen: "127.0.0.1:9464".into(),
+            target: "localhost:50051".into(),
+        };
+        let run = Some(1_700_000_000_123_456_789);
+        let id = a.instance_id(run);
+        // A restart: the same inputs give the same id (and it is a v5 UUID in the
+        // semantic conventions' namespace, not the inputs in clear).
+        assert_eq!(a.clone().instance_id(run), id);
+        let u = Uuid::parse_str(&id).unwrap();
+        assert_eq!(u.get_version_num(), 5);
+        assert_eq!(
+            u,
+            Uuid::new_v5(
+                &Uuid::parse_str("4d63009a-8d0f-11ee-aad7-4c796ed8e320").unwrap(),
+                b"skaffold-exporter\nlaptop\n127.0.0.1:9464\nlocalhost:50051\n1700000000123456789"
+            )
+        );
+        assert!(!id.contains("laptop"));
+        // Anything that tells exporters or runs apart gives another id.
+        let other = |f: &dyn Fn(&mut Sidecar)| {
+            let mut b = a.clone();
+            f(&mut b);
+            b.instance_id(run)
+        };
+        let ids = [
+            id.clone(),
+            other(&|b| b.listen = "127.0.0.1:9465".into()),
+            other(&|b| b.host = "ci-runner-7".into()),
+            other(&|b| b.target = "localhost:50052".into()),
+            a.instance_id(Some(1_700_000_000_123_456_790)),
+            a.instance_id(None),
+        ];
+        let distinct: std::collections::BTreeSet<&String> = ids.iter().collect();
+        assert_eq!(distinct.len(), ids.len(), "{ids:?}");
+        assert!(!host_name().is_empty());
+    }
+
+    #[test]
+    fn otel_resource_attributes_override_the_instance_id_everywhere() {
+        let mut s = settings(&[("USER", "alice")], false).unwrap();
+        s.sidecar = Some(Sidecar::here("127.0.0.1:9464", "localhost:50051"));
+        let ids = InstanceIds::of(&s);
+        assert_eq!(ids.for_run(None), ids.sidecar.instance_id(None));
+        assert_ne!(ids.for_run(Some(1)), ids.for_run(Some(2)));
+        let a = resource_attributes(&s, &GitInfo::default(), &ids.for_run(None));
+        assert_eq!(a["service.instance.id"], ids.sidecar.instance_id(None));
+
+        let mut s = settings(
+            &[("OTEL_RESOURCE_ATTRIBUTES", "team=x,service.instance.id=job-42")],
+            false,
+        )
+        .unwrap();
+        s.sidecar = Some(Sidecar::here("127.0.0.1:9464", "localhost:50051"));
+        let ids = InstanceIds::of(&s);
+        assert_eq!(ids.for_run(None), "job-42");
+        assert_eq!(ids.for_run(Some(1)), "job-42");
+        let a = resource_attributes(&s, &GitInfo::default(), &ids.for_run(None));
+        assert_eq!(a["service.instance.id"], "job-42");
+        // Without a sidecar (`replay`): this host, and still one id per run.
+        let ids = InstanceIds::of(&settings(&[], false).unwrap());
+        assert_eq!(ids.sidecar.target, "replay");
+        assert_ne!(ids.for_run(Some(1)), ids.for_run(Some(2)));
     }
 
     #[test]
     fn reads_git_files_without_the_git_command() {
-        let dir = std::env::temp_dir().join(format!("skx-git-{}", instance_id()));
+        let dir = std::env::temp_dir().join(format!("skx-git-{}", fastrand::u64(..)));
         std::fs::create_dir_all(dir.join(".git/refs/heads")).unwrap();
         std::fs::write(dir.join(".git/HEAD"), "ref: refs/heads/main\n").unwrap();
         std::fs::write(dir.join(".git/refs/heads/main"), "0123abcd\n").unwrap();
