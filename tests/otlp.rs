@@ -501,8 +501,28 @@ async fn collector_down_leaves_metrics_intact_counts_losses_and_shuts_down_in_ti
     o.shutdown_timeout = Duration::from_secs(1);
     let running = start(addr, o).await;
     // Several sessions' worth, so the tiny queue overflows while exports fail.
-    for k in 0..5 {
-        // Each session starts with a MetaEvent: five Skaffold runs in one log.
+    // Each session starts with a MetaEvent: five Skaffold runs in one log. The
+    // first one's spans make the first batch; the others come once that batch
+    // failed and waits for its retry (sent all at once, on a busy machine every
+    // span could make it into the first batch, and nothing would overflow).
+    for e in session().entries(T0) {
+        sim.emit(e);
+    }
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while sample(
+        &metrics_text(running.http_addr).await,
+        "skaffold_exporter_otlp_export_errors_total{signal=\"traces\"}",
+    )
+    .unwrap_or(0.0)
+        < 1.0
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the first span export never failed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for k in 1..5 {
         for e in session().entries(T0 + k * 100_000_000_000) {
             sim.emit(e);
         }
@@ -521,7 +541,11 @@ async fn collector_down_leaves_metrics_intact_counts_losses_and_shuts_down_in_ti
             "skaffold_exporter_otlp_export_errors_total{signal=\"metrics\"}",
         )
         .unwrap_or(0.0);
-        if dropped > 0.0 && errors > 0.0 && metric_errors > 0.0 {
+        let folded = sample(
+            &text,
+            "skaffold_dev_loops_total{kind=\"sync\",result=\"success\"}",
+        ) == Some(5.0);
+        if dropped > 0.0 && errors > 0.0 && metric_errors > 0.0 && folded {
             break text;
         }
         assert!(Instant::now() < deadline, "counters did not rise:\n{text}");
@@ -865,9 +889,13 @@ async fn a_restarted_exporter_continues_its_runs_series_and_never_resends_an_end
 
     // The same sidecar again, a new process: it re-folds both runs from the replay.
     let second = Collector::grpc().await;
-    let b = app::start_all(settings, SourceSettings::default(), otlp(None, grpc(&second)))
-        .await
-        .expect("the restarted exporter starts");
+    let b = app::start_all(
+        settings,
+        SourceSettings::default(),
+        otlp(None, grpc(&second)),
+    )
+    .await
+    .expect("the restarted exporter starts");
     let text = metrics_text(b.http_addr).await;
     assert_eq!(
         sample(
@@ -879,7 +907,10 @@ async fn a_restarted_exporter_continues_its_runs_series_and_never_resends_an_end
     );
     let deadline = Instant::now() + Duration::from_secs(15);
     while run_pushes(&second).is_empty() {
-        assert!(Instant::now() < deadline, "the restarted exporter pushed nothing");
+        assert!(
+            Instant::now() < deadline,
+            "the restarted exporter pushed nothing"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     b.shutdown().await;

@@ -144,119 +144,213 @@ impl Recorder for OtelRecorder {
     }
 }
 
-/// Mirrors the exporter's own metrics (and the OTLP counters) as observable
-/// instruments reading the same values `/metrics` shows.
-pub fn mirror_self_metrics(meter: &Meter, own: &SelfMetrics, stats: &OtlpStats) {
+/// The exporter's own counters, by (OTLP instrument name, label value; "" when the
+/// instrument has no label).
+type Counts = HashMap<(&'static str, &'static str), u64>;
+
+/// The labelled self-metric counters: instrument, label key, label values.
+const LABELLED: [(&str, &str); 4] = [
+    ("skaffold_exporter.events", "event"),
+    ("skaffold_exporter.invalid_events", "reason"),
+    ("skaffold_exporter.label_values_folded", "label"),
+    ("skaffold_exporter.log_events_skipped", "event"),
+];
+
+/// Reads every self-metric counter that exists (as `/metrics` shows it).
+fn read_counts(own: &SelfMetrics, stats: &OtlpStats) -> Counts {
+    let mut c = Counts::new();
+    c.insert(("skaffold_exporter.reconnects", ""), own.reconnects.get());
+    c.insert(
+        ("skaffold_exporter.replayed_events_skipped", ""),
+        own.replayed_skipped.get(),
+    );
+    c.insert(("skaffold_exporter.events_dropped", ""), own.dropped.get());
+    c.insert(
+        ("skaffold_exporter.spans_exported", ""),
+        stats.spans_exported.get(),
+    );
+    c.insert(
+        ("skaffold_exporter.spans_dropped", ""),
+        stats.spans_dropped.get(),
+    );
+    for signal in ["traces", "metrics"] {
+        let n = stats
+            .export_errors
+            .get_or_create(&SignalLabel { signal })
+            .get();
+        c.insert(("skaffold_exporter.otlp_export_errors", signal), n);
+    }
+    // The labelled families: their label values are bounded, known sets, so each
+    // existing series is read with `Family::get`.
+    for event in crate::core::event::EVENT_NAMES {
+        if let Some(n) = own.events.get(&EventLabel { event }) {
+            c.insert(("skaffold_exporter.events", event), n.get());
+        }
+    }
+    for reason in crate::core::event::INVALID_REASONS {
+        if let Some(n) = own.invalid.get(&ReasonLabel { reason }) {
+            c.insert(("skaffold_exporter.invalid_events", reason), n.get());
+        }
+    }
+    for label in ["artifact", "image", "resource"] {
+        if let Some(n) = own.label_values_folded.get(&LabelLabel { label }) {
+            c.insert(("skaffold_exporter.label_values_folded", label), n.get());
+        }
+    }
+    for kind in [LogKind::Skaffold, LogKind::Application] {
+        let event = kind.as_str();
+        if let Some(n) = own.log_events_skipped.get(&LogEventLabel { event }) {
+            c.insert(("skaffold_exporter.log_events_skipped", event), n.get());
+        }
+    }
+    c
+}
+
+/// The exporter's own counters as one run's series show them: what happened from
+/// the run's start to its end (frozen then), so the runs' series add up to the
+/// process's counts and no event is counted in two of them.
+#[derive(Debug, Clone)]
+pub struct SelfWindow(Arc<Mutex<WindowState>>);
+
+#[derive(Debug)]
+struct WindowState {
+    own: SelfMetrics,
+    stats: OtlpStats,
+    start: Counts,
+    end: Option<Counts>,
+}
+
+/// `c` without the MetaEvent being folded: the fold counts an event
+/// (`skaffold_exporter_events_total`) before it applies it, so when a run starts its
+/// MetaEvent is already counted, and it belongs to the new run.
+fn before_meta(mut c: Counts) -> Counts {
+    if let Some(n) = c.get_mut(&("skaffold_exporter.events", "meta")) {
+        *n = n.saturating_sub(1);
+    }
+    c
+}
+
+impl SelfWindow {
+    /// A window opening now; `at_run_start`: while the fold handles the run's
+    /// MetaEvent.
+    pub fn open(own: &SelfMetrics, stats: &OtlpStats, at_run_start: bool) -> Self {
+        let mut start = read_counts(own, stats);
+        if at_run_start {
+            start = before_meta(start);
+        }
+        SelfWindow(Arc::new(Mutex::new(WindowState {
+            own: own.clone(),
+            stats: stats.clone(),
+            start,
+            end: None,
+        })))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, WindowState> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Closes the window when the next run starts (while the fold handles its
+    /// MetaEvent): later reads give the counts of now.
+    pub fn close(&self) {
+        let mut st = self.lock();
+        if st.end.is_none() {
+            st.end = Some(before_meta(read_counts(&st.own, &st.stats)));
+        }
+    }
+
+    /// Every counter that exists, as counted inside the window.
+    pub fn counts(&self) -> Counts {
+        let st = self.lock();
+        let now = match &st.end {
+            Some(end) => end.clone(),
+            None => read_counts(&st.own, &st.stats),
+        };
+        now.into_iter()
+            .map(|(key, n)| {
+                let before = st.start.get(&key).copied().unwrap_or(0);
+                (key, n.saturating_sub(before))
+            })
+            .collect()
+    }
+}
+
+/// Mirrors the exporter's own metrics as observable instruments: the gauges as
+/// `/metrics` shows them, the counters as counted inside `window` (one run).
+pub fn mirror_self_metrics(meter: &Meter, own: &SelfMetrics, window: &SelfWindow) {
     let o = own.clone();
     let _ = meter
         .i64_observable_gauge("skaffold_exporter.connected")
         .with_description("1 while the exporter is subscribed to Skaffold's event stream, else 0")
         .with_callback(move |obs| obs.observe(o.connected.get(), &[]))
         .build();
-    let counters: [(
-        &'static str,
-        &'static str,
-        prometheus_client::metrics::counter::Counter,
-    ); 5] = [
+    let plain: [(&'static str, &'static str); 5] = [
         (
             "skaffold_exporter.reconnects",
             "Re-subscriptions to Skaffold's event stream after the first one",
-            own.reconnects.clone(),
         ),
         (
             "skaffold_exporter.replayed_events_skipped",
             "Events Skaffold replayed after a reconnect that were already counted",
-            own.replayed_skipped.clone(),
         ),
         (
             "skaffold_exporter.events_dropped",
             "Events dropped because the exporter's internal queue was full",
-            own.dropped.clone(),
         ),
         (
             "skaffold_exporter.spans_exported",
             "Spans the OTLP exporter handed to the collector",
-            stats.spans_exported.clone(),
         ),
         (
             "skaffold_exporter.spans_dropped",
             "Spans dropped because the OTLP export queue was full (collector slow or down)",
-            stats.spans_dropped.clone(),
         ),
     ];
-    for (name, help, c) in counters {
+    for (name, help) in plain {
+        let w = window.clone();
         let _ = meter
             .u64_observable_counter(name)
             .with_description(help)
-            .with_callback(move |obs| obs.observe(c.get(), &[]))
+            .with_callback(move |obs| {
+                obs.observe(w.counts().get(&(name, "")).copied().unwrap_or(0), &[]);
+            })
             .build();
     }
-    let errors = stats.export_errors.clone();
+    let w = window.clone();
     let _ = meter
         .u64_observable_counter("skaffold_exporter.otlp_export_errors")
         .with_description("OTLP export requests that failed, by signal (traces, metrics)")
         .with_callback(move |obs| {
+            let c = w.counts();
             for signal in ["traces", "metrics"] {
-                let n = errors.get_or_create(&SignalLabel { signal }).get();
+                let n = c
+                    .get(&("skaffold_exporter.otlp_export_errors", signal))
+                    .copied()
+                    .unwrap_or(0);
                 obs.observe(n, &[KeyValue::new("signal", signal)]);
             }
         })
         .build();
-    // The labelled families: their label values are bounded, known sets, so each
-    // existing series is read with `Family::get`.
-    let o = own.clone();
-    let _ = meter
-        .u64_observable_counter("skaffold_exporter.events")
-        .with_description("Skaffold events folded into metrics, by event type")
-        .with_callback(move |obs| {
-            for event in crate::core::event::EVENT_NAMES {
-                if let Some(c) = o.events.get(&EventLabel { event }) {
-                    obs.observe(c.get(), &[KeyValue::new("event", event)]);
+    let helps = [
+        "Skaffold events folded into metrics, by event type",
+        "Events that could not be interpreted, by reason",
+        "Label values folded into 'other' by the --max-label-values cap, by label",
+        "Skaffold's own log lines and the application's log lines (API v2) skipped without decoding, by event",
+    ];
+    for ((name, key), help) in LABELLED.into_iter().zip(helps) {
+        let w = window.clone();
+        let _ = meter
+            .u64_observable_counter(name)
+            .with_description(help)
+            .with_callback(move |obs| {
+                for ((n, value), count) in w.counts() {
+                    if n == name {
+                        obs.observe(count, &[KeyValue::new(key, value)]);
+                    }
                 }
-            }
-        })
-        .build();
-    let o = own.clone();
-    let _ = meter
-        .u64_observable_counter("skaffold_exporter.invalid_events")
-        .with_description("Events that could not be interpreted, by reason")
-        .with_callback(move |obs| {
-            for reason in crate::core::event::INVALID_REASONS {
-                if let Some(c) = o.invalid.get(&ReasonLabel { reason }) {
-                    obs.observe(c.get(), &[KeyValue::new("reason", reason)]);
-                }
-            }
-        })
-        .build();
-    let o = own.clone();
-    let _ = meter
-        .u64_observable_counter("skaffold_exporter.label_values_folded")
-        .with_description(
-            "Label values folded into 'other' by the --max-label-values cap, by label",
-        )
-        .with_callback(move |obs| {
-            for label in ["artifact", "image", "resource"] {
-                if let Some(c) = o.label_values_folded.get(&LabelLabel { label }) {
-                    obs.observe(c.get(), &[KeyValue::new("label", label)]);
-                }
-            }
-        })
-        .build();
-    let o = own.clone();
-    let _ = meter
-        .u64_observable_counter("skaffold_exporter.log_events_skipped")
-        .with_description(
-            "Skaffold's own log lines and the application's log lines (API v2) skipped without decoding, by event",
-        )
-        .with_callback(move |obs| {
-            for kind in [LogKind::Skaffold, LogKind::Application] {
-                let event = kind.as_str();
-                if let Some(c) = o.log_events_skipped.get(&LogEventLabel { event }) {
-                    obs.observe(c.get(), &[KeyValue::new("event", event)]);
-                }
-            }
-        })
-        .build();
+            })
+            .build();
+    }
     let o = own.clone();
     let _ = meter
         .f64_observable_gauge("skaffold_exporter.last_event_timestamp")
@@ -413,6 +507,8 @@ struct PushState {
 struct RunProvider {
     provider: SdkMeterProvider,
     mode: Arc<AtomicU8>,
+    /// The run's view of the exporter's own counters.
+    window: SelfWindow,
 }
 
 impl std::fmt::Debug for MetricsPush {
@@ -482,8 +578,16 @@ impl MetricsPush {
             .with_reader(reader)
             .build();
         let m = meter(&provider);
-        mirror_self_metrics(&m, &self.0.own, &self.0.stats);
-        Some((RunProvider { provider, mode }, m))
+        let window = SelfWindow::open(&self.0.own, &self.0.stats, run.is_some());
+        mirror_self_metrics(&m, &self.0.own, &window);
+        Some((
+            RunProvider {
+                provider,
+                mode,
+                window,
+            },
+            m,
+        ))
     }
 
     /// Makes `next` the current run; the run before it ended at `ended` (Skaffold's
@@ -498,6 +602,7 @@ impl MetricsPush {
     /// Sends the last values of a run that ended at `ended` (unless it ended before
     /// the exporter started), then drops its provider, on a thread of its own.
     fn end(&self, run: RunProvider, ended: Nanos) {
+        run.window.close();
         let history = ended < self.0.gate.started();
         run.mode
             .store(if history { SILENT } else { ENDED }, Ordering::Release);
@@ -663,4 +768,54 @@ pub fn meter(p: &SdkMeterProvider) -> Meter {
             .with_schema_url(super::semconv::SCHEMA_URL)
             .build(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(own: &SelfMetrics) {
+        own.events
+            .get_or_create(&EventLabel { event: "meta" })
+            .inc();
+    }
+
+    #[test]
+    fn each_run_counts_the_exporters_own_counters_from_its_meta_event_to_the_next() {
+        let own = SelfMetrics::default();
+        let stats = OtlpStats::default();
+        let build = || {
+            own.events
+                .get_or_create(&EventLabel { event: "build" })
+                .inc()
+        };
+        // Run 1: its MetaEvent is counted by the fold just before the run starts.
+        meta(&own);
+        let run1 = SelfWindow::open(&own, &stats, true);
+        build();
+        build();
+        stats.spans_exported.inc_by(5);
+        // Run 2 starts: run 1 ends with the counts of now, without run 2's MetaEvent.
+        meta(&own);
+        run1.close();
+        let run2 = SelfWindow::open(&own, &stats, true);
+        build();
+        stats.spans_exported.inc_by(3);
+        own.reconnects.inc();
+        let key = |n, l| (n, l);
+        let (a, b) = (run1.counts(), run2.counts());
+        assert_eq!(a[&key("skaffold_exporter.events", "meta")], 1);
+        assert_eq!(a[&key("skaffold_exporter.events", "build")], 2);
+        assert_eq!(a[&key("skaffold_exporter.spans_exported", "")], 5);
+        assert_eq!(a[&key("skaffold_exporter.reconnects", "")], 0);
+        assert_eq!(b[&key("skaffold_exporter.events", "meta")], 1);
+        assert_eq!(b[&key("skaffold_exporter.events", "build")], 1);
+        assert_eq!(b[&key("skaffold_exporter.spans_exported", "")], 3);
+        assert_eq!(b[&key("skaffold_exporter.reconnects", "")], 1);
+        // The runs add up to what /metrics shows for the process.
+        let process = read_counts(&own, &stats);
+        for (k, n) in &process {
+            assert_eq!(a.get(k).unwrap_or(&0) + b.get(k).unwrap_or(&0), *n, "{k:?}");
+        }
+    }
 }

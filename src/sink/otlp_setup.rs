@@ -958,7 +958,10 @@ mod tests {
         assert_eq!(a["service.instance.id"], ids.sidecar.instance_id(None));
 
         let mut s = settings(
-            &[("OTEL_RESOURCE_ATTRIBUTES", "team=x,service.instance.id=job-42")],
+            &[(
+                "OTEL_RESOURCE_ATTRIBUTES",
+                "team=x,service.instance.id=job-42",
+            )],
             false,
         )
         .unwrap();
