@@ -1,17 +1,17 @@
-//! Quick throughput figures (prints, asserts nothing): events/s through decode + fold
-//! + Prometheus sink, and through the whole exporter over gRPC from the simulator.
+//! Quick throughput figures of the fold task alone (prints, asserts nothing): events/s
+//! through decode + fold + Prometheus sink, and with replay de-duplication in front.
+//! The whole path over gRPC, side by side with a bare client: `cargo bench --bench
+//! stream`.
 //!
 //!     cargo bench --bench fold
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use prometheus_client::registry::Registry;
-use skaffold_exporter::config::Settings;
 use skaffold_exporter::pipeline::Pipeline;
-use skaffold_exporter::simulator::Simulator;
 use skaffold_exporter::simulator::scenario::{Flavor, Script, Session};
 use skaffold_exporter::sink::{DEFAULT_BUCKETS, Metrics};
-use skaffold_exporter::source::SourceMessage;
+use skaffold_exporter::source::{Delivery, SourceMessage};
 
 fn session(iterations: usize) -> Script {
     let mut s = Script::new();
@@ -38,53 +38,73 @@ fn main() {
         secs * 1e6 / n as f64
     );
 
+    let events: Vec<_> = entries
+        .iter()
+        .filter_map(|e| skaffold_exporter::source::decode::decode_v1(e).ok())
+        .collect();
     let mut registry = Registry::default();
     let mut pipeline = Pipeline::new(Metrics::register(&mut registry, &DEFAULT_BUCKETS, 200));
-    let first = skaffold_exporter::pipeline::fingerprint(&entries[0]);
     let start = Instant::now();
-    for (i, e) in entries.iter().enumerate() {
-        // The fingerprint is computed when the message is built (by the reader).
-        pipeline.handle(&SourceMessage::v1(1, i as u64, e.clone()).with_first(first));
+    for e in &events {
+        pipeline.fold_event(e);
     }
     let secs = start.elapsed().as_secs_f64();
     println!(
-        "handle (+ replay fingerprint): {n} events in {secs:.3} s = {:.0} events/s",
-        n as f64 / secs
+        "fold_event (State::apply + Prometheus sink, decoded events): {:.2} us/event",
+        secs * 1e6 / events.len() as f64
+    );
+    let mut state = skaffold_exporter::core::State::new();
+    let start = Instant::now();
+    let mut transitions = 0usize;
+    for e in &events {
+        transitions += state.apply(e).len();
+    }
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "State::apply alone: {:.2} us/event ({:.2} transitions/event)",
+        secs * 1e6 / events.len() as f64,
+        transitions as f64 / events.len() as f64
     );
 
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let sim = Simulator::new();
-        for e in &entries {
-            sim.emit(e.clone());
-        }
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (_stop, rx) = tokio::sync::watch::channel(false);
-        tokio::spawn(sim.clone().serve(listener, rx));
-        let start = Instant::now();
-        let exp = skaffold_exporter::app::start(Settings {
-            skaffold_addr: addr.to_string(),
-            listen: "127.0.0.1:0".parse().unwrap(),
-            grpc_listen: None,
-            allow_control: false,
-            max_label_values: 200,
-            buckets: DEFAULT_BUCKETS.to_vec(),
-            queue_capacity: 1 << 20,
-            upstream_timeout: Duration::from_secs(1),
-            backoff: (Duration::from_millis(10), Duration::from_millis(100)),
-        })
-        .await
-        .unwrap();
-        while exp.progress.handled.load(std::sync::atomic::Ordering::Acquire) < n as u64 {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-        let secs = start.elapsed().as_secs_f64();
-        println!("end to end (simulator gRPC replay -> exporter fold): {n} events in {secs:.3} s = {:.0} events/s", n as f64 / secs);
-        exp.shutdown().await;
-    });
+    let mut registry = Registry::default();
+    let mut pipeline = Pipeline::new(Metrics::register(&mut registry, &DEFAULT_BUCKETS, 200));
+    // The reader fingerprints and decodes; the fold gets the result.
+    let messages: Vec<SourceMessage> = entries.iter().cloned().map(SourceMessage::v1).collect();
+    let fps: Vec<u64> = messages.iter().map(|m| m.fingerprint).collect();
+    filter_only(&fps);
+    let many: Vec<u64> = (0..1_000_000u64)
+        .map(|i| skaffold_exporter::source::fingerprint(&i.to_le_bytes()))
+        .collect();
+    filter_only(&many);
+    pipeline.deliver(Delivery::Subscribed { stream: 1 });
+    let start = Instant::now();
+    for m in messages {
+        pipeline.deliver(Delivery::Message(m));
+    }
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "deliver (+ replay de-duplication): {n} events in {secs:.3} s = {:.0} events/s",
+        n as f64 / secs
+    );
+    let (held, bytes) = pipeline.dedup_size();
+    println!(
+        "de-duplication set: {held} events in {bytes} bytes ({:.1} bytes/event)",
+        bytes as f64 / held as f64
+    );
+}
+
+#[allow(dead_code)]
+fn filter_only(fps: &[u64]) {
+    let mut f = skaffold_exporter::core::ReplayFilter::new();
+    f.begin_stream();
+    let start = Instant::now();
+    for (i, fp) in fps.iter().enumerate() {
+        f.admit(*fp, Some(i as i64));
+    }
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "filter alone: {:.0} ns/event over {}",
+        secs * 1e9 / fps.len() as f64,
+        fps.len()
+    );
 }

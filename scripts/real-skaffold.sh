@@ -64,18 +64,16 @@ done
 [ -x "$EXP_BIN" ] || { echo "real-skaffold: $EXP_BIN not found (cargo build first)" >&2; exit 2; }
 EXP_BIN=$(cd "$(dirname "$EXP_BIN")" && pwd)/$(basename "$EXP_BIN")
 TOL=${RS_TOL:-2.5}
-SKAFFOLD_VERSION=v2.24.0
-SKAFFOLD_COMMIT=b0d643a5b5944a7d3f82bd5c00d5eaa0902226bd
 t_begin=$(date +%s)
 
 bash "$root/scripts/install-real-skaffold-deps.sh"
 
 # --- Skaffold and the capture client, from the Go module proxy ------------------
-vpkg=github.com/GoogleContainerTools/skaffold/v2/pkg/skaffold/version
 t0=$(date +%s)
-SKAFFOLD=$(bash "$root/scripts/build-tool.sh" skaffold github.com/GoogleContainerTools/skaffold/v2/cmd/skaffold -- \
-  -ldflags "-X $vpkg.version=$SKAFFOLD_VERSION -X $vpkg.gitCommit=$SKAFFOLD_COMMIT -s -w")
-CAPTURE=$(bash "$root/scripts/build-tool.sh" grpccapture github.com/skaffold-exporter/tools/grpccapture)
+tools=$(bash "$root/scripts/engines.sh" SKAFFOLD GRPCCAPTURE) || { echo "real-skaffold: building Skaffold failed (see above)" >&2; exit 1; }
+SKAFFOLD=$(sed -n 's/^SKAFFOLD=//p' <<<"$tools")
+CAPTURE=$(sed -n 's/^GRPCCAPTURE=//p' <<<"$tools")
+SKAFFOLD_VERSION=$(sed -n 's/^SKAFFOLD_VERSION=//p' <<<"$tools")
 echo "real-skaffold: Skaffold and grpccapture ready in $(($(date +%s) - t0))s"
 echo "real-skaffold: skaffold version: $("$SKAFFOLD" version)"
 [ "$("$SKAFFOLD" version)" = "$SKAFFOLD_VERSION" ] || { echo "real-skaffold: expected Skaffold $SKAFFOLD_VERSION" >&2; exit 1; }

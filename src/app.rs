@@ -1,10 +1,14 @@
 //! Wiring: reader task → bounded queue → fold task → metrics; HTTP and gRPC servers
 //! at the edge. `start` returns once every listener is bound, so callers (main, demo,
 //! tests) know the real addresses.
+//!
+//! The reader receives, fingerprints, decodes and orders messages; the fold
+//! de-duplicates and folds them, taking them from the queue in batches. The two run
+//! as separate tasks, so on two cores they work in parallel. The queue carries the
+//! connection's state too (see `source::Delivery`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -14,7 +18,6 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::TcpListenerStream;
 
-use crate::catch_up::{CatchUp, Gate, QUIET, Reading, now_nanos};
 use crate::config::{Settings, SourceSettings};
 use crate::pipeline::Pipeline;
 use crate::server::grpc::Passthrough;
@@ -22,7 +25,11 @@ use crate::server::http::{self, Shared};
 use crate::server::upstream::Upstream;
 use crate::sink::Metrics;
 use crate::sink::otlp_setup::{OtlpSettings, Sidecar, Telemetry};
+use crate::source::Delivery;
 use crate::source::grpc::{self as grpc_source, Progress};
+
+/// Most batches the fold takes from the queue at once.
+pub const FOLD_BATCH: usize = 8;
 
 /// A running exporter.
 #[derive(Debug)]
@@ -70,8 +77,6 @@ pub async fn start_all(
     source: SourceSettings,
     mut otlp: OtlpSettings,
 ) -> anyhow::Result<Running> {
-    // What Skaffold replays to us now is history until the gate opens.
-    let gate = Gate::closed(now_nanos());
     let http_listener = TcpListener::bind(settings.listen)
         .await
         .with_context(|| format!("cannot listen on {} (--listen)", settings.listen))?;
@@ -82,7 +87,9 @@ pub async fn start_all(
     };
     otlp.sidecar
         .get_or_insert_with(|| Sidecar::here(http_addr.to_string(), target));
-    otlp.catch_up.get_or_insert_with(|| gate.clone());
+    // The metrics push waits until the fold has taken in Skaffold's replay.
+    let progress = Arc::new(Progress::default());
+    otlp.catch_up = Some(progress.history_folded.clone());
 
     let mut registry = Registry::default();
     let mut metrics =
@@ -91,7 +98,6 @@ pub async fn start_all(
         .map_err(anyhow::Error::msg)?;
     let own = metrics.own.clone();
     let registry = Arc::new(registry);
-    let progress = Arc::new(Progress::default());
     let (shutdown, shutdown_rx) = watch::channel(false);
     let mut upstream = Upstream::new(&settings.skaffold_addr, settings.upstream_timeout)
         .with_context(|| format!("invalid Skaffold address {:?}", settings.skaffold_addr))?;
@@ -108,14 +114,10 @@ pub async fn start_all(
     };
     let grpc_addr = grpc_listener.as_ref().map(|l| l.local_addr()).transpose()?;
 
-    let (tx, mut rx) = mpsc::channel(settings.queue_capacity);
+    let (tx, mut rx) = mpsc::channel::<Vec<Delivery>>(crate::source::supervisor::queue_batches(
+        settings.queue_capacity,
+    ));
     let mut tasks = Vec::new();
-    tasks.push(tokio::spawn(watch_catch_up(
-        gate.clone(),
-        progress.clone(),
-        own.clone(),
-        shutdown_rx.clone(),
-    )));
 
     // The event source: Skaffold's HTTP gateway when given, else its gRPC port.
     if let Some(base) = source.skaffold_http.clone() {
@@ -127,7 +129,6 @@ pub async fn start_all(
                 backoff_max: settings.backoff.1,
             },
             tx,
-            progress.clone(),
             own,
             shutdown_rx.clone(),
         )));
@@ -140,7 +141,6 @@ pub async fn start_all(
                 api: source.api,
             },
             tx,
-            progress.clone(),
             own,
             shutdown_rx.clone(),
         )));
@@ -157,34 +157,27 @@ pub async fn start_all(
         if let Some(s) = spans {
             pipeline.set_spans(s);
         }
+        pipeline.set_progress(fold_progress);
         let mut tick = tokio::time::interval(Duration::from_millis(500));
-        // Entries received when the last disconnect was handled.
-        let mut mark = 0u64;
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut batch = Vec::with_capacity(FOLD_BATCH);
         // Ends when the reader drops its sender: everything queued is folded first.
         loop {
             tokio::select! {
-                msg = rx.recv() => {
-                    let Some(msg) = msg else { break };
-                    pipeline.handle(&msg);
-                    fold_progress.handled.fetch_add(1, Ordering::AcqRel);
-                }
-                _ = tick.tick() => {
-                    // Skaffold went away after sending something (and all of it is
-                    // folded): a derived iteration that is complete ends; spans it
-                    // left open end now, marked `disconnected`.
-                    // Only once a reconnect attempt failed: a stream that broke while
-                    // Skaffold lives on is resumed (and its replay skipped) instead.
-                    let connected = fold_progress.connected.load(Ordering::Acquire);
-                    let gone = fold_progress.unreachable.load(Ordering::Acquire);
-                    let received = fold_progress.received.load(Ordering::Acquire);
-                    if !connected && gone && received > mark && rx.is_empty() {
-                        mark = received;
-                        pipeline.disconnected();
+                n = rx.recv_many(&mut batch, FOLD_BATCH) => {
+                    if n == 0 {
+                        break;
                     }
-                    pipeline.tick();
+                    for b in batch.drain(..) {
+                        pipeline.deliver_batch(b);
+                    }
                 }
+                // Span housekeeping (finished root spans are released after a grace
+                // period for late port forwards).
+                _ = tick.tick() => pipeline.tick(),
             }
         }
+        pipeline.finish();
         crate::sink::otlp_setup::shutdown(pipeline.take_spans(), meter_provider, shutdown_timeout)
             .await;
     }));
@@ -193,7 +186,7 @@ pub async fn start_all(
         registry,
         progress: progress.clone(),
         upstream: Some(upstream.clone()),
-        caught_up: Some(gate),
+        wait_for_history: true,
     });
     tasks.push(tokio::spawn(http::serve(
         http_listener,
@@ -225,40 +218,6 @@ pub async fn start_all(
         shutdown,
         tasks,
     })
-}
-
-/// Opens `gate` once the fold has taken in Skaffold's replay (see
-/// [`crate::catch_up`]); looks every 20 ms until then.
-async fn watch_catch_up(
-    gate: Gate,
-    progress: Arc<Progress>,
-    own: crate::sink::SelfMetrics,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let mut catch_up = CatchUp::new(gate.started(), QUIET);
-    let mut tick = tokio::time::interval(Duration::from_millis(20));
-    loop {
-        tokio::select! {
-            _ = shutdown.changed() => return,
-            _ = tick.tick() => {}
-        }
-        // `handled` before `received`: an entry received in between is not folded.
-        let handled = progress.handled.load(Ordering::Acquire);
-        let reading = Reading {
-            connected: progress.connected.load(Ordering::Acquire),
-            received: progress.received.load(Ordering::Acquire),
-            handled,
-            newest_event: (own.last_event_timestamp.get() * 1e9) as crate::core::Nanos,
-        };
-        if catch_up.observe(tokio::time::Instant::now().into_std(), reading) {
-            gate.open_now();
-            tracing::debug!(
-                entries = reading.received,
-                "Skaffold's replay is folded; /metrics and the OTLP metrics push are open."
-            );
-            return;
-        }
-    }
 }
 
 /// Resolves on ctrl-c or SIGTERM.

@@ -8,6 +8,10 @@ use clap::{Args, Parser, Subcommand};
 use crate::simulator::scenario::Flavor;
 use crate::sink::DEFAULT_BUCKETS;
 
+/// Default `--queue-capacity`: enough for the reader to stay busy while the fold
+/// takes a batch (`app::FOLD_BATCH`), small enough to keep memory low.
+pub const DEFAULT_QUEUE_CAPACITY: usize = 4096;
+
 /// Turns Skaffold's event stream into Prometheus metrics.
 #[derive(Debug, Parser)]
 #[command(
@@ -88,12 +92,13 @@ pub struct ExporterArgs {
     /// Histogram buckets in seconds, comma-separated and increasing.
     #[arg(long, env = "SKAFFOLD_EXPORTER_BUCKETS", value_delimiter = ',')]
     pub buckets: Option<Vec<f64>>,
-    /// Events buffered between the reader and the fold; beyond it they are dropped and
-    /// counted (the reader never waits, so Skaffold is never slowed down).
+    /// How far the reader may run ahead of the fold, in messages. When the queue is
+    /// full the reader waits (and HTTP/2 flow control holds Skaffold); nothing is
+    /// dropped.
     #[arg(
         long,
         env = "SKAFFOLD_EXPORTER_QUEUE_CAPACITY",
-        default_value_t = 65_536
+        default_value_t = DEFAULT_QUEUE_CAPACITY
     )]
     pub queue_capacity: usize,
     /// Deadline for calls to Skaffold (GetState), e.g. `2s`, `500ms`.
@@ -278,7 +283,7 @@ pub struct Settings {
     pub max_label_values: usize,
     /// Histogram buckets.
     pub buckets: Vec<f64>,
-    /// Reader → fold queue size.
+    /// How far the reader may run ahead of the fold (messages).
     pub queue_capacity: usize,
     /// Deadline for upstream calls.
     pub upstream_timeout: Duration,

@@ -1,19 +1,24 @@
-//! The fold task's body: replay de-duplication → decode → `State::apply` → sinks.
+//! The fold task's body: connection state and replay de-duplication → decode →
+//! `State::apply` → sinks.
 //!
-//! One `Pipeline` is owned by one task; sources feed it through a bounded queue. It
-//! does no I/O of its own (metrics are in-memory; logging is rate-limited), so the
-//! same code folds live streams, log files and test fixtures.
+//! One `Pipeline` is owned by one task; sources feed it [`Delivery`]s through a
+//! bounded queue: messages and, in band with them, the connection's state, so
+//! readiness, `skaffold_exporter_connected` and the end of derived iterations follow
+//! the events in order. It does no I/O of its own (metrics are in-memory; logging is
+//! rate-limited), so the same code folds live streams, log files and test fixtures.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
-use prost::Message;
+use prometheus_client::metrics::counter::Counter;
 
-use crate::core::{Admission, Event, InvalidEvent, ReplayFilter, State, Transition};
+use crate::core::{Admission, Attribution, Event, InvalidEvent, ReplayFilter, State, Transition};
 use crate::pb::{v1, v2};
 use crate::sink::Metrics;
 use crate::source::decode::decode_v1;
 use crate::source::decode_v2::V2Decoder;
-use crate::source::{LogKind, Payload, SourceMessage, fingerprint_bytes};
+use crate::source::grpc::Progress;
+use crate::source::{Delivery, LogKind, Payload, SourceMessage};
 
 /// Receives every transition besides the Prometheus sink (spans, summaries, tests).
 pub trait TransitionObserver: Send {
@@ -37,6 +42,16 @@ pub struct Pipeline {
     /// Events counted as invalid so far, and the last reason (replay reports them).
     invalid_count: u64,
     last_invalid: Option<String>,
+    /// Readiness, as the deliveries say (live sources).
+    progress: Option<Arc<Progress>>,
+    /// `folded` when Skaffold was last found gone (derived iterations end once).
+    folded_when_gone: u64,
+    /// Messages a broken stream held back (see [`Delivery::HeldBack`]).
+    held_back: Vec<SourceMessage>,
+    /// `skaffold_exporter_events_total` and `..._log_events_skipped_total` series by
+    /// label, looked up once (a family lookup hashes the label every time).
+    event_counters: Vec<(&'static str, Counter)>,
+    log_counters: [Option<Counter>; 2],
 }
 
 impl Pipeline {
@@ -54,7 +69,17 @@ impl Pipeline {
             scratch: Vec::new(),
             invalid_count: 0,
             last_invalid: None,
+            progress: None,
+            folded_when_gone: 0,
+            held_back: Vec::new(),
+            event_counters: Vec::new(),
+            log_counters: [None, None],
         }
+    }
+
+    /// Reports the connection (readiness) through `progress`, as deliveries arrive.
+    pub fn set_progress(&mut self, progress: Arc<Progress>) {
+        self.progress = Some(progress);
     }
 
     /// Adds an observer of transitions.
@@ -67,28 +92,113 @@ impl Pipeline {
         self.folded
     }
 
-    /// Handles one message from a live source: skips replays, folds the rest.
-    pub fn handle(&mut self, msg: &SourceMessage) {
-        match self.filter.admit(msg.position, msg.fingerprint, msg.first) {
+    /// Takes one delivery from a live source, in order: connection changes, and
+    /// messages (replays skipped, the rest folded).
+    pub fn deliver(&mut self, delivery: Delivery) {
+        match delivery {
+            Delivery::Message(m) => self.handle(m),
+            Delivery::Subscribed { .. } => {
+                self.filter.begin_stream();
+                self.metrics.own.connected.set(1);
+                if let Some(p) = &self.progress {
+                    p.set_connected(true);
+                }
+            }
+            Delivery::HeldBack(messages) => self.held_back.extend(messages),
+            Delivery::Paused => {
+                if self.filter.settled() == Attribution::NewProcess {
+                    tracing::info!(
+                        "The event stream comes from a new Skaffold process: replay de-duplication starts afresh."
+                    );
+                }
+                // The replay is in and did not bring them: their Skaffold is gone.
+                self.fold_held_back();
+                if let Some(p) = &self.progress {
+                    p.set_caught_up();
+                }
+            }
+            Delivery::Ended => {
+                self.filter.end_stream();
+                self.metrics.own.connected.set(0);
+                if let Some(p) = &self.progress {
+                    p.set_connected(false);
+                }
+            }
+            Delivery::Unreachable => {
+                if let Some(p) = &self.progress {
+                    p.set_unreachable();
+                }
+                self.fold_held_back();
+                // Skaffold went away after sending something: a derived iteration
+                // that is complete ends; spans it left open end, `disconnected`. Only
+                // then: a stream that broke while Skaffold lives on is resumed (and
+                // its replay skipped) instead.
+                if self.folded > self.folded_when_gone {
+                    self.folded_when_gone = self.folded;
+                    self.disconnected();
+                }
+            }
+        }
+    }
+
+    /// Takes a batch of deliveries, in order. The fingerprints of its messages are
+    /// looked up first, all together, so the memory reads overlap.
+    pub fn deliver_batch(&mut self, batch: Vec<Delivery>) {
+        self.filter.warm(batch.iter().filter_map(|d| match d {
+            Delivery::Message(m) => Some(m.fingerprint),
+            _ => None,
+        }));
+        for d in batch {
+            self.deliver(d);
+        }
+    }
+
+    /// Handles one message of the current stream: skips replays, folds the rest.
+    pub fn handle(&mut self, msg: SourceMessage) {
+        let admission = self.filter.admit(msg.fingerprint, msg.at);
+        // A replayed event proves the stream comes from the Skaffold whose broken
+        // stream held messages back: its replay brings them, in order.
+        if !self.held_back.is_empty()
+            && (admission == Admission::Replayed
+                || self
+                    .held_back
+                    .iter()
+                    .any(|h| h.fingerprint == msg.fingerprint))
+        {
+            self.held_back.clear();
+        }
+        match admission {
             Admission::Replayed => {
                 self.metrics.own.replayed_skipped.inc();
             }
-            Admission::ReplayMismatch => self.invalid(
-                &InvalidEvent::Undecodable("replayed history differs from what was folded".into()),
-                "replay_mismatch",
-            ),
-            Admission::FoldNewProcess => {
-                self.v2.reset();
-                self.fold_payload(&msg.payload);
-            }
             Admission::Fold => self.fold_payload(&msg.payload),
         }
+    }
+
+    /// Folds the messages a broken stream held back: their Skaffold is gone or was
+    /// replaced, so no replay will bring them.
+    fn fold_held_back(&mut self) {
+        for m in std::mem::take(&mut self.held_back) {
+            self.handle(m);
+        }
+    }
+
+    /// The source is done (shutdown): anything still held back is folded.
+    pub fn finish(&mut self) {
+        self.fold_held_back();
+    }
+
+    /// Fingerprints of the current Skaffold process held for de-duplication, and the
+    /// bytes they take.
+    pub fn dedup_size(&self) -> (usize, usize) {
+        (self.filter.len(), self.filter.bytes())
     }
 
     /// Folds one received message (no de-duplication).
     pub fn fold_payload(&mut self, payload: &Payload) {
         match payload {
             Payload::V1(entry) => self.fold_entry(entry),
+            Payload::Event(ev) => self.fold_event(ev),
             Payload::V2(event) => self.fold_v2(event),
             Payload::SkippedLog(kind) => self.skipped_log(*kind),
             Payload::Invalid(e) => self.invalid(e, e.reason()),
@@ -122,13 +232,36 @@ impl Pipeline {
 
     /// Counts a log event that was not folded.
     pub fn skipped_log(&mut self, kind: LogKind) {
-        self.metrics
-            .own
-            .log_events_skipped
-            .get_or_create(&crate::sink::prometheus::LogEventLabel {
-                event: kind.as_str(),
+        let slot = match kind {
+            LogKind::Skaffold => 0,
+            LogKind::Application => 1,
+        };
+        let own = &self.metrics.own;
+        self.log_counters[slot]
+            .get_or_insert_with(|| {
+                own.log_events_skipped
+                    .get_or_create(&crate::sink::prometheus::LogEventLabel {
+                        event: kind.as_str(),
+                    })
+                    .clone()
             })
             .inc();
+    }
+
+    /// Increments `skaffold_exporter_events_total{event}`.
+    fn count_event(&mut self, event: &'static str) {
+        if let Some((_, c)) = self.event_counters.iter().find(|(k, _)| *k == event) {
+            c.inc();
+            return;
+        }
+        let c = self
+            .metrics
+            .own
+            .events
+            .get_or_create(&crate::sink::prometheus::EventLabel { event })
+            .clone();
+        c.inc();
+        self.event_counters.push((event, c));
     }
 
     /// The v2 decoder's view of the current run's id (Skaffold v1.26+).
@@ -147,13 +280,7 @@ impl Pipeline {
     /// Folds one decoded event.
     pub fn fold_event(&mut self, ev: &Event) {
         self.folded += 1;
-        self.metrics
-            .own
-            .events
-            .get_or_create(&crate::sink::prometheus::EventLabel {
-                event: ev.kind.name(),
-            })
-            .inc();
+        self.count_event(ev.kind.name());
         let secs = ev.at as f64 / 1e9;
         if secs > self.metrics.own.last_event_timestamp.get() {
             self.metrics.own.last_event_timestamp.set(secs);
@@ -265,9 +392,4 @@ impl Pipeline {
             );
         }
     }
-}
-
-/// A stable hash of an entry's encoded bytes (what [`SourceMessage::v1`] uses).
-pub fn fingerprint(entry: &v1::LogEntry) -> u64 {
-    fingerprint_bytes(&entry.encode_to_vec())
 }

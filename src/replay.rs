@@ -358,10 +358,8 @@ impl Replayer {
     /// Everything read so far is folded.
     pub fn caught_up(&self) {
         if let Some(p) = &self.progress {
-            let n = self.records.max(1);
-            p.received.store(n, Ordering::Release);
-            p.handled.store(n, Ordering::Release);
             p.connected.store(true, Ordering::Release);
+            p.set_caught_up();
         }
     }
 
@@ -808,7 +806,7 @@ pub async fn run(
             registry: replayer.registry(),
             progress,
             upstream: None,
-            caught_up: None,
+            wait_for_history: false,
         });
         server = Some(tokio::spawn(crate::server::http::serve(
             listener,

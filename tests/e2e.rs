@@ -462,8 +462,11 @@ async fn reconnects_and_replays_never_count_twice() {
     assert_eq!(skaffold_series(&t), skaffold_series(&expected));
     let reconnects = sample(&t, "skaffold_exporter_reconnects_total", &[]).unwrap();
     assert!(reconnects >= 3.0, "reconnects {reconnects}");
+    // At least the first half, folded before the abort, was replayed and skipped (what
+    // the cut streams delivered may still have been held for ordering when they broke:
+    // then it was folded from a later replay instead).
     let skipped = sample(&t, "skaffold_exporter_replayed_events_skipped_total", &[]).unwrap();
-    assert!(skipped >= 7.0 + 15.0, "skipped {skipped}");
+    assert!(skipped >= 15.0, "skipped {skipped}");
     exp.shutdown().await;
 }
 

@@ -381,6 +381,29 @@ async fn http_protobuf_collector_receives_the_same_spans_and_the_metrics() {
         other => panic!("{other:?}"),
     }
     assert_eq!(get("skaffold.build.duration").unit, "s");
+    // Rollouts: the resource's namespace, kind and name as attributes of their own,
+    // beside Skaffold's string (the labels /metrics has).
+    match &get("skaffold.resource_rollout.duration").data {
+        Some(metric::Data::Histogram(h)) => {
+            let mut points: Vec<BTreeMap<String, String>> =
+                h.data_points.iter().map(|p| attrs(&p.attributes)).collect();
+            points.sort();
+            let want = |name: &str| {
+                BTreeMap::from([
+                    ("kind".to_owned(), "\"Deployment\"".to_owned()),
+                    ("name".to_owned(), format!("\"{name}\"")),
+                    ("namespace".to_owned(), "\"default\"".to_owned()),
+                    (
+                        "resource".to_owned(),
+                        format!("\"default:deployment/{name}\""),
+                    ),
+                    ("result".to_owned(), "\"success\"".to_owned()),
+                ])
+            };
+            assert_eq!(points, vec![want("app"), want("web")]);
+        }
+        other => panic!("{other:?}"),
+    }
     let syncs = counter_points(get("skaffold.synced_files"));
     assert_eq!(syncs["image=web"], 3.0);
     // The exporter's own labelled families are pushed too, with the /metrics values.
@@ -769,6 +792,15 @@ async fn replay_otlp_ends_spans_left_open_as_at_a_disconnect_and_needs_an_endpoi
     assert!(stderr.contains("OTEL_EXPORTER_OTLP_ENDPOINT"), "{stderr}");
 }
 
+/// `o` as the binary sets it: what ended before the exporter started is history
+/// (`skip_history`, set from the environment).
+fn live(o: OtlpSettings) -> OtlpSettings {
+    OtlpSettings {
+        skip_history: true,
+        ..o
+    }
+}
+
 /// Every metrics push `c` received: the resource's `service.instance.id` and the
 /// points of the run counters (`skaffold.builds{artifact=app,result=failure}`, ...).
 fn run_pushes(c: &Collector) -> Vec<(String, BTreeMap<String, f64>)> {
@@ -830,7 +862,7 @@ async fn a_restarted_exporter_continues_its_runs_series_and_never_resends_an_end
     let a = app::start_all(
         settings.clone(),
         SourceSettings::default(),
-        otlp(None, grpc(&first)),
+        live(otlp(None, grpc(&first))),
     )
     .await
     .expect("exporter starts");
@@ -892,7 +924,7 @@ async fn a_restarted_exporter_continues_its_runs_series_and_never_resends_an_end
     let b = app::start_all(
         settings,
         SourceSettings::default(),
-        otlp(None, grpc(&second)),
+        live(otlp(None, grpc(&second))),
     )
     .await
     .expect("the restarted exporter starts");

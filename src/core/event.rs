@@ -282,15 +282,14 @@ pub enum InvalidEvent {
 }
 
 /// Every reason counted in `skaffold_exporter_invalid_events_total{reason}`: the
-/// decoders' ([`InvalidEvent::reason`]), the fold's anomalies and replay mismatches.
+/// decoders' ([`InvalidEvent::reason`]), the fold's anomalies and unreadable streams.
 /// The exporter creates each series at zero, so the first one is an `increase`.
-pub const INVALID_REASONS: [&str; 11] = [
+pub const INVALID_REASONS: [&str; 10] = [
     "empty_event",
     "unknown_status",
     "missing_field",
     "absurd_value",
     "undecodable",
-    "replay_mismatch",
     "terminal_without_start",
     "dev_loop_without_end",
     "too_many_open",

@@ -2,11 +2,13 @@
 //! arrives inside the events (Skaffold's timestamps).
 
 pub mod event;
+pub mod order;
 pub mod replay;
 pub mod state;
 pub mod transition;
 
 pub use event::{ErrorInfo, Event, EventKind, InvalidEvent, Nanos, Status};
-pub use replay::{Admission, ReplayFilter};
+pub use order::Reorder;
+pub use replay::{Admission, Attribution, ReplayFilter};
 pub use state::State;
 pub use transition::{Finished, LoopKind, Outcome, Phase, Transition};

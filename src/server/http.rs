@@ -17,7 +17,6 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use super::upstream::Upstream;
-use crate::catch_up::Gate;
 use crate::sink::exposition;
 use crate::source::grpc::Progress;
 use crate::source::json::state_json_from_bytes;
@@ -31,11 +30,11 @@ pub struct Shared {
     pub progress: Arc<Progress>,
     /// Skaffold, for `/v1/state`.
     pub upstream: Option<Upstream>,
-    /// Opens once Skaffold's replay is folded (`crate::catch_up`): until then
-    /// `/metrics` waits, so a restarted exporter is never scraped half-way through
-    /// re-folding the history (a value below the last scrape reads as a counter
-    /// reset). `None`: serve at once (`replay --serve`).
-    pub caught_up: Option<Gate>,
+    /// `/metrics` waits until Skaffold's replay is folded (`Progress::history_folded`,
+    /// see `crate::catch_up`), so a restarted exporter is never scraped half-way
+    /// through re-folding the history (a value below the last scrape reads as a
+    /// counter reset). `false`: serve at once (`replay --serve`).
+    pub wait_for_history: bool,
 }
 
 /// How long `/metrics` waits for the replay to be folded before answering 503.
@@ -45,7 +44,8 @@ pub const METRICS_WAIT: Duration = Duration::from_secs(5);
 /// reached (nothing to wait for: the series at zero and `connected 0` are the news).
 fn metrics_ready(shared: &Shared) -> bool {
     let p = &shared.progress;
-    shared.caught_up.as_ref().is_none_or(Gate::is_open)
+    !shared.wait_for_history
+        || p.history_folded.is_open()
         || (p.unreachable.load(Ordering::Acquire) && !p.connected.load(Ordering::Acquire))
 }
 

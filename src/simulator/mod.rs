@@ -2,8 +2,12 @@
 //! always, v2 (`proto.v2.SkaffoldV2Service`) once [`Simulator::enable_v2`] is called,
 //! both on one port as Skaffold v1.22+ does; and, with [`Simulator::serve_gateway`],
 //! the HTTP gateway (`/v1/events`, `/v2/events`, `/v1/state`: newline-delimited
-//! `{"result": ...}` chunks). It keeps an in-memory event log per API, replays it to
-//! every new `Events` subscriber and then streams live events, like Skaffold does.
+//! `{"result": ...}` chunks). It keeps an in-memory event log per API and delivers it
+//! as Skaffold's `forEachEvent` does: a new subscriber is registered and the log
+//! copied under the log lock, then the copy is replayed while live events go to the
+//! same stream as they happen, so live events can arrive in the middle of the replay,
+//! even before its first message ([`Simulator::hold_replays_after`] pins that down for
+//! tests).
 //! Used by `demo` and by the tests, so both exercise the same sockets, HTTP/2,
 //! protobuf and JSON as a real Skaffold.
 //!
@@ -25,7 +29,7 @@ use bytes::Bytes;
 use prost::Message;
 use std::sync::Mutex;
 use tokio::net::TcpListener;
-use tokio::sync::{broadcast, mpsc, watch};
+use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
 use tonic::{Request, Response, Status};
 
@@ -35,19 +39,44 @@ use crate::server::upstream::RawCodec;
 
 pub use gateway::ErrorShape;
 
+/// An event log with its live subscribers (Skaffold's `eventLog` and `listeners`,
+/// under one lock).
+#[derive(Debug)]
+struct Log<T> {
+    entries: Vec<T>,
+    listeners: Vec<mpsc::UnboundedSender<T>>,
+}
+
+impl<T> Default for Log<T> {
+    fn default() -> Self {
+        Self {
+            entries: Vec::new(),
+            listeners: Vec::new(),
+        }
+    }
+}
+
+impl<T: Clone> Log<T> {
+    /// `logEvent`: sends to every live subscriber, then appends.
+    fn append(&mut self, entry: T) {
+        self.listeners.retain(|l| l.send(entry.clone()).is_ok());
+        self.entries.push(entry);
+    }
+}
+
 #[derive(Debug)]
 struct Inner {
-    /// v2 events, encoded, with their live channel.
-    log_v2: Mutex<Vec<Bytes>>,
-    live_v2: broadcast::Sender<(u64, Bytes)>,
+    /// v2 events, encoded.
+    log_v2: Mutex<Log<Bytes>>,
     v2_enabled: AtomicBool,
     /// The next gateway stream ends with an error chunk after this many chunks.
     gateway_fault: Mutex<Option<(u64, ErrorShape)>>,
-    log: Mutex<Vec<v1::LogEntry>>,
-    /// Live entries, tagged with the process generation that emitted them.
-    live: broadcast::Sender<(u64, v1::LogEntry)>,
-    /// Bumped by `restart`: streams of an older generation end.
-    generation: AtomicU64,
+    log: Mutex<Log<v1::LogEntry>>,
+    /// New subscriptions pause their replay after this many entries (`u64::MAX`:
+    /// never) until `release_replays`.
+    hold_after: AtomicU64,
+    /// Bumped by `release_replays`.
+    release: watch::Sender<u64>,
     state: Mutex<v1::State>,
     /// Bumped to end every open stream with UNAVAILABLE.
     abort: watch::Sender<u64>,
@@ -58,6 +87,8 @@ struct Inner {
     /// End each new stream after this many entries (0 = never).
     cut_after: AtomicU64,
     subscriptions: AtomicU64,
+    /// Messages handed to `Events` streams, all streams together.
+    sent: AtomicU64,
 }
 
 /// The simulated Skaffold. Cheap to clone; clones share the log.
@@ -77,30 +108,41 @@ impl Simulator {
     pub fn new() -> Self {
         Self {
             inner: Arc::new(Inner {
-                log_v2: Mutex::new(Vec::new()),
-                live_v2: broadcast::channel(65_536).0,
+                log_v2: Mutex::new(Log::default()),
                 v2_enabled: AtomicBool::new(false),
                 gateway_fault: Mutex::new(None),
-                log: Mutex::new(Vec::new()),
-                live: broadcast::channel(65_536).0,
-                generation: AtomicU64::new(0),
+                log: Mutex::new(Log::default()),
+                hold_after: AtomicU64::new(u64::MAX),
+                release: watch::channel(0).0,
                 state: Mutex::new(v1::State::default()),
                 abort: watch::channel(0).0,
                 end: watch::channel(0).0,
                 closed_by_client: AtomicU64::new(0),
                 cut_after: AtomicU64::new(0),
                 subscriptions: AtomicU64::new(0),
+                sent: AtomicU64::new(0),
             }),
         }
     }
 
-    /// Appends an entry to the log and sends it to every subscriber.
+    /// Appends an entry to the log and sends it to every subscriber (in the middle of
+    /// its replay, if that is still going on).
     pub fn emit(&self, entry: v1::LogEntry) {
         self.update_state(&entry);
-        let mut log = self.inner.log.lock().expect("log lock");
-        log.push(entry.clone());
-        let generation = self.inner.generation.load(Ordering::Acquire);
-        let _ = self.inner.live.send((generation, entry));
+        self.inner.log.lock().expect("log lock").append(entry);
+    }
+
+    /// Replays of subscriptions made from now on stop after `n` entries (0: before the
+    /// first) until [`Simulator::release_replays`], while live events keep flowing:
+    /// live events overtake the replay exactly where a test wants them to.
+    pub fn hold_replays_after(&self, n: u64) {
+        self.inner.hold_after.store(n, Ordering::Release);
+    }
+
+    /// Lets held replays go on; later subscriptions replay without pausing.
+    pub fn release_replays(&self) {
+        self.inner.hold_after.store(u64::MAX, Ordering::Release);
+        self.inner.release.send_modify(|n| *n += 1);
     }
 
     /// Serves API v2 too (as Skaffold v1.22+ does); off by default, so a plain
@@ -123,15 +165,12 @@ impl Simulator {
 
     /// Appends an already encoded v2 event (any layout) to the v2 log.
     pub fn emit_v2_raw(&self, bytes: Bytes) {
-        let mut log = self.inner.log_v2.lock().expect("log lock");
-        log.push(bytes.clone());
-        let generation = self.inner.generation.load(Ordering::Acquire);
-        let _ = self.inner.live_v2.send((generation, bytes));
+        self.inner.log_v2.lock().expect("log lock").append(bytes);
     }
 
     /// Events in the v2 log.
     pub fn len_v2(&self) -> usize {
-        self.inner.log_v2.lock().expect("log lock").len()
+        self.inner.log_v2.lock().expect("log lock").entries.len()
     }
 
     /// The next gateway event stream sends `after` chunks, then an error chunk of
@@ -146,12 +185,17 @@ impl Simulator {
 
     /// Entries in the log.
     pub fn len(&self) -> usize {
-        self.inner.log.lock().expect("log lock").len()
+        self.inner.log.lock().expect("log lock").entries.len()
     }
 
     /// Whether the log is empty.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Messages handed to `Events` streams so far, all streams together.
+    pub fn sent(&self) -> u64 {
+        self.inner.sent.load(Ordering::Acquire)
     }
 
     /// `Events` subscriptions served so far.
@@ -187,9 +231,9 @@ impl Simulator {
     pub fn restart(&self) {
         let mut log = self.inner.log.lock().expect("log lock");
         let mut log_v2 = self.inner.log_v2.lock().expect("log lock");
-        log.clear();
-        log_v2.clear();
-        self.inner.generation.fetch_add(1, Ordering::AcqRel);
+        // Dropping the listeners ends their streams (UNAVAILABLE).
+        *log = Log::default();
+        *log_v2 = Log::default();
         drop(log_v2);
         drop(log);
         *self.inner.state.lock().expect("state lock") = v1::State::default();
@@ -308,58 +352,52 @@ impl svc::SkaffoldService for Simulator {
 }
 
 impl Simulator {
-    /// v1 `Events`: the log so far, then live entries.
+    /// v1 `Events`: the log so far, with live entries interleaved.
     pub(crate) fn subscribe(&self) -> ReceiverStream<Result<v1::LogEntry, Status>> {
-        self.subscribe_to(&self.inner.log, &self.inner.live)
+        self.subscribe_to(&self.inner.log)
     }
 
-    /// v2 `Events` (encoded events): the log so far, then live events.
+    /// v2 `Events` (encoded events): the log so far, with live events interleaved.
     pub(crate) fn subscribe_v2(&self) -> ReceiverStream<Result<Bytes, Status>> {
-        self.subscribe_to(&self.inner.log_v2, &self.inner.live_v2)
+        self.subscribe_to(&self.inner.log_v2)
     }
 
-    /// Snapshot of the log plus a live subscription, taken under the log lock so no
-    /// event is missed or sent twice.
+    /// Skaffold's `forEachEvent`: under the log lock, copy the log and register a
+    /// live listener; then send the copy while live entries are sent as they come.
+    /// The response channel is bounded (the transport's flow control): a slow
+    /// subscriber holds the replay back; live entries wait in the listener's queue
+    /// (Skaffold would hold its event handler instead). Nothing is dropped.
     fn subscribe_to<T: Clone + Send + 'static>(
         &self,
-        log: &Mutex<Vec<T>>,
-        live: &broadcast::Sender<(u64, T)>,
+        log: &Mutex<Log<T>>,
     ) -> ReceiverStream<Result<T, Status>> {
         self.inner.subscriptions.fetch_add(1, Ordering::AcqRel);
-        let (replay, mut live, generation) = {
-            let log = log.lock().expect("log lock");
-            let generation = self.inner.generation.load(Ordering::Acquire);
-            (log.clone(), live.subscribe(), generation)
+        let (replay, mut live) = {
+            let mut log = log.lock().expect("log lock");
+            let (tx, rx) = mpsc::unbounded_channel();
+            log.listeners.push(tx);
+            (log.entries.clone(), rx)
         };
         let mut abort = self.inner.abort.subscribe();
         abort.mark_unchanged();
         let mut end = self.inner.end.subscribe();
         end.mark_unchanged();
         let cut_after = self.inner.cut_after.load(Ordering::Acquire);
+        let hold_after = self.inner.hold_after.load(Ordering::Acquire);
+        let mut release = self.inner.release.subscribe();
+        release.mark_unchanged();
         let inner = self.inner.clone();
         let client_left = move || {
             inner.closed_by_client.fetch_add(1, Ordering::AcqRel);
         };
+        let counter = self.inner.clone();
         let (tx, rx) = mpsc::channel(256);
         tokio::spawn(async move {
             let mut sent = 0u64;
+            let mut replayed = 0u64;
+            let mut replay = replay.into_iter().peekable();
+            let mut held = hold_after == 0;
             let cut = |sent: u64| cut_after > 0 && sent >= cut_after;
-            for e in replay {
-                if end.has_changed().unwrap_or(true) {
-                    return;
-                }
-                if cut(sent) || abort.has_changed().unwrap_or(true) {
-                    let _ = tx
-                        .send(Err(Status::unavailable("stream cut by the simulator")))
-                        .await;
-                    return;
-                }
-                if tx.send(Ok(e)).await.is_err() {
-                    client_left();
-                    return;
-                }
-                sent += 1;
-            }
             loop {
                 if cut(sent) {
                     let _ = tx
@@ -367,8 +405,10 @@ impl Simulator {
                         .await;
                     return;
                 }
-                tokio::select! {
-                    biased;
+                let replaying = !held && replay.peek().is_some();
+                // Live entries and the rest of the replay, in whatever order they
+                // are ready (unbiased): as Skaffold's two senders race.
+                let next = tokio::select! {
                     _ = end.changed() => return,
                     _ = abort.changed() => {
                         let _ = tx.send(Err(Status::unavailable("stream aborted by the simulator"))).await;
@@ -378,25 +418,32 @@ impl Simulator {
                         client_left();
                         return;
                     }
-                    next = live.recv() => match next {
-                        Ok((g, _)) if g != generation => {
+                    _ = release.changed(), if held => {
+                        held = false;
+                        continue;
+                    }
+                    e = live.recv() => match e {
+                        Some(e) => e,
+                        None => {
                             let _ = tx.send(Err(Status::unavailable("Skaffold restarted"))).await;
                             return;
                         }
-                        Ok((_, e)) => {
-                            if tx.send(Ok(e)).await.is_err() {
-                                client_left();
-                                return;
-                            }
-                            sent += 1;
+                    },
+                    e = std::future::ready(()), if replaying => {
+                        let () = e;
+                        replayed += 1;
+                        if replayed == hold_after {
+                            held = true;
                         }
-                        Err(broadcast::error::RecvError::Lagged(_)) => {
-                            let _ = tx.send(Err(Status::resource_exhausted("subscriber too slow"))).await;
-                            return;
-                        }
-                        Err(broadcast::error::RecvError::Closed) => return,
+                        replay.next().expect("peeked")
                     }
+                };
+                if tx.send(Ok(next)).await.is_err() {
+                    client_left();
+                    return;
                 }
+                sent += 1;
+                counter.sent.fetch_add(1, Ordering::AcqRel);
             }
         });
         ReceiverStream::new(rx)

@@ -1,7 +1,8 @@
 //! Sinks: where transitions go. `prometheus` holds the metric contract; `exposition`
 //! renders it; `labels` caps user-controlled label values; `image` turns the image
-//! references Skaffold sends into label values and span attributes; `otlp` builds and
-//! exports spans; `semconv` holds every OpenTelemetry attribute key.
+//! references Skaffold sends into label values and span attributes; `resource` does the
+//! same for the resources Skaffold status-checks; `otlp` builds and exports spans;
+//! `semconv` holds every OpenTelemetry attribute key.
 
 pub mod exposition;
 pub mod image;
@@ -10,6 +11,7 @@ pub mod otlp;
 pub mod otlp_metrics;
 pub mod otlp_setup;
 pub mod prometheus;
+pub mod resource;
 pub mod semconv;
 
 pub use prometheus::{DEFAULT_BUCKETS, Metrics, SelfMetrics};

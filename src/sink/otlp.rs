@@ -46,6 +46,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 use sha2::{Digest, Sha256};
 
+use super::resource::{Platform, ResourceRef};
 use super::semconv as k;
 use crate::core::{Event, EventKind, Finished, LoopKind, Nanos, Outcome, Phase, Transition};
 
@@ -190,18 +191,6 @@ fn enclosing(phase: Phase) -> Option<Phase> {
         Phase::ExecSubtask => Phase::Exec,
         _ => return None,
     })
-}
-
-/// Splits Skaffold's `namespace:kind/name` (or `kind/name`).
-pub fn parse_resource(r: &str) -> (Option<&str>, Option<&str>, &str) {
-    let (ns, rest) = match r.split_once(':') {
-        Some((ns, rest)) if !ns.is_empty() => (Some(ns), rest),
-        _ => (None, r),
-    };
-    match rest.split_once('/') {
-        Some((kind, name)) => (ns, Some(kind), name),
-        None => (ns, None, rest),
-    }
 }
 
 // === the builder ===
@@ -933,18 +922,27 @@ impl SpanBuilder {
                 }
             }
             (Phase::Resource, Some(s)) => {
-                let (ns, kind, rname) = parse_resource(s);
+                let parts = ResourceRef::parse(s);
+                let k8s = parts.platform == Platform::Kubernetes;
                 attrs.push(KeyValue::new(k::SKAFFOLD_RESOURCE, s.to_owned()));
-                if let Some(ns) = ns {
+                if let (Some(ns), true) = (parts.namespace, k8s) {
                     attrs.push(KeyValue::new(k::K8S_NAMESPACE_NAME, ns.to_owned()));
                 }
-                if let Some(kind) = kind {
+                if let Some(kind) = parts.kind {
                     attrs.push(KeyValue::new(k::SKAFFOLD_RESOURCE_KIND, kind.to_owned()));
-                    if let Some(key) = k::k8s_kind_name_key(kind) {
-                        attrs.push(KeyValue::new(key, rname.to_owned()));
+                    // `k8s.<kind>.name` only for a Kubernetes object that has a name
+                    if let (Some(key), true) = (k::k8s_kind_name_key(kind), k8s)
+                        && !parts.name.is_empty()
+                    {
+                        attrs.push(KeyValue::new(key, parts.name.to_owned()));
                     }
                 }
-                attrs.push(KeyValue::new(k::SKAFFOLD_RESOURCE_NAME, rname.to_owned()));
+                if !parts.name.is_empty() {
+                    attrs.push(KeyValue::new(
+                        k::SKAFFOLD_RESOURCE_NAME,
+                        parts.name.to_owned(),
+                    ));
+                }
             }
             (p, Some(s)) if p.is_subtask() => {
                 attrs.push(KeyValue::new(k::SKAFFOLD_SUBTASK_ID, s.to_owned()));
@@ -1626,18 +1624,5 @@ mod tests {
             attr(span, k::CICD_PIPELINE_TASK_NAME).as_deref(),
             Some("sync localhost:5000/web")
         );
-    }
-
-    #[test]
-    fn parses_skaffold_resource_names() {
-        assert_eq!(
-            parse_resource("default:deployment/web"),
-            (Some("default"), Some("deployment"), "web")
-        );
-        assert_eq!(
-            parse_resource("deployment/web"),
-            (None, Some("deployment"), "web")
-        );
-        assert_eq!(parse_resource("web"), (None, None, "web"));
     }
 }

@@ -58,11 +58,14 @@ pub struct OtelRecorder {
     gauge_series: HashMap<Instrument, HashSet<Vec<KeyValue>>>,
 }
 
+/// The attributes of an update; an empty value leaves its attribute out, as on
+/// `/metrics`.
 fn attrs(i: Instrument, labels: Labels<'_>) -> Vec<KeyValue> {
     SPECS[i as usize]
         .labels
         .iter()
         .zip(labels)
+        .filter(|(_, v)| !v.is_empty())
         .map(|(k, v)| KeyValue::new(*k, (*v).to_owned()))
         .collect()
 }
@@ -164,7 +167,7 @@ fn read_counts(own: &SelfMetrics, stats: &OtlpStats) -> Counts {
         ("skaffold_exporter.replayed_events_skipped", ""),
         own.replayed_skipped.get(),
     );
-    c.insert(("skaffold_exporter.events_dropped", ""), own.dropped.get());
+    c.insert(("skaffold_exporter.fold_stalls", ""), own.fold_stalls.get());
     c.insert(
         ("skaffold_exporter.spans_exported", ""),
         stats.spans_exported.get(),
@@ -284,6 +287,12 @@ pub fn mirror_self_metrics(meter: &Meter, own: &SelfMetrics, window: &SelfWindow
         .with_description("1 while the exporter is subscribed to Skaffold's event stream, else 0")
         .with_callback(move |obs| obs.observe(o.connected.get(), &[]))
         .build();
+    let o = own.clone();
+    let _ = meter
+        .i64_observable_gauge("skaffold_exporter.fold_stalled")
+        .with_description("1 while the fold has taken nothing from its full queue for more than 5 s (the reader waits; nothing is lost), else 0")
+        .with_callback(move |obs| obs.observe(o.fold_stalled.get(), &[]))
+        .build();
     let plain: [(&'static str, &'static str); 5] = [
         (
             "skaffold_exporter.reconnects",
@@ -294,8 +303,8 @@ pub fn mirror_self_metrics(meter: &Meter, own: &SelfMetrics, window: &SelfWindow
             "Events Skaffold replayed after a reconnect that were already counted",
         ),
         (
-            "skaffold_exporter.events_dropped",
-            "Events dropped because the exporter's internal queue was full",
+            "skaffold_exporter.fold_stalls",
+            "Times the fold took nothing from its full queue for more than 5 s (the reader waited; nothing was lost)",
         ),
         (
             "skaffold_exporter.spans_exported",
@@ -424,7 +433,8 @@ struct RunExporter {
     mode: Arc<AtomicU8>,
 }
 
-/// When the SDK collected `metrics` (every point of one collection has that time).
+/// When the SDK began to collect `metrics`: the earliest of its metrics' times (the
+/// SDK takes an instrument's time before it reads its values).
 fn collected_at(metrics: &ResourceMetrics) -> Option<SystemTime> {
     use opentelemetry_sdk::metrics::data::{AggregatedMetrics as A, MetricData as D};
     fn time<T>(d: &D<T>) -> SystemTime {
@@ -435,12 +445,15 @@ fn collected_at(metrics: &ResourceMetrics) -> Option<SystemTime> {
             D::ExponentialHistogram(e) => e.time(),
         }
     }
-    let m = metrics.scope_metrics().flat_map(|s| s.metrics()).next()?;
-    Some(match m.data() {
-        A::F64(d) => time(d),
-        A::U64(d) => time(d),
-        A::I64(d) => time(d),
-    })
+    metrics
+        .scope_metrics()
+        .flat_map(|s| s.metrics())
+        .map(|m| match m.data() {
+            A::F64(d) => time(d),
+            A::U64(d) => time(d),
+            A::I64(d) => time(d),
+        })
+        .min()
 }
 
 impl PushMetricExporter for RunExporter {
@@ -491,6 +504,9 @@ struct PushInner {
     interval: Duration,
     resource: RunResource,
     gate: Gate,
+    /// When the exporter started (Skaffold's clock, Unix ns): a run that ended
+    /// before is history.
+    history_before: Nanos,
     own: SelfMetrics,
     stats: OtlpStats,
     state: Mutex<PushState>,
@@ -522,12 +538,14 @@ impl std::fmt::Debug for MetricsPush {
 
 impl MetricsPush {
     /// A push through `exporter` every `interval`, each run's resource from
-    /// `resource`, exports held back until `gate` opens; mirrors `own` and `stats`.
+    /// `resource`, exports held back until `gate` opens, runs that ended before
+    /// `history_before` (Unix ns) not sent; mirrors `own` and `stats`.
     pub fn new(
         exporter: CountingExporter,
         interval: Duration,
         resource: RunResource,
         gate: Gate,
+        history_before: Nanos,
         own: SelfMetrics,
         stats: OtlpStats,
     ) -> Self {
@@ -536,6 +554,7 @@ impl MetricsPush {
             interval,
             resource,
             gate,
+            history_before,
             own,
             stats,
             state: Mutex::new(PushState::default()),
@@ -603,7 +622,7 @@ impl MetricsPush {
     /// the exporter started), then drops its provider, on a thread of its own.
     fn end(&self, run: RunProvider, ended: Nanos) {
         run.window.close();
-        let history = ended < self.0.gate.started();
+        let history = ended < self.0.history_before;
         run.mode
             .store(if history { SILENT } else { ENDED }, Ordering::Release);
         let stopping = self.0.stopping.clone();

@@ -664,9 +664,13 @@ impl Telemetry {
             );
         }
         let res = resource(&attrs);
-        let started = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX));
+        // What ended before the exporter started is history: the exporter running
+        // then sent it (`replay`, tests: nothing is).
+        let history_before = if s.skip_history {
+            crate::catch_up::now_nanos()
+        } else {
+            Nanos::MIN
+        };
         let stats = OtlpStats::default().register(registry);
         let spans = match &s.traces {
             Some(ep) => {
@@ -676,7 +680,7 @@ impl Telemetry {
                     pipeline: s.pipeline(&git),
                 });
                 if s.skip_history {
-                    builder = builder.skip_iterations_ended_before(started);
+                    builder = builder.skip_iterations_ended_before(history_before);
                 }
                 tracing::info!(endpoint = %ep.url, protocol = ?ep.protocol, pipeline = %s.pipeline(&git), "Exporting a trace per dev-loop iteration over OTLP.");
                 Some(
@@ -709,6 +713,7 @@ impl Telemetry {
                     interval,
                     Box::new(run_resource),
                     s.catch_up.clone().unwrap_or_else(Gate::open),
+                    history_before,
                     metrics.own.clone(),
                     stats.clone(),
                 );

@@ -20,7 +20,8 @@ use prometheus_client::metrics::family::{Family, MetricConstructor};
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::{Registry, Unit};
 
-use super::labels::LabelCap;
+use super::labels::{LabelCap, OTHER};
+use super::resource::ResourceRef;
 use crate::core::{Finished, LoopKind, Outcome, Phase, Transition};
 
 /// The default bucket set, shared by every duration histogram (seconds).
@@ -263,7 +264,7 @@ pub const SPECS: &[Spec] = &[
         "skaffold.resource_rollout.duration",
         "s",
         H,
-        &["resource", "result"],
+        &["namespace", "kind", "name", "resource", "result"],
         "Time from the status check's start until a resource succeeded or failed",
     ),
     spec(
@@ -555,6 +556,12 @@ impl Mapping {
         }
         let result = f.outcome.as_str();
         let secs = f.duration_seconds();
+        if f.phase == Phase::Resource {
+            if let (Some(resource), Some(s)) = (f.subject.as_deref(), secs) {
+                self.rollout(resource, result, s, ex, own, r);
+            }
+            return;
+        }
         let subject = f
             .subject
             .as_deref()
@@ -579,11 +586,6 @@ impl Mapping {
             Phase::Render => single(I::Renders, I::RenderDuration, r),
             Phase::Verify => single(I::Verifies, I::VerifyDuration, r),
             Phase::Exec => single(I::Execs, I::ExecDuration, r),
-            Phase::Resource => {
-                if let Some(s) = secs {
-                    r.observe(I::RolloutDuration, &[&subject, result], s, ex);
-                }
-            }
             Phase::FileSync => {
                 r.add(I::FileSyncs, &[&subject, result], 1);
                 if let Some(s) = secs {
@@ -602,6 +604,41 @@ impl Mapping {
             }
             _ => {}
         }
+    }
+}
+
+impl Mapping {
+    /// One resource's rollout: labelled by its namespace, kind and name (see
+    /// `sink::resource`) and by Skaffold's own string. A pod Skaffold reports inside
+    /// a checked resource is left out: a new name every rollout, the same rollout
+    /// as its resource's. The cap counts resources; a folded one is `other` in every
+    /// label.
+    fn rollout(
+        &mut self,
+        resource: &str,
+        result: &str,
+        secs: f64,
+        ex: Option<&Exemplar>,
+        own: &SelfMetrics,
+        r: &mut dyn Recorder,
+    ) {
+        let parts = ResourceRef::parse(resource);
+        if parts.is_member_pod() {
+            return;
+        }
+        let capped = self.cap(Phase::Resource, resource, own);
+        let labels: [&str; 5] = if capped == resource {
+            [
+                parts.namespace.unwrap_or(""),
+                parts.kind.unwrap_or(""),
+                parts.name,
+                resource,
+                result,
+            ]
+        } else {
+            [OTHER, OTHER, OTHER, OTHER, result]
+        };
+        r.observe(I::RolloutDuration, &labels, secs, ex);
     }
 }
 
@@ -639,13 +676,39 @@ enum Slot {
 #[derive(Debug)]
 pub struct PromRecorder {
     slots: Vec<Slot>,
+    /// Series already created, by instrument and label values: an update then costs a
+    /// hash of the values, not a label set built and hashed into the family (the fold
+    /// records every transition).
+    series: std::collections::HashMap<u64, (usize, Box<[String]>, Series)>,
 }
 
+/// A handle on one series (shares its value with the family's).
+#[derive(Debug, Clone)]
+enum Series {
+    Counter(Counter),
+    Histogram(Hist),
+    Gauge(Gauge),
+}
+
+/// The key of a series in [`PromRecorder::series`].
+fn series_key(i: Instrument, labels: Labels<'_>) -> u64 {
+    use std::hash::Hasher as _;
+    let mut h = twox_hash::XxHash3_64::with_seed(i as u64);
+    for l in labels {
+        h.write(l.as_bytes());
+        h.write_u8(0xff);
+    }
+    h.finish()
+}
+
+/// The label set of an update; an empty value leaves its label out (Prometheus reads
+/// an empty label as an absent one: a resource Skaffold names without a namespace).
 fn label_set(i: Instrument, values: Labels<'_>) -> LabelSet {
     let names = SPECS[i as usize].labels;
     names
         .iter()
         .zip(values)
+        .filter(|(_, v)| !v.is_empty())
         .map(|(n, v)| (*n, (*v).to_owned()))
         .collect()
 }
@@ -683,19 +746,47 @@ impl PromRecorder {
                 }
             })
             .collect();
-        Self { slots }
+        Self {
+            slots,
+            series: std::collections::HashMap::new(),
+        }
+    }
+
+    /// The series of `i` with `labels`, created in its family if new.
+    fn series(&mut self, i: Instrument, labels: Labels<'_>) -> Option<Series> {
+        let key = series_key(i, labels);
+        if let Some((n, values, s)) = self.series.get(&key)
+            && *n == i as usize
+            && values.len() == labels.len()
+            && values.iter().zip(labels).all(|(a, b)| a == b)
+        {
+            return Some(s.clone());
+        }
+        let set = label_set(i, labels);
+        let s = match &self.slots[i as usize] {
+            Slot::Counter(f) => Series::Counter(f.get_or_create(&set).clone()),
+            Slot::Histogram(f) => Series::Histogram(f.get_or_create(&set).clone()),
+            Slot::Gauge(f) => Series::Gauge(f.get_or_create(&set).clone()),
+            Slot::Plain(_) => return None,
+        };
+        // A hash shared with other labels (never seen in practice) is not cached.
+        self.series.entry(key).or_insert_with(|| {
+            let values = labels.iter().map(|l| (*l).to_owned()).collect();
+            (i as usize, values, s.clone())
+        });
+        Some(s)
     }
 }
 
 impl Recorder for PromRecorder {
     fn add(&mut self, i: Instrument, labels: Labels<'_>, by: u64) {
-        if let Slot::Counter(f) = &self.slots[i as usize] {
-            f.get_or_create(&label_set(i, labels)).inc_by(by);
+        if let Some(Series::Counter(c)) = self.series(i, labels) {
+            c.inc_by(by);
         }
     }
 
     fn observe(&mut self, i: Instrument, labels: Labels<'_>, value: f64, ex: Option<&Exemplar>) {
-        if let Slot::Histogram(f) = &self.slots[i as usize] {
+        if let Some(Series::Histogram(h)) = self.series(i, labels) {
             let ex = ex.map(|e| {
                 (
                     TraceLabel {
@@ -708,26 +799,25 @@ impl Recorder for PromRecorder {
                 Some((l, at)) => (Some(l), Some(at)),
                 None => (None, None),
             };
-            f.get_or_create(&label_set(i, labels))
-                .observe(value, label, at);
+            h.observe(value, label, at);
         }
     }
 
     fn set(&mut self, i: Instrument, labels: Labels<'_>, value: i64) {
-        match &self.slots[i as usize] {
-            Slot::Gauge(f) => {
-                f.get_or_create(&label_set(i, labels)).set(value);
-            }
-            Slot::Plain(g) => {
-                g.set(value);
-            }
-            _ => {}
+        if let Slot::Plain(g) = &self.slots[i as usize] {
+            g.set(value);
+            return;
+        }
+        if let Some(Series::Gauge(g)) = self.series(i, labels) {
+            g.set(value);
         }
     }
 
     fn clear(&mut self, i: Instrument) {
         if let Slot::Gauge(f) = &self.slots[i as usize] {
             f.clear();
+            // Handles on removed series would update nothing that is exposed.
+            self.series.retain(|_, (n, _, _)| *n != i as usize);
         }
     }
 }
@@ -821,8 +911,11 @@ pub struct SelfMetrics {
     pub invalid: Family<ReasonLabel, Counter>,
     /// Skaffold's timestamp of the newest event folded.
     pub last_event_timestamp: Gauge<f64, AtomicU64>,
-    /// Events dropped because the fold's queue was full.
-    pub dropped: Counter,
+    /// 1 while the reader has waited more than 5 s on a full queue (the fold is making
+    /// no progress; nothing is lost).
+    pub fold_stalled: Gauge,
+    /// Times the reader waited more than 5 s on a full queue.
+    pub fold_stalls: Counter,
     /// Label values folded into `other` by the cardinality cap.
     pub label_values_folded: Family<LabelLabel, Counter>,
     /// v2 Skaffold / application log events skipped without decoding.
@@ -866,9 +959,14 @@ impl SelfMetrics {
             self.last_event_timestamp.clone(),
         );
         r.register(
-            "skaffold_exporter_events_dropped",
-            "Events dropped because the exporter's internal queue was full",
-            self.dropped.clone(),
+            "skaffold_exporter_fold_stalled",
+            "1 while the fold has taken nothing from its full queue for more than 5 s (the reader waits; nothing is lost), else 0",
+            self.fold_stalled.clone(),
+        );
+        r.register(
+            "skaffold_exporter_fold_stalls",
+            "Times the fold took nothing from its full queue for more than 5 s (the reader waited; nothing was lost)",
+            self.fold_stalls.clone(),
         );
         r.register(
             "skaffold_exporter_label_values_folded",
@@ -944,6 +1042,20 @@ mod tests {
     use super::*;
     use crate::core::{Finished, Transition};
 
+    /// The Prometheus text lines of `r` that start with one of `prefixes`, sorted.
+    fn exposed(r: &Registry, prefixes: &[&str]) -> Vec<String> {
+        let text = super::super::exposition::openmetrics_to_prometheus(
+            &super::super::exposition::encode_openmetrics(r),
+        );
+        let mut lines: Vec<String> = text
+            .lines()
+            .filter(|l| prefixes.iter().any(|p| l.starts_with(p)))
+            .map(str::to_owned)
+            .collect();
+        lines.sort_unstable();
+        lines
+    }
+
     #[test]
     fn the_image_label_is_the_name_without_tag_and_digest_and_a_rebuild_folds_nothing() {
         // A cap of 2: three tags of one image and two images must keep both names.
@@ -973,20 +1085,15 @@ mod tests {
                 loop_kind: None,
             }));
         }
-        let text = super::super::exposition::openmetrics_to_prometheus(
-            &super::super::exposition::encode_openmetrics(&r),
-        );
-        let mut lines: Vec<&str> = text
-            .lines()
-            .filter(|l| {
-                l.starts_with("skaffold_file_syncs_total")
-                    || l.starts_with("skaffold_synced_files_total")
-                    || l.starts_with("skaffold_exporter_label_values_folded_total")
-            })
-            .collect();
-        lines.sort_unstable();
         assert_eq!(
-            lines,
+            exposed(
+                &r,
+                &[
+                    "skaffold_file_syncs_total",
+                    "skaffold_synced_files_total",
+                    "skaffold_exporter_label_values_folded_total",
+                ]
+            ),
             [
                 "skaffold_file_syncs_total{image=\"gcr.io/p/app\",result=\"failure\"} 0",
                 "skaffold_file_syncs_total{image=\"gcr.io/p/app\",result=\"success\"} 1",
@@ -994,6 +1101,45 @@ mod tests {
                 "skaffold_file_syncs_total{image=\"localhost:5000/web\",result=\"success\"} 3",
                 "skaffold_synced_files_total{image=\"gcr.io/p/app\"} 2",
                 "skaffold_synced_files_total{image=\"localhost:5000/web\"} 6",
+            ]
+        );
+    }
+
+    #[test]
+    fn rollouts_fold_whole_under_the_cap_and_member_pods_take_no_place() {
+        // A cap of 1: the member pod first (left out, so it takes no place), then two
+        // resources: the second folds into `other` in every label.
+        let mut r = Registry::default();
+        let mut m = Metrics::register(&mut r, &DEFAULT_BUCKETS, 1);
+        for resource in [
+            "pod/web-6b8f7c9d4-x2x9z",
+            "shop:deployment/web",
+            "statefulset/db",
+        ] {
+            m.observe(&Transition::Finished(Finished {
+                phase: Phase::Resource,
+                subject: Some(resource.into()),
+                outcome: Outcome::Success,
+                started_at: Some(1_700_000_000_000_000_000),
+                finished_at: 1_700_000_002_000_000_000,
+                error: None,
+                file_count: 0,
+                iteration: Some(0),
+                loop_kind: None,
+            }));
+        }
+        assert_eq!(
+            exposed(
+                &r,
+                &[
+                    "skaffold_resource_rollout_duration_seconds_count",
+                    "skaffold_exporter_label_values_folded_total",
+                ]
+            ),
+            [
+                "skaffold_exporter_label_values_folded_total{label=\"resource\"} 1",
+                "skaffold_resource_rollout_duration_seconds_count{namespace=\"other\",kind=\"other\",name=\"other\",resource=\"other\",result=\"success\"} 1",
+                "skaffold_resource_rollout_duration_seconds_count{namespace=\"shop\",kind=\"Deployment\",name=\"web\",resource=\"shop:deployment/web\",result=\"success\"} 1",
             ]
         );
     }

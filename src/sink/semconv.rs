@@ -49,7 +49,8 @@ pub const CONTAINER_IMAGE_TAGS: &str = "container.image.tags";
 /// `name@digest` of the synced image, as a one-element string array (sync spans, when
 /// the reference Skaffold sent has a digest).
 pub const CONTAINER_IMAGE_REPO_DIGESTS: &str = "container.image.repo_digests";
-/// Namespace of a status-checked resource, from Skaffold's `namespace:kind/name`.
+/// Namespace of a status-checked Kubernetes resource (`default` where Skaffold's
+/// `kind/name` leaves it out; see `sink::resource`).
 pub const K8S_NAMESPACE_NAME: &str = "k8s.namespace.name";
 /// `k8s.<kind>.name` for the kinds the conventions define (deployment, statefulset,
 /// daemonset, replicaset, job, cronjob, pod); see [`k8s_kind_name_key`].
@@ -114,9 +115,11 @@ pub const SKAFFOLD_VERSION: &str = "skaffold.version";
 pub const SKAFFOLD_LOOP_KIND: &str = "skaffold.loop.kind";
 /// Files synced (file-sync spans).
 pub const SKAFFOLD_SYNC_FILE_COUNT: &str = "skaffold.sync.file_count";
-/// The resource as Skaffold names it (`namespace:kind/name`), on rollout spans.
+/// The resource as Skaffold names it (`namespace:kind/name`, `kind/name`, `pods`, a
+/// Cloud Run name), on rollout spans.
 pub const SKAFFOLD_RESOURCE: &str = "skaffold.resource";
-/// The resource's kind (`deployment`, ...), on rollout spans.
+/// The resource's Kind as in a manifest (`Deployment`, `StatefulSet`, `Pod`, ...), on
+/// rollout spans.
 pub const SKAFFOLD_RESOURCE_KIND: &str = "skaffold.resource.kind";
 /// The resource's name, on rollout spans.
 pub const SKAFFOLD_RESOURCE_NAME: &str = "skaffold.resource.name";

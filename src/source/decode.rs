@@ -58,10 +58,19 @@ pub fn timestamp_nanos(ts: Option<&prost_types::Timestamp>) -> Result<Nanos, Inv
     Ok(ts.seconds * 1_000_000_000 + i64::from(ts.nanos))
 }
 
+/// The first `max` characters of `s`, as an owned string (a plain copy when it is
+/// short enough, which it nearly always is).
+pub(crate) fn truncated(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_owned();
+    }
+    s.chars().take(max).collect()
+}
+
 pub(crate) fn status(event: &'static str, s: &str) -> Result<Status, InvalidEvent> {
     Status::parse(s).ok_or_else(|| InvalidEvent::UnknownStatus {
         event,
-        status: s.chars().take(64).collect(),
+        status: truncated(s, 64),
     })
 }
 
@@ -73,7 +82,7 @@ pub(crate) fn name(
     if s.trim().is_empty() {
         return Err(InvalidEvent::MissingField { event, field });
     }
-    Ok(s.chars().take(MAX_NAME).collect())
+    Ok(truncated(s, MAX_NAME))
 }
 
 /// Builds the error of a failed event from the legacy `err`/`errCode` fields and the
@@ -100,7 +109,7 @@ fn error(
     };
     Some(ErrorInfo {
         code,
-        message: message.chars().take(4096).collect(),
+        message: truncated(message, 4096),
     })
 }
 
@@ -143,9 +152,9 @@ pub fn decode_v1(entry: &v1::LogEntry) -> Result<Event, InvalidEvent> {
             }
             EventKind::PortForward {
                 local_port: p.local_port,
-                resource_type: p.resource_type.chars().take(MAX_NAME).collect(),
-                resource_name: p.resource_name.chars().take(MAX_NAME).collect(),
-                namespace: p.namespace.chars().take(MAX_NAME).collect(),
+                resource_type: truncated(&p.resource_type, MAX_NAME),
+                resource_name: truncated(&p.resource_name, MAX_NAME),
+                namespace: truncated(&p.namespace, MAX_NAME),
             }
         }
         E::StatusCheckEvent(s) => {

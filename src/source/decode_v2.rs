@@ -50,7 +50,7 @@ use crate::core::{ErrorInfo, Event, EventKind, InvalidEvent, Nanos, Phase, Statu
 use crate::pb::enums::StatusCode;
 use crate::pb::v2::{self, event::EventType as E};
 use crate::source::decode::{
-    MAX_NAME, build_status, name, status, status_code_name, timestamp_nanos,
+    MAX_NAME, build_status, name, status, status_code_name, timestamp_nanos, truncated,
 };
 
 /// The log line that announces a file sync (`output.Default.Fprintf(out, "Syncing %d
@@ -124,7 +124,7 @@ fn error(status: Status, code: i32, actionable: Option<&v2::ActionableErr>) -> O
     };
     Some(ErrorInfo {
         code,
-        message: message.chars().take(4096).collect(),
+        message: truncated(message, 4096),
     })
 }
 
@@ -145,7 +145,7 @@ pub fn parse_sync_line(message: &str) -> Option<(String, u64)> {
         .strip_prefix("files for ")
         .or_else(|| rest.strip_prefix("file for "))?
         .trim_end();
-    (!image.is_empty()).then(|| (image.chars().take(MAX_NAME).collect(), count))
+    (!image.is_empty()).then(|| (truncated(image, MAX_NAME), count))
 }
 
 impl V2Decoder {
@@ -175,7 +175,7 @@ impl V2Decoder {
                 let run_id = m
                     .metadata
                     .as_ref()
-                    .map(|md| md.run_id.chars().take(MAX_NAME).collect::<String>())
+                    .map(|md| truncated(&md.run_id, MAX_NAME))
                     .filter(|r| !r.is_empty());
                 let new_run = !self.run_started
                     || run_id
@@ -251,7 +251,17 @@ impl V2Decoder {
                             },
                         );
                     }
-                    _ => {}
+                    // Skaffold sends no other step (`event/v2/build.go`): e.g. a
+                    // status word here is not something to fold.
+                    other => {
+                        return Err(InvalidEvent::AbsurdValue {
+                            event: "build",
+                            detail: format!(
+                                "BuildSubtaskEvent step {:?}",
+                                other.chars().take(64).collect::<String>()
+                            ),
+                        });
+                    }
                 }
             }
             E::DeploySubtaskEvent(d) => {
@@ -261,7 +271,7 @@ impl V2Decoder {
                     out,
                     EventKind::Subtask {
                         phase: Phase::DeploySubtask,
-                        id: d.id.chars().take(MAX_NAME).collect(),
+                        id: truncated(&d.id, MAX_NAME),
                         status: st,
                         error: err.clone(),
                     },
@@ -346,9 +356,9 @@ impl V2Decoder {
                     out,
                     EventKind::PortForward {
                         local_port: p.local_port,
-                        resource_type: p.resource_type.chars().take(MAX_NAME).collect(),
-                        resource_name: p.resource_name.chars().take(MAX_NAME).collect(),
-                        namespace: p.namespace.chars().take(MAX_NAME).collect(),
+                        resource_type: truncated(&p.resource_type, MAX_NAME),
+                        resource_name: truncated(&p.resource_name, MAX_NAME),
+                        namespace: truncated(&p.namespace, MAX_NAME),
                     },
                 );
             }
@@ -577,7 +587,7 @@ fn sync_error(mut e: ErrorInfo) -> ErrorInfo {
 fn subtask(phase: Phase, id: &str, st: Status, ae: Option<&v2::ActionableErr>) -> EventKind {
     EventKind::Subtask {
         phase,
-        id: id.chars().take(MAX_NAME).collect(),
+        id: truncated(id, MAX_NAME),
         status: st,
         error: error(st, 0, ae),
     }

@@ -9,14 +9,15 @@
 //! a final `{"error": ...}` chunk, in either gateway shape (`grpc_code`/`http_code`
 //! before Skaffold v1.33, a `google.rpc.Status` after): it ends the stream, and the
 //! supervisor reconnects with the same backoff; Skaffold replays its log, which the
-//! fold de-duplicates exactly as for gRPC (positions per stream, and a fingerprint of
-//! each message's canonical JSON).
+//! fold de-duplicates exactly as for gRPC: the fingerprint is the hash of the line as
+//! received. Skaffold's gateway marshals every message with `protojson` (sorted map
+//! keys, field order, whitespace fixed per Skaffold binary), so a replayed event comes
+//! as the same bytes within one Skaffold process; a new process starts a new set.
 //!
 //! `--api auto` asks for `/v2/events` first; a 404/501, or an UNIMPLEMENTED error as the
 //! first chunk, switches to `/v1/events` for good. Over JSON the v1.22–v1.25 v2 layout
 //! decodes fine (only field numbers changed), so v2 works from Skaffold v1.22 here.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -29,10 +30,10 @@ use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
 use tokio::sync::{mpsc, watch};
 
-use super::grpc::{MAX_MESSAGE_BYTES, Progress};
-use super::json::{GatewayChunk, fingerprint_json, parse_gateway_chunk, payload_from_json};
-use super::supervisor::{self, Connector, EventStream, Received, Retry, StreamError};
-use super::{Api, Payload, SourceMessage, V2_SALT, fingerprint_bytes};
+use super::grpc::MAX_MESSAGE_BYTES;
+use super::json::{GatewayChunk, parse_gateway_chunk, payload_from_json};
+use super::supervisor::{self, Connector, EventStream, Retry, StreamError};
+use super::{Api, Delivery, Payload, SourceMessage, V2_SALT, fingerprint};
 use crate::core::InvalidEvent;
 use crate::sink::SelfMetrics;
 
@@ -126,8 +127,7 @@ pub struct Config {
 /// Runs until `shutdown` turns true or the fold's queue closes.
 pub async fn run(
     cfg: Config,
-    tx: mpsc::Sender<SourceMessage>,
-    progress: Arc<Progress>,
+    tx: mpsc::Sender<Vec<Delivery>>,
     metrics: SelfMetrics,
     shutdown: watch::Receiver<bool>,
 ) {
@@ -136,7 +136,7 @@ pub async fn run(
         max: cfg.backoff_max,
     };
     let connector = GatewayConnector::new(GatewayClient::new(cfg.base), cfg.api);
-    supervisor::run(connector, retry, tx, progress, metrics, shutdown).await;
+    supervisor::run(connector, retry, tx, metrics, shutdown).await;
 }
 
 /// Opens `/v1/events` or `/v2/events` streams.
@@ -292,27 +292,27 @@ pub struct GatewayStream {
 /// Decodes one line of a gateway stream of `api`; `Ok(None)` for a blank line.
 /// `first` says whether it is the stream's first chunk (an UNIMPLEMENTED error there
 /// means the API is missing, not that the stream broke).
-pub fn decode_line(api: Api, line: &[u8], first: bool) -> Result<Option<Received>, StreamError> {
+pub fn decode_line(
+    api: Api,
+    line: &[u8],
+    first: bool,
+) -> Result<Option<SourceMessage>, StreamError> {
     let line = line.trim_ascii();
     if line.is_empty() {
         return Ok(None);
     }
     let salt = if api == Api::V1 { 0 } else { V2_SALT };
-    let invalid = |e: InvalidEvent| {
-        Ok(Some(Received {
-            fingerprint: fingerprint_bytes(line) ^ salt,
-            payload: Payload::Invalid(e),
-        }))
-    };
+    let fp = fingerprint(line) ^ salt;
+    let invalid = |e: InvalidEvent| Ok(Some(SourceMessage::new(fp, Payload::Invalid(e))));
     let value: Value = match serde_json::from_slice(line) {
         Ok(v) => v,
         Err(e) => return invalid(InvalidEvent::Undecodable(format!("gateway chunk: {e}"))),
     };
     match parse_gateway_chunk(value) {
-        Ok(GatewayChunk::Result(v)) => Ok(Some(Received {
-            fingerprint: fingerprint_json(api, &v),
-            payload: payload_from_json(api, v),
-        })),
+        Ok(GatewayChunk::Result(v)) => Ok(Some(SourceMessage::new(
+            fp,
+            payload_from_json(api, v).digest(),
+        ))),
         Ok(GatewayChunk::Error { code, message }) => {
             let text = format!(
                 "the gateway ended the stream with an error chunk (gRPC code {code}): {message}"
@@ -328,7 +328,7 @@ pub fn decode_line(api: Api, line: &[u8], first: bool) -> Result<Option<Received
 }
 
 impl GatewayStream {
-    fn decode(&mut self, line: &[u8]) -> Result<Option<Received>, StreamError> {
+    fn decode(&mut self, line: &[u8]) -> Result<Option<SourceMessage>, StreamError> {
         let r = decode_line(self.api, line, self.first);
         if matches!(r, Ok(Some(_)) | Err(_)) {
             self.first = false;
@@ -338,7 +338,7 @@ impl GatewayStream {
 }
 
 impl EventStream for GatewayStream {
-    async fn next(&mut self) -> Result<Option<Received>, StreamError> {
+    async fn next(&mut self) -> Result<Option<SourceMessage>, StreamError> {
         loop {
             while let Some(line) = self.buf.take_line() {
                 if let Some(r) = self.decode(&line)? {
@@ -404,17 +404,26 @@ mod tests {
     }
 
     #[test]
-    fn same_event_same_fingerprint_whatever_the_key_order() {
+    fn the_fingerprint_is_the_hash_of_the_line_as_received() {
         let a = br#"{"result":{"timestamp":"2021-04-07T17:50:08.970854Z","taskEvent":{"id":"DevLoop-0","task":"DevLoop","iteration":0,"status":"InProgress","actionableErr":null}}}"#;
-        let b = br#"{"result": {"taskEvent": {"task":"DevLoop","id":"DevLoop-0","status":"InProgress","iteration":0,"actionableErr":null}, "timestamp":"2021-04-07T17:50:08.970854Z"}}"#;
         let fa = decode_line(Api::V2, a, true).unwrap().unwrap();
-        let fb = decode_line(Api::V2, b, true).unwrap().unwrap();
+        // Replayed by the same gateway: the same bytes (line ends aside).
+        let again = [&a[..], b"\r\n"].concat();
+        let fb = decode_line(Api::V2, &again, false).unwrap().unwrap();
         assert_eq!(fa.fingerprint, fb.fingerprint);
+        assert_eq!(fa.fingerprint, fingerprint(a) ^ V2_SALT);
+        assert_eq!(fa.at, Some(1_617_817_808_970_854_000));
         assert!(matches!(fa.payload, Payload::V2(_)));
+        // The same bytes over v1 never match a v2 message.
+        let v1 = decode_line(Api::V1, a, true).unwrap().unwrap();
+        assert_ne!(v1.fingerprint, fa.fingerprint);
+        let b = br#"{"result": {"taskEvent": {"task":"DevLoop","id":"DevLoop-0","status":"InProgress","iteration":1,"actionableErr":null}, "timestamp":"2021-04-07T17:50:08.970854Z"}}"#;
+        let fb = decode_line(Api::V2, b, true).unwrap().unwrap();
+        assert_ne!(fa.fingerprint, fb.fingerprint);
         assert_eq!(decode_line(Api::V2, b"  \r", false), Ok(None));
         assert!(matches!(
             decode_line(Api::V2, b"{not json", false),
-            Ok(Some(Received {
+            Ok(Some(SourceMessage {
                 payload: Payload::Invalid(_),
                 ..
             }))

@@ -3,19 +3,30 @@
 //! subscribing through [`supervisor::run`]: Skaffold may not be up yet, may restart,
 //! or may exit.
 //!
-//! Messages are read as raw bytes and decoded here: the fingerprint for replay
+//! Messages are read as raw bytes (a pass-through codec) and decoded here, in the
+//! reader task, so decoding runs beside the fold: the fingerprint for replay
 //! de-duplication is the hash of the bytes Skaffold sent, a message our proto cannot
 //! decode is counted instead of ending the stream, and v2 log events are skipped
 //! before decoding (see [`super::wire`]).
 //!
-//! `--api auto` tries v2 first: UNIMPLEMENTED (Skaffold before v1.22) or the
-//! pre-v1.26 layout switch to v1. The choice is kept for the life of the exporter, so
-//! one Skaffold process is never read through both APIs (which would count twice). A
-//! v2 stream in the pre-v1.26 layout is not dropped but read to its end (see
-//! [`supervisor`]).
+//! **v2 layout, decided once per stream.** Skaffold v1.22–v1.25 numbered some v2
+//! messages differently. Which layout a stream has is decided from what identifies
+//! the Skaffold behind it: its MetaEvent (the version in its text, else the shape of
+//! its build metadata), which is the first event of Skaffold's log. Messages that
+//! arrive before it (live events can overtake the replay) are held until then (at
+//! most [`UNDECIDED_MAX`] of them, or a pause of `core::order::WINDOW`; without a
+//! MetaEvent the current layout is assumed). The decision holds for the whole stream:
+//! in a current-layout stream a message that does not fit is counted as invalid on
+//! its own, and never changes how the rest is read.
+//!
+//! `--api auto` tries v2 first: UNIMPLEMENTED (Skaffold before v1.22) or a stream
+//! decided to have the pre-v1.26 layout (before anything of it was folded) switch to
+//! v1. The choice is kept for the life of the exporter, so one Skaffold process is
+//! never read through both APIs (which would count twice). A v2 stream in the
+//! pre-v1.26 layout is not dropped but read to its end (see [`supervisor`]).
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -24,38 +35,62 @@ use prost::Message;
 use tokio::sync::{mpsc, watch};
 use tonic::transport::{Channel, Endpoint};
 
-use super::supervisor::{self, Connector, EventStream, Received, Retry, StreamError};
-use super::wire::{PeekError, peek_v2};
-use super::{Api, Payload, SourceMessage, V2_SALT, fingerprint_bytes};
+use super::supervisor::{self, Connector, EventStream, Retry, StreamError};
+use super::wire::{Layout, PeekError, meta_layout, peek_v2};
+use super::{Api, Delivery, Payload, SourceMessage, V2_SALT, fingerprint};
+use crate::catch_up::Gate;
 use crate::core::InvalidEvent;
+use crate::core::order::WINDOW;
 use crate::pb::{v1, v2};
 use crate::server::upstream::RawCodec;
 use crate::sink::SelfMetrics;
+use crate::source::decode::timestamp_nanos;
 
 /// Largest message accepted from Skaffold (ActionableErr texts can be long).
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
 
-/// Shared view of the reader's progress, for readiness.
+/// Most v2 messages held while a stream's layout is undecided.
+pub const UNDECIDED_MAX: usize = 64;
+
+/// The connection as the fold has seen it (in band, in order with the events), for
+/// readiness and the catch-up gate.
 #[derive(Debug, Default)]
 pub struct Progress {
     /// Subscribed right now.
     pub connected: AtomicBool,
-    /// Entries received from Skaffold on all streams.
-    pub received: AtomicU64,
-    /// Entries the fold has handled (or that were dropped).
-    pub handled: AtomicU64,
-    /// The last attempt to (re)connect failed: Skaffold is gone, not just a stream.
+    /// The current stream's replay (everything up to its first pause) is folded.
+    pub caught_up: AtomicBool,
+    /// The last attempt to reach Skaffold failed, and no stream has begun since.
     pub unreachable: AtomicBool,
+    /// Opens the first time `caught_up` is set, and stays open (see
+    /// [`crate::catch_up`]).
+    pub history_folded: Gate,
 }
 
 impl Progress {
-    /// Connected, at least one entry received, and everything received folded: the
-    /// replay Skaffold sends on connect has been taken in.
+    /// Subscribed, and Skaffold's replay has been taken in.
     pub fn ready(&self) -> bool {
-        let received = self.received.load(Ordering::Acquire);
-        self.connected.load(Ordering::Acquire)
-            && received > 0
-            && self.handled.load(Ordering::Acquire) >= received
+        self.connected.load(Ordering::Acquire) && self.caught_up.load(Ordering::Acquire)
+    }
+
+    /// Records a subscription (`true`: its replay still to come) or its end.
+    pub fn set_connected(&self, connected: bool) {
+        self.caught_up.store(false, Ordering::Release);
+        if connected {
+            self.unreachable.store(false, Ordering::Release);
+        }
+        self.connected.store(connected, Ordering::Release);
+    }
+
+    /// An attempt to reach Skaffold failed.
+    pub fn set_unreachable(&self) {
+        self.unreachable.store(true, Ordering::Release);
+    }
+
+    /// Everything received so far is folded (the replay, or a whole input file).
+    pub fn set_caught_up(&self) {
+        self.caught_up.store(true, Ordering::Release);
+        self.history_folded.open_now();
     }
 }
 
@@ -75,8 +110,7 @@ pub struct Config {
 /// Runs until `shutdown` turns true or the fold's queue closes.
 pub async fn run(
     cfg: Config,
-    tx: mpsc::Sender<SourceMessage>,
-    progress: Arc<Progress>,
+    tx: mpsc::Sender<Vec<Delivery>>,
     metrics: SelfMetrics,
     shutdown: watch::Receiver<bool>,
 ) {
@@ -85,7 +119,7 @@ pub async fn run(
         max: cfg.backoff_max,
     };
     let connector = GrpcConnector::new(&cfg.addr, cfg.api);
-    supervisor::run(connector, retry, tx, progress, metrics, shutdown).await;
+    supervisor::run(connector, retry, tx, metrics, shutdown).await;
 }
 
 /// gRPC path of v1 `Events`.
@@ -169,7 +203,7 @@ impl Connector for GrpcConnector {
                     tracing::info!(addr = %self.addr, "Skaffold offers event API v2; using it (--api auto).");
                     self.chosen = Some(api);
                 }
-                Ok(GrpcStream { inner, api })
+                Ok(GrpcStream::new(inner, api))
             }
             Err(status) if status.code() == tonic::Code::Unimplemented && api == Api::V2 => {
                 if self.api == Api::V2 {
@@ -182,10 +216,7 @@ impl Connector for GrpcConnector {
                 tracing::info!(addr = %self.addr, "Skaffold does not offer event API v2 (older than v1.22); using v1 (--api auto).");
                 self.chosen = Some(Api::V1);
                 let inner = open(channel, Api::V1).await.map_err(|s| describe(&s))?;
-                Ok(GrpcStream {
-                    inner,
-                    api: Api::V1,
-                })
+                Ok(GrpcStream::new(inner, Api::V1))
             }
             Err(status) => Err(describe(&status)),
         }
@@ -209,44 +240,140 @@ impl Connector for GrpcConnector {
 pub struct GrpcStream {
     inner: tonic::Streaming<Bytes>,
     api: Api,
+    layout: LayoutState,
+    /// Messages received while the layout was undecided, in order.
+    held: VecDeque<Bytes>,
+    /// How the stream ended, when it did while messages were still held.
+    end: Option<Result<(), StreamError>>,
 }
 
-/// Decodes one raw message of `api`'s stream.
-pub fn decode_raw(api: Api, bytes: &[u8]) -> Result<Received, StreamError> {
+/// Where a v2 stream's layout decision stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LayoutState {
+    Undecided,
+    Current,
+    Old,
+}
+
+impl GrpcStream {
+    fn new(inner: tonic::Streaming<Bytes>, api: Api) -> Self {
+        Self {
+            inner,
+            api,
+            layout: if api == Api::V1 {
+                LayoutState::Current
+            } else {
+                LayoutState::Undecided
+            },
+            held: VecDeque::new(),
+            end: None,
+        }
+    }
+
+    async fn message(&mut self) -> Result<Option<Bytes>, StreamError> {
+        self.inner
+            .message()
+            .await
+            .map_err(|status| StreamError::Failed(describe(&status)))
+    }
+
+    /// Reads until the layout is decided; `Err` when it is the pre-v1.26 one.
+    async fn decide(&mut self) -> Result<(), StreamError> {
+        while self.layout == LayoutState::Undecided {
+            let next = if self.held.is_empty() {
+                self.message().await
+            } else {
+                match tokio::time::timeout(WINDOW, self.message()).await {
+                    Ok(r) => r,
+                    // A pause without a MetaEvent: nothing identifies the stream.
+                    Err(_) => {
+                        self.layout = LayoutState::Current;
+                        break;
+                    }
+                }
+            };
+            let bytes = match next {
+                Ok(Some(b)) => b,
+                end => {
+                    self.layout = LayoutState::Current;
+                    self.end = Some(end.map(|_| ()));
+                    break;
+                }
+            };
+            match meta_layout(&bytes) {
+                Some(Layout::Old(why)) => {
+                    self.layout = LayoutState::Old;
+                    return Err(StreamError::Incompatible(
+                        PeekError::OldLayout(why).to_string(),
+                    ));
+                }
+                Some(Layout::Current) => self.layout = LayoutState::Current,
+                None if self.held.len() + 1 >= UNDECIDED_MAX => {
+                    self.layout = LayoutState::Current;
+                }
+                None => {}
+            }
+            self.held.push_back(bytes);
+        }
+        Ok(())
+    }
+}
+
+/// Decodes one raw message of `api`'s stream (of the current layout, for v2).
+pub fn decode_raw(api: Api, bytes: &[u8]) -> SourceMessage {
     if api == Api::V1 {
+        // v1 needs no per-run state to decode: turn it into the domain event here.
         let payload = match v1::LogEntry::decode(bytes) {
-            Ok(entry) => Payload::V1(entry),
+            Ok(entry) => Payload::decoded_v1(&entry),
             Err(e) => Payload::Invalid(InvalidEvent::Undecodable(e.to_string())),
         };
-        return Ok(Received {
-            fingerprint: fingerprint_bytes(bytes),
-            payload,
-        });
+        return SourceMessage::new(fingerprint(bytes), payload);
     }
-    let fingerprint = fingerprint_bytes(bytes) ^ V2_SALT;
-    let payload = match peek_v2(bytes) {
-        Ok(super::wire::Peek::SkipLog(kind)) => Payload::SkippedLog(kind),
+    let (at, payload) = match peek_v2(bytes) {
+        Ok(super::wire::Peek::SkipLog(kind)) => (None, Payload::SkippedLog(kind)),
         Ok(super::wire::Peek::Decode) => match v2::Event::decode(bytes) {
-            Ok(ev) => Payload::V2(ev),
-            Err(e) => Payload::Invalid(InvalidEvent::Undecodable(e.to_string())),
+            Ok(ev) => (
+                timestamp_nanos(ev.timestamp.as_ref()).ok(),
+                Payload::V2(Box::new(ev)),
+            ),
+            Err(e) => (
+                None,
+                Payload::Invalid(InvalidEvent::Undecodable(e.to_string())),
+            ),
         },
-        Err(e @ PeekError::OldLayout(_)) => return Err(StreamError::Incompatible(e.to_string())),
-        Err(e @ PeekError::Malformed(_)) => {
-            Payload::Invalid(InvalidEvent::Undecodable(e.to_string()))
-        }
+        Err(e) => (
+            None,
+            Payload::Invalid(InvalidEvent::Undecodable(e.to_string())),
+        ),
     };
-    Ok(Received {
-        fingerprint,
+    SourceMessage {
+        fingerprint: fingerprint(bytes) ^ V2_SALT,
+        at,
         payload,
-    })
+    }
 }
 
 impl EventStream for GrpcStream {
-    async fn next(&mut self) -> Result<Option<Received>, StreamError> {
-        match self.inner.message().await {
-            Ok(Some(bytes)) => decode_raw(self.api, &bytes).map(Some),
-            Ok(None) => Ok(None),
-            Err(status) => Err(StreamError::Failed(describe(&status))),
+    async fn next(&mut self) -> Result<Option<SourceMessage>, StreamError> {
+        self.decide().await?;
+        let bytes = match self.held.pop_front() {
+            Some(b) => b,
+            None => match self.end.take() {
+                Some(end) => return end.map(|()| None),
+                None => match self.message().await? {
+                    Some(b) => b,
+                    None => return Ok(None),
+                },
+            },
+        };
+        if self.layout == LayoutState::Old {
+            // Only counted (see `supervisor::drain`).
+            return Ok(Some(SourceMessage {
+                fingerprint: 0,
+                at: None,
+                payload: Payload::Invalid(InvalidEvent::Undecodable("pre-v1.26 layout".into())),
+            }));
         }
+        Ok(Some(decode_raw(self.api, &bytes)))
     }
 }

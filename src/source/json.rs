@@ -19,7 +19,7 @@ use crate::core::InvalidEvent;
 use crate::pb::{self, v1, v2};
 use crate::source::decode_v2::is_sync_line;
 use crate::source::wire::LogKind;
-use crate::source::{Api, Payload, V2_SALT, fingerprint_bytes};
+use crate::source::{Api, Payload};
 
 fn pool() -> &'static DescriptorPool {
     static POOL: OnceLock<DescriptorPool> = OnceLock::new();
@@ -127,19 +127,12 @@ pub fn v2_skippable_log(value: &Value) -> Option<LogKind> {
     (!is_sync).then_some(LogKind::Skaffold)
 }
 
-/// Hash of a JSON message in a canonical form (compact, keys in a fixed order), for
-/// replay de-duplication of gateway streams.
-pub fn fingerprint_json(api: Api, value: &Value) -> u64 {
-    let h = fingerprint_bytes(value.to_string().as_bytes());
-    if api == Api::V1 { h } else { h ^ V2_SALT }
-}
-
 /// Decodes a bare JSON message of `api` (v1 `LogEntry` or v2 `Event`) into what the
 /// fold takes; v2 log events are skipped before the (costly) protobuf mapping.
 pub fn payload_from_json(api: Api, value: Value) -> Payload {
     if api == Api::V1 {
         return match log_entry_from_json(value) {
-            Ok(e) => Payload::V1(e),
+            Ok(e) => Payload::V1(Box::new(e)),
             Err(e) => Payload::Invalid(e),
         };
     }
@@ -147,7 +140,7 @@ pub fn payload_from_json(api: Api, value: Value) -> Payload {
         return Payload::SkippedLog(kind);
     }
     match event_v2_from_json(value) {
-        Ok(e) => Payload::V2(e),
+        Ok(e) => Payload::V2(Box::new(e)),
         Err(e) => Payload::Invalid(e),
     }
 }

@@ -7,9 +7,11 @@
 //! - `decode` (v1), `decode_v2`, `wire` (cheap looks at v2 bytes) and `json` turn wire
 //!   messages into domain events.
 //!
-//! Every source hands the fold [`SourceMessage`]s: the wire message (or what the cheap
-//! look made of it) with its position in its stream and a fingerprint, which is all
-//! the replay de-duplication needs.
+//! Every source hands the fold [`Delivery`]s through one bounded queue: the
+//! connection's state (subscribed, paused, ended, Skaffold unreachable) travels in
+//! band with the messages, so the fold sees it in order with the events. Each message
+//! carries a fingerprint of the bytes Skaffold sent and Skaffold's timestamp, which is
+//! all the replay de-duplication (`core::replay`) needs.
 
 pub mod backoff;
 pub mod decode;
@@ -21,12 +23,11 @@ pub mod json;
 pub mod supervisor;
 pub mod wire;
 
-use std::hash::{DefaultHasher, Hasher};
-
 use prost::Message;
 
-use crate::core::InvalidEvent;
+use crate::core::{Event, InvalidEvent, Nanos};
 use crate::pb::{v1, v2};
+use decode::timestamp_nanos;
 pub use wire::LogKind;
 
 /// Which of Skaffold's event APIs to subscribe to (`--api`).
@@ -59,74 +60,138 @@ impl Api {
 /// What a source received, as far as the source decoded it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Payload {
-    /// A v1 `LogEntry`.
-    V1(v1::LogEntry),
-    /// A v2 `Event`.
-    V2(v2::Event),
+    /// A v1 `LogEntry` (boxed, as `V2`).
+    V1(Box<v1::LogEntry>),
+    /// A v1 `LogEntry` the reader already turned into the domain event (v1 needs no
+    /// per-run state to decode, so live sources decode it where the bytes arrive).
+    Event(Event),
+    /// A v2 `Event` (boxed: most payloads are far smaller, and payloads are moved
+    /// through the ordering buffer and the queue).
+    V2(Box<v2::Event>),
     /// A v2 log event, skipped without decoding (counted).
     SkippedLog(LogKind),
     /// A message that could not be decoded at all (counted as invalid).
     Invalid(InvalidEvent),
 }
 
-/// What a source hands to the fold.
+impl Payload {
+    /// Decodes what can be decoded without the fold's state: a v1 entry becomes its
+    /// domain event (or the reason it is invalid).
+    pub fn digest(self) -> Self {
+        match self {
+            Payload::V1(entry) => Self::decoded_v1(&entry),
+            other => other,
+        }
+    }
+
+    /// A v1 entry, decoded into its domain event (or the reason it is invalid).
+    pub fn decoded_v1(entry: &v1::LogEntry) -> Self {
+        match decode::decode_v1(entry) {
+            Ok(ev) => Payload::Event(ev),
+            Err(e) => Payload::Invalid(e),
+        }
+    }
+}
+
+/// One message, as a source hands it to the fold.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SourceMessage {
-    /// Which stream (1 for the first subscription, +1 per reconnect).
-    pub stream: u64,
-    /// Position in that stream, from 0 (every message counts, skipped ones too).
-    pub position: u64,
-    /// Hash of the message as Skaffold sent it: the same event replayed on a later
-    /// stream has the same fingerprint (see `core::replay`).
+    /// Hash of the bytes Skaffold sent ([`fingerprint`]): the same event replayed on a
+    /// later stream has the same fingerprint.
     pub fingerprint: u64,
-    /// The fingerprint of the stream's first message (position 0): it names the
-    /// Skaffold process even when that message itself was dropped on the way.
-    pub first: u64,
+    /// Skaffold's timestamp, when the message carries one we could read.
+    pub at: Option<Nanos>,
     /// The message.
     pub payload: Payload,
 }
 
 impl SourceMessage {
-    /// A v1 entry; the fingerprint is the hash of its encoding. `first` is set to
-    /// it too (right for position 0; see [`SourceMessage::with_first`]).
-    pub fn v1(stream: u64, position: u64, entry: v1::LogEntry) -> Self {
-        let fingerprint = fingerprint_bytes(&entry.encode_to_vec());
+    /// A message with its fingerprint; Skaffold's timestamp is read from it.
+    pub fn new(fingerprint: u64, payload: Payload) -> Self {
+        let at = match &payload {
+            Payload::V1(e) => timestamp_nanos(e.timestamp.as_ref()).ok(),
+            Payload::Event(e) => Some(e.at),
+            Payload::V2(e) => timestamp_nanos(e.timestamp.as_ref()).ok(),
+            Payload::SkippedLog(_) | Payload::Invalid(_) => None,
+        };
         Self {
-            stream,
-            position,
             fingerprint,
-            first: fingerprint,
-            payload: Payload::V1(entry),
+            at,
+            payload,
         }
     }
 
-    /// A v2 event; the fingerprint is the hash of its encoding. `first` is set to it
-    /// too (right for position 0; see [`SourceMessage::with_first`]).
-    pub fn v2(stream: u64, position: u64, event: v2::Event) -> Self {
-        let fingerprint = fingerprint_bytes(&event.encode_to_vec()) ^ V2_SALT;
-        Self {
-            stream,
-            position,
-            fingerprint,
-            first: fingerprint,
-            payload: Payload::V2(event),
-        }
+    /// A v1 entry, decoded as a live source does (tests and benches: the fingerprint
+    /// is the hash of its encoding).
+    pub fn v1(entry: v1::LogEntry) -> Self {
+        Self::new(
+            fingerprint(&entry.encode_to_vec()),
+            Payload::decoded_v1(&entry),
+        )
     }
 
-    /// The same message, its stream's first message having fingerprint `first`.
-    pub fn with_first(mut self, first: u64) -> Self {
-        self.first = first;
-        self
+    /// A v2 event (tests and benches: the fingerprint is the hash of its encoding).
+    pub fn v2(event: v2::Event) -> Self {
+        Self::new(
+            fingerprint(&event.encode_to_vec()) ^ V2_SALT,
+            Payload::V2(Box::new(event)),
+        )
     }
+
+    /// Whether its place in Skaffold's order matters to the fold (log events that are
+    /// only counted, and messages that could not be decoded, go straight through).
+    pub fn ordered(&self) -> bool {
+        self.at.is_some()
+            && matches!(
+                self.payload,
+                Payload::V1(_) | Payload::Event(_) | Payload::V2(_)
+            )
+    }
+}
+
+/// What a source hands to the fold, in order.
+// Nearly every delivery is a message: boxing it would cost an allocation per event.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq)]
+pub enum Delivery {
+    /// Subscribed to Skaffold: a new stream begins (Skaffold's replay follows).
+    Subscribed {
+        /// 1 for the first subscription, +1 per reconnect.
+        stream: u64,
+    },
+    /// A message of the current stream.
+    Message(SourceMessage),
+    /// The stream paused for the first time: Skaffold's replay has been delivered.
+    Paused,
+    /// Messages the stream held back for Skaffold's order when it broke (events that
+    /// overtook a replay still on its way). They are in Skaffold's log, so a new
+    /// stream to the same Skaffold replays them in order: the fold drops them once the
+    /// next stream proves to come from the same process, and folds them when Skaffold
+    /// turns out gone or replaced.
+    HeldBack(Vec<SourceMessage>),
+    /// The stream ended (Skaffold closed it, or it failed).
+    Ended,
+    /// A (re)connect attempt failed: Skaffold is gone, not just a stream.
+    Unreachable,
 }
 
 /// Mixed into v2 fingerprints so a v1 and a v2 message can never look alike.
 pub const V2_SALT: u64 = 0x5f32_5f32_5f32_5f32;
 
-/// A stable hash of encoded bytes (SipHash with fixed keys: equal across streams and
-/// restarts of the exporter).
-pub fn fingerprint_bytes(bytes: &[u8]) -> u64 {
-    let mut h = DefaultHasher::new();
-    h.write(bytes);
-    h.finish()
+/// The fingerprint of a message: XXH3 (64 bits) of the bytes as received. Skaffold
+/// sends a replayed event with the same bytes as the first time (gRPC: its protobuf
+/// encoding; gateway: the same `protojson` output of the same process).
+pub fn fingerprint(bytes: &[u8]) -> u64 {
+    twox_hash::XxHash3_64::oneshot(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deliveries_stay_small_they_are_moved_through_the_ordering_buffer_and_the_queue() {
+        let size = std::mem::size_of::<Delivery>();
+        assert!(size <= 160, "{size} bytes");
+    }
 }

@@ -2,11 +2,29 @@
 //! read until the stream ends or fails, wait (capped, jittered backoff), connect
 //! again, forever, until shutdown.
 //!
-//! Each message goes to the fold with `try_send` (never awaited), so a slow consumer
-//! can never stall Skaffold, which delivers events synchronously; a full queue drops
-//! and counts. The backoff is reset only after the first message of a new stream.
+//! **Nothing is dropped on the way in.** Each message is handed to the fold's bounded
+//! queue and the reader *waits* when it is full; meanwhile the transport's flow
+//! control (HTTP/2 windows, TCP) holds Skaffold's sender. During Skaffold's replay
+//! that sender runs outside Skaffold's log lock, so only the replay waits. The queue
+//! size (`--queue-capacity`) is how far the reader may run ahead of the fold. If the
+//! fold takes nothing for [`STALL`] while the queue is full, the reader logs it loudly
+//! and raises `skaffold_exporter_fold_stalled` (counting it in
+//! `skaffold_exporter_fold_stalls_total`), and keeps waiting: still nothing is lost.
 //!
-//! The stream is never cut on purpose: no idle timeout, and not even a stream whose
+//! **Skaffold's order.** Each stream's messages pass through `core::order::Reorder`
+//! (live events can overtake Skaffold's replay), so they enter the queue in Skaffold's
+//! timestamp order; log events that are only counted, and undecodable messages, go
+//! straight through. When a stream breaks, what it still held goes to the fold as
+//! [`Delivery::HeldBack`] (see there): those events may have overtaken a replay that
+//! the next stream will deliver.
+//!
+//! **Connection state in band.** [`Delivery::Subscribed`], [`Delivery::Paused`] (the
+//! stream went quiet for [`WINDOW`]: at the first pause, its replay has been
+//! delivered; reported at the first pause and after each burst of messages),
+//! [`Delivery::Ended`] and [`Delivery::Unreachable`] go through the same queue as the
+//! messages, so the fold sees them in order with the events.
+//!
+//! **The stream is never cut on purpose**: no idle timeout, and not even a stream whose
 //! messages cannot be decoded ([`StreamError::Incompatible`], Skaffold v1.22–v1.25's
 //! v2 layout) is dropped. A subscriber that leaves during Skaffold's replay can wedge
 //! Skaffold's event handler, so such a stream is read to its end, each message counted
@@ -22,22 +40,17 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
 use super::backoff::Backoff;
-use super::grpc::Progress;
-use super::{Payload, SourceMessage};
+use super::{Delivery, SourceMessage};
 use crate::core::event::INCOMPATIBLE_LAYOUT;
+use crate::core::order::{HELD_CAP, Reorder, WINDOW};
 use crate::sink::SelfMetrics;
 use crate::sink::prometheus::ReasonLabel;
 
-/// One message read from a stream.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Received {
-    /// Hash of the message as sent (see [`SourceMessage::fingerprint`]).
-    pub fingerprint: u64,
-    /// The message.
-    pub payload: Payload,
-}
+/// How long the reader waits on a full queue before it reports the fold as stalled.
+pub const STALL: Duration = Duration::from_secs(5);
 
 /// Why a stream ended, or cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -49,9 +62,9 @@ pub enum StreamError {
     /// ended. The connector picks again (`--api auto`) or it is reported.
     #[error("{0}")]
     Missing(String),
-    /// The stream is up, but its messages cannot be decoded (Skaffold v1.22–v1.25's
-    /// v2 layout). It is read to its end, never dropped (see the module docs); the
-    /// connector picks again (`--api auto`) or it is reported.
+    /// The stream is up, but it has Skaffold v1.22–v1.25's v2 layout (decided once,
+    /// from its first messages). It is read to its end, never dropped (see the module
+    /// docs); the connector picks again (`--api auto`) or it is reported.
     #[error("{0}")]
     Incompatible(String),
 }
@@ -74,7 +87,7 @@ pub trait Connector: Send {
 /// An open stream of messages.
 pub trait EventStream: Send {
     /// The next message; `Ok(None)` when Skaffold closed the stream cleanly.
-    fn next(&mut self) -> impl Future<Output = Result<Option<Received>, StreamError>> + Send;
+    fn next(&mut self) -> impl Future<Output = Result<Option<SourceMessage>, StreamError>> + Send;
 }
 
 /// Reconnect backoff bounds.
@@ -94,6 +107,8 @@ enum Ended {
     Switched,
     /// Unreadable but up: keep it drained.
     Incompatible(StreamError),
+    /// Shutdown, or the fold is gone.
+    Stop,
 }
 
 /// Counts one message of an unreadable stream as invalid `incompatible_layout`;
@@ -147,12 +162,191 @@ async fn drain<S: EventStream>(
     }
 }
 
+/// Most deliveries sent to the fold in one batch.
+pub const BATCH: usize = 128;
+
+/// The queue's capacity in batches for `--queue-capacity` deliveries.
+pub fn queue_batches(capacity: usize) -> usize {
+    capacity.div_ceil(BATCH).max(1)
+}
+
+/// The reader's end of the fold's queue: gathers deliveries into batches (one queue
+/// operation per batch, not per event), waits when the queue is full, and reports a
+/// fold that makes no progress.
+struct Outlet {
+    tx: mpsc::Sender<Vec<Delivery>>,
+    batch: Vec<Delivery>,
+    metrics: SelfMetrics,
+    shutdown: watch::Receiver<bool>,
+    /// How long a full queue may stay full before the fold counts as stalled.
+    stall: Duration,
+}
+
+/// The fold is gone, or shutdown was asked for: stop reading.
+struct Stopped;
+
+/// Resolves once shutdown is asked for.
+async fn stopping(shutdown: &mut watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|s| *s).await;
+}
+
+impl Outlet {
+    /// Adds to the batch; hands it on when it is full.
+    async fn push(&mut self, d: Delivery) -> Result<(), Stopped> {
+        self.batch.push(d);
+        if self.batch.len() >= BATCH {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    /// Hands a connection change on at once (with what came before it).
+    async fn send(&mut self, d: Delivery) -> Result<(), Stopped> {
+        self.batch.push(d);
+        self.flush().await
+    }
+
+    /// Hands the batch on, waiting while the queue is full.
+    async fn flush(&mut self) -> Result<(), Stopped> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH));
+        let batch = match self.tx.try_send(batch) {
+            Ok(()) => return Ok(()),
+            Err(mpsc::error::TrySendError::Closed(_)) => return Err(Stopped),
+            Err(mpsc::error::TrySendError::Full(b)) => b,
+        };
+        let waiting = Instant::now();
+        let mut shutdown = self.shutdown.clone();
+        let permit = tokio::select! {
+            p = self.tx.reserve() => p,
+            () = stopping(&mut shutdown) => return Err(Stopped),
+            _ = tokio::time::sleep(self.stall) => {
+                self.metrics.fold_stalled.set(1);
+                self.metrics.fold_stalls.inc();
+                tracing::error!(
+                    capacity = self.tx.max_capacity() * BATCH,
+                    waited = ?self.stall,
+                    "The fold has taken nothing from its full queue: the reader is waiting (Skaffold is held back by flow control; nothing is lost). Is the exporter starved of CPU?"
+                );
+                let mut shutdown = self.shutdown.clone();
+                let p = tokio::select! {
+                    p = self.tx.reserve() => p,
+                    () = stopping(&mut shutdown) => return Err(Stopped),
+                };
+                self.metrics.fold_stalled.set(0);
+                tracing::warn!(waited = ?waiting.elapsed(), "The fold is taking events again.");
+                p
+            }
+        };
+        permit.map_err(|_| Stopped)?.send(batch);
+        Ok(())
+    }
+}
+
+/// Reads one stream until it ends, in Skaffold's order, reporting its pauses.
+async fn read<S: EventStream>(
+    stream: &mut S,
+    stream_id: u64,
+    outlet: &mut Outlet,
+    backoff: &mut Backoff,
+) -> Result<Result<(), StreamError>, Stopped> {
+    let origin = Instant::now();
+    // Holds messages (as deliveries) and hands them on in Skaffold's order.
+    let mut order: Reorder<Delivery> = Reorder::new(WINDOW, HELD_CAP);
+    let mut shutdown = outlet.shutdown.clone();
+    let stop = stopping(&mut shutdown);
+    tokio::pin!(stop);
+    let mut received = 0u64;
+    // When to look for a pause (`WINDOW` after the last message): the stream's first
+    // one (even before any message), then after every message.
+    let mut due: Option<Duration> = Some(WINDOW);
+    let timer = tokio::time::sleep(WINDOW);
+    tokio::pin!(timer);
+    loop {
+        tokio::select! {
+            biased;
+            () = &mut stop => {
+                order.flush(&mut outlet.batch);
+                outlet.flush().await?;
+                return Err(Stopped);
+            }
+            msg = stream.next() => match msg {
+                Ok(Some(m)) => {
+                    if received == 0 {
+                        backoff.reset();
+                    }
+                    received += 1;
+                    let now = origin.elapsed();
+                    match m.at {
+                        Some(at) if m.ordered() => {
+                            order.push(at, now, Delivery::Message(m), &mut outlet.batch);
+                        }
+                        _ => outlet.batch.push(Delivery::Message(m)),
+                    }
+                    if outlet.batch.len() >= BATCH {
+                        outlet.flush().await?;
+                    }
+                    due = Some(now + WINDOW);
+                }
+                Ok(None) => {
+                    tracing::info!(stream = stream_id, received, "Skaffold closed the event stream.");
+                    order.flush(&mut outlet.batch);
+                    outlet.flush().await?;
+                    return Ok(Ok(()));
+                }
+                Err(e) => {
+                    // Held messages may have overtaken a replay that broke off: the
+                    // fold decides about them once it knows where the next stream
+                    // comes from.
+                    let mut held = Vec::new();
+                    order.flush(&mut held);
+                    let held: Vec<SourceMessage> = held
+                        .into_iter()
+                        .filter_map(|d| match d {
+                            Delivery::Message(m) => Some(m),
+                            _ => None,
+                        })
+                        .collect();
+                    if !held.is_empty() {
+                        outlet.push(Delivery::HeldBack(held)).await?;
+                    }
+                    outlet.flush().await?;
+                    return Ok(Err(e));
+                }
+            },
+            // Nothing more is ready right now: hand on what was gathered.
+            () = std::future::ready(()), if !outlet.batch.is_empty() => {
+                outlet.flush().await?;
+            }
+            () = &mut timer, if due.is_some() => {
+                let now = origin.elapsed();
+                let at = due.unwrap_or(now);
+                if now < at {
+                    timer.as_mut().reset(origin + at);
+                    continue;
+                }
+                // A timer that fires a whole window late means this process was held
+                // up, not that Skaffold paused: look again.
+                if now - at > WINDOW {
+                    due = Some(now + WINDOW);
+                    timer.as_mut().reset(origin + now + WINDOW);
+                    continue;
+                }
+                order.paused(now, &mut outlet.batch);
+                outlet.send(Delivery::Paused).await?;
+                due = None;
+            }
+        }
+    }
+}
+
 /// Runs until `shutdown` turns true or the fold's queue closes.
 pub async fn run<C: Connector>(
     mut connector: C,
     retry: Retry,
-    tx: mpsc::Sender<SourceMessage>,
-    progress: Arc<Progress>,
+    tx: mpsc::Sender<Vec<Delivery>>,
     metrics: SelfMetrics,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -162,6 +356,13 @@ pub async fn run<C: Connector>(
             .expect("valid defaults")
     });
     let target = connector.target();
+    let mut outlet = Outlet {
+        tx,
+        batch: Vec::with_capacity(BATCH),
+        metrics: metrics.clone(),
+        shutdown: shutdown.clone(),
+        stall: STALL,
+    };
     let mut stream_id = 0u64;
     let mut failures = 0u64;
     let logged = Arc::new(AtomicBool::new(false));
@@ -181,68 +382,37 @@ pub async fn run<C: Connector>(
                 if stream_id > 1 {
                     metrics.reconnects.inc();
                 }
-                progress.connected.store(true, Ordering::Release);
-                progress.unreachable.store(false, Ordering::Release);
-                metrics.connected.set(1);
                 tracing::info!(target = %target, stream = stream_id, "Subscribed to Skaffold's event stream.");
                 failures = 0;
-                let mut position = 0u64;
-                let mut first = 0u64;
-                let ended = loop {
-                    tokio::select! {
-                        _ = shutdown.changed() => {
-                            progress.connected.store(false, Ordering::Release);
-                            metrics.connected.set(0);
-                            return;
-                        }
-                        msg = stream.next() => match msg {
-                            Ok(Some(r)) => {
-                                if position == 0 {
-                                    backoff.reset();
-                                    first = r.fingerprint;
-                                }
-                                progress.received.fetch_add(1, Ordering::AcqRel);
-                                let m = SourceMessage {
-                                    stream: stream_id,
-                                    position,
-                                    fingerprint: r.fingerprint,
-                                    first,
-                                    payload: r.payload,
-                                };
-                                position += 1;
-                                match tx.try_send(m) {
-                                    Ok(()) => {}
-                                    Err(mpsc::error::TrySendError::Full(_)) => {
-                                        metrics.dropped.inc();
-                                        progress.handled.fetch_add(1, Ordering::AcqRel);
-                                    }
-                                    Err(mpsc::error::TrySendError::Closed(_)) => return,
-                                }
-                            }
-                            Ok(None) => {
-                                tracing::info!(stream = stream_id, "Skaffold closed the event stream.");
-                                break Ended::Backoff;
-                            }
-                            Err(e @ StreamError::Failed(_)) => {
-                                tracing::warn!(stream = stream_id, error = %e, "Skaffold's event stream failed.");
-                                connector.stream_failed(&e);
-                                break Ended::Backoff;
-                            }
-                            Err(e @ StreamError::Missing(_)) => {
-                                tracing::error!(stream = stream_id, error = %e, "Cannot read this event stream.");
-                                break if connector.stream_failed(&e) {
-                                    Ended::Switched
-                                } else {
-                                    Ended::Backoff
-                                };
-                            }
-                            Err(e @ StreamError::Incompatible(_)) => break Ended::Incompatible(e),
+                if outlet
+                    .send(Delivery::Subscribed { stream: stream_id })
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+                let ended = match read(&mut stream, stream_id, &mut outlet, &mut backoff).await {
+                    Err(Stopped) => Ended::Stop,
+                    Ok(Ok(())) => Ended::Backoff,
+                    Ok(Err(e @ StreamError::Failed(_))) => {
+                        tracing::warn!(stream = stream_id, error = %e, "Skaffold's event stream failed.");
+                        connector.stream_failed(&e);
+                        Ended::Backoff
+                    }
+                    Ok(Err(e @ StreamError::Missing(_))) => {
+                        tracing::error!(stream = stream_id, error = %e, "Cannot read this event stream.");
+                        if connector.stream_failed(&e) {
+                            Ended::Switched
+                        } else {
+                            Ended::Backoff
                         }
                     }
+                    Ok(Err(e @ StreamError::Incompatible(_))) => Ended::Incompatible(e),
                 };
-                progress.connected.store(false, Ordering::Release);
-                metrics.connected.set(0);
+                // The fold learns that the stream ended, whatever follows.
+                let _ = outlet.send(Delivery::Ended).await;
                 match ended {
+                    Ended::Stop => return,
                     Ended::Backoff => {}
                     Ended::Switched => continue,
                     Ended::Incompatible(e) => {
@@ -275,10 +445,12 @@ pub async fn run<C: Connector>(
                 }
             }
             Err(e) => {
-                progress.unreachable.store(true, Ordering::Release);
                 failures += 1;
                 if failures == 1 {
                     tracing::warn!(target = %target, error = %e, "Cannot reach Skaffold yet; retrying with backoff (is `skaffold dev --rpc-port` running?).");
+                    if outlet.send(Delivery::Unreachable).await.is_err() {
+                        return;
+                    }
                 } else {
                     tracing::debug!(target = %target, error = %e, failures, "Still cannot reach Skaffold.");
                 }
@@ -289,5 +461,77 @@ pub async fn run<C: Connector>(
             _ = shutdown.changed() => return,
             _ = tokio::time::sleep(delay) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outlet(
+        tx: mpsc::Sender<Vec<Delivery>>,
+        metrics: &SelfMetrics,
+        shutdown: &watch::Sender<bool>,
+    ) -> Outlet {
+        Outlet {
+            tx,
+            batch: Vec::new(),
+            metrics: metrics.clone(),
+            shutdown: shutdown.subscribe(),
+            stall: Duration::from_millis(50),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_makes_the_reader_wait_and_a_stalled_fold_is_reported_not_dropped() {
+        let metrics = SelfMetrics::default();
+        let (tx, mut rx) = mpsc::channel(1);
+        let shutdown = watch::channel(false).0;
+        let mut out = outlet(tx, &metrics, &shutdown);
+        out.send(Delivery::Paused).await.ok().expect("room for one");
+        // The queue is full and the fold takes nothing: the reader waits...
+        let waiting = tokio::spawn(async move {
+            out.send(Delivery::Ended)
+                .await
+                .ok()
+                .expect("sent once there is room");
+            out
+        });
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        assert!(!waiting.is_finished(), "the reader waits, it does not drop");
+        assert_eq!(metrics.fold_stalled.get(), 1, "reported as stalled");
+        assert_eq!(metrics.fold_stalls.get(), 1);
+        // ...until the fold takes something: then everything arrives, in order.
+        assert_eq!(rx.recv().await, Some(vec![Delivery::Paused]));
+        waiting.await.unwrap();
+        assert_eq!(rx.recv().await, Some(vec![Delivery::Ended]));
+        assert_eq!(metrics.fold_stalled.get(), 0, "no longer stalled");
+        assert_eq!(metrics.fold_stalls.get(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_batch_goes_when_full_and_connection_changes_go_at_once() {
+        let metrics = SelfMetrics::default();
+        let (tx, mut rx) = mpsc::channel(4);
+        let shutdown = watch::channel(false).0;
+        let mut out = outlet(tx, &metrics, &shutdown);
+        let m = |i: u64| {
+            Delivery::Message(SourceMessage {
+                fingerprint: i,
+                at: Some(i as i64),
+                payload: super::super::Payload::SkippedLog(super::super::LogKind::Skaffold),
+            })
+        };
+        for i in 0..BATCH as u64 - 1 {
+            out.push(m(i)).await.ok().unwrap();
+        }
+        assert!(rx.try_recv().is_err(), "not full yet");
+        out.push(m(999)).await.ok().unwrap();
+        assert_eq!(rx.try_recv().unwrap().len(), BATCH);
+        out.push(m(1)).await.ok().unwrap();
+        out.send(Delivery::Paused).await.ok().unwrap();
+        assert_eq!(rx.try_recv().unwrap(), vec![m(1), Delivery::Paused]);
+        assert_eq!(queue_batches(4096), 32);
+        assert_eq!(queue_batches(1), 1);
     }
 }

@@ -6,8 +6,11 @@
 //!   coloured or not, because Skaffold reports file syncs over v2 in no other way).
 //! - Skaffold v1.22–v1.25 numbered `TaskEvent`, `BuildSubtaskEvent` and the v2
 //!   `BuildMetadata` differently (renumbered in place in v1.26.0). Decoding those
-//!   bytes with the current layout gives garbage or a wire-type error, so the old
-//!   layout is detected here and reported as such.
+//!   bytes with the current layout gives garbage or a wire-type error, so a stream's
+//!   layout is decided here from its MetaEvent ([`meta_layout`]: the version Skaffold
+//!   names in it, else the shape of its build metadata), once per stream (see
+//!   `source::grpc`). Single messages are never taken as evidence: a message that
+//!   does not fit the stream's layout is counted as invalid on its own.
 //!
 //! Works on the protobuf wire format directly: tags, varints, length-delimited
 //! fields; nothing is allocated.
@@ -40,6 +43,15 @@ impl LogKind {
             LogKind::Application => "application_log",
         }
     }
+}
+
+/// The v2 message layout of a stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// Skaffold v1.26 and later (what our proto describes).
+    Current,
+    /// Skaffold v1.22–v1.25, and why we think so.
+    Old(&'static str),
 }
 
 /// Why the bytes cannot be decoded with our proto.
@@ -135,18 +147,54 @@ fn fields(buf: &[u8]) -> Fields<'_> {
     Fields { buf }
 }
 
-/// Status strings, which the pre-v1.26 BuildSubtaskEvent had at field 4 (now `step`).
-const STATUSES: [&[u8]; 9] = [
-    b"InProgress",
-    b"Succeeded",
-    b"Failed",
-    b"Canceled",
-    b"Complete",
-    b"NotStarted",
-    b"In Progress",
-    b"Started",
-    b"Information",
-];
+/// The layout of a stream, when `bytes` is its MetaEvent (`None` for any other
+/// message, or one too malformed to tell). The MetaEvent's text names Skaffold's
+/// version (`Starting Skaffold: &{Version:v1.25.0 ...}`); without a version, the
+/// build metadata tells: field 1 is `artifacts` (a message) since v1.26 and was
+/// `numberOfArtifacts` (a varint) before.
+pub fn meta_layout(bytes: &[u8]) -> Option<Layout> {
+    let mut meta = None;
+    for f in fields(bytes) {
+        if let (2, _, Value::Len(m)) = f.ok()? {
+            meta = Some(m);
+        }
+    }
+    let meta = meta?;
+    let mut version = None;
+    let mut old_build = false;
+    for m in fields(meta) {
+        match m.ok()? {
+            (1, _, Value::Len(entry)) => {
+                version = std::str::from_utf8(entry)
+                    .ok()
+                    .and_then(crate::core::event::parse_version)
+                    .and_then(|v| major_minor(&v));
+            }
+            (2, _, Value::Len(md)) => {
+                for b in fields(md) {
+                    if let Ok((1, _, Value::Len(build))) = b {
+                        old_build |= fields(build).any(|x| matches!(x, Ok((1, VARINT, _))));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    Some(match version {
+        Some(v) if v < (1, 26) => Layout::Old("the MetaEvent names a Skaffold older than v1.26"),
+        Some(_) => Layout::Current,
+        None if old_build => Layout::Old("BuildMetadata.numberOfArtifacts at field 1"),
+        None => Layout::Current,
+    })
+}
+
+/// `v1.25.2-3-gabc` → (1, 25).
+fn major_minor(version: &str) -> Option<(u32, u32)> {
+    let mut parts = version.trim_start_matches('v').split(['.', '-']);
+    let major = parts.next()?.parse().ok()?;
+    let minor = parts.next()?.parse().ok()?;
+    Some((major, minor))
+}
 
 /// Looks at an encoded v2 `Event` (field numbers of the current layout).
 pub fn peek_v2(bytes: &[u8]) -> Result<Peek, PeekError> {
@@ -156,25 +204,6 @@ pub fn peek_v2(bytes: &[u8]) -> Result<Peek, PeekError> {
             continue;
         };
         match field {
-            // metaEvent → metadata (2) → build (1) → field 1: `artifacts` (LEN) since
-            // v1.26, `numberOfArtifacts` (varint) before.
-            2 => {
-                for m in fields(sub) {
-                    if let (2, _, Value::Len(md)) = m? {
-                        for b in fields(md) {
-                            if let (1, _, Value::Len(build)) = b? {
-                                for x in fields(build) {
-                                    if let (1, VARINT, _) = x? {
-                                        return Err(PeekError::OldLayout(
-                                            "BuildMetadata.numberOfArtifacts at field 1",
-                                        ));
-                                    }
-                                }
-                            }
-                        }
-                    }
-                }
-            }
             // skaffoldLogEvent: skip unless it is the sync line (message = field 5).
             3 => {
                 for m in fields(sub) {
@@ -187,30 +216,6 @@ pub fn peek_v2(bytes: &[u8]) -> Result<Peek, PeekError> {
                 return Ok(Peek::SkipLog(LogKind::Skaffold));
             }
             4 => return Ok(Peek::SkipLog(LogKind::Application)),
-            // taskEvent: iteration moved 3 → 4 and status 4 → 5 in v1.26.
-            5 => {
-                for t in fields(sub) {
-                    match t? {
-                        (3, VARINT, _) => {
-                            return Err(PeekError::OldLayout("TaskEvent.iteration at field 3"));
-                        }
-                        (4, LEN, _) => {
-                            return Err(PeekError::OldLayout("TaskEvent.status at field 4"));
-                        }
-                        _ => {}
-                    }
-                }
-            }
-            // buildSubtaskEvent: status moved 4 → 5 (4 is now `step`) in v1.26.
-            6 => {
-                for b in fields(sub) {
-                    if let (4, LEN, Value::Len(v)) = b?
-                        && STATUSES.contains(&v)
-                    {
-                        return Err(PeekError::OldLayout("BuildSubtaskEvent.status at field 4"));
-                    }
-                }
-            }
             _ => {}
         }
     }
@@ -254,19 +259,7 @@ mod tests {
             ..Default::default()
         }));
         assert_eq!(peek_v2(&b), Ok(Peek::Decode));
-        let meta = encode(E::MetaEvent(v2::MetaEvent {
-            entry: "x".into(),
-            metadata: Some(v2::Metadata {
-                build: Some(v2::BuildMetadata {
-                    artifacts: vec![Default::default()],
-                    r#type: 3,
-                    additional: Default::default(),
-                }),
-                run_id: "r".into(),
-                ..Default::default()
-            }),
-        }));
-        assert_eq!(peek_v2(&meta), Ok(Peek::Decode));
+        assert_eq!(peek_v2(&meta("x", false)), Ok(Peek::Decode));
     }
 
     #[test]
@@ -300,43 +293,98 @@ mod tests {
         assert_eq!(peek_v2(&app), Ok(Peek::SkipLog(LogKind::Application)));
     }
 
+    fn meta(entry: &str, old_build: bool) -> Vec<u8> {
+        let mut md = v2::Metadata {
+            run_id: "r".into(),
+            ..Default::default()
+        };
+        if !old_build {
+            md.build = Some(v2::BuildMetadata {
+                artifacts: vec![Default::default()],
+                r#type: 3,
+                additional: Default::default(),
+            });
+        }
+        let mut bytes = encode(E::MetaEvent(v2::MetaEvent {
+            entry: entry.into(),
+            metadata: Some(md),
+        }));
+        if old_build {
+            // Event.metaEvent (2) { metadata (2) { build (1) { numberOfArtifacts (1) = 3 } } }
+            let build = [0x08, 3];
+            let md = [&[0x0a, build.len() as u8][..], &build].concat();
+            let m = [&[0x12, md.len() as u8][..], &md].concat();
+            bytes = [&[0x12, m.len() as u8][..], &m].concat();
+        }
+        bytes
+    }
+
     #[test]
-    fn pre_v1_26_layout_is_reported_not_misdecoded() {
+    fn the_layout_is_decided_from_the_meta_event() {
+        let v = |v: &str| {
+            format!(
+                "Starting Skaffold: &{{Version:{v} ConfigVersion:skaffold/v2beta12 GitVersion: GitCommit:abc BuildDate:2021-04-06T00:00:00Z GoVersion:go1.15 Compiler:gc Platform:linux/amd64 User:}}"
+            )
+        };
+        assert_eq!(
+            meta_layout(&meta(&v("v1.25.0"), false)),
+            Some(Layout::Old(
+                "the MetaEvent names a Skaffold older than v1.26"
+            ))
+        );
+        assert_eq!(
+            meta_layout(&meta(&v("v1.22.0-12-gabcdef"), false)),
+            Some(Layout::Old(
+                "the MetaEvent names a Skaffold older than v1.26"
+            ))
+        );
+        assert_eq!(
+            meta_layout(&meta(&v("v1.26.0"), false)),
+            Some(Layout::Current)
+        );
+        assert_eq!(
+            meta_layout(&meta(&v("v2.16.1"), false)),
+            Some(Layout::Current)
+        );
+        // No version: the build metadata's shape.
+        assert_eq!(meta_layout(&meta("", false)), Some(Layout::Current));
+        assert_eq!(
+            meta_layout(&meta("", true)),
+            Some(Layout::Old("BuildMetadata.numberOfArtifacts at field 1"))
+        );
+        let e = PeekError::OldLayout("x").to_string();
+        assert!(e.contains("pre-v1.26") && e.contains("--api v1"), "{e}");
+    }
+
+    #[test]
+    fn only_a_meta_event_says_anything_about_the_layout() {
+        // Messages that look like the old layout (the three measured cases) are just
+        // messages: peek lets them be decoded (and fail, or be judged, on their own).
         let old_task = OldEvent {
             task: Some(OldTaskEvent {
                 id: "DevLoop-0".into(),
                 task: "DevLoop".into(),
-                iteration: 0,
+                iteration: 2,
                 status: "InProgress".into(),
             }),
             ..Default::default()
         }
         .encode_to_vec();
-        assert!(matches!(peek_v2(&old_task), Err(PeekError::OldLayout(_))));
-        let old_task_iter = OldEvent {
-            task: Some(OldTaskEvent {
-                iteration: 2,
-                ..Default::default()
-            }),
-            ..Default::default()
-        }
-        .encode_to_vec();
-        assert!(matches!(
-            peek_v2(&old_task_iter),
-            Err(PeekError::OldLayout(_))
-        ));
+        assert_eq!(meta_layout(&old_task), None);
+        assert_eq!(peek_v2(&old_task), Ok(Peek::Decode));
         let old_build = OldEvent {
             build: Some(OldBuildSubtask {
                 id: "web".into(),
                 task_id: "Build-0".into(),
                 artifact: "web".into(),
-                status: "InProgress".into(),
+                status: "Succeeded".into(),
             }),
             ..Default::default()
         }
         .encode_to_vec();
-        let e = peek_v2(&old_build).unwrap_err();
-        assert!(e.to_string().contains("pre-v1.26"), "{e}");
+        assert_eq!(meta_layout(&old_build), None);
+        assert_eq!(peek_v2(&old_build), Ok(Peek::Decode));
+        assert_eq!(meta_layout(&[0xff; 3]), None);
     }
 
     #[test]

@@ -4,7 +4,8 @@
 #   tests/deploy/check.sh
 #
 # Needs: promtool >= 2.42 (Debian: apt-get install -y prometheus), python3 with
-# venv and pip (the Python packages in requirements.txt are installed into a
+# venv and pip (the Python packages in requirements.txt, the Grafana Foundation
+# SDK that scripts/gen-dashboards.py builds with among them, are installed into a
 # venv under ${TMPDIR:-/tmp}; PyPI must be reachable the first time).
 # Writes the list of metric names used by dashboards and rules to
 # target/deploy-check/metric-names.txt. Ends with "N passed, M failed".
@@ -57,17 +58,24 @@ kubernetes_schemas() {
     echo "valid for Kubernetes 1.29 and $("$VENV/bin/kubernetes-validate" --version 2>&1 | tail -1) schemas"
 }
 
+# PodMonitor and PrometheusRule: the Prometheus Operator's CRD schemas (vendored in
+# tests/deploy/crds), strictly; then proof that the check catches a misspelt field
+operator_schemas() {
+  "$PY" tests/deploy/crd_validate.py && "$PY" tests/deploy/crd_validate.py --self-test
+}
+
 step "promtool version supports keep_firing_for" check_promtool_version
 step "promtool check config deploy/prometheus/prometheus.yml" promtool check config deploy/prometheus/prometheus.yml
 step "promtool check config deploy/compose/prometheus.yml" compose_prometheus_config
 step "promtool check rules deploy/prometheus/skaffold-alerts.yml" promtool check rules deploy/prometheus/skaffold-alerts.yml
 step "promtool test rules deploy/prometheus/skaffold-alerts.test.yml" test_rules
 step "alert unit tests catch weakened rules (mutations)" "$PY" tests/deploy/rule_mutations.py
-step "dashboards/*.json match scripts/gen-dashboards.py" python3 scripts/gen-dashboards.py --check
+step "dashboards/*.json match scripts/gen-dashboards.py (Grafana Foundation SDK)" "$PY" scripts/gen-dashboards.py --check
 step "ConfigMaps and PrometheusRule match scripts/gen-configmaps.py" python3 scripts/gen-configmaps.py --check
 step "all YAML/JSON parse; compose, collector, grafana, kubernetes, Dockerfile cross-checks" "$PY" tests/deploy/validate_files.py
 step "compose.yaml against the compose-spec schema" "$VENV/bin/check-jsonschema" --builtin-schema vendor.compose-spec deploy/compose/compose.yaml
 step "Kubernetes manifests against the Kubernetes schemas" kubernetes_schemas
+step "PodMonitor and PrometheusRule against the Prometheus Operator CRDs" operator_schemas
 step "dashboard and rule lint (conventions + metric contract)" "$PY" tests/deploy/lint_dashboards.py \
   --names-out "$OUT/metric-names.txt" --promtool-rules-out "$OUT/dashboard-exprs.rules.yml"
 step "dashboard lint rules fire on bad dashboards (self-test)" "$PY" tests/deploy/lint_dashboards.py --self-test

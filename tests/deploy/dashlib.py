@@ -48,6 +48,19 @@ def iter_panels(dash):
             yield inner
 
 
+def prom_annotations(dash):
+    """The dashboard's annotations other than Grafana's built-in one."""
+    for a in dash.get("annotations", {}).get("list", []):
+        if not a.get("builtIn"):
+            yield a
+
+
+def annotation_expr(a):
+    """The PromQL of an annotation: in `target` (current form) or on the annotation
+    itself (the form Grafana migrates)."""
+    return (a.get("target") or {}).get("expr") or a.get("expr") or ""
+
+
 def template_vars(dash):
     return dash.get("templating", {}).get("list", [])
 
@@ -91,6 +104,40 @@ def static_values(dash):
     for v in template_vars(dash):
         vals[v["name"]] = v.get("allValue") or ".*"
     return vals
+
+
+MATCHER = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*(=~|!~|!=|=)\s*"((?:[^"\\]|\\.)*)"\s*(,|$)')
+
+
+def parse_matchers(text):
+    """`{a="x", b=~"y"}` (Grafana's alert-list label filter, Alertmanager matcher
+    syntax) -> [(label, op, value)]; [] for an empty filter; None if it does not
+    parse."""
+    text = text.strip()
+    if not text:
+        return []
+    if not (text.startswith("{") and text.endswith("}")):
+        return None
+    body, out, pos = text[1:-1].strip(), [], 0
+    while pos < len(body):
+        m = MATCHER.match(body, pos)
+        if not m:
+            return None
+        out.append((m.group(1), m.group(2), m.group(3)))
+        pos = m.end()
+    return out
+
+
+def matches(matchers, labels):
+    """Whether `labels` (a dict) satisfy every matcher (regexes fully anchored, an
+    absent label reads as "")."""
+    for label, op, value in matchers:
+        got = labels.get(label, "")
+        if op == "=" and got != value or op == "!=" and got == value:
+            return False
+        if op in ("=~", "!~") and (re.fullmatch(value, got) is not None) != (op == "=~"):
+            return False
+    return True
 
 
 # ---------------------------------------------------------------------------
@@ -232,6 +279,21 @@ def inside_last_over_time(ancestors):
 
 def inside_histogram_quantile(ancestors):
     return any(call_name(a) == "histogram_quantile" for a in ancestors)
+
+
+def divides(expr_text):
+    """Whether the expression contains a division (a ratio, not a quantity)."""
+    try:
+        ast = promql_parser.parse(expr_text)
+    except ValueError:
+        return False
+    stack = [ast]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, promql_parser.BinaryExpr) and str(node.op) == "/":
+            return True
+        stack.extend(children(node))
+    return False
 
 
 def range_windows(expr_text):

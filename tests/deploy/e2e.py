@@ -18,6 +18,9 @@
      (instant targets) or /api/v1/query_range (range targets) and must return
      at least one finite sample;
    - every template variable (label_values) returns at least one value;
+   - every annotation query (failed deploys) returns a point;
+   - every alert-list panel's filter, at the dashboard's defaults, selects the
+     firing deploy alert;
    - all rules evaluate without error;
    - SkaffoldDeployFailingRepeatedly is firing for the deploy-failures sidecar.
 4. Every metric name used by the dashboards and rules appears in the
@@ -56,6 +59,19 @@ ALLOW_EMPTY = {
         "invalid events only exist when Skaffold sends something the exporter rejects; "
         "the demo sends valid events",
 }
+# The demo's `skaffold dev` session configures no tests, and `skaffold verify` and
+# `skaffold exec` are commands of their own: those phases have no series in it.
+NO_TESTS = "the demo session configures no tests (skaffold_test_duration_seconds has no series)"
+NOT_IN_DEV = "verify and exec run as `skaffold verify` / `skaffold exec`, never in the demo's `skaffold dev`"
+for _title, _refs in (("Where the time goes", "BGH"), ("Phase time (p90)", "BGH"),
+                      ("Share of loop time by phase", "B")):
+    for _ref in _refs:
+        ALLOW_EMPTY[("skaffold-dev-loop", _title, _ref)] = NO_TESTS if _ref == "B" else NOT_IN_DEV
+# The same phases' histograms: the exporter creates their series when the phase
+# first runs, so the demo's /metrics has no sample of them. Their names are checked
+# against the contract by the lint, and their values by the Rust tests.
+NOT_EXPOSED = {f"skaffold_{p}_duration_seconds_{s}": NO_TESTS if p == "test" else NOT_IN_DEV
+               for p in ("test", "verify", "exec") for s in ("bucket", "sum", "count")}
 
 
 def free_port():
@@ -250,6 +266,7 @@ def main():
         # ---- the work list ----------------------------------------------------
         queries = []  # (key, expr, instant, allow_empty_reason)
         var_queries = []  # (key, selector, label)
+        alert_lists = []  # (key, alert name filter, label matchers with the defaults)
         for path, dash in dl.load_dashboards():
             uid = dash["uid"]
             values = {"__rate_interval": "1m", "__interval": "15s", "__range": "10m",
@@ -269,6 +286,15 @@ def main():
                     key = f"{uid} / {p['title']} / {t['refId']}"
                     queries.append((key, dl.substitute(t["expr"], values), bool(t.get("instant")),
                                     ALLOW_EMPTY.get((uid, p["title"], t["refId"]))))
+                if p.get("type") == "alertlist":
+                    opts = p.get("options") or {}
+                    alert_lists.append((f"{uid} / {p['title']}", opts.get("alertName") or "",
+                                        dl.parse_matchers(dl.substitute(
+                                            opts.get("alertInstanceLabelFilter") or "", values))))
+            for a in dl.prom_annotations(dash):
+                # an annotation is a range query; the deploy-failures sidecar fails deploys
+                queries.append((f"{uid} / annotation {a['name']}",
+                                dl.substitute(dl.annotation_expr(a), values), False, None))
 
         def run_round():
             now = time.time()
@@ -324,6 +350,17 @@ def main():
                     states = [(a["labels"].get("instance"), a["state"]) for a in res.get("data", {}).get("alerts", [])
                               if a["labels"].get("alertname") == ALERT]
                     checks.fail(key, f"not firing yet (alerts: {states})")
+                # each alert-list panel, with its filter at the dashboard's defaults, lists it
+                for key, name, matchers in alert_lists:
+                    key = f"{key}: lists the firing {ALERT}"
+                    if key in checks.passed:
+                        continue
+                    shown = [a for a in firing if name.lower() in a["labels"]["alertname"].lower()
+                             and matchers is not None and dl.matches(matchers, a["labels"])]
+                    if shown:
+                        checks.ok(key, f"filter {matchers}")
+                    else:
+                        checks.fail(key, f"filter {matchers} selects none of {[a['labels'] for a in firing]}")
 
         allowed_empty = {}
         deadline = time.monotonic() + args.timeout
@@ -357,6 +394,8 @@ def main():
             key = f"metric {name} is exposed by the exporter"
             if name in exposed:
                 checks.ok(key)
+            elif name in NOT_EXPOSED:
+                checks.ok(key, f"not in the demo (allowed: {NOT_EXPOSED[name]})")
             else:
                 checks.fail(key, "used by " + "; ".join(sorted(lint.names[name])))
         missing_contract = sorted(n for n in dl.contract_sample_names() if n not in exposed)

@@ -6,11 +6,19 @@
 Dashboard rules (after grafana/dashboard-linter, plus this project's contract):
   schema        uid == file name, stable and url-safe; schemaVersion >= 39;
                 panel ids unique; panels inside the 24-column grid, no overlap
-  panel-type    only timeseries, heatmap, stat, table (no Angular "graph")
+  panel-type    only timeseries, heatmap, stat, table, bargauge, alertlist (no
+                Angular "graph")
   title-desc    every panel has a title and a description
+  alertlist     an alert list filters by name and by labels that are the
+                dashboard's variables, and shows firing alerts
+  links         every panel link to a runbook names a file in docs/runbooks/ and
+                opens in a new tab
+  annotations   every annotation but Grafana's built-in one queries ${datasource}
+                with a title; its expression passes the rules below
   datasource    a `datasource` variable of type datasource/prometheus; every
                 panel, target and query variable uses ${datasource}
-  units         every panel sets a unit; panels showing durations use "s"
+  units         every panel sets a unit; panels showing durations use "s"; a
+                percent panel divides (a share of loop time is not a duration)
   parse         every expression parses (promql-parser here; the real
                 Prometheus parser via `promtool check rules` on the emitted file)
   range-window  every [..] window is $__rate_interval or $__range (exclusions in
@@ -36,7 +44,8 @@ import yaml
 
 import dashlib as dl
 
-ALLOWED_PANELS = {"timeseries", "heatmap", "stat", "table"}
+ALLOWED_PANELS = {"timeseries", "heatmap", "stat", "table", "bargauge", "alertlist"}
+PERCENT_UNITS = {"percentunit", "percent"}
 ALLOWED_WINDOWS = {"$__rate_interval", "$__range"}
 DS_REF = {"type": "prometheus", "uid": "${datasource}"}
 RUNBOOK_PREFIX = "https://github.com/skaffold-exporter/skaffold-exporter/blob/main/docs/runbooks/"
@@ -141,6 +150,9 @@ class Lint:
             if v.get("refresh") != 2:
                 self.err(wv, "refresh must be 2 (on time range change)")
 
+        var_names = {v.get("name") for v in variables}
+        self.annotations(w0, uid, dash, values, exclusions)
+
         ids = set()
         cells = {}
         for p in dl.iter_panels(dash):
@@ -148,10 +160,10 @@ class Lint:
             wp = f"{w0} panel {title or p.get('id')!r}"
             ptype = p.get("type")
             if ptype == "row":
-                self.err(wp, "row panels are not used (timeseries/heatmap/stat/table only)")
+                self.err(wp, "row panels are not used")
                 continue
             if ptype not in ALLOWED_PANELS:
-                self.err(wp, f"panel type {ptype!r} not allowed (timeseries, heatmap, stat, table)")
+                self.err(wp, f"panel type {ptype!r} not allowed ({', '.join(sorted(ALLOWED_PANELS))})")
             if not title.strip():
                 self.err(wp, "panel without a title")
             if not (p.get("description") or "").strip():
@@ -173,6 +185,10 @@ class Lint:
                 break
             if p.get("datasource") != DS_REF:
                 self.err(wp, "panel datasource must be ${datasource}")
+            self.links(wp, p)
+            if ptype == "alertlist":
+                self.alertlist(wp, p, var_names)
+                continue
 
             # units
             defaults = (p.get("fieldConfig") or {}).get("defaults") or {}
@@ -192,6 +208,10 @@ class Lint:
                          for pr in o.get("properties", []) if pr.get("id") == "unit"]
                 if is_duration and "s" not in units:
                     self.err(wp, "table shows durations but no column has unit s")
+            elif unit in PERCENT_UNITS:
+                for t in targets:
+                    if not dl.divides(dl.substitute(t.get("expr") or "", values)):
+                        self.err(wp, f"percent panel target {t.get('refId')} does not divide")
             elif is_duration and unit != "s":
                 self.err(wp, f"duration panel with unit {unit!r}, expected 's'")
 
@@ -213,6 +233,53 @@ class Lint:
                 if ptype in ("timeseries", "heatmap") and latency and not t.get("exemplar"):
                     self.err(wt, "latency target without exemplars")
                 self.check_expr(wt, dl.substitute(expr, values), heatmap_target=heat)
+
+    def links(self, where, panel):
+        for link in panel.get("links") or []:
+            url = link.get("url") or ""
+            if not url.startswith(RUNBOOK_PREFIX):
+                continue
+            name = url[len(RUNBOOK_PREFIX):]
+            if not (dl.ROOT / "docs" / "runbooks" / name).is_file():
+                self.err(where, f"runbook link {url!r}: docs/runbooks/{name} does not exist")
+            if not link.get("targetBlank"):
+                self.err(where, f"runbook link {link.get('title')!r} must open in a new tab")
+
+    def alertlist(self, where, panel, var_names):
+        if panel.get("targets"):
+            self.err(where, "an alert list has no queries")
+        opts = panel.get("options") or {}
+        if not str(opts.get("alertName") or "").strip():
+            self.err(where, "alert list without an alert name filter")
+        if not (opts.get("stateFilter") or {}).get("firing"):
+            self.err(where, "alert list does not show firing alerts")
+        matchers = dl.parse_matchers(opts.get("alertInstanceLabelFilter") or "")
+        if matchers is None:
+            self.err(where, f"alert label filter {opts.get('alertInstanceLabelFilter')!r} does not parse")
+            return
+        if not matchers:
+            self.err(where, "alert list without a label filter (it would show every sidecar's alerts)")
+        for label, _, value in matchers:
+            for m in dl.VAR_RE.finditer(value):
+                name = m.group(1) or m.group(2) or m.group(3)
+                if name not in var_names:
+                    self.err(where, f"alert label filter uses ${name}, not a variable of the dashboard")
+
+    def annotations(self, w0, uid, dash, values, exclusions):
+        for a in dl.prom_annotations(dash):
+            wa = f"{w0} annotation {a.get('name')!r}"
+            if a.get("datasource") != DS_REF:
+                self.err(wa, "annotation datasource must be ${datasource}")
+            if not str(a.get("titleFormat") or "").strip():
+                self.err(wa, "annotation without a title")
+            expr = dl.annotation_expr(a)
+            if not expr.strip():
+                self.err(wa, "annotation without an expression")
+                continue
+            for win in dl.range_windows(expr):
+                if win not in ALLOWED_WINDOWS and not excluded(exclusions, "range-window", uid, a.get("name"), win):
+                    self.err(wa, f"range window [{win}]: use $__rate_interval (or $__range for totals)")
+            self.check_expr(wa, dl.substitute(expr, values))
 
     # -- rules ----------------------------------------------------------------
     def rules(self):
@@ -258,6 +325,12 @@ def self_test():
     def tgt(d):
         return panel(d)["targets"][0]
 
+    def alerts(d):
+        return next(p for p in d["panels"] if p["type"] == "alertlist")
+
+    def anno(d):
+        return next(dl.prom_annotations(d))
+
     cases = [
         ("not allowed", lambda d: panel(d).update(type="graph")),
         ("without a description", lambda d: panel(d).pop("description")),
@@ -278,6 +351,20 @@ def self_test():
         ("must equal the file name", lambda d: d.update(uid="something-else")),
         ("missing `datasource` variable", lambda d: d["templating"].update(list=d["templating"]["list"][1:])),
         ("overlaps panel", lambda d: panel(d).update(gridPos=dict(d["panels"][0]["gridPos"]))),
+        ("does not exist", lambda d: panel(d).update(links=[{
+            "title": "x", "url": RUNBOOK_PREFIX + "NoSuchAlert.md", "targetBlank": True}])),
+        ("must open in a new tab", lambda d: panel(d).update(links=[{
+            "title": "x", "url": RUNBOOK_PREFIX + "SkaffoldDevLoopSlow.md", "targetBlank": False}])),
+        ("does not divide", lambda d: panel(d)["fieldConfig"]["defaults"].update(unit="percentunit")),
+        ("without an alert name filter", lambda d: alerts(d)["options"].update(alertName="")),
+        ("not a variable of the dashboard",
+         lambda d: alerts(d)["options"].update(alertInstanceLabelFilter='{team=~"${nope:regex}"}')),
+        ("alert list without a label filter", lambda d: alerts(d)["options"].update(alertInstanceLabelFilter="")),
+        ("an alert list has no queries", lambda d: alerts(d).update(targets=[tgt(d)])),
+        ("annotation datasource must be", lambda d: anno(d).update(datasource={"type": "prometheus", "uid": "P1"})),
+        ("counter skaffold_deploys_total used outside",
+         lambda d: anno(d)["target"].update(expr="skaffold_deploys_total > 0")),
+        ("annotation without a title", lambda d: anno(d).pop("titleFormat")),
     ]
     failed = 0
     for want, mutate in cases:
@@ -329,7 +416,9 @@ def main():
             yaml.safe_dump({"groups": [{"name": "lint", "rules": rules}]}, f, sort_keys=False, width=1000)
 
     n_panels = sum(1 for _, d in dashboards for _ in dl.iter_panels(d))
-    print(f"lint: {len(dashboards)} dashboards, {n_panels} panels, {len(lint.exprs)} expressions, "
+    n_annotations = sum(1 for _, d in dashboards for _ in dl.prom_annotations(d))
+    print(f"lint: {len(dashboards)} dashboards, {n_panels} panels, {n_annotations} annotations, "
+          f"{len(lint.exprs)} expressions, "
           f"{len(lint.names)} metric names")
     for e in lint.errors:
         print(f"  FAIL {e}")

@@ -49,6 +49,8 @@ from pathlib import Path
 
 import yaml
 
+import dashlib
+
 REPO = Path(__file__).resolve().parents[2]
 COLLECTOR_YAML = REPO / "deploy/otel-collector/collector.yaml"
 RULES = REPO / "deploy/prometheus/skaffold-alerts.yml"
@@ -492,17 +494,21 @@ def run(bin_, eng, tmp, procs, r):
     all_ = lambda e: True  # noqa: E731
     dash = json.loads(DASHBOARD.read_text())
     subst = {"$team": ".*", "$developer": ".+", "$repo": ".*", "$artifact": ".*",
+             "${team:regex}": ".*", "${developer:regex}": ".+", "${repo:regex}": ".*",
              "$__range": "1h", "$__rate_interval": "3m"}
 
-    def expr_of(title, ref="A"):
+    def substituted(e, **extra):
+        values = dict(subst, **extra)
+        for k in sorted(values, key=len, reverse=True):
+            e = e.replace(k, values[k])
+        return e
+
+    def expr_of(title, ref="A", **extra):
         for p in dash["panels"]:
             if p.get("title") == title:
                 for t in p["targets"]:
                     if t["refId"] == ref:
-                        e = t["expr"]
-                        for k in sorted(subst, key=len, reverse=True):
-                            e = e.replace(k, subst[k])
-                        return e
+                        return substituted(t["expr"], **extra)
         raise KeyError(title)
 
     def scalar(expr):
@@ -572,6 +578,38 @@ def run(bin_, eng, tmp, procs, r):
     for ref, q in (("A", 0.5), ("B", 0.9)):
         exp, got = quantile(q, dl), scalar(expr_of("Dev-loop time, weekly trend", ref))
         r.check(f"team dashboard: weekly dev-loop p{int(q * 100)}", close(got, exp), f"expected {exp}, got {got}")
+    bl = buckets("skaffold_build_duration_seconds_bucket", all_)[()]
+    for ref, q in (("A", 0.5), ("B", 0.9)):
+        exp, got = quantile(q, bl), scalar(expr_of("Build time, weekly trend", ref))
+        r.check(f"team dashboard: weekly build p{int(q * 100)}", close(got, exp), f"expected {exp}, got {got}")
+    # deploys: the laptops' (the demo fails some at random) and the CI runs' (known)
+    def sum_deploys(**match):
+        return sum(total(m, "skaffold_deploys_total", **match) for e, m in pushers)
+    failed = sum_deploys(result="failure")
+    got = scalar(expr_of("Failed deploys"))
+    r.check("team dashboard: Failed deploys", close(got, failed), f"expected {failed}, got {got}")
+    exp = failed / (failed + sum_deploys(result="success"))
+    got = scalar(expr_of("Deploy failure ratio"))
+    r.check("team dashboard: Deploy failure ratio", close(got, exp), f"expected {exp}, got {got}")
+    rows = {s["metric"].get("pipeline"): float(s["value"][1])
+            for s in prom.query(expr_of("Deploy failures by pipeline"))}
+    r.check(f"team dashboard: Deploy failures by pipeline: 3 for {ci_pipeline} (F F F S), 3 for mixed-ci (F S F F)",
+            rows.get(ci_pipeline) == 3 and rows.get("mixed-ci") == 3, str(rows))
+    # the per-interval panel and the annotation, over a window that holds the CI runs
+    res = prom.query(expr_of("Failed deploys by repo and pipeline", **{"$__rate_interval": "1h"}))
+    per = {s["metric"].get("pipeline"): float(s["value"][1]) for s in res}
+    r.check("team dashboard: Failed deploys by repo and pipeline has the CI pipelines' failures",
+            per.get(ci_pipeline) == 3 and per.get("mixed-ci") == 3, str(per))
+    anno = [a for a in dash["annotations"]["list"] if not a.get("builtIn")][0]
+    res = prom.query(substituted(anno["target"]["expr"], **{"$__rate_interval": "1h"}))
+    r.check("team dashboard: the failed-deploy annotation marks the CI pipelines",
+            {ci_pipeline, "mixed-ci"} <= {s["metric"].get("pipeline") for s in res}, str(len(res)))
+    alert_list = [p for p in dash["panels"] if p["type"] == "alertlist"][0]["options"]
+    matchers = dashlib.parse_matchers(substituted(alert_list["alertInstanceLabelFilter"]))
+    shown = [a["labels"] for a in firing(ci_pipeline)
+             if alert_list["alertName"] in a["labels"]["alertname"] and dashlib.matches(matchers, a["labels"])]
+    r.check(f"team dashboard: the alert list's filter selects the firing {ALERT} of {ci_pipeline}",
+            bool(shown), f"{matchers} vs {[a['labels'] for a in firing(ci_pipeline)]}")
     for var, expect in (("team", {"payments", "checkout", team_attr.get("team")}),
                         ("developer", set(hashes.values())),
                         ("repo", {"shop", "cart", team_attr.get("vcs.repository.name")})):

@@ -19,8 +19,11 @@
 - Dockerfile (parsed with Docker's own parser): rust:1 build stage, debian slim
   runtime, numeric non-root USER, entrypoint skaffold-exporter, default args
   --listen 0.0.0.0:9464.
-Schema validation of compose (compose-spec) and Kubernetes manifests
-(kubernetes-validate) runs from check.sh.
+- The PodMonitor selects the Job's pods and scrapes the exporter's named port and
+  path (the same as the prometheus.io/* annotations), with honorLabels.
+Schema validation of compose (compose-spec), Kubernetes manifests
+(kubernetes-validate) and the Prometheus Operator objects (crd_validate.py) runs
+from check.sh.
 """
 
 import json
@@ -275,6 +278,31 @@ def kubernetes(docs):
     if spec.get("hostNetwork"):
         err(rel(job_path), "no hostNetwork needed: containers of one pod share 127.0.0.1")
     checked.append("kubernetes job: skaffold run + exporter sidecar")
+
+    # the PodMonitor scrapes that sidecar: its pods, its named port, the annotations' path
+    pm_path = ROOT / "deploy" / "kubernetes" / "pod-monitor.yaml"
+    pms = [d for d in docs.get(pm_path, []) if d.get("kind") == "PodMonitor"]
+    if not pms:
+        err(rel(pm_path), "no PodMonitor")
+    else:
+        pm = pms[0]["spec"]
+        pod_labels = jobs[0]["spec"]["template"]["metadata"].get("labels", {})
+        want = (pm.get("selector") or {}).get("matchLabels") or {}
+        if not want or any(pod_labels.get(k) != v for k, v in want.items()):
+            err(rel(pm_path), f"selector {want} does not select the Job's pods ({pod_labels})")
+        ann = jobs[0]["spec"]["template"]["metadata"].get("annotations", {})
+        ports = {p_.get("name"): p_.get("containerPort") for p_ in ex.get("ports", [])}
+        for ep in pm.get("podMetricsEndpoints", []):
+            if ep.get("port") not in ports:
+                err(rel(pm_path), f"port {ep.get('port')!r} is not a named port of the exporter ({ports})")
+            elif str(ports[ep["port"]]) != ann.get("prometheus.io/port"):
+                err(rel(pm_path), "the PodMonitor and the prometheus.io/port annotation scrape different ports")
+            if ep.get("path", "/metrics") != ann.get("prometheus.io/path", "/metrics"):
+                err(rel(pm_path), "the PodMonitor and the prometheus.io/path annotation scrape different paths")
+            if not ep.get("honorLabels"):
+                err(rel(pm_path), "honorLabels must be true: the rollout metric's namespace label "
+                                  "would become exported_namespace")
+        checked.append("kubernetes PodMonitor: selects the Job's pod, the exporter's port and path")
 
     cm_path = ROOT / "deploy" / "kubernetes" / "dashboards-configmap.yaml"
     cms = docs[cm_path]

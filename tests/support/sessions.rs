@@ -9,6 +9,7 @@ use std::time::Duration;
 use prost::Message;
 use skaffold_exporter::app::{self, Running};
 use skaffold_exporter::config::SourceSettings;
+use skaffold_exporter::pb::enums::StatusCode as C;
 use skaffold_exporter::replay::{Format, Input, Replayer};
 use skaffold_exporter::simulator::Simulator;
 use skaffold_exporter::simulator::scenario::Script;
@@ -20,6 +21,67 @@ use super::{http_get, sample, settings};
 
 /// Skaffold's timestamp of a script's first step.
 pub const T0: i64 = 1_700_000_000_000_000_000;
+
+/// A dev session touching every phase: an initial loop with a cache hit, tests and
+/// rendering; a sync; a failed build; a failed deploy; a failed rollout. Skaffold's
+/// log lines and the application's are mixed in (v2 only).
+pub fn session() -> Script {
+    let mut s = Script::new();
+    s.meta(0, "v2.16.1")
+        .log(5, "Generating tags...\n")
+        .dev_loop(1000, 0, "In Progress")
+        .build(500, "web", "In Progress", C::Ok)
+        .build(2500, "web", "Complete", C::Ok)
+        .cache_hit(10, "db")
+        .build(100, "app", "In Progress", C::Ok)
+        .build(1500, "app", "Complete", C::Ok)
+        .test(50, "In Progress", C::Ok)
+        .test(700, "Complete", C::Ok)
+        .render(20, "In Progress")
+        .render(150, "Succeeded")
+        .deploy(100, "In Progress", C::Ok)
+        .deploy(800, "Complete", C::Ok)
+        .status_check(100, "Started", C::Ok)
+        .resource(200, "deployment/web", "In Progress", C::Ok)
+        .resource(500, "deployment/web", "In Progress", C::Ok)
+        .resource(500, "deployment/web", "Succeeded", C::Ok)
+        .status_check(100, "Succeeded", C::Ok)
+        .port(50, 9000, "web")
+        .app_log(10, "web-1", "Listening on :8080")
+        .dev_loop(50, 0, "Succeeded")
+        .app_log(300, "web-1", "GET / 200")
+        .dev_loop(2000, 1, "In Progress")
+        .sync(100, "web", 3, "In Progress")
+        .sync(400, "web", 3, "Succeeded")
+        // Over v2 the sync ends at the next task event (Skaffold sends no v2 sync
+        // end); Skaffold fires the loop's end right after the sync.
+        .dev_loop(0, 1, "Succeeded")
+        .dev_loop(1400, 2, "In Progress")
+        .build(100, "app", "In Progress", C::Ok)
+        .build(900, "app", "Failed", C::BuildUserError)
+        .dev_loop(100, 2, "Failed")
+        .dev_loop(900, 3, "In Progress")
+        .render(10, "In Progress")
+        .render(90, "Succeeded")
+        .deploy(100, "In Progress", C::Ok)
+        .deploy(400, "Failed", C::DeployKubectlUserErr)
+        .dev_loop(100, 3, "Failed")
+        .dev_loop(900, 4, "In Progress")
+        .build(100, "web", "In Progress", C::Ok)
+        .build(1200, "web", "Complete", C::Ok)
+        .deploy(100, "In Progress", C::Ok)
+        .deploy(300, "Complete", C::Ok)
+        .status_check(100, "Started", C::Ok)
+        .resource(
+            300,
+            "deployment/web",
+            "Failed",
+            C::StatuscheckContainerTerminated,
+        )
+        .status_check(100, "Failed", C::StatuscheckContainerTerminated)
+        .dev_loop(100, 4, "Failed");
+    s
+}
 
 /// Skaffold's timestamp of the script's last step, in seconds.
 pub fn last_timestamp(script: &Script) -> f64 {
@@ -166,4 +228,19 @@ pub fn replay_files(files: &[String]) -> String {
     }
     assert_eq!(r.malformed(), 0, "{:?}", r.diagnostics());
     r.metrics_text(Format::Prometheus)
+}
+
+/// Waits until `/metrics` satisfies `pred`; returns that scrape.
+pub async fn wait_for(exp: &Running, what: &str, pred: impl Fn(&str) -> bool) -> String {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let text = scrape(exp.http_addr).await;
+        if pred(&text) {
+            return text;
+        }
+        if tokio::time::Instant::now() > deadline {
+            panic!("{what}: timed out; last scrape:\n{text}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

@@ -1,0 +1,565 @@
+//! Side-by-side speed of the event path: a flood server replays N realistic Skaffold
+//! events (v1 `LogEntry`s or v2 `Event`s, from the demo's scenario) to every new
+//! subscriber and then holds the stream open, as Skaffold does. Against it, in one
+//! run, alternately:
+//!
+//! - a bare tonic client (the generated `Events` client: connect, subscribe, decode
+//!   and count messages), and
+//! - the real exporter: the release binary, started as a child process with default
+//!   flags (only `--skaffold-addr`, `--listen` and `--api` set), so its RSS is its own.
+//!
+//! Each side is timed from the moment the flood server starts sending to the moment
+//! the last message was counted (the drain) or the exporter's `/metrics` shows every
+//! event folded (polled every 25 ms, so at most 25 ms late; the expected totals come
+//! from folding the same messages in this process). Printed per round: both rates,
+//! their ratio, the exporter's CPU time per event, its max RSS (VmHWM) and idle RSS,
+//! how many expected events it never folded (dropped), invalid events, and whether
+//! its totals are exact.
+//!
+//! ```text
+//! cargo bench --bench stream                      # 1,000,000 events, v1 and v2, 3 rounds
+//! cargo bench --bench stream -- --events 300000 --api v2 --rounds 5
+//! ```
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
+use prost::Message;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::{Request, Response, Status};
+
+use skaffold_exporter::pb::{v1, v2};
+use skaffold_exporter::server::upstream::RawCodec;
+use skaffold_exporter::simulator::scenario::{Flavor, Script, Session};
+
+/// The exporter binary (`STREAM_BENCH_EXPORTER` overrides it, e.g. with a profiler
+/// wrapper).
+fn exporter_binary() -> String {
+    std::env::var("STREAM_BENCH_EXPORTER")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_skaffold-exporter").to_owned())
+}
+
+// === the flood server ===
+
+/// Which service a flood serves.
+trait ServiceName: Send + Sync + 'static {
+    const NAME: &'static str;
+}
+
+#[derive(Clone)]
+struct V1Name;
+impl ServiceName for V1Name {
+    const NAME: &'static str = "proto.SkaffoldService";
+}
+#[derive(Clone)]
+struct V2Name;
+impl ServiceName for V2Name {
+    const NAME: &'static str = "proto.v2.SkaffoldV2Service";
+}
+
+/// The replayed log (pre-encoded, so the server costs as little as possible) and the
+/// gate: subscription `k` (from 1) starts sending once `go >= k`.
+struct Log {
+    messages: Vec<Bytes>,
+    subscriptions: AtomicU64,
+    go: watch::Sender<u64>,
+}
+
+/// `Events` of one API: replays the log, then holds the stream open.
+struct Flood<N> {
+    log: Arc<Log>,
+    _name: std::marker::PhantomData<N>,
+}
+
+impl<N> Clone for Flood<N> {
+    fn clone(&self) -> Self {
+        Self {
+            log: self.log.clone(),
+            _name: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<N: ServiceName> tonic::server::NamedService for Flood<N> {
+    const NAME: &'static str = N::NAME;
+}
+
+type Messages = Pin<Box<dyn Stream<Item = Result<Bytes, Status>> + Send>>;
+
+struct Events(Arc<Log>);
+
+impl tonic::server::ServerStreamingService<Bytes> for Events {
+    type Response = Bytes;
+    type ResponseStream = Messages;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Messages>, Status>> + Send>>;
+
+    fn call(&mut self, _req: Request<Bytes>) -> Self::Future {
+        let log = self.0.clone();
+        Box::pin(async move {
+            let ticket = log.subscriptions.fetch_add(1, Ordering::AcqRel) + 1;
+            let mut go = log.go.subscribe();
+            let gate = async move {
+                let _ = go.wait_for(|g| *g >= ticket).await;
+            };
+            let n = log.messages.len();
+            let replay = futures_util::stream::iter(0..n).map(move |i| Ok(log.messages[i].clone()));
+            let stream = futures_util::stream::once(gate)
+                .filter_map(|()| std::future::ready(None))
+                .chain(replay)
+                .chain(futures_util::stream::pending());
+            Ok(Response::new(Box::pin(stream) as Messages))
+        })
+    }
+}
+
+impl<N: ServiceName, B> tower_service::Service<http::Request<B>> for Flood<N>
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>> + Send + 'static,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = std::convert::Infallible;
+    type Future =
+        Pin<Box<dyn Future<Output = Result<Self::Response, std::convert::Infallible>> + Send>>;
+
+    fn poll_ready(
+        &mut self,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        let log = self.log.clone();
+        Box::pin(async move {
+            if req.uri().path().ends_with("/Events") {
+                let mut grpc = tonic::server::Grpc::new(RawCodec);
+                return Ok(grpc.server_streaming(Events(log), req).await);
+            }
+            let mut response = http::Response::new(tonic::body::Body::default());
+            response.headers_mut().insert(
+                Status::GRPC_STATUS,
+                (tonic::Code::Unimplemented as i32).into(),
+            );
+            Ok(response)
+        })
+    }
+}
+
+fn flood<N>(messages: Vec<Bytes>) -> (Flood<N>, Arc<Log>) {
+    let log = Arc::new(Log {
+        messages,
+        subscriptions: AtomicU64::new(0),
+        go: watch::channel(0).0,
+    });
+    (
+        Flood {
+            log: log.clone(),
+            _name: std::marker::PhantomData,
+        },
+        log,
+    )
+}
+
+impl Log {
+    /// Waits for subscription `k`, then lets it send; returns when it was released.
+    async fn release(&self, k: u64) -> Instant {
+        while self.subscriptions.load(Ordering::Acquire) < k {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        self.go.send_replace(k);
+        Instant::now()
+    }
+}
+
+// === the streams ===
+
+fn script(events: usize) -> Script {
+    let mut s = Script::new();
+    for script in Session::new(Flavor::Normal, 7) {
+        if s.steps.len() >= events {
+            break;
+        }
+        s.steps.extend(script.steps);
+    }
+    s
+}
+
+const START: i64 = 1_700_000_000_000_000_000;
+
+fn v1_stream(n: usize) -> Vec<Bytes> {
+    let mut entries = script(n + n / 4).entries(START);
+    entries.truncate(n);
+    entries
+        .iter()
+        .map(|e| Bytes::from(e.encode_to_vec()))
+        .collect()
+}
+
+fn v2_stream(n: usize) -> Vec<Bytes> {
+    let mut steps = n / 2 + 16;
+    let mut events = script(steps).events_v2(START);
+    while events.len() < n {
+        steps *= 2;
+        events = script(steps).events_v2(START);
+    }
+    events.truncate(n);
+    events
+        .iter()
+        .map(|e| Bytes::from(e.encode_to_vec()))
+        .collect()
+}
+
+// === the bare client ===
+
+async fn drain(addr: SocketAddr, api: &str, log: &Log, k: u64, n: usize) -> f64 {
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let (count, start) = if api == "v1" {
+        let mut c = v1::skaffold_service_client::SkaffoldServiceClient::new(channel)
+            .max_decoding_message_size(64 << 20);
+        let mut s = c.events(()).await.unwrap().into_inner();
+        let start = log.release(k).await;
+        let mut count = 0;
+        while count < n {
+            let Some(_entry) = s.message().await.unwrap() else {
+                break;
+            };
+            count += 1;
+        }
+        (count, start)
+    } else {
+        let mut c = v2::skaffold_v2_service_client::SkaffoldV2ServiceClient::new(channel)
+            .max_decoding_message_size(64 << 20);
+        let mut s = c.events(()).await.unwrap().into_inner();
+        let start = log.release(k).await;
+        let mut count = 0;
+        while count < n {
+            let Some(_event) = s.message().await.unwrap() else {
+                break;
+            };
+            count += 1;
+        }
+        (count, start)
+    };
+    let secs = start.elapsed().as_secs_f64();
+    assert_eq!(count, n, "the drain received every message");
+    n as f64 / secs
+}
+
+// === the exporter ===
+
+/// CPU time `pid` has used, user and system (seconds).
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may contain spaces): state is field 3.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // utime and stime are fields 14 and 15: indexes 11 and 12 after the name.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// (VmHWM, VmRSS) of `pid` in MiB.
+fn rss(pid: u32) -> (f64, f64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<f64>().ok())
+            .map_or(f64::NAN, |kb| kb / 1024.0)
+    };
+    (field("VmHWM:"), field("VmRSS:"))
+}
+
+fn free_port() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+async fn scrape(addr: SocketAddr) -> Option<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
+    // OpenMetrics: served as encoded, without the conversion to the classic format.
+    s.write_all(
+        format!(
+            "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nAccept: application/openmetrics-text\r\nConnection: close\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .await
+    .ok()?;
+    let mut body = String::new();
+    s.read_to_string(&mut body).await.ok()?;
+    Some(body)
+}
+
+/// Sum of every sample of `name` (any labels).
+fn sum(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| l.split(['{', ' ']).next() == Some(name))
+        .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()))
+        .sum()
+}
+
+/// What the exporter shows once it folded everything: (events folded, log events
+/// skipped, invalid events).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+struct Totals {
+    events: f64,
+    skipped: f64,
+    invalid: f64,
+}
+
+fn totals(text: &str) -> Totals {
+    Totals {
+        events: sum(text, "skaffold_exporter_events_total"),
+        skipped: sum(text, "skaffold_exporter_log_events_skipped_total"),
+        invalid: sum(text, "skaffold_exporter_invalid_events_total"),
+    }
+}
+
+/// The totals of folding `messages` once, in this process (the same library code).
+fn expected(api: &str, messages: &[Bytes]) -> Totals {
+    use prometheus_client::registry::Registry;
+    use skaffold_exporter::pipeline::Pipeline;
+    use skaffold_exporter::sink::{DEFAULT_BUCKETS, Metrics};
+    let mut registry = Registry::default();
+    let mut p = Pipeline::new(Metrics::register(&mut registry, &DEFAULT_BUCKETS, 200));
+    for m in messages {
+        if api == "v1" {
+            p.fold_entry(&v1::LogEntry::decode(&m[..]).unwrap());
+        } else {
+            p.fold_v2(&v2::Event::decode(&m[..]).unwrap());
+        }
+    }
+    let text = skaffold_exporter::sink::exposition::encode_openmetrics(&registry);
+    totals(&text)
+}
+
+struct Exporter {
+    child: Child,
+    metrics: SocketAddr,
+}
+
+impl Drop for Exporter {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct ExporterRun {
+    /// The exporter's CPU time per event, in µs (includes the polling of /metrics).
+    cpu_us: f64,
+    rate: f64,
+    max_rss: f64,
+    idle_rss: f64,
+    dropped: f64,
+    invalid: f64,
+    exact: bool,
+}
+
+async fn exporter(
+    skaffold: SocketAddr,
+    api: &str,
+    log: &Log,
+    k: u64,
+    n: usize,
+    want: Totals,
+) -> ExporterRun {
+    let metrics = free_port();
+    let child = Command::new(exporter_binary())
+        .args(["--skaffold-addr", &skaffold.to_string()])
+        .args(["--listen", &metrics.to_string()])
+        .args(["--api", api])
+        .args(extra_args())
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start the exporter (cargo bench builds it)");
+    let exporter = Exporter { child, metrics };
+    let pid = exporter.child.id();
+    // Subscribed and idle: the flood server holds the replay until released.
+    while log.subscriptions.load(Ordering::Acquire) < k {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (_, idle_rss) = rss(pid);
+    let cpu_before = cpu_seconds(pid);
+    let start = log.release(k).await;
+    // Until every event is folded, or nothing changed for 3 s (events were lost).
+    let mut last = (Totals::default(), Instant::now());
+    let secs = loop {
+        if let Some(text) = scrape(exporter.metrics).await {
+            let t = totals(&text);
+            if t.events >= want.events && t.skipped >= want.skipped {
+                break start.elapsed().as_secs_f64();
+            }
+            if t != last.0 {
+                last = (t, Instant::now());
+            } else if last.1.elapsed() > Duration::from_secs(3) {
+                let folded = t.events + t.skipped;
+                println!(
+                    "  (the exporter stopped at {folded} of {} expected events + skipped logs)",
+                    want.events + want.skipped
+                );
+                break (last.1 - start).as_secs_f64() * (want.events + want.skipped)
+                    / folded.max(1.0);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    };
+    let (max_rss, _) = rss(pid);
+    let cpu = cpu_seconds(pid) - cpu_before;
+    // Anything beyond the expected totals would be a double count.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let text = scrape(exporter.metrics).await.unwrap_or_default();
+    let got = totals(&text);
+    ExporterRun {
+        cpu_us: cpu * 1e6 / n as f64,
+        rate: n as f64 / secs,
+        max_rss,
+        idle_rss,
+        // Events the exporter never folded (0 when nothing was lost on the way in).
+        dropped: (want.events + want.skipped - got.events - got.skipped).max(0.0),
+        invalid: got.invalid,
+        exact: got == want,
+    }
+}
+
+/// Extra exporter flags (`--exporter-arg=--queue-capacity=1000000`), e.g. to compare.
+fn extra_args() -> Vec<String> {
+    std::env::args()
+        .filter_map(|a| a.strip_prefix("--exporter-arg=").map(str::to_owned))
+        .collect()
+}
+
+// === main ===
+
+struct Args {
+    events: usize,
+    apis: Vec<&'static str>,
+    rounds: usize,
+}
+
+fn args() -> Args {
+    let mut a = Args {
+        events: 1_000_000,
+        apis: vec!["v1", "v2"],
+        rounds: 3,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--events" => a.events = it.next().and_then(|v| v.parse().ok()).expect("--events N"),
+            "--rounds" => a.rounds = it.next().and_then(|v| v.parse().ok()).expect("--rounds N"),
+            "--api" => {
+                a.apis = match it.next().as_deref() {
+                    Some("v1") => vec!["v1"],
+                    Some("v2") => vec!["v2"],
+                    _ => vec!["v1", "v2"],
+                }
+            }
+            // `cargo bench` passes `--bench`.
+            _ => {}
+        }
+    }
+    a
+}
+
+fn main() {
+    let args = args();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        for api in &args.apis {
+            let messages = if *api == "v1" {
+                v1_stream(args.events)
+            } else {
+                v2_stream(args.events)
+            };
+            let bytes: usize = messages.iter().map(Bytes::len).sum();
+            let want = expected(api, &messages);
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let (stop_tx, mut stop) = watch::channel(false);
+            let log = if *api == "v1" {
+                let (svc, log) = flood::<V1Name>(messages);
+                tokio::spawn(
+                    tonic::transport::Server::builder()
+                        .add_service(svc)
+                        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+                            let _ = stop.wait_for(|s| *s).await;
+                        }),
+                );
+                log
+            } else {
+                let (svc, log) = flood::<V2Name>(messages);
+                tokio::spawn(
+                    tonic::transport::Server::builder()
+                        .add_service(svc)
+                        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+                            let _ = stop.wait_for(|s| *s).await;
+                        }),
+                );
+                log
+            };
+            println!(
+                "api {api}: {} events ({:.1} MiB encoded), replayed to each subscriber, then held open",
+                args.events,
+                bytes as f64 / (1 << 20) as f64
+            );
+            let mut k = 0;
+            let mut ratios = Vec::new();
+            for round in 1..=args.rounds {
+                let me = std::process::id();
+                k += 1;
+                let cpu = cpu_seconds(me);
+                let bare = drain(addr, api, &log, k, args.events).await;
+                // This process during the drain: flood server + bare client.
+                let bare_cpu = (cpu_seconds(me) - cpu) * 1e6 / args.events as f64;
+                k += 1;
+                let cpu = cpu_seconds(me);
+                let exp = exporter(addr, api, &log, k, args.events, want).await;
+                // This process during the exporter's run: flood server (+ polling).
+                let server_cpu = (cpu_seconds(me) - cpu) * 1e6 / args.events as f64;
+                let ratio = exp.rate / bare;
+                ratios.push(ratio);
+                println!(
+                    "  round {round}: bare tonic {:>9.0} ev/s | exporter {:>9.0} ev/s | ratio {:.2} | exporter max RSS {:.1} MiB, idle RSS {:.1} MiB | dropped {} | invalid {} | totals exact: {}",
+                    bare, exp.rate, ratio, exp.max_rss, exp.idle_rss, exp.dropped, exp.invalid, exp.exact
+                );
+                println!(
+                    "           CPU per event: server + bare client {bare_cpu:.2} us; server {server_cpu:.2} us + exporter {:.2} us",
+                    exp.cpu_us
+                );
+            }
+            let (lo, hi) = ratios
+                .iter()
+                .fold((f64::MAX, f64::MIN), |(lo, hi), r| (lo.min(*r), hi.max(*r)));
+            println!("  ratio range over {} rounds: {lo:.2}–{hi:.2}", args.rounds);
+            let _ = stop_tx.send(true);
+        }
+    });
+}
