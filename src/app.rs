@@ -24,7 +24,7 @@ use crate::server::grpc::Passthrough;
 use crate::server::http::{self, Shared};
 use crate::server::upstream::Upstream;
 use crate::sink::Metrics;
-use crate::sink::otlp_setup::{OtlpSettings, Sidecar, Telemetry};
+use crate::sink::otlp_setup::{OtlpSettings, Sidecar, SlotClaim, Telemetry, host_name};
 use crate::source::Delivery;
 use crate::source::grpc::{self as grpc_source, Progress};
 
@@ -42,6 +42,8 @@ pub struct Running {
     pub progress: Arc<Progress>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+    /// Released when the exporter is shut down (see `SlotClaim`).
+    _slot: Option<SlotClaim>,
 }
 
 impl Running {
@@ -85,8 +87,14 @@ pub async fn start_all(
         Some(base) => base.to_string(),
         None => settings.skaffold_addr.clone(),
     };
-    otlp.sidecar
-        .get_or_insert_with(|| Sidecar::here(http_addr.to_string(), target));
+    // This exporter's slot among those reading the same Skaffold here: part of
+    // `service.instance.id`, held while it runs.
+    let mut slot = None;
+    if otlp.enabled() && otlp.sidecar.is_none() {
+        let claim = SlotClaim::take(&host_name(), &target);
+        otlp.sidecar = Some(Sidecar::here(target, claim.slot()));
+        slot = Some(claim);
+    }
     // The metrics push waits until the fold has taken in Skaffold's replay.
     let progress = Arc::new(Progress::default());
     otlp.catch_up = Some(progress.history_folded.clone());
@@ -217,6 +225,7 @@ pub async fn start_all(
         progress,
         shutdown,
         tasks,
+        _slot: slot,
     })
 }
 

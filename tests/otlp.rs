@@ -858,7 +858,7 @@ async fn a_restarted_exporter_continues_its_runs_series_and_never_resends_an_end
         sim.emit(e);
     }
     let first = Collector::grpc().await;
-    let mut settings = support::settings(addr);
+    let settings = support::settings(addr);
     let a = app::start_all(
         settings.clone(),
         SourceSettings::default(),
@@ -866,8 +866,16 @@ async fn a_restarted_exporter_continues_its_runs_series_and_never_resends_an_end
     )
     .await
     .expect("exporter starts");
-    // The restarted exporter below is the same sidecar: same port, same Skaffold.
-    settings.listen = a.http_addr;
+    // A second exporter of the same Skaffold, running at the same time: ids of its
+    // own (two writers on one series would interleave their values).
+    let beside = Collector::grpc().await;
+    let c = app::start_all(
+        settings.clone(),
+        SourceSettings::default(),
+        live(otlp(None, grpc(&beside))),
+    )
+    .await
+    .expect("a second exporter starts");
     // /metrics waits until the replay is folded: never a part of the history.
     let text = metrics_text(a.http_addr).await;
     assert_eq!(
@@ -901,6 +909,15 @@ async fn a_restarted_exporter_continues_its_runs_series_and_never_resends_an_end
         assert!(Instant::now() < deadline, "no push of run 2: {ids:?}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while instance_ids(&run_pushes(&beside)).len() < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "the second exporter pushed no run 2"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    c.shutdown().await;
     a.shutdown().await;
     let a_pushes = run_pushes(&first);
     let ids = instance_ids(&a_pushes);
@@ -919,7 +936,15 @@ async fn a_restarted_exporter_continues_its_runs_series_and_never_resends_an_end
     let wait = (run2_at + 300_000_000 - skaffold_exporter::catch_up::now_nanos()).max(0);
     tokio::time::sleep(Duration::from_nanos(wait as u64)).await;
 
-    // The same sidecar again, a new process: it re-folds both runs from the replay.
+    let c_ids = instance_ids(&run_pushes(&beside));
+    assert!(
+        c_ids.iter().all(|id| !ids.contains(id)),
+        "exporters running at once share an id: {ids:?} {c_ids:?}"
+    );
+
+    // The first exporter again, a new process on another --listen port (the
+    // settings ask for port 0): the same sidecar, as its slot is free again. It
+    // re-folds both runs from the replay.
     let second = Collector::grpc().await;
     let b = app::start_all(
         settings,
@@ -961,4 +986,5 @@ async fn a_restarted_exporter_continues_its_runs_series_and_never_resends_an_end
     }
     first.stop();
     second.stop();
+    beside.stop();
 }

@@ -413,40 +413,135 @@ pub fn user_hash(user: &str) -> String {
 pub const INSTANCE_ID_NAMESPACE: Uuid = Uuid::from_u128(0x4d63009a_8d0f_11ee_aad7_4c796ed8e320);
 
 /// What tells one exporter from every other one running at the same time, and names
-/// the same one again after a restart: the host, the address its `/metrics` is bound
-/// to (two live exporters on one host cannot share it) and the Skaffold it reads.
+/// the same one again after a restart: the host, the Skaffold it reads, and its slot
+/// among the exporters of that Skaffold on this host ([`SlotClaim`]: 0 unless another
+/// one is running). Not the `/metrics` address: an exporter restarted on another
+/// `--listen` port is the same one (a new id would push the run's replayed history
+/// as a new series, counted again).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Sidecar {
     /// The host name.
     pub host: String,
-    /// The bound `/metrics` address (`127.0.0.1:9464`).
-    pub listen: String,
     /// Skaffold's address (`localhost:50051`, or the HTTP gateway's URL).
     pub target: String,
+    /// Its slot (`0`, `1`, ...; `pid:<n>` when no slot could be claimed).
+    pub slot: String,
 }
 
 impl Sidecar {
-    /// This host's sidecar listening on `listen` and reading `target`.
-    pub fn here(listen: impl Into<String>, target: impl Into<String>) -> Self {
+    /// This host's sidecar reading `target` in `slot`.
+    pub fn here(target: impl Into<String>, slot: impl Into<String>) -> Self {
         Sidecar {
             host: host_name(),
-            listen: listen.into(),
             target: target.into(),
+            slot: slot.into(),
         }
     }
 
     /// `service.instance.id` of this sidecar's pushes for the Skaffold run that
     /// started at `run` (Skaffold's timestamp of the run's MetaEvent); `None`: the
     /// sidecar itself (its spans, metrics before any run). A UUID v5 in
-    /// [`INSTANCE_ID_NAMESPACE`] of the four, so the host name and addresses stay
+    /// [`INSTANCE_ID_NAMESPACE`] of the four, so the host name and address stay
     /// private.
     pub fn instance_id(&self, run: Option<Nanos>) -> String {
         let run = run.map(|r| r.to_string()).unwrap_or_default();
         let name = format!(
             "skaffold-exporter\n{}\n{}\n{}\n{run}",
-            self.host, self.listen, self.target
+            self.host, self.target, self.slot
         );
         Uuid::new_v5(&INSTANCE_ID_NAMESPACE, name.as_bytes()).to_string()
+    }
+}
+
+/// Most exporters of one Skaffold on one host that get a slot of their own.
+pub const SLOTS: u32 = 64;
+
+/// The lowest free slot among the exporters reading one Skaffold on this host, held
+/// until dropped (or the process ends, also by a crash: the kernel releases it). A
+/// restarted exporter finds its slot free again and so keeps its
+/// `service.instance.id`; two exporters running at once get different ones.
+///
+/// The lock is an abstract Unix socket on Linux (scoped like the network: two
+/// containers of one pod, which share the host name, see each other's), a locked
+/// file in the temporary directory elsewhere.
+#[derive(Debug)]
+pub struct SlotClaim {
+    slot: String,
+    _lock: Option<SlotLock>,
+}
+
+#[derive(Debug)]
+enum SlotLock {
+    #[cfg(target_os = "linux")]
+    Socket(#[allow(dead_code)] std::os::unix::net::UnixListener),
+    #[cfg(not(target_os = "linux"))]
+    File(#[allow(dead_code)] std::fs::File),
+}
+
+impl SlotClaim {
+    /// Claims the lowest free slot for exporters of `target` on `host`; `pid:<n>`
+    /// (unique, not stable across restarts) when none can be claimed.
+    pub fn take(host: &str, target: &str) -> Self {
+        let key = Uuid::new_v5(
+            &INSTANCE_ID_NAMESPACE,
+            format!("skaffold-exporter slot\n{host}\n{target}").as_bytes(),
+        )
+        .simple()
+        .to_string();
+        for slot in 0..SLOTS {
+            match try_lock(&key, slot) {
+                Ok(Some(lock)) => {
+                    return SlotClaim {
+                        slot: slot.to_string(),
+                        _lock: Some(lock),
+                    };
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "Cannot claim a slot for service.instance.id: a restarted exporter will push its runs under new ids.");
+                    break;
+                }
+            }
+        }
+        SlotClaim {
+            slot: format!("pid:{}", std::process::id()),
+            _lock: None,
+        }
+    }
+
+    /// The slot.
+    pub fn slot(&self) -> &str {
+        &self.slot
+    }
+}
+
+/// Locks slot `slot` of `key`: `None` when another process (or claim) holds it.
+#[cfg(target_os = "linux")]
+fn try_lock(key: &str, slot: u32) -> std::io::Result<Option<SlotLock>> {
+    use std::os::linux::net::SocketAddrExt as _;
+    use std::os::unix::net::{SocketAddr, UnixListener};
+    let addr = SocketAddr::from_abstract_name(format!("skaffold-exporter/{key}/{slot}"))?;
+    match UnixListener::bind_addr(&addr) {
+        Ok(l) => Ok(Some(SlotLock::Socket(l))),
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Locks slot `slot` of `key`: `None` when another process (or claim) holds it.
+#[cfg(not(target_os = "linux"))]
+fn try_lock(key: &str, slot: u32) -> std::io::Result<Option<SlotLock>> {
+    let dir = std::env::temp_dir().join("skaffold-exporter");
+    std::fs::create_dir_all(&dir)?;
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join(format!("{key}-{slot}.lock")))?;
+    match f.try_lock() {
+        Ok(()) => Ok(Some(SlotLock::File(f))),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+        Err(std::fs::TryLockError::Error(e)) => Err(e),
     }
 }
 
@@ -482,7 +577,7 @@ impl InstanceIds {
             sidecar: s
                 .sidecar
                 .clone()
-                .unwrap_or_else(|| Sidecar::here("", "replay")),
+                .unwrap_or_else(|| Sidecar::here("replay", "")),
             fixed: s
                 .resource_attributes
                 .iter()
@@ -915,8 +1010,8 @@ mod tests {
     fn the_instance_id_is_stable_per_sidecar_and_run_and_unique_among_them() {
         let a = Sidecar {
             host: "laptop".into(),
-            listen: "127.0.0.1:9464".into(),
             target: "localhost:50051".into(),
+            slot: "0".into(),
         };
         let run = Some(1_700_000_000_123_456_789);
         let id = a.instance_id(run);
@@ -929,7 +1024,7 @@ mod tests {
             u,
             Uuid::new_v5(
                 &Uuid::parse_str("4d63009a-8d0f-11ee-aad7-4c796ed8e320").unwrap(),
-                b"skaffold-exporter\nlaptop\n127.0.0.1:9464\nlocalhost:50051\n1700000000123456789"
+                b"skaffold-exporter\nlaptop\nlocalhost:50051\n0\n1700000000123456789"
             )
         );
         assert!(!id.contains("laptop"));
@@ -941,7 +1036,7 @@ mod tests {
         };
         let ids = [
             id.clone(),
-            other(&|b| b.listen = "127.0.0.1:9465".into()),
+            other(&|b| b.slot = "1".into()),
             other(&|b| b.host = "ci-runner-7".into()),
             other(&|b| b.target = "localhost:50052".into()),
             a.instance_id(Some(1_700_000_000_123_456_790)),
@@ -953,9 +1048,24 @@ mod tests {
     }
 
     #[test]
+    fn exporters_of_one_skaffold_running_at_once_get_different_slots_a_restart_the_same() {
+        let target = format!("localhost:{}", fastrand::u32(1..u32::MAX));
+        let first = SlotClaim::take("laptop", &target);
+        let second = SlotClaim::take("laptop", &target);
+        assert_eq!((first.slot(), second.slot()), ("0", "1"));
+        // Another Skaffold: its own slots.
+        let elsewhere = SlotClaim::take("laptop", &format!("{target}0"));
+        assert_eq!(elsewhere.slot(), "0");
+        // The first one ends; its restart takes its slot again.
+        drop(first);
+        assert_eq!(SlotClaim::take("laptop", &target).slot(), "0");
+        drop(second);
+    }
+
+    #[test]
     fn otel_resource_attributes_override_the_instance_id_everywhere() {
         let mut s = settings(&[("USER", "alice")], false).unwrap();
-        s.sidecar = Some(Sidecar::here("127.0.0.1:9464", "localhost:50051"));
+        s.sidecar = Some(Sidecar::here("localhost:50051", "0"));
         let ids = InstanceIds::of(&s);
         assert_eq!(ids.for_run(None), ids.sidecar.instance_id(None));
         assert_ne!(ids.for_run(Some(1)), ids.for_run(Some(2)));
@@ -970,7 +1080,7 @@ mod tests {
             false,
         )
         .unwrap();
-        s.sidecar = Some(Sidecar::here("127.0.0.1:9464", "localhost:50051"));
+        s.sidecar = Some(Sidecar::here("localhost:50051", "0"));
         let ids = InstanceIds::of(&s);
         assert_eq!(ids.for_run(None), "job-42");
         assert_eq!(ids.for_run(Some(1)), "job-42");
