@@ -126,6 +126,11 @@ pub async fn start_all(
         settings.queue_capacity,
     ));
     let mut tasks = Vec::new();
+    tasks.push(tokio::spawn(crate::catch_up::open_by(
+        progress.history_folded.clone(),
+        crate::catch_up::BOUND,
+        shutdown_rx.clone(),
+    )));
 
     // The event source: Skaffold's HTTP gateway when given, else its gRPC port.
     if let Some(base) = source.skaffold_http.clone() {

@@ -12,12 +12,38 @@
 //! (`Delivery::Paused`, `source::grpc::Progress::set_caught_up`), the same signal
 //! `/readyz` reports. Unlike readiness it stays open: a later reconnect's replay is
 //! de-duplicated by the fold (`core::replay`), so no value goes down meanwhile.
+//!
+//! A stream that never pauses never reports its replay folded: with API v2, an
+//! application that logs steadily (a line at least every 100 ms) keeps it busy. So
+//! the gate opens [`BOUND`] after the exporter started at the latest, logged: from
+//! then on `/metrics` and the push publish what is folded, as they would without
+//! the gate. Only a replay that takes longer than that to fold could then be
+//! published in part.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::core::Nanos;
+
+/// How long after its start an exporter waits for the replay at most.
+pub const BOUND: Duration = Duration::from_secs(5);
+
+/// Opens `gate` after `bound` unless the fold opened it before (logs why); returns
+/// early when `stop` turns true.
+pub async fn open_by(gate: Gate, bound: Duration, mut stop: tokio::sync::watch::Receiver<bool>) {
+    tokio::select! {
+        () = tokio::time::sleep(bound) => {}
+        _ = stop.wait_for(|s| *s) => return,
+    }
+    if !gate.is_open() {
+        gate.open_now();
+        tracing::warn!(
+            ?bound,
+            "Skaffold's event stream has not paused since the exporter started (a steady stream of log lines?): /metrics and the OTLP metrics push publish what is folded from now on."
+        );
+    }
+}
 
 /// Now, in nanoseconds since the epoch.
 pub fn now_nanos() -> Nanos {

@@ -988,3 +988,59 @@ async fn a_restarted_exporter_continues_its_runs_series_and_never_resends_an_end
     second.stop();
     beside.stop();
 }
+
+/// With API v2, an application that logs a line every 30 ms keeps Skaffold's stream
+/// from ever pausing, so the fold never reports the replay folded (`/readyz` stays
+/// 503). `/metrics` and the metrics push must not wait for that forever: the gate
+/// opens `catch_up::BOUND` after the start. (What the fold has taken in by then is
+/// the lossless path's business, not asserted here: in this test it still holds the
+/// whole replay back, so there is nothing to push yet.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_that_never_pauses_holds_metrics_back_only_until_the_bound() {
+    let sim = Simulator::new();
+    sim.enable_v2();
+    let (addr, _stop) = support::serve_skaffold(&sim).await;
+    let now = skaffold_exporter::catch_up::now_nanos();
+    let mut s = Script::new();
+    s.meta(0, "v2.16.1")
+        .dev_loop(10, 0, "In Progress")
+        .build(10, "app", "In Progress", C::Ok)
+        .build(300, "app", "Failed", C::BuildUserError)
+        .dev_loop(10, 0, "Failed");
+    for e in s.events_v2(now - 1_000_000_000) {
+        sim.emit_v2(e);
+    }
+    let chatter = {
+        let sim = sim.clone();
+        tokio::spawn(async move {
+            loop {
+                let mut line = Script::new();
+                line.app_log(0, "web-1", "GET / 200");
+                for e in line.events_v2(skaffold_exporter::catch_up::now_nanos()) {
+                    sim.emit_v2(e);
+                }
+                tokio::time::sleep(Duration::from_millis(30)).await;
+            }
+        })
+    };
+    let collector = Collector::grpc().await;
+    let started = Instant::now();
+    let e = start(addr, live(otlp(None, grpc(&collector)))).await;
+    let text = metrics_text(e.http_addr).await;
+    let waited = started.elapsed();
+    assert_eq!(
+        sample(&text, "skaffold_exporter_connected"),
+        Some(1.0),
+        "{text}"
+    );
+    assert!(
+        waited >= skaffold_exporter::catch_up::BOUND - Duration::from_millis(500)
+            && waited < skaffold_exporter::catch_up::BOUND + Duration::from_secs(2),
+        "/metrics answered after {waited:?}"
+    );
+    assert!(!e.progress.ready(), "the stream paused after all");
+    assert!(e.progress.history_folded.is_open(), "the push is held back");
+    chatter.abort();
+    e.shutdown().await;
+    collector.stop();
+}

@@ -37,8 +37,9 @@ pub struct Shared {
     pub wait_for_history: bool,
 }
 
-/// How long `/metrics` waits for the replay to be folded before answering 503.
-pub const METRICS_WAIT: Duration = Duration::from_secs(5);
+/// How long `/metrics` waits for the replay to be folded before answering 503 (the
+/// gate opens at the latest `catch_up::BOUND` after the start).
+pub const METRICS_WAIT: Duration = Duration::from_secs(6);
 
 /// Whether `/metrics` may answer now: the replay is folded, or Skaffold cannot be
 /// reached (nothing to wait for: the series at zero and `connected 0` are the news).
