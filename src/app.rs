@@ -25,7 +25,7 @@ use crate::server::grpc::Passthrough;
 use crate::server::http::{self, Shared};
 use crate::server::upstream::Upstream;
 use crate::sink::Metrics;
-use crate::sink::otlp_setup::{OtlpSettings, Telemetry};
+use crate::sink::otlp_setup::{OtlpSettings, Sidecar, SlotClaim, Telemetry, host_name};
 use crate::source::Delivery;
 use crate::source::grpc::{self as grpc_source, Progress};
 
@@ -53,6 +53,8 @@ pub struct Running {
     /// When shutdown must be over (set when it starts; the OTLP flush reads it).
     deadline: Arc<OnceLock<Instant>>,
     tasks: Vec<JoinHandle<()>>,
+    /// Released when the exporter is shut down (see `SlotClaim`).
+    _slot: Option<SlotClaim>,
 }
 
 impl Running {
@@ -100,8 +102,28 @@ pub async fn start_with(settings: Settings, source: SourceSettings) -> anyhow::R
 pub async fn start_all(
     settings: Settings,
     source: SourceSettings,
-    otlp: OtlpSettings,
+    mut otlp: OtlpSettings,
 ) -> anyhow::Result<Running> {
+    let http_listener = TcpListener::bind(settings.listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (--listen)", settings.listen))?;
+    let http_addr = http_listener.local_addr()?;
+    let target = match &source.skaffold_http {
+        Some(base) => base.to_string(),
+        None => settings.skaffold_addr.clone(),
+    };
+    // This exporter's slot among those reading the same Skaffold here: part of
+    // `service.instance.id`, held while it runs.
+    let mut slot = None;
+    if otlp.enabled() && otlp.sidecar.is_none() {
+        let claim = SlotClaim::take(&host_name(), &target);
+        otlp.sidecar = Some(Sidecar::here(target, claim.slot()));
+        slot = Some(claim);
+    }
+    // The metrics push waits until the fold has taken in Skaffold's replay.
+    let progress = Arc::new(Progress::default());
+    otlp.catch_up = Some(progress.history_folded.clone());
+
     let mut registry = Registry::default();
     let mut metrics =
         Metrics::register(&mut registry, &settings.buckets, settings.max_label_values);
@@ -110,18 +132,12 @@ pub async fn start_all(
         .map_err(anyhow::Error::msg)?;
     let own = metrics.own.clone();
     let registry = Arc::new(registry);
-    let progress = Arc::new(Progress::default());
     let (shutdown, shutdown_rx) = watch::channel(false);
     let mut upstream = Upstream::new(&settings.skaffold_addr, settings.upstream_timeout)
         .with_context(|| format!("invalid Skaffold address {:?}", settings.skaffold_addr))?;
     if let Some(base) = source.skaffold_http.clone() {
         upstream = upstream.with_gateway(base);
     }
-
-    let http_listener = TcpListener::bind(settings.listen)
-        .await
-        .with_context(|| format!("cannot listen on {} (--listen)", settings.listen))?;
-    let http_addr = http_listener.local_addr()?;
     let grpc_listener = match settings.grpc_listen {
         Some(addr) => Some(
             TcpListener::bind(addr)
@@ -136,6 +152,11 @@ pub async fn start_all(
         settings.queue_capacity,
     ));
     let mut tasks = Vec::new();
+    tasks.push(tokio::spawn(crate::catch_up::open_by(
+        progress.history_folded.clone(),
+        crate::catch_up::BOUND,
+        shutdown_rx.clone(),
+    )));
 
     // The event source: Skaffold's HTTP gateway when given, else its gRPC port.
     if let Some(base) = source.skaffold_http.clone() {
@@ -215,6 +236,7 @@ pub async fn start_all(
         registry,
         progress: progress.clone(),
         upstream: Some(upstream.clone()),
+        wait_for_history: true,
     });
     tasks.push(tokio::spawn(http::serve(
         http_listener,
@@ -253,6 +275,7 @@ pub async fn start_all(
         shutdown,
         deadline,
         tasks,
+        _slot: slot,
     })
 }
 

@@ -9,6 +9,7 @@
 #![deny(rust_2018_idioms, missing_docs)]
 
 pub mod app;
+pub mod catch_up;
 pub mod config;
 pub mod core;
 pub mod logging;

@@ -125,6 +125,9 @@ impl Pipeline {
                 }
             }
             Delivery::Unreachable => {
+                if let Some(p) = &self.progress {
+                    p.set_unreachable();
+                }
                 self.fold_held_back();
                 // Skaffold went away after sending something: a derived iteration
                 // that is complete ends; spans it left open end, `disconnected`. Only

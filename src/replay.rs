@@ -806,6 +806,7 @@ pub async fn run(
             registry: replayer.registry(),
             progress,
             upstream: None,
+            wait_for_history: false,
         });
         server = Some(tokio::spawn(crate::server::http::serve(
             listener,

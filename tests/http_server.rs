@@ -161,6 +161,7 @@ async fn server(limits: Limits) -> (SocketAddr, tokio::sync::watch::Sender<bool>
         registry: Arc::new(Registry::default()),
         progress: Arc::new(Progress::default()),
         upstream: None,
+        wait_for_history: false,
     });
     let (stop, rx) = tokio::sync::watch::channel(false);
     tokio::spawn(serve_with(listener, shared, rx, limits));

@@ -524,8 +524,28 @@ async fn collector_down_leaves_metrics_intact_counts_losses_and_shuts_down_in_ti
     o.shutdown_timeout = Duration::from_secs(1);
     let running = start(addr, o).await;
     // Several sessions' worth, so the tiny queue overflows while exports fail.
-    for k in 0..5 {
-        // Each session starts with a MetaEvent: five Skaffold runs in one log.
+    // Each session starts with a MetaEvent: five Skaffold runs in one log. The
+    // first one's spans make the first batch; the others come once that batch
+    // failed and waits for its retry (sent all at once, on a busy machine every
+    // span could make it into the first batch, and nothing would overflow).
+    for e in session().entries(T0) {
+        sim.emit(e);
+    }
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while sample(
+        &metrics_text(running.http_addr).await,
+        "skaffold_exporter_otlp_export_errors_total{signal=\"traces\"}",
+    )
+    .unwrap_or(0.0)
+        < 1.0
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the first span export never failed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for k in 1..5 {
         for e in session().entries(T0 + k * 100_000_000_000) {
             sim.emit(e);
         }
@@ -544,7 +564,11 @@ async fn collector_down_leaves_metrics_intact_counts_losses_and_shuts_down_in_ti
             "skaffold_exporter_otlp_export_errors_total{signal=\"metrics\"}",
         )
         .unwrap_or(0.0);
-        if dropped > 0.0 && errors > 0.0 && metric_errors > 0.0 {
+        let folded = sample(
+            &text,
+            "skaffold_dev_loops_total{kind=\"sync\",result=\"success\"}",
+        ) == Some(5.0);
+        if dropped > 0.0 && errors > 0.0 && metric_errors > 0.0 && folded {
             break text;
         }
         assert!(Instant::now() < deadline, "counters did not rise:\n{text}");
@@ -766,4 +790,257 @@ async fn replay_otlp_ends_spans_left_open_as_at_a_disconnect_and_needs_an_endpoi
         replay_cli(vec!["--otlp".into(), file.display().to_string()], vec![]).await;
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("OTEL_EXPORTER_OTLP_ENDPOINT"), "{stderr}");
+}
+
+/// `o` as the binary sets it: what ended before the exporter started is history
+/// (`skip_history`, set from the environment).
+fn live(o: OtlpSettings) -> OtlpSettings {
+    OtlpSettings {
+        skip_history: true,
+        ..o
+    }
+}
+
+/// Every metrics push `c` received: the resource's `service.instance.id` and the
+/// points of the run counters (`skaffold.builds{artifact=app,result=failure}`, ...).
+fn run_pushes(c: &Collector) -> Vec<(String, BTreeMap<String, f64>)> {
+    let received = c.received.lock().unwrap();
+    received
+        .metrics
+        .iter()
+        .flat_map(|req| &req.resource_metrics)
+        .map(|rm| {
+            let id = attrs(&rm.resource.as_ref().unwrap().attributes)["service.instance.id"]
+                .trim_matches('"')
+                .to_owned();
+            let mut points = BTreeMap::new();
+            for m in rm.scope_metrics.iter().flat_map(|s| &s.metrics) {
+                if ["skaffold.builds", "skaffold.deploys", "skaffold.dev_loops"]
+                    .contains(&m.name.as_str())
+                {
+                    for (k, v) in counter_points(m) {
+                        points.insert(format!("{}{{{k}}}", m.name), v);
+                    }
+                }
+            }
+            (id, points)
+        })
+        .collect()
+}
+
+/// The instance ids of `pushes`, in order of first appearance.
+fn instance_ids(pushes: &[(String, BTreeMap<String, f64>)]) -> Vec<String> {
+    let mut ids: Vec<String> = Vec::new();
+    for (id, _) in pushes {
+        if !ids.contains(id) {
+            ids.push(id.clone());
+        }
+    }
+    ids
+}
+
+/// The last push of instance `id`.
+fn last_of<'a>(
+    pushes: &'a [(String, BTreeMap<String, f64>)],
+    id: &str,
+) -> &'a BTreeMap<String, f64> {
+    &pushes.iter().rev().find(|(i, _)| i == id).unwrap().1
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_exporter_continues_its_runs_series_and_never_resends_an_ended_run() {
+    const APP_FAILED: &str = "skaffold.builds{artifact=app,result=failure}";
+    let sim = Simulator::new();
+    let (addr, _stop) = support::serve_skaffold(&sim).await;
+    // Run 1, a minute ago: history when the first exporter starts.
+    let now = skaffold_exporter::catch_up::now_nanos();
+    for e in session().entries(now - 60_000_000_000) {
+        sim.emit(e);
+    }
+    let first = Collector::grpc().await;
+    let settings = support::settings(addr);
+    let a = app::start_all(
+        settings.clone(),
+        SourceSettings::default(),
+        live(otlp(None, grpc(&first))),
+    )
+    .await
+    .expect("exporter starts");
+    // A second exporter of the same Skaffold, running at the same time: ids of its
+    // own (two writers on one series would interleave their values).
+    let beside = Collector::grpc().await;
+    let c = app::start_all(
+        settings.clone(),
+        SourceSettings::default(),
+        live(otlp(None, grpc(&beside))),
+    )
+    .await
+    .expect("a second exporter starts");
+    // /metrics waits until the replay is folded: never a part of the history.
+    let text = metrics_text(a.http_addr).await;
+    assert_eq!(
+        sample(
+            &text,
+            "skaffold_builds_total{artifact=\"app\",result=\"failure\"}"
+        ),
+        Some(1.0)
+    );
+    // Run 2 starts while the exporter runs (a config reload): run 1 ends after
+    // the exporter started, so it sends run 1's last values; run 2 is a series set
+    // of its own that counts from zero.
+    let mut reload = Script::new();
+    reload
+        .meta(0, "v2.16.1")
+        .dev_loop(10, 0, "In Progress")
+        .build(10, "app", "In Progress", C::Ok)
+        .build(100, "app", "Failed", C::BuildUserError)
+        .dev_loop(10, 0, "Failed");
+    let run2_at = skaffold_exporter::catch_up::now_nanos();
+    for e in reload.entries(run2_at) {
+        sim.emit(e);
+    }
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let p = run_pushes(&first);
+        let ids = instance_ids(&p);
+        if ids.len() == 2 && last_of(&p, &ids[1]).get(APP_FAILED) == Some(&1.0) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no push of run 2: {ids:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while instance_ids(&run_pushes(&beside)).len() < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "the second exporter pushed no run 2"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    c.shutdown().await;
+    a.shutdown().await;
+    let a_pushes = run_pushes(&first);
+    let ids = instance_ids(&a_pushes);
+    assert_eq!(ids.len(), 2, "one id per run: {ids:?}");
+    let (run1, run2) = (&ids[0], &ids[1]);
+    assert_eq!(last_of(&a_pushes, run1).get(APP_FAILED), Some(&1.0));
+    assert_eq!(
+        last_of(&a_pushes, run1).get("skaffold.deploys{result=failure}"),
+        Some(&1.0)
+    );
+    assert_eq!(
+        last_of(&a_pushes, run2).get("skaffold.deploys{result=failure}"),
+        Some(&0.0)
+    );
+    // Skaffold's clock passes run 2's last event before the restart.
+    let wait = (run2_at + 300_000_000 - skaffold_exporter::catch_up::now_nanos()).max(0);
+    tokio::time::sleep(Duration::from_nanos(wait as u64)).await;
+
+    let c_ids = instance_ids(&run_pushes(&beside));
+    assert!(
+        c_ids.iter().all(|id| !ids.contains(id)),
+        "exporters running at once share an id: {ids:?} {c_ids:?}"
+    );
+
+    // The first exporter again, a new process on another --listen port (the
+    // settings ask for port 0): the same sidecar, as its slot is free again. It
+    // re-folds both runs from the replay.
+    let second = Collector::grpc().await;
+    let b = app::start_all(
+        settings,
+        SourceSettings::default(),
+        live(otlp(None, grpc(&second))),
+    )
+    .await
+    .expect("the restarted exporter starts");
+    let text = metrics_text(b.http_addr).await;
+    assert_eq!(
+        sample(
+            &text,
+            "skaffold_builds_total{artifact=\"app\",result=\"failure\"}"
+        ),
+        Some(2.0),
+        "/metrics counts per process, both runs"
+    );
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while run_pushes(&second).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the restarted exporter pushed nothing"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    b.shutdown().await;
+    let b_pushes = run_pushes(&second);
+    // Run 1 ended before the restart: the exporter running then sent it.
+    assert!(
+        b_pushes.iter().all(|(id, _)| id == run2),
+        "only run 2, under its id {run2}: {:?}",
+        instance_ids(&b_pushes)
+    );
+    // Run 2 goes on: its first push already holds everything pushed before, so
+    // Prometheus sees no counter reset.
+    let before = last_of(&a_pushes, run2);
+    for (_, points) in &b_pushes {
+        assert_eq!(points, before, "a push below (or beside) the last one");
+    }
+    first.stop();
+    second.stop();
+    beside.stop();
+}
+
+/// With API v2, an application that logs a line every 30 ms keeps Skaffold's stream
+/// from ever pausing, so the fold never reports the replay folded (`/readyz` stays
+/// 503). `/metrics` and the metrics push must not wait for that forever: the gate
+/// opens `catch_up::BOUND` after the start. (What the fold has taken in by then is
+/// the lossless path's business, not asserted here: in this test it still holds the
+/// whole replay back, so there is nothing to push yet.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_that_never_pauses_holds_metrics_back_only_until_the_bound() {
+    let sim = Simulator::new();
+    sim.enable_v2();
+    let (addr, _stop) = support::serve_skaffold(&sim).await;
+    let now = skaffold_exporter::catch_up::now_nanos();
+    let mut s = Script::new();
+    s.meta(0, "v2.16.1")
+        .dev_loop(10, 0, "In Progress")
+        .build(10, "app", "In Progress", C::Ok)
+        .build(300, "app", "Failed", C::BuildUserError)
+        .dev_loop(10, 0, "Failed");
+    for e in s.events_v2(now - 1_000_000_000) {
+        sim.emit_v2(e);
+    }
+    let chatter = {
+        let sim = sim.clone();
+        tokio::spawn(async move {
+            loop {
+                let mut line = Script::new();
+                line.app_log(0, "web-1", "GET / 200");
+                for e in line.events_v2(skaffold_exporter::catch_up::now_nanos()) {
+                    sim.emit_v2(e);
+                }
+                tokio::time::sleep(Duration::from_millis(30)).await;
+            }
+        })
+    };
+    let collector = Collector::grpc().await;
+    let started = Instant::now();
+    let e = start(addr, live(otlp(None, grpc(&collector)))).await;
+    let text = metrics_text(e.http_addr).await;
+    let waited = started.elapsed();
+    assert_eq!(
+        sample(&text, "skaffold_exporter_connected"),
+        Some(1.0),
+        "{text}"
+    );
+    assert!(
+        waited >= skaffold_exporter::catch_up::BOUND - Duration::from_millis(500)
+            && waited < skaffold_exporter::catch_up::BOUND + Duration::from_secs(2),
+        "/metrics answered after {waited:?}"
+    );
+    assert!(!e.progress.ready(), "the stream paused after all");
+    assert!(e.progress.history_folded.is_open(), "the push is held back");
+    chatter.abort();
+    e.shutdown().await;
+    collector.stop();
 }

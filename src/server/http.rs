@@ -31,6 +31,24 @@ pub struct Shared {
     pub progress: Arc<Progress>,
     /// Skaffold, for `/v1/state`.
     pub upstream: Option<Upstream>,
+    /// `/metrics` waits until Skaffold's replay is folded (`Progress::history_folded`,
+    /// see `crate::catch_up`), so a restarted exporter is never scraped half-way
+    /// through re-folding the history (a value below the last scrape reads as a
+    /// counter reset). `false`: serve at once (`replay --serve`).
+    pub wait_for_history: bool,
+}
+
+/// How long `/metrics` waits for the replay to be folded before answering 503 (the
+/// gate opens at the latest `catch_up::BOUND` after the start).
+pub const METRICS_WAIT: Duration = Duration::from_secs(6);
+
+/// Whether `/metrics` may answer now: the replay is folded, or Skaffold cannot be
+/// reached (nothing to wait for: the series at zero and `connected 0` are the news).
+fn metrics_ready(shared: &Shared) -> bool {
+    let p = &shared.progress;
+    !shared.wait_for_history
+        || p.history_folded.is_open()
+        || (p.unreachable.load(Ordering::Acquire) && !p.connected.load(Ordering::Acquire))
 }
 
 const LANDING: &str = "<!doctype html><html><head><title>skaffold-exporter</title></head><body>\
@@ -59,7 +77,20 @@ pub async fn handle<B>(shared: &Shared, req: Request<B>) -> Response<Full<Bytes>
         );
     }
     match req.uri().path() {
-        "/metrics" => metrics(shared, req.headers()),
+        "/metrics" => {
+            let deadline = tokio::time::Instant::now() + METRICS_WAIT;
+            while !metrics_ready(shared) {
+                if tokio::time::Instant::now() >= deadline {
+                    return text(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "text/plain; charset=utf-8",
+                        "still folding Skaffold's replay\n",
+                    );
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            metrics(shared, req.headers())
+        }
         "/healthz" => text(StatusCode::OK, "text/plain; charset=utf-8", "ok\n"),
         "/readyz" => {
             if shared.progress.ready() {

@@ -16,8 +16,12 @@ use opentelemetry::KeyValue;
 use opentelemetry_otlp::WithExportConfig as _;
 use opentelemetry_sdk::Resource;
 use sha2::{Digest, Sha256};
+use uuid::Uuid;
 
+use super::otlp_metrics::{CountingExporter, MetricsPush};
 use super::semconv as k;
+use crate::catch_up::Gate;
+use crate::core::Nanos;
 
 /// OTLP transport.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,6 +93,13 @@ pub struct OtlpSettings {
     /// exporter: Skaffold replays them, and the exporter running then sent them);
     /// `false` (`replay`, tests): export every iteration.
     pub skip_history: bool,
+    /// What names this exporter in `service.instance.id` (the live exporter sets it
+    /// from its bound `/metrics` address and Skaffold's; `None`: this host,
+    /// `replay`).
+    pub sidecar: Option<Sidecar>,
+    /// Holds the metrics push back until Skaffold's replay is folded (the live
+    /// exporter); `None`: push from the start (`replay`).
+    pub catch_up: Option<Gate>,
 }
 
 /// Default span queue (the SDK's batch processor default).
@@ -198,6 +209,8 @@ impl OtlpSettings {
             span_queue: SPAN_QUEUE,
             shutdown_timeout: SHUTDOWN_TIMEOUT,
             skip_history: true,
+            sidecar: None,
+            catch_up: None,
         })
     }
 
@@ -401,20 +414,193 @@ pub fn user_hash(user: &str) -> String {
         .collect()
 }
 
-/// A random, RFC 4122-shaped id for `service.instance.id`.
-pub fn instance_id() -> String {
-    let mut b: [u8; 16] = fastrand::u128(..).to_be_bytes();
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
+// === service.instance.id ===
+
+/// The namespace the OpenTelemetry semantic conventions give for name-based (v5)
+/// `service.instance.id`s.
+pub const INSTANCE_ID_NAMESPACE: Uuid = Uuid::from_u128(0x4d63009a_8d0f_11ee_aad7_4c796ed8e320);
+
+/// What tells one exporter from every other one running at the same time, and names
+/// the same one again after a restart: the host, the Skaffold it reads, and its slot
+/// among the exporters of that Skaffold on this host ([`SlotClaim`]: 0 unless another
+/// one is running). Not the `/metrics` address: an exporter restarted on another
+/// `--listen` port is the same one (a new id would push the run's replayed history
+/// as a new series, counted again).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sidecar {
+    /// The host name.
+    pub host: String,
+    /// Skaffold's address (`localhost:50051`, or the HTTP gateway's URL).
+    pub target: String,
+    /// Its slot (`0`, `1`, ...; `pid:<n>` when no slot could be claimed).
+    pub slot: String,
+}
+
+impl Sidecar {
+    /// This host's sidecar reading `target` in `slot`.
+    pub fn here(target: impl Into<String>, slot: impl Into<String>) -> Self {
+        Sidecar {
+            host: host_name(),
+            target: target.into(),
+            slot: slot.into(),
+        }
+    }
+
+    /// `service.instance.id` of this sidecar's pushes for the Skaffold run that
+    /// started at `run` (Skaffold's timestamp of the run's MetaEvent); `None`: the
+    /// sidecar itself (its spans, metrics before any run). A UUID v5 in
+    /// [`INSTANCE_ID_NAMESPACE`] of the four, so the host name and address stay
+    /// private.
+    pub fn instance_id(&self, run: Option<Nanos>) -> String {
+        let run = run.map(|r| r.to_string()).unwrap_or_default();
+        let name = format!(
+            "skaffold-exporter\n{}\n{}\n{}\n{run}",
+            self.host, self.target, self.slot
+        );
+        Uuid::new_v5(&INSTANCE_ID_NAMESPACE, name.as_bytes()).to_string()
+    }
+}
+
+/// Most exporters of one Skaffold on one host that get a slot of their own.
+pub const SLOTS: u32 = 64;
+
+/// The lowest free slot among the exporters reading one Skaffold on this host, held
+/// until dropped (or the process ends, also by a crash: the kernel releases it). A
+/// restarted exporter finds its slot free again and so keeps its
+/// `service.instance.id`; two exporters running at once get different ones.
+///
+/// The lock is an abstract Unix socket on Linux (scoped like the network: two
+/// containers of one pod, which share the host name, see each other's), a locked
+/// file in the temporary directory elsewhere.
+#[derive(Debug)]
+pub struct SlotClaim {
+    slot: String,
+    _lock: Option<SlotLock>,
+}
+
+#[derive(Debug)]
+enum SlotLock {
+    #[cfg(target_os = "linux")]
+    Socket(#[allow(dead_code)] std::os::unix::net::UnixListener),
+    #[cfg(not(target_os = "linux"))]
+    File(#[allow(dead_code)] std::fs::File),
+}
+
+impl SlotClaim {
+    /// Claims the lowest free slot for exporters of `target` on `host`; `pid:<n>`
+    /// (unique, not stable across restarts) when none can be claimed.
+    pub fn take(host: &str, target: &str) -> Self {
+        let key = Uuid::new_v5(
+            &INSTANCE_ID_NAMESPACE,
+            format!("skaffold-exporter slot\n{host}\n{target}").as_bytes(),
+        )
+        .simple()
+        .to_string();
+        for slot in 0..SLOTS {
+            match try_lock(&key, slot) {
+                Ok(Some(lock)) => {
+                    return SlotClaim {
+                        slot: slot.to_string(),
+                        _lock: Some(lock),
+                    };
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "Cannot claim a slot for service.instance.id: a restarted exporter will push its runs under new ids.");
+                    break;
+                }
+            }
+        }
+        SlotClaim {
+            slot: format!("pid:{}", std::process::id()),
+            _lock: None,
+        }
+    }
+
+    /// The slot.
+    pub fn slot(&self) -> &str {
+        &self.slot
+    }
+}
+
+/// Locks slot `slot` of `key`: `None` when another process (or claim) holds it.
+#[cfg(target_os = "linux")]
+fn try_lock(key: &str, slot: u32) -> std::io::Result<Option<SlotLock>> {
+    use std::os::linux::net::SocketAddrExt as _;
+    use std::os::unix::net::{SocketAddr, UnixListener};
+    let addr = SocketAddr::from_abstract_name(format!("skaffold-exporter/{key}/{slot}"))?;
+    match UnixListener::bind_addr(&addr) {
+        Ok(l) => Ok(Some(SlotLock::Socket(l))),
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Locks slot `slot` of `key`: `None` when another process (or claim) holds it.
+#[cfg(not(target_os = "linux"))]
+fn try_lock(key: &str, slot: u32) -> std::io::Result<Option<SlotLock>> {
+    let dir = std::env::temp_dir().join("skaffold-exporter");
+    std::fs::create_dir_all(&dir)?;
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join(format!("{key}-{slot}.lock")))?;
+    match f.try_lock() {
+        Ok(()) => Ok(Some(SlotLock::File(f))),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+        Err(std::fs::TryLockError::Error(e)) => Err(e),
+    }
+}
+
+/// The host name (`uname -n`; `$COMPUTERNAME` elsewhere), empty if unknown.
+pub fn host_name() -> String {
+    #[cfg(unix)]
+    {
+        rustix::system::uname()
+            .nodename()
+            .to_string_lossy()
+            .into_owned()
+    }
+    #[cfg(not(unix))]
+    {
+        std::env::var("COMPUTERNAME").unwrap_or_default()
+    }
+}
+
+/// The `service.instance.id`s of one exporter: the user's, when
+/// `OTEL_RESOURCE_ATTRIBUTES` sets one (then for everything), else the sidecar's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceIds {
+    /// The sidecar.
+    pub sidecar: Sidecar,
+    /// `service.instance.id` from `OTEL_RESOURCE_ATTRIBUTES`.
+    pub fixed: Option<String>,
+}
+
+impl InstanceIds {
+    /// For `s` (its sidecar, else this host's under `replay`).
+    pub fn of(s: &OtlpSettings) -> Self {
+        InstanceIds {
+            sidecar: s
+                .sidecar
+                .clone()
+                .unwrap_or_else(|| Sidecar::here("replay", "")),
+            fixed: s
+                .resource_attributes
+                .iter()
+                .rev()
+                .find(|(key, _)| key == k::SERVICE_INSTANCE_ID)
+                .map(|(_, v)| v.clone()),
+        }
+    }
+
+    /// The id of run `run`'s metrics (`None`: spans, metrics before any run).
+    pub fn for_run(&self, run: Option<Nanos>) -> String {
+        self.fixed
+            .clone()
+            .unwrap_or_else(|| self.sidecar.instance_id(run))
+    }
 }
 
 /// The resource attributes, in order (later keys win over earlier ones): defaults,
@@ -549,7 +735,7 @@ pub struct Telemetry {
     /// Spans, for the pipeline (`Pipeline::set_spans`).
     pub spans: Option<super::otlp::SpanSink>,
     /// The metrics push.
-    pub meter_provider: Option<opentelemetry_sdk::metrics::SdkMeterProvider>,
+    pub meter_provider: Option<MetricsPush>,
     /// How long shutdown waits for the last exports.
     pub shutdown_timeout: Duration,
 }
@@ -573,16 +759,21 @@ impl Telemetry {
         }
         let dir = s.checkout.clone().or_else(|| std::env::current_dir().ok());
         let git = dir.map(|d| GitInfo::read(&d)).unwrap_or_default();
-        let attrs = resource_attributes(s, &git, &instance_id());
+        let ids = InstanceIds::of(s);
+        let attrs = resource_attributes(s, &git, &ids.for_run(None));
         if !attrs.contains_key(k::USER_HASH) && !attrs.contains_key(k::USER_NAME) {
             tracing::warn!(
                 "No user identity for OTLP: neither $USER nor a process uid; set OTEL_RESOURCE_ATTRIBUTES=user.hash=... or --user-name."
             );
         }
         let res = resource(&attrs);
-        let started = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX));
+        // What ended before the exporter started is history: the exporter running
+        // then sent it (`replay`, tests: nothing is).
+        let history_before = if s.skip_history {
+            crate::catch_up::now_nanos()
+        } else {
+            Nanos::MIN
+        };
         let stats = OtlpStats::default().register(registry);
         let spans = match &s.traces {
             Some(ep) => {
@@ -592,7 +783,7 @@ impl Telemetry {
                     pipeline: s.pipeline(&git),
                 });
                 if s.skip_history {
-                    builder = builder.skip_iterations_ended_before(started);
+                    builder = builder.skip_iterations_ended_before(history_before);
                 }
                 stats.set_endpoint("traces", &ep.url);
                 tracing::info!(endpoint = %ep.url, protocol = ep.protocol.as_str(), pipeline = %s.pipeline(&git), "Exporting a trace per dev-loop iteration over OTLP.");
@@ -615,17 +806,25 @@ impl Telemetry {
                     Protocol::HttpProtobuf => Driver::Blocking,
                 };
                 let interval = s.metric_interval.unwrap_or(Duration::from_secs(60));
-                let res = resource(&metric_resource_attributes(&attrs));
-                let p =
-                    super::otlp_metrics::provider(exporter, driver, stats.clone(), interval, res);
-                let meter = super::otlp_metrics::meter(&p);
-                metrics.add_recorder(Box::new(super::otlp_metrics::OtelRecorder::new(
-                    &meter, buckets,
-                )));
-                super::otlp_metrics::mirror_self_metrics(&meter, &metrics.own, &stats);
+                let base = metric_resource_attributes(&attrs);
+                let run_resource = move |run: Option<Nanos>| {
+                    let mut a = base.clone();
+                    a.insert(k::SERVICE_INSTANCE_ID.to_owned(), ids.for_run(run));
+                    resource(&a)
+                };
+                let push = MetricsPush::new(
+                    CountingExporter::new(exporter, driver, stats.clone()),
+                    interval,
+                    Box::new(run_resource),
+                    s.catch_up.clone().unwrap_or_else(Gate::open),
+                    history_before,
+                    metrics.own.clone(),
+                    stats.clone(),
+                );
+                metrics.add_recorder(Box::new(push.recorder(buckets)));
                 stats.set_endpoint("metrics", &ep.url);
-                tracing::info!(endpoint = %ep.url, protocol = ep.protocol.as_str(), interval_s = interval.as_secs_f64(), "Pushing metrics over OTLP.");
-                Some(p)
+                tracing::info!(endpoint = %ep.url, protocol = ep.protocol.as_str(), interval_s = interval.as_secs_f64(), "Pushing metrics over OTLP, a series set per Skaffold run.");
+                Some(push)
             }
             None => None,
         };
@@ -641,7 +840,7 @@ impl Telemetry {
 /// `timeout` in all (a collector that is down cannot hold shutdown up).
 pub async fn shutdown(
     spans: Option<super::otlp::SpanSink>,
-    meter_provider: Option<opentelemetry_sdk::metrics::SdkMeterProvider>,
+    meter_provider: Option<MetricsPush>,
     timeout: Duration,
 ) {
     let deadline = tokio::time::Instant::now() + timeout;
@@ -651,7 +850,7 @@ pub async fn shutdown(
     }
     if let Some(p) = meter_provider {
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        let h = tokio::task::spawn_blocking(move || p.shutdown_with_timeout(left));
+        let h = tokio::task::spawn_blocking(move || p.shutdown(left));
         if tokio::time::timeout(left + Duration::from_millis(100), h)
             .await
             .is_err()
@@ -815,13 +1014,97 @@ mod tests {
         );
         assert_eq!(repo_name("https://h/org/shop/").as_deref(), Some("shop"));
         assert_eq!(repo_name("/work/main").as_deref(), Some("main"));
-        assert_eq!(instance_id().len(), 36);
-        assert_ne!(instance_id(), instance_id());
+    }
+
+    #[test]
+    fn the_instance_id_is_stable_per_sidecar_and_run_and_unique_among_them() {
+        let a = Sidecar {
+            host: "laptop".into(),
+            target: "localhost:50051".into(),
+            slot: "0".into(),
+        };
+        let run = Some(1_700_000_000_123_456_789);
+        let id = a.instance_id(run);
+        // A restart: the same inputs give the same id (and it is a v5 UUID in the
+        // semantic conventions' namespace, not the inputs in clear).
+        assert_eq!(a.clone().instance_id(run), id);
+        let u = Uuid::parse_str(&id).unwrap();
+        assert_eq!(u.get_version_num(), 5);
+        assert_eq!(
+            u,
+            Uuid::new_v5(
+                &Uuid::parse_str("4d63009a-8d0f-11ee-aad7-4c796ed8e320").unwrap(),
+                b"skaffold-exporter\nlaptop\nlocalhost:50051\n0\n1700000000123456789"
+            )
+        );
+        assert!(!id.contains("laptop"));
+        // Anything that tells exporters or runs apart gives another id.
+        let other = |f: &dyn Fn(&mut Sidecar)| {
+            let mut b = a.clone();
+            f(&mut b);
+            b.instance_id(run)
+        };
+        let ids = [
+            id.clone(),
+            other(&|b| b.slot = "1".into()),
+            other(&|b| b.host = "ci-runner-7".into()),
+            other(&|b| b.target = "localhost:50052".into()),
+            a.instance_id(Some(1_700_000_000_123_456_790)),
+            a.instance_id(None),
+        ];
+        let distinct: std::collections::BTreeSet<&String> = ids.iter().collect();
+        assert_eq!(distinct.len(), ids.len(), "{ids:?}");
+        assert!(!host_name().is_empty());
+    }
+
+    #[test]
+    fn exporters_of_one_skaffold_running_at_once_get_different_slots_a_restart_the_same() {
+        let target = format!("localhost:{}", fastrand::u32(1..u32::MAX));
+        let first = SlotClaim::take("laptop", &target);
+        let second = SlotClaim::take("laptop", &target);
+        assert_eq!((first.slot(), second.slot()), ("0", "1"));
+        // Another Skaffold: its own slots.
+        let elsewhere = SlotClaim::take("laptop", &format!("{target}0"));
+        assert_eq!(elsewhere.slot(), "0");
+        // The first one ends; its restart takes its slot again.
+        drop(first);
+        assert_eq!(SlotClaim::take("laptop", &target).slot(), "0");
+        drop(second);
+    }
+
+    #[test]
+    fn otel_resource_attributes_override_the_instance_id_everywhere() {
+        let mut s = settings(&[("USER", "alice")], false).unwrap();
+        s.sidecar = Some(Sidecar::here("localhost:50051", "0"));
+        let ids = InstanceIds::of(&s);
+        assert_eq!(ids.for_run(None), ids.sidecar.instance_id(None));
+        assert_ne!(ids.for_run(Some(1)), ids.for_run(Some(2)));
+        let a = resource_attributes(&s, &GitInfo::default(), &ids.for_run(None));
+        assert_eq!(a["service.instance.id"], ids.sidecar.instance_id(None));
+
+        let mut s = settings(
+            &[(
+                "OTEL_RESOURCE_ATTRIBUTES",
+                "team=x,service.instance.id=job-42",
+            )],
+            false,
+        )
+        .unwrap();
+        s.sidecar = Some(Sidecar::here("localhost:50051", "0"));
+        let ids = InstanceIds::of(&s);
+        assert_eq!(ids.for_run(None), "job-42");
+        assert_eq!(ids.for_run(Some(1)), "job-42");
+        let a = resource_attributes(&s, &GitInfo::default(), &ids.for_run(None));
+        assert_eq!(a["service.instance.id"], "job-42");
+        // Without a sidecar (`replay`): this host, and still one id per run.
+        let ids = InstanceIds::of(&settings(&[], false).unwrap());
+        assert_eq!(ids.sidecar.target, "replay");
+        assert_ne!(ids.for_run(Some(1)), ids.for_run(Some(2)));
     }
 
     #[test]
     fn reads_git_files_without_the_git_command() {
-        let dir = std::env::temp_dir().join(format!("skx-git-{}", instance_id()));
+        let dir = std::env::temp_dir().join(format!("skx-git-{}", fastrand::u64(..)));
         std::fs::create_dir_all(dir.join(".git/refs/heads")).unwrap();
         std::fs::write(dir.join(".git/HEAD"), "ref: refs/heads/main\n").unwrap();
         std::fs::write(dir.join(".git/refs/heads/main"), "0123abcd\n").unwrap();

@@ -381,6 +381,9 @@ pub trait Recorder: std::fmt::Debug {
     fn set(&mut self, i: Instrument, labels: Labels<'_>, value: i64);
     /// Forgets every series of a gauge (`skaffold_info` on a version change).
     fn clear(&mut self, i: Instrument);
+    /// A Skaffold run started (its MetaEvent, stamped `at` by Skaffold); the run's
+    /// updates follow. The OTLP push starts the run's own series here.
+    fn run_started(&mut self, _at: crate::core::Nanos) {}
 }
 
 const SUCCESS_FAILURE: [&str; 2] = ["success", "failure"];
@@ -458,7 +461,8 @@ impl Mapping {
         r: &mut dyn Recorder,
     ) {
         match t {
-            Transition::RunStarted { version, .. } => {
+            Transition::RunStarted { version, at } => {
+                r.run_started(*at);
                 r.set(I::PortForwards, &[], 0);
                 if let Some(v) = version {
                     r.clear(I::Info);
@@ -851,6 +855,13 @@ impl Recorder for Tee<'_> {
         self.0.clear(i);
         if let Some(r) = self.1.as_deref_mut() {
             r.clear(i);
+        }
+    }
+
+    fn run_started(&mut self, at: crate::core::Nanos) {
+        self.0.run_started(at);
+        if let Some(r) = self.1.as_deref_mut() {
+            r.run_started(at);
         }
     }
 }

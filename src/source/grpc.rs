@@ -38,6 +38,7 @@ use tonic::transport::{Channel, Endpoint};
 use super::supervisor::{self, Connector, EventStream, Retry, StreamError};
 use super::wire::{Layout, PeekError, meta_layout, peek_v2};
 use super::{Api, Delivery, Payload, SourceMessage, V2_SALT, fingerprint};
+use crate::catch_up::Gate;
 use crate::core::InvalidEvent;
 use crate::core::order::WINDOW;
 use crate::pb::{v1, v2};
@@ -52,13 +53,18 @@ pub const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
 pub const UNDECIDED_MAX: usize = 64;
 
 /// The connection as the fold has seen it (in band, in order with the events), for
-/// readiness.
+/// readiness and the catch-up gate.
 #[derive(Debug, Default)]
 pub struct Progress {
     /// Subscribed right now.
     pub connected: AtomicBool,
     /// The current stream's replay (everything up to its first pause) is folded.
     pub caught_up: AtomicBool,
+    /// The last attempt to reach Skaffold failed, and no stream has begun since.
+    pub unreachable: AtomicBool,
+    /// Opens the first time `caught_up` is set, and stays open (see
+    /// [`crate::catch_up`]).
+    pub history_folded: Gate,
 }
 
 impl Progress {
@@ -70,12 +76,21 @@ impl Progress {
     /// Records a subscription (`true`: its replay still to come) or its end.
     pub fn set_connected(&self, connected: bool) {
         self.caught_up.store(false, Ordering::Release);
+        if connected {
+            self.unreachable.store(false, Ordering::Release);
+        }
         self.connected.store(connected, Ordering::Release);
+    }
+
+    /// An attempt to reach Skaffold failed.
+    pub fn set_unreachable(&self) {
+        self.unreachable.store(true, Ordering::Release);
     }
 
     /// Everything received so far is folded (the replay, or a whole input file).
     pub fn set_caught_up(&self) {
         self.caught_up.store(true, Ordering::Release);
+        self.history_folded.open_now();
     }
 }
 
