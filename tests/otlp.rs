@@ -1015,7 +1015,7 @@ async fn a_stream_that_never_pauses_holds_metrics_back_only_until_the_bound() {
         tokio::spawn(async move {
             loop {
                 let mut line = Script::new();
-                line.app_log(0, "web-1", "GET / 200");
+                line.port(0, 9000, "web");
                 for e in line.events_v2(skaffold_exporter::catch_up::now_nanos()) {
                     sim.emit_v2(e);
                 }
@@ -1040,6 +1040,66 @@ async fn a_stream_that_never_pauses_holds_metrics_back_only_until_the_bound() {
     );
     assert!(!e.progress.ready(), "the stream paused after all");
     assert!(e.progress.history_folded.is_open(), "the push is held back");
+    chatter.abort();
+    e.shutdown().await;
+    collector.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_steadily_logging_application_holds_nothing_back() {
+    let sim = Simulator::new();
+    sim.enable_v2();
+    let (addr, _stop) = support::serve_skaffold(&sim).await;
+    let now = skaffold_exporter::catch_up::now_nanos();
+    let mut s = Script::new();
+    s.meta(0, "v2.16.1")
+        .dev_loop(10, 0, "In Progress")
+        .build(10, "app", "In Progress", C::Ok)
+        .build(300, "app", "Failed", C::BuildUserError)
+        .dev_loop(10, 0, "Failed");
+    for e in s.events_v2(now - 1_000_000_000) {
+        sim.emit_v2(e);
+    }
+    let chatter = {
+        let sim = sim.clone();
+        tokio::spawn(async move {
+            loop {
+                let mut line = Script::new();
+                line.app_log(0, "web-1", "GET / 200");
+                for e in line.events_v2(skaffold_exporter::catch_up::now_nanos()) {
+                    sim.emit_v2(e);
+                }
+                tokio::time::sleep(Duration::from_millis(30)).await;
+            }
+        })
+    };
+    let collector = Collector::grpc().await;
+    let started = Instant::now();
+    let e = start(addr, live(otlp(None, grpc(&collector)))).await;
+    let text = metrics_text(e.http_addr).await;
+    let waited = started.elapsed();
+    assert_eq!(
+        sample(&text, "skaffold_exporter_connected"),
+        Some(1.0),
+        "{text}"
+    );
+    // Log lines are only counted: they do not keep the stream from pausing, so the
+    // replay is reported folded one window after its last event, long before the
+    // bound that caps the wait for a stream that never pauses.
+    assert!(
+        waited < skaffold_exporter::catch_up::BOUND - Duration::from_secs(1),
+        "/metrics answered after {waited:?}"
+    );
+    assert!(e.progress.ready(), "the replay was never reported folded");
+    assert!(e.progress.history_folded.is_open());
+    assert_eq!(
+        sample(
+            &text,
+            "skaffold_dev_loops_total{kind=\"initial\",result=\"failure\"}"
+        ),
+        Some(1.0),
+        "{text}"
+    );
     chatter.abort();
     e.shutdown().await;
     collector.stop();

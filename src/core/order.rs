@@ -18,8 +18,11 @@
 //!    nothing newer than the newest of them leaves: the overtaking events wait for the
 //!    replay, however long it is. Late messages themselves are not held for `W`: they
 //!    leave as soon as nothing older is held.
-//! 3. **Pause.** When nothing has arrived for `W` (arrival time), everything held
-//!    leaves: Skaffold is not sending, so no replay is in flight.
+//! 3. **Pause.** When no ordered message has arrived for `W` (arrival time),
+//!    everything held leaves: Skaffold is not sending events, so no replay is in
+//!    flight. Messages that take no part in the order (v2 log events, which are only
+//!    counted, and undecodable ones) do not count: an application that logs a line
+//!    every few milliseconds would otherwise keep the stream from ever pausing.
 //! 4. **End.** When the stream ends, everything held leaves, before the end is
 //!    reported.
 //! 5. **Bound.** At most `cap` messages are held; beyond, the oldest leave.
@@ -43,8 +46,11 @@ use super::event::Nanos;
 /// The default window `W`.
 pub const WINDOW: Duration = Duration::from_millis(100);
 
-/// The default bound on held messages.
-pub const HELD_CAP: usize = 1024;
+/// The default bound on held messages: 8192 deliveries (at most 160 bytes each plus
+/// their boxed payloads, a few MiB when full). Filling it takes thousands of events
+/// stamped within one window arriving ahead of a replay; Skaffold's own bursts (a
+/// status check of many resources) stay far below it.
+pub const HELD_CAP: usize = 8192;
 
 #[derive(Debug)]
 struct Held<T> {

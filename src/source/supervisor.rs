@@ -288,13 +288,18 @@ async fn read<S: EventStream>(
                     match m.at {
                         Some(at) if m.ordered() => {
                             order.push(at, now, Delivery::Message(m), &mut outlet.batch);
+                            // Only events that take part in the order end a pause: an
+                            // application that logs a line every few milliseconds
+                            // (v2 log events, only counted) must not keep the stream
+                            // from ever pausing, which would hold the last events and
+                            // keep the replay from ever being reported folded.
+                            due = Some(now + WINDOW);
                         }
                         _ => outlet.batch.push(Delivery::Message(m)),
                     }
                     if outlet.batch.len() >= BATCH {
                         outlet.flush().await?;
                     }
-                    due = Some(now + WINDOW);
                 }
                 Ok(None) => {
                     tracing::info!(stream = stream_id, received, "Skaffold closed the event stream.");
