@@ -19,14 +19,17 @@ use tokio::task::JoinHandle;
 use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::config::{Settings, SourceSettings};
-use crate::pipeline::Pipeline;
+use crate::pipeline::{Pipeline, Progress};
 use crate::server::grpc::Passthrough;
 use crate::server::http::{self, Shared};
-use crate::server::upstream::Upstream;
 use crate::sink::Metrics;
 use crate::sink::otlp_setup::{OtlpSettings, Telemetry};
+use crate::skaffold::Upstream;
 use crate::source::Delivery;
-use crate::source::grpc::{self as grpc_source, Progress};
+use crate::source::grpc as grpc_source;
+
+/// Resolves on ctrl-c or SIGTERM (kept here for `main`).
+pub use crate::signal::shutdown_signal;
 
 /// Most batches the fold takes from the queue at once.
 pub const FOLD_BATCH: usize = 8;
@@ -209,26 +212,4 @@ pub async fn start_all(
         shutdown,
         tasks,
     })
-}
-
-/// Resolves on ctrl-c or SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
-    }
 }

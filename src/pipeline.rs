@@ -9,16 +9,46 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use prometheus_client::metrics::counter::Counter;
 
-use crate::core::{Admission, Attribution, Event, InvalidEvent, ReplayFilter, State, Transition};
+use crate::core::{
+    Admission, Attribution, Event, InvalidEvent, LogKind, ReplayFilter, State, Transition,
+};
 use crate::pb::{v1, v2};
 use crate::sink::Metrics;
 use crate::source::decode::decode_v1;
 use crate::source::decode_v2::V2Decoder;
-use crate::source::grpc::Progress;
-use crate::source::{Delivery, LogKind, Payload, SourceMessage};
+use crate::source::{Delivery, Payload, SourceMessage};
+
+/// The connection as the fold has seen it (in band, in order with the events), for
+/// readiness.
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// Subscribed right now.
+    pub connected: AtomicBool,
+    /// The current stream's replay (everything up to its first pause) is folded.
+    pub caught_up: AtomicBool,
+}
+
+impl Progress {
+    /// Subscribed, and Skaffold's replay has been taken in.
+    pub fn ready(&self) -> bool {
+        self.connected.load(Ordering::Acquire) && self.caught_up.load(Ordering::Acquire)
+    }
+
+    /// Records a subscription (`true`: its replay still to come) or its end.
+    pub fn set_connected(&self, connected: bool) {
+        self.caught_up.store(false, Ordering::Release);
+        self.connected.store(connected, Ordering::Release);
+    }
+
+    /// Everything received so far is folded (the replay, or a whole input file).
+    pub fn set_caught_up(&self) {
+        self.caught_up.store(true, Ordering::Release);
+    }
+}
 
 /// Receives every transition besides the Prometheus sink (spans, summaries, tests).
 pub trait TransitionObserver: Send {
@@ -235,13 +265,7 @@ impl Pipeline {
         };
         let own = &self.metrics.own;
         self.log_counters[slot]
-            .get_or_insert_with(|| {
-                own.log_events_skipped
-                    .get_or_create(&crate::sink::prometheus::LogEventLabel {
-                        event: kind.as_str(),
-                    })
-                    .clone()
-            })
+            .get_or_insert_with(|| own.log_skipped_counter(kind))
             .inc();
     }
 
@@ -251,12 +275,7 @@ impl Pipeline {
             c.inc();
             return;
         }
-        let c = self
-            .metrics
-            .own
-            .events
-            .get_or_create(&crate::sink::prometheus::EventLabel { event })
-            .clone();
+        let c = self.metrics.own.event_counter(event);
         c.inc();
         self.event_counters.push((event, c));
     }
@@ -362,11 +381,7 @@ impl Pipeline {
     pub fn invalid(&mut self, err: &InvalidEvent, reason: &'static str) {
         self.invalid_count += 1;
         self.last_invalid = Some(err.to_string());
-        self.metrics
-            .own
-            .invalid
-            .get_or_create(&crate::sink::prometheus::ReasonLabel { reason })
-            .inc();
+        self.metrics.own.count_invalid(reason);
         self.log_once(reason, &err.to_string());
     }
 

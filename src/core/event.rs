@@ -297,6 +297,26 @@ pub const INVALID_REASONS: [&str; 10] = [
     INCOMPATIBLE_LAYOUT,
 ];
 
+/// Which log stream a skipped event belonged to (v2 log events are counted, never
+/// folded).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LogKind {
+    /// `SkaffoldLogEvent`: Skaffold's own output.
+    Skaffold,
+    /// `ApplicationLogEvent`: the user's containers' output.
+    Application,
+}
+
+impl LogKind {
+    /// Label value for `skaffold_exporter_log_events_skipped_total{event}`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogKind::Skaffold => "skaffold_log",
+            LogKind::Application => "application_log",
+        }
+    }
+}
+
 /// The reason of messages read from a stream whose layout the exporter cannot decode
 /// (Skaffold v1.22–v1.25's API v2): the stream is kept open until Skaffold closes it,
 /// and each of its messages is counted with this reason.

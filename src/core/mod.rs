@@ -2,12 +2,14 @@
 //! arrives inside the events (Skaffold's timestamps).
 
 pub mod event;
+pub mod health;
 pub mod order;
 pub mod replay;
 pub mod state;
 pub mod transition;
 
-pub use event::{ErrorInfo, Event, EventKind, InvalidEvent, Nanos, Status};
+pub use event::{ErrorInfo, Event, EventKind, InvalidEvent, LogKind, Nanos, Status};
+pub use health::ReaderHealth;
 pub use order::Reorder;
 pub use replay::{Admission, Attribution, ReplayFilter};
 pub use state::State;

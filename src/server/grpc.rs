@@ -12,7 +12,7 @@ use tonic::body::Body;
 use tonic::server::{NamedService, UnaryService};
 use tonic::{Request, Response, Status};
 
-use super::upstream::{RawCodec, Upstream};
+use crate::skaffold::{RawCodec, Upstream};
 
 /// The passthrough service.
 #[derive(Debug, Clone)]

@@ -24,7 +24,7 @@ use super::prometheus::{
     EventLabel, Exemplar, Instrument, Kind, LabelLabel, Labels, LogEventLabel, ReasonLabel,
     Recorder, SPECS, SelfMetrics,
 };
-use crate::source::LogKind;
+use crate::core::LogKind;
 
 /// OTel instruments for every instrument of the contract.
 #[derive(Debug)]

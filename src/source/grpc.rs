@@ -26,7 +26,6 @@
 //! pre-v1.26 layout is not dropped but read to its end (see [`supervisor`]).
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -38,11 +37,10 @@ use tonic::transport::{Channel, Endpoint};
 use super::supervisor::{self, Connector, EventStream, Retry, StreamError};
 use super::wire::{Layout, PeekError, meta_layout, peek_v2};
 use super::{Api, Delivery, Payload, SourceMessage, V2_SALT, fingerprint};
-use crate::core::InvalidEvent;
 use crate::core::order::WINDOW;
+use crate::core::{InvalidEvent, ReaderHealth};
 use crate::pb::{v1, v2};
-use crate::server::upstream::RawCodec;
-use crate::sink::SelfMetrics;
+use crate::skaffold::RawCodec;
 use crate::source::decode::timestamp_nanos;
 
 /// Largest message accepted from Skaffold (ActionableErr texts can be long).
@@ -50,34 +48,6 @@ pub const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
 
 /// Most v2 messages held while a stream's layout is undecided.
 pub const UNDECIDED_MAX: usize = 64;
-
-/// The connection as the fold has seen it (in band, in order with the events), for
-/// readiness.
-#[derive(Debug, Default)]
-pub struct Progress {
-    /// Subscribed right now.
-    pub connected: AtomicBool,
-    /// The current stream's replay (everything up to its first pause) is folded.
-    pub caught_up: AtomicBool,
-}
-
-impl Progress {
-    /// Subscribed, and Skaffold's replay has been taken in.
-    pub fn ready(&self) -> bool {
-        self.connected.load(Ordering::Acquire) && self.caught_up.load(Ordering::Acquire)
-    }
-
-    /// Records a subscription (`true`: its replay still to come) or its end.
-    pub fn set_connected(&self, connected: bool) {
-        self.caught_up.store(false, Ordering::Release);
-        self.connected.store(connected, Ordering::Release);
-    }
-
-    /// Everything received so far is folded (the replay, or a whole input file).
-    pub fn set_caught_up(&self) {
-        self.caught_up.store(true, Ordering::Release);
-    }
-}
 
 /// How to reach Skaffold.
 #[derive(Debug, Clone)]
@@ -93,10 +63,10 @@ pub struct Config {
 }
 
 /// Runs until `shutdown` turns true or the fold's queue closes.
-pub async fn run(
+pub async fn run<H: ReaderHealth>(
     cfg: Config,
     tx: mpsc::Sender<Vec<Delivery>>,
-    metrics: SelfMetrics,
+    health: H,
     shutdown: watch::Receiver<bool>,
 ) {
     let retry = Retry {
@@ -104,7 +74,7 @@ pub async fn run(
         max: cfg.backoff_max,
     };
     let connector = GrpcConnector::new(&cfg.addr, cfg.api);
-    supervisor::run(connector, retry, tx, metrics, shutdown).await;
+    supervisor::run(connector, retry, tx, health, shutdown).await;
 }
 
 /// gRPC path of v1 `Events`.

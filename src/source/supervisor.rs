@@ -44,10 +44,9 @@ use tokio::time::Instant;
 
 use super::backoff::Backoff;
 use super::{Delivery, SourceMessage};
+use crate::core::ReaderHealth;
 use crate::core::event::INCOMPATIBLE_LAYOUT;
 use crate::core::order::{HELD_CAP, Reorder, WINDOW};
-use crate::sink::SelfMetrics;
-use crate::sink::prometheus::ReasonLabel;
 
 /// How long the reader waits on a full queue before it reports the fold as stalled.
 pub const STALL: Duration = Duration::from_secs(5);
@@ -113,13 +112,8 @@ enum Ended {
 
 /// Counts one message of an unreadable stream as invalid `incompatible_layout`;
 /// logs the first one.
-fn count_incompatible(metrics: &SelfMetrics, logged: &AtomicBool) {
-    metrics
-        .invalid
-        .get_or_create(&ReasonLabel {
-            reason: INCOMPATIBLE_LAYOUT,
-        })
-        .inc();
+fn count_incompatible(health: &impl ReaderHealth, logged: &AtomicBool) {
+    health.invalid(INCOMPATIBLE_LAYOUT);
     if !logged.swap(true, Ordering::AcqRel) {
         tracing::warn!(
             reason = INCOMPATIBLE_LAYOUT,
@@ -130,10 +124,10 @@ fn count_incompatible(metrics: &SelfMetrics, logged: &AtomicBool) {
 
 /// Reads an unreadable stream to its end, counting each message. Returns `false` when
 /// it stopped because of shutdown.
-async fn drain<S: EventStream>(
+async fn drain<S: EventStream, H: ReaderHealth>(
     mut stream: S,
     stream_id: u64,
-    metrics: SelfMetrics,
+    health: H,
     logged: Arc<AtomicBool>,
     mut shutdown: watch::Receiver<bool>,
 ) -> bool {
@@ -147,7 +141,7 @@ async fn drain<S: EventStream>(
             msg = stream.next() => match msg {
                 Ok(Some(_)) | Err(StreamError::Incompatible(_)) => {
                     drained += 1;
-                    count_incompatible(&metrics, &logged);
+                    count_incompatible(&health, &logged);
                 }
                 Ok(None) => {
                     tracing::info!(stream = stream_id, drained, "Skaffold closed the event stream the exporter could not decode.");
@@ -173,10 +167,10 @@ pub fn queue_batches(capacity: usize) -> usize {
 /// The reader's end of the fold's queue: gathers deliveries into batches (one queue
 /// operation per batch, not per event), waits when the queue is full, and reports a
 /// fold that makes no progress.
-struct Outlet {
+struct Outlet<H> {
     tx: mpsc::Sender<Vec<Delivery>>,
     batch: Vec<Delivery>,
-    metrics: SelfMetrics,
+    health: H,
     shutdown: watch::Receiver<bool>,
     /// How long a full queue may stay full before the fold counts as stalled.
     stall: Duration,
@@ -190,7 +184,7 @@ async fn stopping(shutdown: &mut watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|s| *s).await;
 }
 
-impl Outlet {
+impl<H: ReaderHealth> Outlet<H> {
     /// Adds to the batch; hands it on when it is full.
     async fn push(&mut self, d: Delivery) -> Result<(), Stopped> {
         self.batch.push(d);
@@ -223,8 +217,7 @@ impl Outlet {
             p = self.tx.reserve() => p,
             () = stopping(&mut shutdown) => return Err(Stopped),
             _ = tokio::time::sleep(self.stall) => {
-                self.metrics.fold_stalled.set(1);
-                self.metrics.fold_stalls.inc();
+                self.health.fold_stalled(true);
                 tracing::error!(
                     capacity = self.tx.max_capacity() * BATCH,
                     waited = ?self.stall,
@@ -235,7 +228,7 @@ impl Outlet {
                     p = self.tx.reserve() => p,
                     () = stopping(&mut shutdown) => return Err(Stopped),
                 };
-                self.metrics.fold_stalled.set(0);
+                self.health.fold_stalled(false);
                 tracing::warn!(waited = ?waiting.elapsed(), "The fold is taking events again.");
                 p
             }
@@ -246,10 +239,10 @@ impl Outlet {
 }
 
 /// Reads one stream until it ends, in Skaffold's order, reporting its pauses.
-async fn read<S: EventStream>(
+async fn read<S: EventStream, H: ReaderHealth>(
     stream: &mut S,
     stream_id: u64,
-    outlet: &mut Outlet,
+    outlet: &mut Outlet<H>,
     backoff: &mut Backoff,
 ) -> Result<Result<(), StreamError>, Stopped> {
     let origin = Instant::now();
@@ -343,11 +336,11 @@ async fn read<S: EventStream>(
 }
 
 /// Runs until `shutdown` turns true or the fold's queue closes.
-pub async fn run<C: Connector>(
+pub async fn run<C: Connector, H: ReaderHealth>(
     mut connector: C,
     retry: Retry,
     tx: mpsc::Sender<Vec<Delivery>>,
-    metrics: SelfMetrics,
+    health: H,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut backoff = Backoff::new(retry.min, retry.max, fastrand::u64(..)).unwrap_or_else(|e| {
@@ -359,7 +352,7 @@ pub async fn run<C: Connector>(
     let mut outlet = Outlet {
         tx,
         batch: Vec::with_capacity(BATCH),
-        metrics: metrics.clone(),
+        health: health.clone(),
         shutdown: shutdown.clone(),
         stall: STALL,
     };
@@ -380,7 +373,7 @@ pub async fn run<C: Connector>(
             Ok(mut stream) => {
                 stream_id += 1;
                 if stream_id > 1 {
-                    metrics.reconnects.inc();
+                    health.reconnected();
                 }
                 tracing::info!(target = %target, stream = stream_id, "Subscribed to Skaffold's event stream.");
                 failures = 0;
@@ -417,13 +410,13 @@ pub async fn run<C: Connector>(
                     Ended::Switched => continue,
                     Ended::Incompatible(e) => {
                         // The message that told us counts too.
-                        count_incompatible(&metrics, &logged);
+                        count_incompatible(&health, &logged);
                         let switched = connector.stream_failed(&e);
                         let idle = background.as_ref().is_none_or(JoinHandle::is_finished);
                         let drained = drain(
                             stream,
                             stream_id,
-                            metrics.clone(),
+                            health.clone(),
                             logged.clone(),
                             shutdown.clone(),
                         );
@@ -466,17 +459,51 @@ pub async fn run<C: Connector>(
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Mutex;
+
     use super::*;
+
+    /// What the reader reported, as a test sees it.
+    #[derive(Clone, Debug, Default)]
+    struct Health(Arc<Mutex<Counts>>);
+
+    #[derive(Debug, Default, Clone, PartialEq)]
+    struct Counts {
+        reconnects: u64,
+        stalled: bool,
+        stalls: u64,
+        invalid: Vec<&'static str>,
+    }
+
+    impl Health {
+        fn counts(&self) -> Counts {
+            self.0.lock().unwrap().clone()
+        }
+    }
+
+    impl ReaderHealth for Health {
+        fn reconnected(&self) {
+            self.0.lock().unwrap().reconnects += 1;
+        }
+        fn fold_stalled(&self, stalled: bool) {
+            let mut c = self.0.lock().unwrap();
+            c.stalled = stalled;
+            c.stalls += u64::from(stalled);
+        }
+        fn invalid(&self, reason: &'static str) {
+            self.0.lock().unwrap().invalid.push(reason);
+        }
+    }
 
     fn outlet(
         tx: mpsc::Sender<Vec<Delivery>>,
-        metrics: &SelfMetrics,
+        health: &Health,
         shutdown: &watch::Sender<bool>,
-    ) -> Outlet {
+    ) -> Outlet<Health> {
         Outlet {
             tx,
             batch: Vec::new(),
-            metrics: metrics.clone(),
+            health: health.clone(),
             shutdown: shutdown.subscribe(),
             stall: Duration::from_millis(50),
         }
@@ -484,10 +511,10 @@ mod tests {
 
     #[tokio::test]
     async fn a_full_queue_makes_the_reader_wait_and_a_stalled_fold_is_reported_not_dropped() {
-        let metrics = SelfMetrics::default();
+        let health = Health::default();
         let (tx, mut rx) = mpsc::channel(1);
         let shutdown = watch::channel(false).0;
-        let mut out = outlet(tx, &metrics, &shutdown);
+        let mut out = outlet(tx, &health, &shutdown);
         out.send(Delivery::Paused).await.ok().expect("room for one");
         // The queue is full and the fold takes nothing: the reader waits...
         let waiting = tokio::spawn(async move {
@@ -499,27 +526,27 @@ mod tests {
         });
         tokio::time::sleep(Duration::from_millis(150)).await;
         assert!(!waiting.is_finished(), "the reader waits, it does not drop");
-        assert_eq!(metrics.fold_stalled.get(), 1, "reported as stalled");
-        assert_eq!(metrics.fold_stalls.get(), 1);
+        assert!(health.counts().stalled, "reported as stalled");
+        assert_eq!(health.counts().stalls, 1);
         // ...until the fold takes something: then everything arrives, in order.
         assert_eq!(rx.recv().await, Some(vec![Delivery::Paused]));
         waiting.await.unwrap();
         assert_eq!(rx.recv().await, Some(vec![Delivery::Ended]));
-        assert_eq!(metrics.fold_stalled.get(), 0, "no longer stalled");
-        assert_eq!(metrics.fold_stalls.get(), 1);
+        assert!(!health.counts().stalled, "no longer stalled");
+        assert_eq!(health.counts().stalls, 1);
     }
 
     #[tokio::test]
     async fn a_batch_goes_when_full_and_connection_changes_go_at_once() {
-        let metrics = SelfMetrics::default();
+        let health = Health::default();
         let (tx, mut rx) = mpsc::channel(4);
         let shutdown = watch::channel(false).0;
-        let mut out = outlet(tx, &metrics, &shutdown);
+        let mut out = outlet(tx, &health, &shutdown);
         let m = |i: u64| {
             Delivery::Message(SourceMessage {
                 fingerprint: i,
                 at: Some(i as i64),
-                payload: super::super::Payload::SkippedLog(super::super::LogKind::Skaffold),
+                payload: super::super::Payload::SkippedLog(crate::core::LogKind::Skaffold),
             })
         };
         for i in 0..BATCH as u64 - 1 {
