@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use prometheus_client::metrics::counter::Counter;
 
 use crate::core::{
-    Admission, Attribution, Event, InvalidEvent, LogKind, ReplayFilter, State, Transition,
+    Admission, Attribution, Event, InvalidEvent, LogKind, Reason, ReplayFilter, State, Transition,
 };
 use crate::pb::{v1, v2};
 use crate::sink::Metrics;
@@ -65,7 +65,7 @@ pub struct Pipeline {
     observers: Vec<Box<dyn TransitionObserver>>,
     /// Traces (OTLP), when configured.
     spans: Option<crate::sink::otlp::SpanSink>,
-    logged: HashSet<&'static str>,
+    logged: HashSet<Reason>,
     folded: u64,
     v2: V2Decoder,
     scratch: Vec<Event>,
@@ -319,7 +319,7 @@ impl Pipeline {
     fn emit(&mut self, ev: &Event, transitions: Vec<Transition>) {
         for t in transitions {
             if let Transition::Anomaly(reason) = &t {
-                self.log_once(reason, &format!("{:?} event", ev.kind.name()));
+                self.log_once(*reason, &format!("{:?} event", ev.kind.name()));
             }
             let trace = self.spans.as_mut().and_then(|s| s.builder.observe(ev, &t));
             self.metrics.observe_traced(&t, trace, ev.at);
@@ -378,7 +378,7 @@ impl Pipeline {
     }
 
     /// Counts an event that could not be interpreted, logging the first of each reason.
-    pub fn invalid(&mut self, err: &InvalidEvent, reason: &'static str) {
+    pub fn invalid(&mut self, err: &InvalidEvent, reason: Reason) {
         self.invalid_count += 1;
         self.last_invalid = Some(err.to_string());
         self.metrics.own.count_invalid(reason);
@@ -395,10 +395,10 @@ impl Pipeline {
         self.last_invalid.as_deref()
     }
 
-    fn log_once(&mut self, reason: &'static str, detail: &str) {
+    fn log_once(&mut self, reason: Reason, detail: &str) {
         if self.logged.insert(reason) {
             tracing::warn!(
-                reason,
+                reason = reason.as_str(),
                 detail,
                 "Skipped an event the exporter cannot interpret; further ones with this reason are only counted (skaffold_exporter_invalid_events_total)."
             );

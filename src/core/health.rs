@@ -13,5 +13,5 @@ pub trait ReaderHealth: Clone + Send + Sync + 'static {
     /// one stall), or takes again (`false`).
     fn fold_stalled(&self, stalled: bool);
     /// One message the reader dropped as undecodable, by bounded reason.
-    fn invalid(&self, reason: &'static str);
+    fn invalid(&self, reason: super::Reason);
 }

@@ -4,6 +4,7 @@
 pub mod event;
 pub mod health;
 pub mod order;
+pub mod reason;
 pub mod replay;
 pub mod state;
 pub mod transition;
@@ -11,6 +12,7 @@ pub mod transition;
 pub use event::{ErrorInfo, Event, EventKind, InvalidEvent, LogKind, Nanos, Status};
 pub use health::ReaderHealth;
 pub use order::Reorder;
+pub use reason::Reason;
 pub use replay::{Admission, Attribution, ReplayFilter};
 pub use state::State;
 pub use transition::{Finished, LoopKind, Outcome, Phase, Transition};

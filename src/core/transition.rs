@@ -2,6 +2,7 @@
 //! these into series and spans; they never look at raw events.
 
 use super::event::{ErrorInfo, Nanos};
+use super::reason::Reason;
 
 /// How a phase ended. Label values: `success`, `failure`, `canceled`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -215,7 +216,7 @@ pub enum Transition {
         at: Nanos,
     },
     /// Something the fold could not reconcile (bounded reason). Counted as invalid.
-    Anomaly(&'static str),
+    Anomaly(Reason),
     /// v2 only: a build-cache lookup ended (`skaffold_build_cache_total`).
     CacheChecked {
         /// The artifact.

@@ -22,7 +22,7 @@ use prometheus_client::registry::{Registry, Unit};
 
 use super::labels::{LabelCap, OTHER};
 use super::resource::ResourceRef;
-use crate::core::{Finished, LogKind, LoopKind, Outcome, Phase, ReaderHealth, Transition};
+use crate::core::{Finished, LogKind, LoopKind, Outcome, Phase, ReaderHealth, Reason, Transition};
 
 /// The default bucket set, shared by every duration histogram (seconds).
 pub const DEFAULT_BUCKETS: [f64; 16] = [
@@ -533,7 +533,7 @@ impl Mapping {
                 r.add(I::Errors, &[phase.as_str(), code], 1);
             }
             Transition::Anomaly(reason) => {
-                own.count_invalid(reason);
+                own.count_invalid(*reason);
             }
             _ => {}
         }
@@ -938,8 +938,10 @@ impl SelfMetrics {
             "Events that could not be interpreted, by reason",
             self.invalid.clone(),
         );
-        for reason in crate::core::event::INVALID_REASONS {
-            let _ = self.invalid.get_or_create(&ReasonLabel { reason });
+        for reason in Reason::ALL {
+            let _ = self.invalid.get_or_create(&ReasonLabel {
+                reason: reason.as_str(),
+            });
         }
         r.register_with_unit(
             "skaffold_exporter_last_event_timestamp",
@@ -973,8 +975,12 @@ impl SelfMetrics {
 
 impl SelfMetrics {
     /// Counts one event that could not be interpreted, by `reason`.
-    pub fn count_invalid(&self, reason: &'static str) {
-        self.invalid.get_or_create(&ReasonLabel { reason }).inc();
+    pub fn count_invalid(&self, reason: Reason) {
+        self.invalid
+            .get_or_create(&ReasonLabel {
+                reason: reason.as_str(),
+            })
+            .inc();
     }
 
     /// The `skaffold_exporter_events_total{event}` series (kept by callers that
@@ -1007,7 +1013,7 @@ impl ReaderHealth for SelfMetrics {
         }
     }
 
-    fn invalid(&self, reason: &'static str) {
+    fn invalid(&self, reason: Reason) {
         self.count_invalid(reason);
     }
 }

@@ -44,9 +44,8 @@ use tokio::time::Instant;
 
 use super::backoff::Backoff;
 use super::{Delivery, SourceMessage};
-use crate::core::ReaderHealth;
-use crate::core::event::INCOMPATIBLE_LAYOUT;
 use crate::core::order::{HELD_CAP, Reorder, WINDOW};
+use crate::core::{ReaderHealth, Reason};
 
 /// How long the reader waits on a full queue before it reports the fold as stalled.
 pub const STALL: Duration = Duration::from_secs(5);
@@ -113,10 +112,10 @@ enum Ended {
 /// Counts one message of an unreadable stream as invalid `incompatible_layout`;
 /// logs the first one.
 fn count_incompatible(health: &impl ReaderHealth, logged: &AtomicBool) {
-    health.invalid(INCOMPATIBLE_LAYOUT);
+    health.invalid(Reason::IncompatibleLayout);
     if !logged.swap(true, Ordering::AcqRel) {
         tracing::warn!(
-            reason = INCOMPATIBLE_LAYOUT,
+            reason = %Reason::IncompatibleLayout,
             "Discarding the messages of an event stream this exporter cannot decode; they are only counted (skaffold_exporter_invalid_events_total)."
         );
     }
@@ -472,7 +471,7 @@ mod tests {
         reconnects: u64,
         stalled: bool,
         stalls: u64,
-        invalid: Vec<&'static str>,
+        invalid: Vec<Reason>,
     }
 
     impl Health {
@@ -490,7 +489,7 @@ mod tests {
             c.stalled = stalled;
             c.stalls += u64::from(stalled);
         }
-        fn invalid(&self, reason: &'static str) {
+        fn invalid(&self, reason: Reason) {
             self.0.lock().unwrap().invalid.push(reason);
         }
     }
