@@ -301,18 +301,8 @@ impl Pipeline {
         if secs > self.metrics.own.last_event_timestamp.get() {
             self.metrics.own.last_event_timestamp.set(secs);
         }
-        // A TerminationEvent ends the spans still open, so the iteration it completes
-        // must reach the span builder first.
-        let terminating = matches!(ev.kind, crate::core::EventKind::Termination { .. });
-        if !terminating && let Some(s) = &mut self.spans {
-            s.builder.event(ev);
-        }
         let transitions = self.state.apply(ev);
         self.emit(ev, transitions);
-        if terminating && let Some(s) = &mut self.spans {
-            s.builder.event(ev);
-            s.ship();
-        }
     }
 
     /// Hands the transitions `ev` caused to every sink.
@@ -321,7 +311,7 @@ impl Pipeline {
             if let Transition::Anomaly(reason) = &t {
                 self.log_once(*reason, &format!("{:?} event", ev.kind.name()));
             }
-            let trace = self.spans.as_mut().and_then(|s| s.builder.observe(ev, &t));
+            let trace = self.spans.as_mut().and_then(|s| s.builder.observe(&t));
             self.metrics.observe_traced(&t, trace, ev.at);
             for o in &mut self.observers {
                 o.observe(ev, &t);
@@ -340,7 +330,12 @@ impl Pipeline {
 
     /// Takes the span sink back (to close it on shutdown).
     pub fn take_spans(&mut self) -> Option<crate::sink::otlp::SpanSink> {
-        self.spans.take()
+        let mut spans = self.spans.take();
+        if let (Some(s), Some(at)) = (&mut spans, self.state.newest_at()) {
+            // Where open spans end if the sink finds Skaffold gone on close.
+            s.builder.seen_until(at);
+        }
+        spans
     }
 
     /// Skaffold's event stream ended (or a log file did): a derived iteration whose
@@ -348,24 +343,23 @@ impl Pipeline {
     /// end with result `error`.
     pub fn disconnected(&mut self) {
         let transitions = self.state.stream_ended();
-        if let Some(at) = transitions.iter().find_map(|t| match t {
+        let Some(at) = transitions.iter().find_map(|t| match t {
             Transition::Finished(f) => Some(f.finished_at),
+            Transition::RunEnded { last_at, .. } => Some(*last_at),
             _ => None,
-        }) {
-            // The end of the stream, as an event: Skaffold's last timestamp.
-            let end = Event {
-                at,
-                kind: crate::core::EventKind::Termination {
-                    status: crate::core::Status::Succeeded,
-                    error: None,
-                },
-            };
-            self.emit(&end, transitions);
-        }
-        if let Some(s) = &mut self.spans {
-            s.builder.disconnected();
-            s.ship();
-        }
+        }) else {
+            return;
+        };
+        // The end of the stream, as an event (for observers and exemplars):
+        // Skaffold's last timestamp.
+        let end = Event {
+            at,
+            kind: crate::core::EventKind::Termination {
+                status: crate::core::Status::Succeeded,
+                error: None,
+            },
+        };
+        self.emit(&end, transitions);
     }
 
     /// Periodic housekeeping (wall clock): releases finished root spans once their

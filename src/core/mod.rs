@@ -15,4 +15,4 @@ pub use order::Reorder;
 pub use reason::Reason;
 pub use replay::{Admission, Attribution, ReplayFilter};
 pub use state::State;
-pub use transition::{Finished, LoopKind, Outcome, Phase, Transition};
+pub use transition::{Finished, LoopKind, Outcome, Phase, RunEnd, Transition};

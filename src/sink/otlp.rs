@@ -48,7 +48,7 @@ use sha2::{Digest, Sha256};
 
 use super::resource::{Platform, ResourceRef};
 use super::semconv as k;
-use crate::core::{Event, EventKind, Finished, LoopKind, Nanos, Outcome, Phase, Transition};
+use crate::core::{Finished, LoopKind, Nanos, Outcome, Phase, RunEnd, Transition};
 
 // === ids ===
 
@@ -250,6 +250,9 @@ struct Run {
     at: Nanos,
     run_id: String,
     version: Option<String>,
+    /// Skaffold's newest timestamp in the run, as far as the fold told
+    /// ([`SpanBuilder::seen_until`]): where spans end when the exporter stops after
+    /// Skaffold went away.
     last_at: Nanos,
     last_iteration: Option<i64>,
 }
@@ -429,28 +432,21 @@ impl SpanBuilder {
         }
     }
 
-    /// Handles a raw event the fold turns into no transition (TerminationEvent).
-    pub fn event(&mut self, ev: &Event) {
-        match ev.kind {
-            EventKind::Termination { .. } => {
-                self.end_run(ev.at, EndReason::Terminated, Some(ev.at))
-            }
-            // A MetaEvent belongs to the next run, not to the one it replaces.
-            EventKind::Meta { .. } => {}
-            _ => {
-                if let Some(run) = self.run.as_mut() {
-                    run.last_at = run.last_at.max(ev.at);
-                }
-            }
+    /// The fold has seen Skaffold's events of the current run up to `at` (its newest
+    /// timestamp): spans ended by [`SpanSink::close`] end there.
+    pub fn seen_until(&mut self, at: Nanos) {
+        if let Some(run) = self.run.as_mut() {
+            run.last_at = run.last_at.max(at);
         }
     }
 
-    /// Skaffold's stream ended: every open span ends now, with result `error`.
-    pub fn disconnected(&mut self) {
+    /// Skaffold is gone and no event will end the run: every open span ends at the
+    /// newest event seen, with result `error`. Seen live, by this exporter: never
+    /// skipped.
+    fn disconnected(&mut self) {
         let Some(at) = self.run.as_ref().map(|r| r.last_at) else {
             return;
         };
-        // Seen live, by this exporter: never skipped.
         self.end_run(at, EndReason::Disconnected, None);
     }
 
@@ -484,18 +480,26 @@ impl SpanBuilder {
 
     /// Folds one transition; returns the trace id the transition's observation belongs
     /// to (for exemplars), when it ended a span.
-    pub fn observe(&mut self, ev: &Event, t: &Transition) -> Option<TraceId> {
-        if let Some(run) = self.run.as_mut()
-            && !matches!(t, Transition::RunStarted { .. })
-        {
-            run.last_at = run.last_at.max(ev.at);
-        }
+    pub fn observe(&mut self, t: &Transition) -> Option<TraceId> {
         match t {
-            Transition::RunStarted { version, at } => {
-                if self.run.is_some() {
-                    let last = self.run.as_ref().map_or(*at, |r| r.last_at);
-                    self.end_run(last, EndReason::NewRun, Some(*at));
+            Transition::RunEnded { last_at, by } => {
+                match *by {
+                    RunEnd::Terminated { at } => {
+                        self.end_run(at, EndReason::Terminated, Some(at));
+                    }
+                    // A MetaEvent belongs to the next run, not to the one it replaces.
+                    RunEnd::NewRun { at } if self.run.is_some() => {
+                        self.end_run(*last_at, EndReason::NewRun, Some(at));
+                    }
+                    RunEnd::StreamEnded => {
+                        self.seen_until(*last_at);
+                        self.disconnected();
+                    }
+                    _ => {}
                 }
+                None
+            }
+            Transition::RunStarted { version, at } => {
                 self.run = None;
                 self.occurrences.clear();
                 self.abandoned.clear();
@@ -1313,15 +1317,13 @@ mod tests {
         );
     }
 
-    use crate::core::{State, Status};
+    use crate::core::{Event, EventKind, State, Status};
     use opentelemetry::trace::Status as SpanStatus;
 
     fn fold(b: &mut SpanBuilder, st: &mut State, evs: Vec<(Nanos, EventKind)>) {
         for (at, kind) in evs {
-            let ev = Event { at, kind };
-            b.event(&ev);
-            for t in st.apply(&ev) {
-                b.observe(&ev, &t);
+            for t in st.apply(&Event { at, kind }) {
+                b.observe(&t);
             }
         }
     }
@@ -1545,7 +1547,9 @@ mod tests {
         it0.pop();
         evs.extend(it0);
         fold(&mut b, &mut st, evs);
-        b.disconnected();
+        for t in st.stream_ended() {
+            b.observe(&t);
+        }
         let spans = b.take_ready();
         assert_eq!(spans.len(), 2);
         assert_eq!(
