@@ -29,7 +29,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::grpc::MAX_MESSAGE_BYTES;
 use super::json::{GatewayChunk, parse_gateway_chunk, payload_from_json};
-use super::supervisor::{self, Connector, EventStream, Retry, StreamError};
+use super::supervisor::{self, ConnectError, Connector, EventStream, Retry, StreamError};
 use super::{Api, Delivery, Payload, SourceMessage, V2_SALT, fingerprint};
 use crate::core::{InvalidEvent, ReaderHealth};
 use crate::skaffold::gateway::GatewayClient;
@@ -103,9 +103,9 @@ impl Connector for GatewayConnector {
         format!("{} (api {})", self.client.base(), self.api.as_str())
     }
 
-    async fn connect(&mut self) -> Result<GatewayStream, String> {
+    async fn connect(&mut self) -> Result<GatewayStream, ConnectError> {
         let api = self.chosen.unwrap_or(Api::V2);
-        let mut resp = self.open(api).await?;
+        let mut resp = self.open(api).await.map_err(ConnectError::Unreachable)?;
         let mut api = api;
         let missing = matches!(
             resp.status(),
@@ -113,18 +113,21 @@ impl Connector for GatewayConnector {
         );
         if missing && api == Api::V2 {
             if self.api == Api::V2 {
-                return Err(format!(
+                return Err(ConnectError::ApiMissing(format!(
                     "Skaffold's gateway has no /v2/events (HTTP {}; Skaffold older than v1.22?): use --api v1 or --api auto",
                     resp.status()
-                ));
+                )));
             }
             tracing::info!(gateway = %self.client.base(), "Skaffold's gateway has no /v2/events (older than v1.22); using /v1/events (--api auto).");
             self.chosen = Some(Api::V1);
             api = Api::V1;
-            resp = self.open(api).await?;
+            resp = self.open(api).await.map_err(ConnectError::Unreachable)?;
         }
         if resp.status() != StatusCode::OK {
-            return Err(format!("GET events: HTTP {}", resp.status()));
+            return Err(ConnectError::Unreachable(format!(
+                "GET events: HTTP {}",
+                resp.status()
+            )));
         }
         if self.chosen.is_none() {
             tracing::info!(gateway = %self.client.base(), "Skaffold's gateway offers /v2/events; using it (--api auto).");

@@ -34,7 +34,7 @@ use prost::Message;
 use tokio::sync::{mpsc, watch};
 use tonic::transport::{Channel, Endpoint};
 
-use super::supervisor::{self, Connector, EventStream, Retry, StreamError};
+use super::supervisor::{self, ConnectError, Connector, EventStream, Retry, StreamError};
 use super::wire::{Layout, PeekError, meta_layout, peek_v2};
 use super::{Api, Delivery, Payload, SourceMessage, V2_SALT, fingerprint};
 use crate::core::order::WINDOW;
@@ -134,9 +134,10 @@ impl Connector for GrpcConnector {
         format!("grpc://{} (api {})", self.addr, self.api.as_str())
     }
 
-    async fn connect(&mut self) -> Result<GrpcStream, String> {
+    async fn connect(&mut self) -> Result<GrpcStream, ConnectError> {
+        let unreachable = ConnectError::Unreachable;
         let channel = Endpoint::from_shared(format!("http://{}", self.addr))
-            .map_err(|e| e.to_string())?
+            .map_err(|e| unreachable(e.to_string()))?
             .connect_timeout(Duration::from_secs(5))
             .tcp_nodelay(true)
             // No HTTP/2 keep-alive pings: grpc-go servers (Skaffold) answer pings more
@@ -144,12 +145,12 @@ impl Connector for GrpcConnector {
             .connect()
             .await
             .map_err(|e| {
-                format!(
+                unreachable(format!(
                     "{e}: {}",
                     std::error::Error::source(&e)
                         .map(ToString::to_string)
                         .unwrap_or_default()
-                )
+                ))
             })?;
         let api = self.chosen.unwrap_or(Api::V2);
         match open(channel.clone(), api).await {
@@ -162,18 +163,20 @@ impl Connector for GrpcConnector {
             }
             Err(status) if status.code() == tonic::Code::Unimplemented && api == Api::V2 => {
                 if self.api == Api::V2 {
-                    return Err(format!(
+                    return Err(ConnectError::ApiMissing(format!(
                         "Skaffold at {} does not offer event API v2 ({}; Skaffold older than v1.22?): use --api v1 or --api auto",
                         self.addr,
                         describe(&status)
-                    ));
+                    )));
                 }
                 tracing::info!(addr = %self.addr, "Skaffold does not offer event API v2 (older than v1.22); using v1 (--api auto).");
                 self.chosen = Some(Api::V1);
-                let inner = open(channel, Api::V1).await.map_err(|s| describe(&s))?;
+                let inner = open(channel, Api::V1)
+                    .await
+                    .map_err(|s| unreachable(describe(&s)))?;
                 Ok(GrpcStream::new(inner, Api::V1))
             }
-            Err(status) => Err(describe(&status)),
+            Err(status) => Err(unreachable(describe(&status))),
         }
     }
 

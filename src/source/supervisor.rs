@@ -67,6 +67,18 @@ pub enum StreamError {
     Incompatible(String),
 }
 
+/// Why a connector could not open a stream. The supervisor logs it, reports Skaffold
+/// unreachable (in band) and tries again after backoff, whichever it is.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConnectError {
+    /// Skaffold (or its gateway) could not be reached, or refused the subscription.
+    #[error("{0}")]
+    Unreachable(String),
+    /// Skaffold answers, but does not offer the event API asked for with `--api`.
+    #[error("{0}")]
+    ApiMissing(String),
+}
+
 /// Opens streams.
 pub trait Connector: Send {
     /// The stream type.
@@ -74,7 +86,7 @@ pub trait Connector: Send {
     /// Where it connects, for logs.
     fn target(&self) -> String;
     /// Opens a new stream.
-    fn connect(&mut self) -> impl Future<Output = Result<Self::Stream, String>> + Send;
+    fn connect(&mut self) -> impl Future<Output = Result<Self::Stream, ConnectError>> + Send;
     /// A stream it opened ended with `err`, or cannot be used. Returns `true` when the
     /// connector switched to another API (the supervisor then connects again at once).
     fn stream_failed(&mut self, _err: &StreamError) -> bool {
