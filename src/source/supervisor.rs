@@ -572,4 +572,187 @@ mod tests {
         assert_eq!(queue_batches(4096), 32);
         assert_eq!(queue_batches(1), 1);
     }
+
+    // === the reconnect loop, with a fake connector, in paused time ===
+
+    /// A stream that hands out its script, then stays open and silent.
+    struct FakeStream(std::collections::VecDeque<Result<Option<SourceMessage>, StreamError>>);
+
+    impl EventStream for FakeStream {
+        async fn next(&mut self) -> Result<Option<SourceMessage>, StreamError> {
+            match self.0.pop_front() {
+                Some(r) => r,
+                None => std::future::pending().await,
+            }
+        }
+    }
+
+    /// Connects as scripted (then never again), noting when it was asked.
+    struct FakeConnector {
+        script: std::collections::VecDeque<Result<FakeStream, ConnectError>>,
+        asked: Arc<Mutex<Vec<Instant>>>,
+    }
+
+    impl Connector for FakeConnector {
+        type Stream = FakeStream;
+
+        fn target(&self) -> String {
+            "fake".into()
+        }
+
+        async fn connect(&mut self) -> Result<FakeStream, ConnectError> {
+            self.asked.lock().unwrap().push(Instant::now());
+            match self.script.pop_front() {
+                Some(r) => r,
+                None => std::future::pending().await,
+            }
+        }
+    }
+
+    /// An event message (ordered by its timestamp).
+    fn message(i: u64) -> SourceMessage {
+        let at = i as i64 * 1_000_000;
+        SourceMessage {
+            fingerprint: i,
+            at: Some(at),
+            payload: super::super::Payload::Event(crate::core::Event {
+                at,
+                kind: crate::core::EventKind::Debug,
+            }),
+        }
+    }
+
+    fn unreachable() -> Result<FakeStream, ConnectError> {
+        Err(ConnectError::Unreachable("connection refused".into()))
+    }
+
+    fn stream(
+        items: Vec<Result<Option<SourceMessage>, StreamError>>,
+    ) -> Result<FakeStream, ConnectError> {
+        Ok(FakeStream(items.into()))
+    }
+
+    const RETRY: Retry = Retry {
+        min: Duration::from_millis(200),
+        max: Duration::from_secs(2),
+    };
+
+    /// Runs the supervisor over `script` until it has handed on `n` deliveries.
+    async fn supervise(
+        script: Vec<Result<FakeStream, ConnectError>>,
+        n: usize,
+    ) -> (Vec<Delivery>, Vec<Instant>, Health) {
+        let (tx, mut rx) = mpsc::channel(16);
+        let (stop, shutdown) = watch::channel(false);
+        let asked = Arc::new(Mutex::new(Vec::new()));
+        let health = Health::default();
+        let task = tokio::spawn(run(
+            FakeConnector {
+                script: script.into(),
+                asked: asked.clone(),
+            },
+            RETRY,
+            tx,
+            health.clone(),
+            shutdown,
+        ));
+        let mut got = Vec::new();
+        while got.len() < n {
+            got.extend(rx.recv().await.expect("the supervisor keeps running"));
+        }
+        stop.send(true).unwrap();
+        task.await.unwrap();
+        let asked = asked.lock().unwrap().clone();
+        (got, asked, health)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn unreachable_skaffold_is_retried_with_backoff_and_reported_once() {
+        let (got, asked, health) = supervise(
+            vec![
+                unreachable(),
+                unreachable(),
+                unreachable(),
+                stream(vec![Ok(Some(message(1))), Ok(None)]),
+            ],
+            4,
+        )
+        .await;
+        assert_eq!(
+            got,
+            [
+                Delivery::Unreachable,
+                Delivery::Subscribed { stream: 1 },
+                Delivery::Message(message(1)),
+                Delivery::Ended,
+            ]
+        );
+        // Three failures: three waits, each within the backoff's bounds.
+        assert!(asked.len() >= 4, "{asked:?}");
+        for gap in asked.windows(2).take(3).map(|w| w[1] - w[0]) {
+            assert!(gap >= RETRY.min && gap <= RETRY.max, "{gap:?}");
+        }
+        assert_eq!(health.counts().reconnects, 0, "the first subscription");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_stream_hands_on_what_it_held_and_the_next_counts_as_a_reconnect() {
+        let (got, _, health) = supervise(
+            vec![
+                stream(vec![
+                    Ok(Some(message(2))),
+                    Err(StreamError::Failed("reset".into())),
+                ]),
+                stream(vec![Ok(Some(message(3)))]),
+            ],
+            6,
+        )
+        .await;
+        assert_eq!(
+            got,
+            [
+                Delivery::Subscribed { stream: 1 },
+                // The broken stream's ordering buffer still held it: the fold decides.
+                Delivery::HeldBack(vec![message(2)]),
+                Delivery::Ended,
+                Delivery::Subscribed { stream: 2 },
+                // Quiet for a window: the replay is in.
+                Delivery::Message(message(3)),
+                Delivery::Paused,
+            ]
+        );
+        assert_eq!(health.counts().reconnects, 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_unreadable_stream_is_read_to_its_end_and_every_message_counted() {
+        let (got, _, health) = supervise(
+            vec![
+                stream(vec![
+                    Err(StreamError::Incompatible("old layout".into())),
+                    Ok(Some(message(4))),
+                    Ok(Some(message(5))),
+                    Ok(None),
+                ]),
+                stream(vec![Ok(Some(message(6)))]),
+            ],
+            5,
+        )
+        .await;
+        assert_eq!(
+            got,
+            [
+                Delivery::Subscribed { stream: 1 },
+                Delivery::Ended,
+                Delivery::Subscribed { stream: 2 },
+                Delivery::Message(message(6)),
+                Delivery::Paused,
+            ]
+        );
+        // The message that told, and the two after it: none folded, all counted.
+        assert_eq!(
+            health.counts().invalid,
+            [Reason::IncompatibleLayout; 3].to_vec()
+        );
+    }
 }
