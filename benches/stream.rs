@@ -37,8 +37,8 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tonic::{Request, Response, Status};
 
 use skaffold_exporter::pb::{v1, v2};
-use skaffold_exporter::server::upstream::RawCodec;
 use skaffold_exporter::simulator::scenario::{Flavor, Script, Session};
+use skaffold_exporter::skaffold::RawCodec;
 
 /// The exporter binary (`STREAM_BENCH_EXPORTER` overrides it, e.g. with a profiler
 /// wrapper).

@@ -9,16 +9,16 @@
 //!
 //! The gate has no notion of "caught up" of its own: the fold opens it the first time
 //! it has folded a stream's replay, i.e. everything up to the stream's first pause
-//! (`Delivery::Paused`, `source::grpc::Progress::set_caught_up`), the same signal
+//! (`Delivery::Paused`, `pipeline::Progress::set_caught_up`), the same signal
 //! `/readyz` reports. Unlike readiness it stays open: a later reconnect's replay is
 //! de-duplicated by the fold (`core::replay`), so no value goes down meanwhile.
 //!
-//! A stream that never pauses never reports its replay folded: with API v2, an
-//! application that logs steadily (a line at least every 100 ms) keeps it busy. So
-//! the gate opens [`BOUND`] after the exporter started at the latest, logged: from
-//! then on `/metrics` and the push publish what is folded, as they would without
-//! the gate. Only a replay that takes longer than that to fold could then be
-//! published in part.
+//! A stream that never pauses never reports its replay folded: one whose events keep
+//! coming less than `core::order::WINDOW` apart (log lines do not count, see
+//! `core::order`). So the gate opens [`BOUND`] after the exporter started at the
+//! latest, logged: from then on `/metrics` and the push publish what is folded, as
+//! they would without the gate. Only a replay that takes longer than that to fold
+//! could then be published in part.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};

@@ -9,16 +9,61 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use prometheus_client::metrics::counter::Counter;
 
-use crate::core::{Admission, Attribution, Event, InvalidEvent, ReplayFilter, State, Transition};
+use crate::catch_up::Gate;
+use crate::core::{
+    Admission, Attribution, Event, InvalidEvent, LogKind, Reason, ReplayFilter, State, Transition,
+};
 use crate::pb::{v1, v2};
 use crate::sink::Metrics;
 use crate::source::decode::decode_v1;
 use crate::source::decode_v2::V2Decoder;
-use crate::source::grpc::Progress;
-use crate::source::{Delivery, LogKind, Payload, SourceMessage};
+use crate::source::{Delivery, Payload, SourceMessage};
+
+/// The connection as the fold has seen it (in band, in order with the events), for
+/// readiness and the catch-up gate.
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// Subscribed right now.
+    pub connected: AtomicBool,
+    /// The current stream's replay (everything up to its first pause) is folded.
+    pub caught_up: AtomicBool,
+    /// The last attempt to reach Skaffold failed, and no stream has begun since.
+    pub unreachable: AtomicBool,
+    /// Opens the first time `caught_up` is set, and stays open (see
+    /// [`crate::catch_up`]).
+    pub history_folded: Gate,
+}
+
+impl Progress {
+    /// Subscribed, and Skaffold's replay has been taken in.
+    pub fn ready(&self) -> bool {
+        self.connected.load(Ordering::Acquire) && self.caught_up.load(Ordering::Acquire)
+    }
+
+    /// Records a subscription (`true`: its replay still to come) or its end.
+    pub fn set_connected(&self, connected: bool) {
+        self.caught_up.store(false, Ordering::Release);
+        if connected {
+            self.unreachable.store(false, Ordering::Release);
+        }
+        self.connected.store(connected, Ordering::Release);
+    }
+
+    /// An attempt to reach Skaffold failed.
+    pub fn set_unreachable(&self) {
+        self.unreachable.store(true, Ordering::Release);
+    }
+
+    /// Everything received so far is folded (the replay, or a whole input file).
+    pub fn set_caught_up(&self) {
+        self.caught_up.store(true, Ordering::Release);
+        self.history_folded.open_now();
+    }
+}
 
 /// Receives every transition besides the Prometheus sink (spans, summaries, tests).
 pub trait TransitionObserver: Send {
@@ -35,7 +80,7 @@ pub struct Pipeline {
     observers: Vec<Box<dyn TransitionObserver>>,
     /// Traces (OTLP), when configured.
     spans: Option<crate::sink::otlp::SpanSink>,
-    logged: HashSet<&'static str>,
+    logged: HashSet<Reason>,
     folded: u64,
     v2: V2Decoder,
     scratch: Vec<Event>,
@@ -238,13 +283,7 @@ impl Pipeline {
         };
         let own = &self.metrics.own;
         self.log_counters[slot]
-            .get_or_insert_with(|| {
-                own.log_events_skipped
-                    .get_or_create(&crate::sink::prometheus::LogEventLabel {
-                        event: kind.as_str(),
-                    })
-                    .clone()
-            })
+            .get_or_insert_with(|| own.log_skipped_counter(kind))
             .inc();
     }
 
@@ -254,12 +293,7 @@ impl Pipeline {
             c.inc();
             return;
         }
-        let c = self
-            .metrics
-            .own
-            .events
-            .get_or_create(&crate::sink::prometheus::EventLabel { event })
-            .clone();
+        let c = self.metrics.own.event_counter(event);
         c.inc();
         self.event_counters.push((event, c));
     }
@@ -285,27 +319,17 @@ impl Pipeline {
         if secs > self.metrics.own.last_event_timestamp.get() {
             self.metrics.own.last_event_timestamp.set(secs);
         }
-        // A TerminationEvent ends the spans still open, so the iteration it completes
-        // must reach the span builder first.
-        let terminating = matches!(ev.kind, crate::core::EventKind::Termination { .. });
-        if !terminating && let Some(s) = &mut self.spans {
-            s.builder.event(ev);
-        }
         let transitions = self.state.apply(ev);
         self.emit(ev, transitions);
-        if terminating && let Some(s) = &mut self.spans {
-            s.builder.event(ev);
-            s.ship();
-        }
     }
 
     /// Hands the transitions `ev` caused to every sink.
     fn emit(&mut self, ev: &Event, transitions: Vec<Transition>) {
         for t in transitions {
             if let Transition::Anomaly(reason) = &t {
-                self.log_once(reason, &format!("{:?} event", ev.kind.name()));
+                self.log_once(*reason, &format!("{:?} event", ev.kind.name()));
             }
-            let trace = self.spans.as_mut().and_then(|s| s.builder.observe(ev, &t));
+            let trace = self.spans.as_mut().and_then(|s| s.builder.observe(&t));
             self.metrics.observe_traced(&t, trace, ev.at);
             for o in &mut self.observers {
                 o.observe(ev, &t);
@@ -324,7 +348,12 @@ impl Pipeline {
 
     /// Takes the span sink back (to close it on shutdown).
     pub fn take_spans(&mut self) -> Option<crate::sink::otlp::SpanSink> {
-        self.spans.take()
+        let mut spans = self.spans.take();
+        if let (Some(s), Some(at)) = (&mut spans, self.state.newest_at()) {
+            // Where open spans end if the sink finds Skaffold gone on close.
+            s.builder.seen_until(at);
+        }
+        spans
     }
 
     /// Skaffold's event stream ended (or a log file did): a derived iteration whose
@@ -332,24 +361,23 @@ impl Pipeline {
     /// end with result `error`.
     pub fn disconnected(&mut self) {
         let transitions = self.state.stream_ended();
-        if let Some(at) = transitions.iter().find_map(|t| match t {
+        let Some(at) = transitions.iter().find_map(|t| match t {
             Transition::Finished(f) => Some(f.finished_at),
+            Transition::RunEnded { last_at, .. } => Some(*last_at),
             _ => None,
-        }) {
-            // The end of the stream, as an event: Skaffold's last timestamp.
-            let end = Event {
-                at,
-                kind: crate::core::EventKind::Termination {
-                    status: crate::core::Status::Succeeded,
-                    error: None,
-                },
-            };
-            self.emit(&end, transitions);
-        }
-        if let Some(s) = &mut self.spans {
-            s.builder.disconnected();
-            s.ship();
-        }
+        }) else {
+            return;
+        };
+        // The end of the stream, as an event (for observers and exemplars):
+        // Skaffold's last timestamp.
+        let end = Event {
+            at,
+            kind: crate::core::EventKind::Termination {
+                status: crate::core::Status::Succeeded,
+                error: None,
+            },
+        };
+        self.emit(&end, transitions);
     }
 
     /// Periodic housekeeping (wall clock): releases finished root spans once their
@@ -362,14 +390,10 @@ impl Pipeline {
     }
 
     /// Counts an event that could not be interpreted, logging the first of each reason.
-    pub fn invalid(&mut self, err: &InvalidEvent, reason: &'static str) {
+    pub fn invalid(&mut self, err: &InvalidEvent, reason: Reason) {
         self.invalid_count += 1;
         self.last_invalid = Some(err.to_string());
-        self.metrics
-            .own
-            .invalid
-            .get_or_create(&crate::sink::prometheus::ReasonLabel { reason })
-            .inc();
+        self.metrics.own.count_invalid(reason);
         self.log_once(reason, &err.to_string());
     }
 
@@ -383,10 +407,10 @@ impl Pipeline {
         self.last_invalid.as_deref()
     }
 
-    fn log_once(&mut self, reason: &'static str, detail: &str) {
+    fn log_once(&mut self, reason: Reason, detail: &str) {
         if self.logged.insert(reason) {
             tracing::warn!(
-                reason,
+                reason = reason.as_str(),
                 detail,
                 "Skipped an event the exporter cannot interpret; further ones with this reason are only counted (skaffold_exporter_invalid_events_total)."
             );

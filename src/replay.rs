@@ -35,14 +35,13 @@ use prometheus_client::registry::Registry;
 use serde_json::Value;
 
 use crate::core::{Event, LoopKind, Outcome, Phase, Transition};
-use crate::pipeline::{Pipeline, TransitionObserver};
+use crate::pipeline::{Pipeline, Progress, TransitionObserver};
 use crate::sink::exposition::{encode_openmetrics, openmetrics_to_prometheus};
 use crate::sink::otlp_setup::{OtlpSettings, Telemetry};
 use crate::sink::{DEFAULT_BUCKETS, Metrics};
 use crate::source::file::{
     Item, hint_from_name, item_from_line, item_from_value, records_of_document,
 };
-use crate::source::grpc::Progress;
 use crate::source::{Api, Payload};
 
 /// Text format of the printed metrics.
@@ -820,7 +819,7 @@ pub async fn run(
     if args.follow {
         let stop = stop.clone();
         tokio::spawn(async move {
-            crate::app::shutdown_signal().await;
+            crate::signal::shutdown_signal().await;
             stop.store(true, Ordering::Release);
         });
     }
@@ -877,7 +876,7 @@ pub async fn run(
     if let Some(server) = server {
         if !stop.load(Ordering::Acquire) {
             eprintln!("replay: still serving /metrics (ctrl-c to stop)");
-            crate::app::shutdown_signal().await;
+            crate::signal::shutdown_signal().await;
         }
         let _ = shutdown.send(true);
         let _ = server.await;

@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use prometheus_client::registry::Registry;
 use skaffold_exporter::app;
+use skaffold_exporter::pipeline::Progress;
 use skaffold_exporter::server::http::{Limits, Shared, serve_with};
-use skaffold_exporter::source::grpc::Progress;
 use support::child::Exporter;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 

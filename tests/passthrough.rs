@@ -19,7 +19,7 @@ use prost::Message;
 use skaffold_exporter::app;
 use skaffold_exporter::config::Settings;
 use skaffold_exporter::pb::v1;
-use skaffold_exporter::server::upstream::{RawCodec, Upstream};
+use skaffold_exporter::skaffold::{RawCodec, Upstream};
 use tonic::server::{NamedService, UnaryService};
 use tonic::{Request, Response, Status};
 

@@ -4,6 +4,7 @@
 //! (`core::state`) consumes them. Timestamps are Skaffold's own, in nanoseconds since
 //! the Unix epoch, never the time we received the event.
 
+use super::reason::Reason;
 use super::transition::Phase;
 
 /// Nanoseconds since the Unix epoch, as Skaffold stamped the event.
@@ -281,36 +282,37 @@ pub enum InvalidEvent {
     Undecodable(String),
 }
 
-/// Every reason counted in `skaffold_exporter_invalid_events_total{reason}`: the
-/// decoders' ([`InvalidEvent::reason`]), the fold's anomalies and unreadable streams.
-/// The exporter creates each series at zero, so the first one is an `increase`.
-pub const INVALID_REASONS: [&str; 10] = [
-    "empty_event",
-    "unknown_status",
-    "missing_field",
-    "absurd_value",
-    "undecodable",
-    "terminal_without_start",
-    "dev_loop_without_end",
-    "too_many_open",
-    "phase_without_end",
-    INCOMPATIBLE_LAYOUT,
-];
+pub use super::reason::INVALID_REASONS;
 
-/// The reason of messages read from a stream whose layout the exporter cannot decode
-/// (Skaffold v1.22–v1.25's API v2): the stream is kept open until Skaffold closes it,
-/// and each of its messages is counted with this reason.
-pub const INCOMPATIBLE_LAYOUT: &str = "incompatible_layout";
+/// Which log stream a skipped event belonged to (v2 log events are counted, never
+/// folded).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LogKind {
+    /// `SkaffoldLogEvent`: Skaffold's own output.
+    Skaffold,
+    /// `ApplicationLogEvent`: the user's containers' output.
+    Application,
+}
+
+impl LogKind {
+    /// Label value for `skaffold_exporter_log_events_skipped_total{event}`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogKind::Skaffold => "skaffold_log",
+            LogKind::Application => "application_log",
+        }
+    }
+}
 
 impl InvalidEvent {
     /// Bounded reason, for `skaffold_exporter_invalid_events_total{reason}`.
-    pub fn reason(&self) -> &'static str {
+    pub fn reason(&self) -> Reason {
         match self {
-            InvalidEvent::Empty => "empty_event",
-            InvalidEvent::UnknownStatus { .. } => "unknown_status",
-            InvalidEvent::MissingField { .. } => "missing_field",
-            InvalidEvent::AbsurdValue { .. } => "absurd_value",
-            InvalidEvent::Undecodable(_) => "undecodable",
+            InvalidEvent::Empty => Reason::EmptyEvent,
+            InvalidEvent::UnknownStatus { .. } => Reason::UnknownStatus,
+            InvalidEvent::MissingField { .. } => Reason::MissingField,
+            InvalidEvent::AbsurdValue { .. } => Reason::AbsurdValue,
+            InvalidEvent::Undecodable(_) => Reason::Undecodable,
         }
     }
 }
@@ -444,7 +446,7 @@ mod tests {
             InvalidEvent::Undecodable("x".into()),
         ];
         for e in all {
-            assert!(INVALID_REASONS.contains(&e.reason()), "{}", e.reason());
+            assert!(Reason::ALL.contains(&e.reason()), "{}", e.reason());
         }
     }
 

@@ -29,7 +29,8 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use super::event::{ErrorInfo, Event, EventKind, Nanos, Status};
-use super::transition::{Finished, LoopKind, Outcome, Phase, Transition};
+use super::reason::Reason;
+use super::transition::{Finished, LoopKind, Outcome, Phase, RunEnd, Transition};
 
 /// Most phases tracked open at once per kind (artifacts, images, resources); more are
 /// refused and counted as `too_many_open`, so a flood of names cannot grow memory.
@@ -79,6 +80,8 @@ struct Run {
     has_dev_loop_events: bool,
     derived_iterations: i64,
     last_at: Option<Nanos>,
+    /// Skaffold's newest timestamp in this run (the end of a run that ends unseen).
+    newest_at: Option<Nanos>,
 }
 
 impl Run {
@@ -162,6 +165,11 @@ impl State {
         self.deploy_streak
     }
 
+    /// Skaffold's newest timestamp in the current run, once anything was folded.
+    pub fn newest_at(&self) -> Option<Nanos> {
+        self.run.newest_at
+    }
+
     /// Folds one event into the state and returns what it concluded.
     pub fn apply(&mut self, ev: &Event) -> Vec<Transition> {
         let mut out = Vec::new();
@@ -169,7 +177,20 @@ impl State {
         match &ev.kind {
             EventKind::Meta { version } => {
                 // A complete derived iteration of the previous run ends with that run.
-                out.extend(self.stream_ended());
+                self.close_derived(&mut out);
+                if let Some(newest) = self.run.newest_at {
+                    // Whatever the MetaEvent concluded about the old run happened
+                    // at its time.
+                    let last_at = if out.is_empty() {
+                        newest
+                    } else {
+                        newest.max(at)
+                    };
+                    out.push(Transition::RunEnded {
+                        last_at,
+                        by: RunEnd::NewRun { at },
+                    });
+                }
                 self.run = Run::default();
                 out.push(Transition::RunStarted {
                     version: version.clone(),
@@ -227,8 +248,15 @@ impl State {
                 status,
                 error,
             } => self.dev_loop(*iteration, *status, error, at, &mut out),
-            // Skaffold is terminating: a complete derived iteration ends here.
-            EventKind::Termination { .. } => out.extend(self.stream_ended()),
+            // Skaffold is terminating: a complete derived iteration ends here, then
+            // the run.
+            EventKind::Termination { .. } => {
+                self.close_derived(&mut out);
+                out.push(Transition::RunEnded {
+                    last_at: self.run.newest_at.map_or(at, |n| n.max(at)),
+                    by: RunEnd::Terminated { at },
+                });
+            }
             EventKind::Debug => {}
             EventKind::BuildCache { artifact, status } => {
                 let hit = match status {
@@ -236,6 +264,7 @@ impl State {
                     Status::Failed => false,
                     _ => {
                         self.run.last_at = Some(at);
+                        self.run.newest_at = Some(self.run.newest_at.map_or(at, |n| n.max(at)));
                         return out;
                     }
                 };
@@ -269,6 +298,7 @@ impl State {
             }
         }
         self.run.last_at = Some(at);
+        self.run.newest_at = Some(self.run.newest_at.map_or(at, |n| n.max(at)));
         out
     }
 
@@ -302,7 +332,7 @@ impl State {
                     return;
                 }
                 if self.run.builds.len() >= MAX_OPEN {
-                    out.push(Transition::Anomaly("too_many_open"));
+                    out.push(Transition::Anomaly(Reason::TooManyOpen));
                     return;
                 }
                 self.run.builds.insert(artifact.to_owned(), at);
@@ -322,7 +352,7 @@ impl State {
                 // and nothing before it, over both APIs (`build/scheduler.go`,
                 // `scheduler.build` after `waitForDependencies`): normal, not an anomaly.
                 if started.is_none() && result != Outcome::Canceled {
-                    out.push(Transition::Anomaly("terminal_without_start"));
+                    out.push(Transition::Anomaly(Reason::TerminalWithoutStart));
                 }
                 let failures = self.build_streak(artifact, result, out);
                 let f = self.finished(Phase::Build, Some(artifact), result, started, at, error);
@@ -350,7 +380,7 @@ impl State {
         } else if self.build_streaks.contains_key(artifact) || self.build_streaks.len() < MAX_OPEN {
             self.build_streaks.insert(artifact.to_owned(), next);
         } else {
-            out.push(Transition::Anomaly("too_many_open"));
+            out.push(Transition::Anomaly(Reason::TooManyOpen));
         }
         next
     }
@@ -392,7 +422,7 @@ impl State {
                 };
                 let started = self.run.slot(phase).take();
                 if started.is_none() {
-                    out.push(Transition::Anomaly("terminal_without_start"));
+                    out.push(Transition::Anomaly(Reason::TerminalWithoutStart));
                 }
                 let mut f = self.finished(phase, None, result, started, at, error);
                 if phase == Phase::StatusCheck && result == Outcome::Failure {
@@ -441,7 +471,7 @@ impl State {
         let check_start = self.run.status_check;
         if !self.run.resources.contains_key(resource) {
             if self.run.resources.len() >= MAX_OPEN {
-                out.push(Transition::Anomaly("too_many_open"));
+                out.push(Transition::Anomaly(Reason::TooManyOpen));
                 return;
             }
             // A rollout runs from the status check's start; without one from the
@@ -504,7 +534,7 @@ impl State {
                     return;
                 }
                 if self.run.syncs.len() >= MAX_OPEN {
-                    out.push(Transition::Anomaly("too_many_open"));
+                    out.push(Transition::Anomaly(Reason::TooManyOpen));
                     return;
                 }
                 self.run.syncs.insert(image.to_owned(), at);
@@ -521,7 +551,7 @@ impl State {
                 };
                 let started = self.run.syncs.remove(image);
                 if started.is_none() {
-                    out.push(Transition::Anomaly("terminal_without_start"));
+                    out.push(Transition::Anomaly(Reason::TerminalWithoutStart));
                 }
                 let mut f = self.finished(Phase::FileSync, Some(image), result, started, at, error);
                 f.file_count = file_count;
@@ -552,7 +582,7 @@ impl State {
                     return; // repeated start
                 }
                 if self.run.dev_loop.is_some() {
-                    out.push(Transition::Anomaly("dev_loop_without_end"));
+                    out.push(Transition::Anomaly(Reason::DevLoopWithoutEnd));
                 }
                 self.abandon_open(out);
                 self.run.dev_loop = Some(Loop::new(iteration, at, false));
@@ -579,7 +609,7 @@ impl State {
                             // ended (sync retries): the same iteration, absorbed.
                             return;
                         }
-                        out.push(Transition::Anomaly("terminal_without_start"));
+                        out.push(Transition::Anomaly(Reason::TerminalWithoutStart));
                         let l = Loop {
                             iteration,
                             ..Loop::default()
@@ -608,7 +638,7 @@ impl State {
                     return;
                 }
                 if self.run.subtasks.len() >= MAX_OPEN {
-                    out.push(Transition::Anomaly("too_many_open"));
+                    out.push(Transition::Anomaly(Reason::TooManyOpen));
                     return;
                 }
                 self.run.subtasks.insert(key, at);
@@ -625,7 +655,7 @@ impl State {
                 };
                 let started = self.run.subtasks.remove(&key);
                 if started.is_none() {
-                    out.push(Transition::Anomaly("terminal_without_start"));
+                    out.push(Transition::Anomaly(Reason::TerminalWithoutStart));
                 }
                 out.push(Transition::Finished(self.finished(
                     phase,
@@ -716,7 +746,7 @@ impl State {
         r.syncs.clear();
         r.subtasks.clear();
         r.resources.clear();
-        out.extend((0..stale).map(|_| Transition::Anomaly("phase_without_end")));
+        out.extend((0..stale).map(|_| Transition::Anomaly(Reason::PhaseWithoutEnd)));
     }
 
     /// Skaffold's stream ended (it exited, or a log file ended). A derived iteration
@@ -724,8 +754,21 @@ impl State {
     /// `skaffold build` sessions have no status check or DevLoopEvent to close it.
     /// It ends, successfully, at the last event. Iterations with phases still open
     /// stay open (a reconnect may bring their end).
+    /// Ends with [`Transition::RunEnded`] (`StreamEnded`) once anything was folded.
     pub fn stream_ended(&mut self) -> Vec<Transition> {
         let mut out = Vec::new();
+        self.close_derived(&mut out);
+        if let Some(last_at) = self.run.newest_at {
+            out.push(Transition::RunEnded {
+                last_at,
+                by: RunEnd::StreamEnded,
+            });
+        }
+        out
+    }
+
+    /// Closes a derived iteration whose phases all ended (see [`State::stream_ended`]).
+    fn close_derived(&mut self, out: &mut Vec<Transition>) {
         let r = &self.run;
         let idle = r.builds.is_empty()
             && r.syncs.is_empty()
@@ -734,7 +777,7 @@ impl State {
                 .iter()
                 .all(Option::is_none);
         let Some(end) = r.last_at else {
-            return out;
+            return;
         };
         if idle
             && let Some(l) = &r.dev_loop
@@ -742,9 +785,8 @@ impl State {
             && (l.built || l.deployed || l.synced)
         {
             let l = self.run.dev_loop.take().expect("checked above");
-            self.close_loop(&l, Outcome::Success, end, None, &mut out);
+            self.close_loop(&l, Outcome::Success, end, None, out);
         }
-        out
     }
 
     /// A phase ended: closes a derived iteration when the rule says so.
@@ -946,13 +988,7 @@ mod tests {
     fn anomalies(ts: &[Transition]) -> Vec<&'static str> {
         ts.iter()
             .filter_map(|t| match t {
-                Transition::Anomaly(r) => {
-                    assert!(
-                        crate::core::event::INVALID_REASONS.contains(r),
-                        "{r} unlisted"
-                    );
-                    Some(*r)
-                }
+                Transition::Anomaly(r) => Some(r.as_str()),
                 _ => None,
             })
             .collect()
@@ -1227,7 +1263,7 @@ mod tests {
         let mut too_many = 0;
         for i in 0..(MAX_OPEN + 50) {
             for t in st.apply(&ev(1.0, build(&format!("a{i}"), InProgress))) {
-                if t == Transition::Anomaly("too_many_open") {
+                if t == Transition::Anomaly(Reason::TooManyOpen) {
                     too_many += 1;
                 }
             }
@@ -1277,7 +1313,58 @@ mod tests {
         let ts = st.stream_ended();
         let loops: Vec<_> = finished(&ts);
         assert_eq!(loops, [(Phase::DevLoop, None, Outcome::Success, Some(3.0))]);
-        assert!(st.stream_ended().is_empty(), "ends once");
+        assert_eq!(
+            ts.last(),
+            Some(&Transition::RunEnded {
+                last_at: 4_000_000_000,
+                by: RunEnd::StreamEnded
+            })
+        );
+        assert!(finished(&st.stream_ended()).is_empty(), "ends once");
+    }
+
+    #[test]
+    fn a_run_ends_after_what_its_end_concludes_at_a_new_run_or_a_termination() {
+        use Status::*;
+        let mut st = State::new();
+        assert!(
+            st.stream_ended().is_empty(),
+            "nothing folded, nothing ended"
+        );
+        for e in [
+            ev(0.0, EventKind::Meta { version: None }),
+            ev(1.0, build("web", InProgress)),
+            ev(4.0, build("web", Succeeded)),
+            ev(3.0, EventKind::Debug),
+        ] {
+            st.apply(&e);
+        }
+        // The derived iteration closes first, then the run, then the next begins.
+        let ts = st.apply(&ev(9.0, EventKind::Meta { version: None }));
+        assert_eq!(finished(&ts).len(), 1);
+        let n = ts.len();
+        assert_eq!(
+            ts[n - 2],
+            Transition::RunEnded {
+                last_at: 9_000_000_000,
+                by: RunEnd::NewRun { at: 9_000_000_000 }
+            }
+        );
+        assert!(matches!(ts[n - 1], Transition::RunStarted { .. }));
+        let ts = st.apply(&ev(
+            12.0,
+            EventKind::Termination {
+                status: Failed,
+                error: None,
+            },
+        ));
+        assert_eq!(
+            ts,
+            [Transition::RunEnded {
+                last_at: 12_000_000_000,
+                by: RunEnd::Terminated { at: 12_000_000_000 }
+            }]
+        );
     }
 
     #[test]
@@ -1285,7 +1372,13 @@ mod tests {
         use Status::*;
         let mut st = State::new();
         st.apply(&ev(1.0, build("web", InProgress)));
-        assert!(st.stream_ended().is_empty());
+        assert_eq!(
+            st.stream_ended(),
+            [Transition::RunEnded {
+                last_at: 1_000_000_000,
+                by: RunEnd::StreamEnded
+            }]
+        );
         assert_eq!(st.open_phases()["dev_loop"], 1);
     }
 
@@ -1298,7 +1391,7 @@ mod tests {
         let mut refused = 0;
         for i in 0..(MAX_OPEN + 5) {
             for t in st.apply(&ev(2.0, build(&format!("f{i}"), Failed))) {
-                if t == Transition::Anomaly("too_many_open") {
+                if t == Transition::Anomaly(Reason::TooManyOpen) {
                     refused += 1;
                 }
             }

@@ -2,6 +2,7 @@
 //! these into series and spans; they never look at raw events.
 
 use super::event::{ErrorInfo, Nanos};
+use super::reason::Reason;
 
 /// How a phase ended. Label values: `success`, `failure`, `canceled`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -146,10 +147,29 @@ impl Finished {
     }
 }
 
+/// What ended a run (see [`Transition::RunEnded`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunEnd {
+    /// A new MetaEvent at `at` (Skaffold's time) started the next run.
+    NewRun {
+        /// Skaffold's timestamp of the new run's MetaEvent.
+        at: Nanos,
+    },
+    /// Skaffold announced its exit (TerminationEvent) at `at`.
+    Terminated {
+        /// Skaffold's timestamp of the TerminationEvent.
+        at: Nanos,
+    },
+    /// Skaffold's event stream ended (it went away, or a log file ended); seen by
+    /// this exporter, not reported by Skaffold.
+    StreamEnded,
+}
+
 /// A conclusion the fold drew from one event.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Transition {
-    /// A Skaffold runner started (MetaEvent): per-run state was reset.
+    /// A Skaffold runner started (MetaEvent): per-run state was reset. Preceded by
+    /// [`Transition::RunEnded`] when a run was going on.
     RunStarted {
         /// Skaffold's version, if the MetaEvent named one.
         version: Option<String>,
@@ -215,7 +235,18 @@ pub enum Transition {
         at: Nanos,
     },
     /// Something the fold could not reconcile (bounded reason). Counted as invalid.
-    Anomaly(&'static str),
+    Anomaly(Reason),
+    /// The run ended, `by` what; after every other transition of the event (a
+    /// derived iteration the end completes comes first). What is still open stays
+    /// open in the fold (a reconnect may bring its end); sinks that must close
+    /// things (spans) close them here.
+    RunEnded {
+        /// Skaffold's newest timestamp in the run (the MetaEvent's at the latest;
+        /// the next MetaEvent's, when a derived iteration closed at it).
+        last_at: Nanos,
+        /// What ended it.
+        by: RunEnd,
+    },
     /// v2 only: a build-cache lookup ended (`skaffold_build_cache_total`).
     CacheChecked {
         /// The artifact.

@@ -15,7 +15,8 @@ use tonic::body::Body;
 use tonic::server::{NamedService, UnaryService};
 use tonic::{Request, Response, Status};
 
-use super::upstream::{GET_STATE, MAX_STATE_BYTES, RawCodec, Upstream};
+use crate::skaffold::upstream::{GET_STATE, MAX_STATE_BYTES};
+use crate::skaffold::{RawCodec, Upstream};
 
 /// The passthrough service.
 #[derive(Debug, Clone)]

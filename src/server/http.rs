@@ -17,9 +17,9 @@ use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
 
-use super::upstream::Upstream;
+use crate::pipeline::Progress;
 use crate::sink::exposition;
-use crate::source::grpc::Progress;
+use crate::skaffold::Upstream;
 use crate::source::json::state_json_from_bytes;
 
 /// What the handlers read.

@@ -1,6 +1,6 @@
 //! Servers at the edge: HTTP (`/metrics`, health, `/v1/state`) and gRPC (the
-//! `GetState` passthrough), plus the raw upstream client they share.
+//! `GetState` passthrough). The client to Skaffold they share is
+//! [`crate::skaffold::Upstream`].
 
 pub mod grpc;
 pub mod http;
-pub mod upstream;

@@ -35,7 +35,7 @@ use tonic::{Request, Response, Status};
 
 use crate::pb::v1::{self, skaffold_service_server as svc};
 use crate::pb::v2;
-use crate::server::upstream::RawCodec;
+use crate::skaffold::RawCodec;
 
 pub use gateway::ErrorShape;
 

@@ -45,8 +45,7 @@ use super::prometheus::{
     ReasonLabel, Recorder, SPECS, SelfMetrics,
 };
 use crate::catch_up::Gate;
-use crate::core::Nanos;
-use crate::source::LogKind;
+use crate::core::{LogKind, Nanos};
 
 /// OTel instruments for every instrument of the contract.
 #[derive(Debug)]

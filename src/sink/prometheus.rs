@@ -22,7 +22,7 @@ use prometheus_client::registry::{Registry, Unit};
 
 use super::labels::{LabelCap, OTHER};
 use super::resource::ResourceRef;
-use crate::core::{Finished, LoopKind, Outcome, Phase, Transition};
+use crate::core::{Finished, LogKind, LoopKind, Outcome, Phase, ReaderHealth, Reason, Transition};
 
 /// The default bucket set, shared by every duration histogram (seconds).
 pub const DEFAULT_BUCKETS: [f64; 16] = [
@@ -537,7 +537,7 @@ impl Mapping {
                 r.add(I::Errors, &[phase.as_str(), code], 1);
             }
             Transition::Anomaly(reason) => {
-                own.invalid.get_or_create(&ReasonLabel { reason }).inc();
+                own.count_invalid(*reason);
             }
             _ => {}
         }
@@ -949,8 +949,10 @@ impl SelfMetrics {
             "Events that could not be interpreted, by reason",
             self.invalid.clone(),
         );
-        for reason in crate::core::event::INVALID_REASONS {
-            let _ = self.invalid.get_or_create(&ReasonLabel { reason });
+        for reason in Reason::ALL {
+            let _ = self.invalid.get_or_create(&ReasonLabel {
+                reason: reason.as_str(),
+            });
         }
         r.register_with_unit(
             "skaffold_exporter_last_event_timestamp",
@@ -979,6 +981,51 @@ impl SelfMetrics {
             self.log_events_skipped.clone(),
         );
         self
+    }
+}
+
+impl SelfMetrics {
+    /// Counts one event that could not be interpreted, by `reason`.
+    pub fn count_invalid(&self, reason: Reason) {
+        self.invalid
+            .get_or_create(&ReasonLabel {
+                reason: reason.as_str(),
+            })
+            .inc();
+    }
+
+    /// The `skaffold_exporter_events_total{event}` series (kept by callers that
+    /// count often: a family lookup hashes the label every time).
+    pub fn event_counter(&self, event: &'static str) -> Counter {
+        self.events.get_or_create(&EventLabel { event }).clone()
+    }
+
+    /// The `skaffold_exporter_log_events_skipped_total{event}` series.
+    pub fn log_skipped_counter(&self, kind: LogKind) -> Counter {
+        self.log_events_skipped
+            .get_or_create(&LogEventLabel {
+                event: kind.as_str(),
+            })
+            .clone()
+    }
+}
+
+impl ReaderHealth for SelfMetrics {
+    fn reconnected(&self) {
+        self.reconnects.inc();
+    }
+
+    fn fold_stalled(&self, stalled: bool) {
+        if stalled {
+            self.fold_stalled.set(1);
+            self.fold_stalls.inc();
+        } else {
+            self.fold_stalled.set(0);
+        }
+    }
+
+    fn invalid(&self, reason: Reason) {
+        self.count_invalid(reason);
     }
 }
 

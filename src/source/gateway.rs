@@ -21,107 +21,21 @@
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
-use http::{Request, StatusCode, Uri};
-use http_body_util::{BodyExt, Empty};
+use http::{StatusCode, Uri};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
 use tokio::sync::{mpsc, watch};
 
 use super::grpc::MAX_MESSAGE_BYTES;
 use super::json::{GatewayChunk, parse_gateway_chunk, payload_from_json};
-use super::supervisor::{self, Connector, EventStream, Retry, StreamError};
+use super::supervisor::{self, ConnectError, Connector, EventStream, Retry, StreamError};
 use super::{Api, Delivery, Payload, SourceMessage, V2_SALT, fingerprint};
-use crate::core::InvalidEvent;
-use crate::sink::SelfMetrics;
+use crate::core::{InvalidEvent, ReaderHealth};
+use crate::skaffold::gateway::GatewayClient;
 
 /// gRPC code UNIMPLEMENTED, as a gateway error chunk carries it.
 const UNIMPLEMENTED: i64 = 12;
-
-/// A small HTTP/1.1 client for the gateway (hyper-util's pooled client).
-#[derive(Debug, Clone)]
-pub struct GatewayClient {
-    base: Uri,
-    client: Client<HttpConnector, Empty<Bytes>>,
-}
-
-impl GatewayClient {
-    /// A client for the gateway at `base` (`http://host:port`).
-    pub fn new(base: Uri) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(Duration::from_secs(5)));
-        connector.set_nodelay(true);
-        Self {
-            base,
-            client: Client::builder(TokioExecutor::new()).build(connector),
-        }
-    }
-
-    /// The gateway's base URL.
-    pub fn base(&self) -> &Uri {
-        &self.base
-    }
-
-    fn uri(&self, path: &str) -> Result<Uri, String> {
-        let base = self.base.to_string();
-        format!("{}{path}", base.trim_end_matches('/'))
-            .parse()
-            .map_err(|e| format!("invalid URL for {path}: {e}"))
-    }
-
-    /// Starts a GET; returns the response with its body still streaming.
-    pub async fn get(&self, path: &str) -> Result<http::Response<Incoming>, String> {
-        let req = Request::get(self.uri(path)?)
-            .header(http::header::ACCEPT, "application/json")
-            .body(Empty::new())
-            .map_err(|e| e.to_string())?;
-        self.client.request(req).await.map_err(|e| {
-            let source = std::error::Error::source(&e)
-                .map(|s| format!(": {s}"))
-                .unwrap_or_default();
-            format!("GET {}{path}: {e}{source}", self.base)
-        })
-    }
-
-    /// GET with a deadline; returns the status and the whole body.
-    pub async fn get_body(
-        &self,
-        path: &str,
-        deadline: Duration,
-    ) -> Result<(StatusCode, Bytes), GatewayError> {
-        let fetch = async {
-            let resp = self.get(path).await.map_err(GatewayError::Failed)?;
-            let status = resp.status();
-            let body = resp
-                .into_body()
-                .collect()
-                .await
-                .map_err(|e| GatewayError::Failed(format!("reading {path}: {e}")))?
-                .to_bytes();
-            Ok((status, body))
-        };
-        tokio::time::timeout(deadline, fetch).await.map_err(|_| {
-            GatewayError::Timeout(format!(
-                "Skaffold's gateway at {} did not answer within {} ms",
-                self.base,
-                deadline.as_millis()
-            ))
-        })?
-    }
-}
-
-/// Why a request to the gateway got no answer.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum GatewayError {
-    /// No answer within the deadline.
-    #[error("{0}")]
-    Timeout(String),
-    /// The connection or the request failed.
-    #[error("{0}")]
-    Failed(String),
-}
 
 /// How to reach the gateway.
 #[derive(Debug, Clone)]
@@ -137,10 +51,10 @@ pub struct Config {
 }
 
 /// Runs until `shutdown` turns true or the fold's queue closes.
-pub async fn run(
+pub async fn run<H: ReaderHealth>(
     cfg: Config,
     tx: mpsc::Sender<Vec<Delivery>>,
-    metrics: SelfMetrics,
+    health: H,
     shutdown: watch::Receiver<bool>,
 ) {
     let retry = Retry {
@@ -148,7 +62,7 @@ pub async fn run(
         max: cfg.backoff_max,
     };
     let connector = GatewayConnector::new(GatewayClient::new(cfg.base), cfg.api);
-    supervisor::run(connector, retry, tx, metrics, shutdown).await;
+    supervisor::run(connector, retry, tx, health, shutdown).await;
 }
 
 /// Opens `/v1/events` or `/v2/events` streams.
@@ -186,12 +100,12 @@ impl Connector for GatewayConnector {
     type Stream = GatewayStream;
 
     fn target(&self) -> String {
-        format!("{} (api {})", self.client.base, self.api.as_str())
+        format!("{} (api {})", self.client.base(), self.api.as_str())
     }
 
-    async fn connect(&mut self) -> Result<GatewayStream, String> {
+    async fn connect(&mut self) -> Result<GatewayStream, ConnectError> {
         let api = self.chosen.unwrap_or(Api::V2);
-        let mut resp = self.open(api).await?;
+        let mut resp = self.open(api).await.map_err(ConnectError::Unreachable)?;
         let mut api = api;
         let missing = matches!(
             resp.status(),
@@ -199,21 +113,24 @@ impl Connector for GatewayConnector {
         );
         if missing && api == Api::V2 {
             if self.api == Api::V2 {
-                return Err(format!(
+                return Err(ConnectError::ApiMissing(format!(
                     "Skaffold's gateway has no /v2/events (HTTP {}; Skaffold older than v1.22?): use --api v1 or --api auto",
                     resp.status()
-                ));
+                )));
             }
-            tracing::info!(gateway = %self.client.base, "Skaffold's gateway has no /v2/events (older than v1.22); using /v1/events (--api auto).");
+            tracing::info!(gateway = %self.client.base(), "Skaffold's gateway has no /v2/events (older than v1.22); using /v1/events (--api auto).");
             self.chosen = Some(Api::V1);
             api = Api::V1;
-            resp = self.open(api).await?;
+            resp = self.open(api).await.map_err(ConnectError::Unreachable)?;
         }
         if resp.status() != StatusCode::OK {
-            return Err(format!("GET events: HTTP {}", resp.status()));
+            return Err(ConnectError::Unreachable(format!(
+                "GET events: HTTP {}",
+                resp.status()
+            )));
         }
         if self.chosen.is_none() {
-            tracing::info!(gateway = %self.client.base, "Skaffold's gateway offers /v2/events; using it (--api auto).");
+            tracing::info!(gateway = %self.client.base(), "Skaffold's gateway offers /v2/events; using it (--api auto).");
             self.chosen = Some(api);
         }
         Ok(GatewayStream {
@@ -230,7 +147,7 @@ impl Connector for GatewayConnector {
             && self.api == Api::Auto
             && self.chosen != Some(Api::V1)
         {
-            tracing::warn!(gateway = %self.client.base, "Falling back to /v1/events (--api auto).");
+            tracing::warn!(gateway = %self.client.base(), "Falling back to /v1/events (--api auto).");
             self.chosen = Some(Api::V1);
             return true;
         }

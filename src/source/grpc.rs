@@ -26,7 +26,6 @@
 //! pre-v1.26 layout is not dropped but read to its end (see [`supervisor`]).
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -35,15 +34,13 @@ use prost::Message;
 use tokio::sync::{mpsc, watch};
 use tonic::transport::{Channel, Endpoint};
 
-use super::supervisor::{self, Connector, EventStream, Retry, StreamError};
+use super::supervisor::{self, ConnectError, Connector, EventStream, Retry, StreamError};
 use super::wire::{Layout, PeekError, meta_layout, peek_v2};
 use super::{Api, Delivery, Payload, SourceMessage, V2_SALT, fingerprint};
-use crate::catch_up::Gate;
-use crate::core::InvalidEvent;
 use crate::core::order::WINDOW;
+use crate::core::{InvalidEvent, ReaderHealth};
 use crate::pb::{v1, v2};
-use crate::server::upstream::RawCodec;
-use crate::sink::SelfMetrics;
+use crate::skaffold::RawCodec;
 use crate::source::decode::timestamp_nanos;
 
 /// Largest message accepted from Skaffold (ActionableErr texts can be long).
@@ -51,48 +48,6 @@ pub const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
 
 /// Most v2 messages held while a stream's layout is undecided.
 pub const UNDECIDED_MAX: usize = 64;
-
-/// The connection as the fold has seen it (in band, in order with the events), for
-/// readiness and the catch-up gate.
-#[derive(Debug, Default)]
-pub struct Progress {
-    /// Subscribed right now.
-    pub connected: AtomicBool,
-    /// The current stream's replay (everything up to its first pause) is folded.
-    pub caught_up: AtomicBool,
-    /// The last attempt to reach Skaffold failed, and no stream has begun since.
-    pub unreachable: AtomicBool,
-    /// Opens the first time `caught_up` is set, and stays open (see
-    /// [`crate::catch_up`]).
-    pub history_folded: Gate,
-}
-
-impl Progress {
-    /// Subscribed, and Skaffold's replay has been taken in.
-    pub fn ready(&self) -> bool {
-        self.connected.load(Ordering::Acquire) && self.caught_up.load(Ordering::Acquire)
-    }
-
-    /// Records a subscription (`true`: its replay still to come) or its end.
-    pub fn set_connected(&self, connected: bool) {
-        self.caught_up.store(false, Ordering::Release);
-        if connected {
-            self.unreachable.store(false, Ordering::Release);
-        }
-        self.connected.store(connected, Ordering::Release);
-    }
-
-    /// An attempt to reach Skaffold failed.
-    pub fn set_unreachable(&self) {
-        self.unreachable.store(true, Ordering::Release);
-    }
-
-    /// Everything received so far is folded (the replay, or a whole input file).
-    pub fn set_caught_up(&self) {
-        self.caught_up.store(true, Ordering::Release);
-        self.history_folded.open_now();
-    }
-}
 
 /// How to reach Skaffold.
 #[derive(Debug, Clone)]
@@ -108,10 +63,10 @@ pub struct Config {
 }
 
 /// Runs until `shutdown` turns true or the fold's queue closes.
-pub async fn run(
+pub async fn run<H: ReaderHealth>(
     cfg: Config,
     tx: mpsc::Sender<Vec<Delivery>>,
-    metrics: SelfMetrics,
+    health: H,
     shutdown: watch::Receiver<bool>,
 ) {
     let retry = Retry {
@@ -119,7 +74,7 @@ pub async fn run(
         max: cfg.backoff_max,
     };
     let connector = GrpcConnector::new(&cfg.addr, cfg.api);
-    supervisor::run(connector, retry, tx, metrics, shutdown).await;
+    supervisor::run(connector, retry, tx, health, shutdown).await;
 }
 
 /// gRPC path of v1 `Events`.
@@ -179,9 +134,10 @@ impl Connector for GrpcConnector {
         format!("grpc://{} (api {})", self.addr, self.api.as_str())
     }
 
-    async fn connect(&mut self) -> Result<GrpcStream, String> {
+    async fn connect(&mut self) -> Result<GrpcStream, ConnectError> {
+        let unreachable = ConnectError::Unreachable;
         let channel = Endpoint::from_shared(format!("http://{}", self.addr))
-            .map_err(|e| e.to_string())?
+            .map_err(|e| unreachable(e.to_string()))?
             .connect_timeout(Duration::from_secs(5))
             .tcp_nodelay(true)
             // No HTTP/2 keep-alive pings: grpc-go servers (Skaffold) answer pings more
@@ -189,12 +145,12 @@ impl Connector for GrpcConnector {
             .connect()
             .await
             .map_err(|e| {
-                format!(
+                unreachable(format!(
                     "{e}: {}",
                     std::error::Error::source(&e)
                         .map(ToString::to_string)
                         .unwrap_or_default()
-                )
+                ))
             })?;
         let api = self.chosen.unwrap_or(Api::V2);
         match open(channel.clone(), api).await {
@@ -207,18 +163,20 @@ impl Connector for GrpcConnector {
             }
             Err(status) if status.code() == tonic::Code::Unimplemented && api == Api::V2 => {
                 if self.api == Api::V2 {
-                    return Err(format!(
+                    return Err(ConnectError::ApiMissing(format!(
                         "Skaffold at {} does not offer event API v2 ({}; Skaffold older than v1.22?): use --api v1 or --api auto",
                         self.addr,
                         describe(&status)
-                    ));
+                    )));
                 }
                 tracing::info!(addr = %self.addr, "Skaffold does not offer event API v2 (older than v1.22); using v1 (--api auto).");
                 self.chosen = Some(Api::V1);
-                let inner = open(channel, Api::V1).await.map_err(|s| describe(&s))?;
+                let inner = open(channel, Api::V1)
+                    .await
+                    .map_err(|s| unreachable(describe(&s)))?;
                 Ok(GrpcStream::new(inner, Api::V1))
             }
-            Err(status) => Err(describe(&status)),
+            Err(status) => Err(unreachable(describe(&status))),
         }
     }
 

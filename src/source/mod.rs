@@ -25,10 +25,9 @@ pub mod wire;
 
 use prost::Message;
 
-use crate::core::{Event, InvalidEvent, Nanos};
+use crate::core::{Event, InvalidEvent, LogKind, Nanos};
 use crate::pb::{v1, v2};
 use decode::timestamp_nanos;
-pub use wire::LogKind;
 
 /// Which of Skaffold's event APIs to subscribe to (`--api`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]

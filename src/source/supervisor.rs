@@ -44,10 +44,8 @@ use tokio::time::Instant;
 
 use super::backoff::Backoff;
 use super::{Delivery, Payload, SourceMessage};
-use crate::core::event::INCOMPATIBLE_LAYOUT;
 use crate::core::order::{HELD_CAP, Reorder, WINDOW};
-use crate::sink::SelfMetrics;
-use crate::sink::prometheus::ReasonLabel;
+use crate::core::{ReaderHealth, Reason};
 
 /// How long the reader waits on a full queue before it reports the fold as stalled.
 pub const STALL: Duration = Duration::from_secs(5);
@@ -69,6 +67,18 @@ pub enum StreamError {
     Incompatible(String),
 }
 
+/// Why a connector could not open a stream. The supervisor logs it, reports Skaffold
+/// unreachable (in band) and tries again after backoff, whichever it is.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConnectError {
+    /// Skaffold (or its gateway) could not be reached, or refused the subscription.
+    #[error("{0}")]
+    Unreachable(String),
+    /// Skaffold answers, but does not offer the event API asked for with `--api`.
+    #[error("{0}")]
+    ApiMissing(String),
+}
+
 /// Opens streams.
 pub trait Connector: Send {
     /// The stream type.
@@ -76,7 +86,7 @@ pub trait Connector: Send {
     /// Where it connects, for logs.
     fn target(&self) -> String;
     /// Opens a new stream.
-    fn connect(&mut self) -> impl Future<Output = Result<Self::Stream, String>> + Send;
+    fn connect(&mut self) -> impl Future<Output = Result<Self::Stream, ConnectError>> + Send;
     /// A stream it opened ended with `err`, or cannot be used. Returns `true` when the
     /// connector switched to another API (the supervisor then connects again at once).
     fn stream_failed(&mut self, _err: &StreamError) -> bool {
@@ -113,16 +123,11 @@ enum Ended {
 
 /// Counts one message of an unreadable stream as invalid `incompatible_layout`;
 /// logs the first one.
-fn count_incompatible(metrics: &SelfMetrics, logged: &AtomicBool) {
-    metrics
-        .invalid
-        .get_or_create(&ReasonLabel {
-            reason: INCOMPATIBLE_LAYOUT,
-        })
-        .inc();
+fn count_incompatible(health: &impl ReaderHealth, logged: &AtomicBool) {
+    health.invalid(Reason::IncompatibleLayout);
     if !logged.swap(true, Ordering::AcqRel) {
         tracing::warn!(
-            reason = INCOMPATIBLE_LAYOUT,
+            reason = %Reason::IncompatibleLayout,
             "Discarding the messages of an event stream this exporter cannot decode; they are only counted (skaffold_exporter_invalid_events_total)."
         );
     }
@@ -130,10 +135,10 @@ fn count_incompatible(metrics: &SelfMetrics, logged: &AtomicBool) {
 
 /// Reads an unreadable stream to its end, counting each message. Returns `false` when
 /// it stopped because of shutdown.
-async fn drain<S: EventStream>(
+async fn drain<S: EventStream, H: ReaderHealth>(
     mut stream: S,
     stream_id: u64,
-    metrics: SelfMetrics,
+    health: H,
     logged: Arc<AtomicBool>,
     mut shutdown: watch::Receiver<bool>,
 ) -> bool {
@@ -147,7 +152,7 @@ async fn drain<S: EventStream>(
             msg = stream.next() => match msg {
                 Ok(Some(_)) | Err(StreamError::Incompatible(_)) => {
                     drained += 1;
-                    count_incompatible(&metrics, &logged);
+                    count_incompatible(&health, &logged);
                 }
                 Ok(None) => {
                     tracing::info!(stream = stream_id, drained, "Skaffold closed the event stream the exporter could not decode.");
@@ -173,10 +178,10 @@ pub fn queue_batches(capacity: usize) -> usize {
 /// The reader's end of the fold's queue: gathers deliveries into batches (one queue
 /// operation per batch, not per event), waits when the queue is full, and reports a
 /// fold that makes no progress.
-struct Outlet {
+struct Outlet<H> {
     tx: mpsc::Sender<Vec<Delivery>>,
     batch: Vec<Delivery>,
-    metrics: SelfMetrics,
+    health: H,
     shutdown: watch::Receiver<bool>,
     /// How long a full queue may stay full before the fold counts as stalled.
     stall: Duration,
@@ -190,7 +195,7 @@ async fn stopping(shutdown: &mut watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|s| *s).await;
 }
 
-impl Outlet {
+impl<H: ReaderHealth> Outlet<H> {
     /// Adds to the batch; hands it on when it is full.
     async fn push(&mut self, d: Delivery) -> Result<(), Stopped> {
         self.batch.push(d);
@@ -223,8 +228,7 @@ impl Outlet {
             p = self.tx.reserve() => p,
             () = stopping(&mut shutdown) => return Err(Stopped),
             _ = tokio::time::sleep(self.stall) => {
-                self.metrics.fold_stalled.set(1);
-                self.metrics.fold_stalls.inc();
+                self.health.fold_stalled(true);
                 tracing::error!(
                     capacity = self.tx.max_capacity() * BATCH,
                     waited_s = self.stall.as_secs_f64(),
@@ -235,7 +239,7 @@ impl Outlet {
                     p = self.tx.reserve() => p,
                     () = stopping(&mut shutdown) => return Err(Stopped),
                 };
-                self.metrics.fold_stalled.set(0);
+                self.health.fold_stalled(false);
                 tracing::warn!(waited_s = waiting.elapsed().as_secs_f64(), "The fold is taking events again.");
                 p
             }
@@ -246,10 +250,10 @@ impl Outlet {
 }
 
 /// Reads one stream until it ends, in Skaffold's order, reporting its pauses.
-async fn read<S: EventStream>(
+async fn read<S: EventStream, H: ReaderHealth>(
     stream: &mut S,
     stream_id: u64,
-    outlet: &mut Outlet,
+    outlet: &mut Outlet<H>,
     backoff: &mut Backoff,
 ) -> Result<Result<(), StreamError>, Stopped> {
     let origin = Instant::now();
@@ -354,11 +358,11 @@ async fn read<S: EventStream>(
 }
 
 /// Runs until `shutdown` turns true or the fold's queue closes.
-pub async fn run<C: Connector>(
+pub async fn run<C: Connector, H: ReaderHealth>(
     mut connector: C,
     retry: Retry,
     tx: mpsc::Sender<Vec<Delivery>>,
-    metrics: SelfMetrics,
+    health: H,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut backoff = Backoff::new(retry.min, retry.max, fastrand::u64(..)).unwrap_or_else(|e| {
@@ -370,7 +374,7 @@ pub async fn run<C: Connector>(
     let mut outlet = Outlet {
         tx,
         batch: Vec::with_capacity(BATCH),
-        metrics: metrics.clone(),
+        health: health.clone(),
         shutdown: shutdown.clone(),
         stall: STALL,
     };
@@ -391,7 +395,7 @@ pub async fn run<C: Connector>(
             Ok(mut stream) => {
                 stream_id += 1;
                 if stream_id > 1 {
-                    metrics.reconnects.inc();
+                    health.reconnected();
                 }
                 tracing::info!(target = %target, stream = stream_id, "Subscribed to Skaffold's event stream.");
                 failures = 0;
@@ -428,13 +432,13 @@ pub async fn run<C: Connector>(
                     Ended::Switched => continue,
                     Ended::Incompatible(e) => {
                         // The message that told us counts too.
-                        count_incompatible(&metrics, &logged);
+                        count_incompatible(&health, &logged);
                         let switched = connector.stream_failed(&e);
                         let idle = background.as_ref().is_none_or(JoinHandle::is_finished);
                         let drained = drain(
                             stream,
                             stream_id,
-                            metrics.clone(),
+                            health.clone(),
                             logged.clone(),
                             shutdown.clone(),
                         );
@@ -477,17 +481,51 @@ pub async fn run<C: Connector>(
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Mutex;
+
     use super::*;
+
+    /// What the reader reported, as a test sees it.
+    #[derive(Clone, Debug, Default)]
+    struct Health(Arc<Mutex<Counts>>);
+
+    #[derive(Debug, Default, Clone, PartialEq)]
+    struct Counts {
+        reconnects: u64,
+        stalled: bool,
+        stalls: u64,
+        invalid: Vec<Reason>,
+    }
+
+    impl Health {
+        fn counts(&self) -> Counts {
+            self.0.lock().unwrap().clone()
+        }
+    }
+
+    impl ReaderHealth for Health {
+        fn reconnected(&self) {
+            self.0.lock().unwrap().reconnects += 1;
+        }
+        fn fold_stalled(&self, stalled: bool) {
+            let mut c = self.0.lock().unwrap();
+            c.stalled = stalled;
+            c.stalls += u64::from(stalled);
+        }
+        fn invalid(&self, reason: Reason) {
+            self.0.lock().unwrap().invalid.push(reason);
+        }
+    }
 
     fn outlet(
         tx: mpsc::Sender<Vec<Delivery>>,
-        metrics: &SelfMetrics,
+        health: &Health,
         shutdown: &watch::Sender<bool>,
-    ) -> Outlet {
+    ) -> Outlet<Health> {
         Outlet {
             tx,
             batch: Vec::new(),
-            metrics: metrics.clone(),
+            health: health.clone(),
             shutdown: shutdown.subscribe(),
             stall: Duration::from_millis(50),
         }
@@ -495,10 +533,10 @@ mod tests {
 
     #[tokio::test]
     async fn a_full_queue_makes_the_reader_wait_and_a_stalled_fold_is_reported_not_dropped() {
-        let metrics = SelfMetrics::default();
+        let health = Health::default();
         let (tx, mut rx) = mpsc::channel(1);
         let shutdown = watch::channel(false).0;
-        let mut out = outlet(tx, &metrics, &shutdown);
+        let mut out = outlet(tx, &health, &shutdown);
         out.send(Delivery::Paused).await.ok().expect("room for one");
         // The queue is full and the fold takes nothing: the reader waits...
         let waiting = tokio::spawn(async move {
@@ -510,27 +548,27 @@ mod tests {
         });
         tokio::time::sleep(Duration::from_millis(150)).await;
         assert!(!waiting.is_finished(), "the reader waits, it does not drop");
-        assert_eq!(metrics.fold_stalled.get(), 1, "reported as stalled");
-        assert_eq!(metrics.fold_stalls.get(), 1);
+        assert!(health.counts().stalled, "reported as stalled");
+        assert_eq!(health.counts().stalls, 1);
         // ...until the fold takes something: then everything arrives, in order.
         assert_eq!(rx.recv().await, Some(vec![Delivery::Paused]));
         waiting.await.unwrap();
         assert_eq!(rx.recv().await, Some(vec![Delivery::Ended]));
-        assert_eq!(metrics.fold_stalled.get(), 0, "no longer stalled");
-        assert_eq!(metrics.fold_stalls.get(), 1);
+        assert!(!health.counts().stalled, "no longer stalled");
+        assert_eq!(health.counts().stalls, 1);
     }
 
     #[tokio::test]
     async fn a_batch_goes_when_full_and_connection_changes_go_at_once() {
-        let metrics = SelfMetrics::default();
+        let health = Health::default();
         let (tx, mut rx) = mpsc::channel(4);
         let shutdown = watch::channel(false).0;
-        let mut out = outlet(tx, &metrics, &shutdown);
+        let mut out = outlet(tx, &health, &shutdown);
         let m = |i: u64| {
             Delivery::Message(SourceMessage {
                 fingerprint: i,
                 at: Some(i as i64),
-                payload: super::super::Payload::SkippedLog(super::super::LogKind::Skaffold),
+                payload: super::super::Payload::SkippedLog(crate::core::LogKind::Skaffold),
             })
         };
         for i in 0..BATCH as u64 - 1 {
@@ -544,5 +582,188 @@ mod tests {
         assert_eq!(rx.try_recv().unwrap(), vec![m(1), Delivery::Paused]);
         assert_eq!(queue_batches(4096), 32);
         assert_eq!(queue_batches(1), 1);
+    }
+
+    // === the reconnect loop, with a fake connector, in paused time ===
+
+    /// A stream that hands out its script, then stays open and silent.
+    struct FakeStream(std::collections::VecDeque<Result<Option<SourceMessage>, StreamError>>);
+
+    impl EventStream for FakeStream {
+        async fn next(&mut self) -> Result<Option<SourceMessage>, StreamError> {
+            match self.0.pop_front() {
+                Some(r) => r,
+                None => std::future::pending().await,
+            }
+        }
+    }
+
+    /// Connects as scripted (then never again), noting when it was asked.
+    struct FakeConnector {
+        script: std::collections::VecDeque<Result<FakeStream, ConnectError>>,
+        asked: Arc<Mutex<Vec<Instant>>>,
+    }
+
+    impl Connector for FakeConnector {
+        type Stream = FakeStream;
+
+        fn target(&self) -> String {
+            "fake".into()
+        }
+
+        async fn connect(&mut self) -> Result<FakeStream, ConnectError> {
+            self.asked.lock().unwrap().push(Instant::now());
+            match self.script.pop_front() {
+                Some(r) => r,
+                None => std::future::pending().await,
+            }
+        }
+    }
+
+    /// An event message (ordered by its timestamp).
+    fn message(i: u64) -> SourceMessage {
+        let at = i as i64 * 1_000_000;
+        SourceMessage {
+            fingerprint: i,
+            at: Some(at),
+            payload: super::super::Payload::Event(crate::core::Event {
+                at,
+                kind: crate::core::EventKind::Debug,
+            }),
+        }
+    }
+
+    fn unreachable() -> Result<FakeStream, ConnectError> {
+        Err(ConnectError::Unreachable("connection refused".into()))
+    }
+
+    fn stream(
+        items: Vec<Result<Option<SourceMessage>, StreamError>>,
+    ) -> Result<FakeStream, ConnectError> {
+        Ok(FakeStream(items.into()))
+    }
+
+    const RETRY: Retry = Retry {
+        min: Duration::from_millis(200),
+        max: Duration::from_secs(2),
+    };
+
+    /// Runs the supervisor over `script` until it has handed on `n` deliveries.
+    async fn supervise(
+        script: Vec<Result<FakeStream, ConnectError>>,
+        n: usize,
+    ) -> (Vec<Delivery>, Vec<Instant>, Health) {
+        let (tx, mut rx) = mpsc::channel(16);
+        let (stop, shutdown) = watch::channel(false);
+        let asked = Arc::new(Mutex::new(Vec::new()));
+        let health = Health::default();
+        let task = tokio::spawn(run(
+            FakeConnector {
+                script: script.into(),
+                asked: asked.clone(),
+            },
+            RETRY,
+            tx,
+            health.clone(),
+            shutdown,
+        ));
+        let mut got = Vec::new();
+        while got.len() < n {
+            got.extend(rx.recv().await.expect("the supervisor keeps running"));
+        }
+        stop.send(true).unwrap();
+        task.await.unwrap();
+        let asked = asked.lock().unwrap().clone();
+        (got, asked, health)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn unreachable_skaffold_is_retried_with_backoff_and_reported_once() {
+        let (got, asked, health) = supervise(
+            vec![
+                unreachable(),
+                unreachable(),
+                unreachable(),
+                stream(vec![Ok(Some(message(1))), Ok(None)]),
+            ],
+            4,
+        )
+        .await;
+        assert_eq!(
+            got,
+            [
+                Delivery::Unreachable,
+                Delivery::Subscribed { stream: 1 },
+                Delivery::Message(message(1)),
+                Delivery::Ended,
+            ]
+        );
+        // Three failures: three waits, each within the backoff's bounds.
+        assert!(asked.len() >= 4, "{asked:?}");
+        for gap in asked.windows(2).take(3).map(|w| w[1] - w[0]) {
+            assert!(gap >= RETRY.min && gap <= RETRY.max, "{gap:?}");
+        }
+        assert_eq!(health.counts().reconnects, 0, "the first subscription");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_stream_hands_on_what_it_held_and_the_next_counts_as_a_reconnect() {
+        let (got, _, health) = supervise(
+            vec![
+                stream(vec![
+                    Ok(Some(message(2))),
+                    Err(StreamError::Failed("reset".into())),
+                ]),
+                stream(vec![Ok(Some(message(3)))]),
+            ],
+            6,
+        )
+        .await;
+        assert_eq!(
+            got,
+            [
+                Delivery::Subscribed { stream: 1 },
+                // The broken stream's ordering buffer still held it: the fold decides.
+                Delivery::HeldBack(vec![message(2)]),
+                Delivery::Ended,
+                Delivery::Subscribed { stream: 2 },
+                // Quiet for a window: the replay is in.
+                Delivery::Message(message(3)),
+                Delivery::Paused,
+            ]
+        );
+        assert_eq!(health.counts().reconnects, 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_unreadable_stream_is_read_to_its_end_and_every_message_counted() {
+        let (got, _, health) = supervise(
+            vec![
+                stream(vec![
+                    Err(StreamError::Incompatible("old layout".into())),
+                    Ok(Some(message(4))),
+                    Ok(Some(message(5))),
+                    Ok(None),
+                ]),
+                stream(vec![Ok(Some(message(6)))]),
+            ],
+            5,
+        )
+        .await;
+        assert_eq!(
+            got,
+            [
+                Delivery::Subscribed { stream: 1 },
+                Delivery::Ended,
+                Delivery::Subscribed { stream: 2 },
+                Delivery::Message(message(6)),
+                Delivery::Paused,
+            ]
+        );
+        // The message that told, and the two after it: none folded, all counted.
+        assert_eq!(
+            health.counts().invalid,
+            [Reason::IncompatibleLayout; 3].to_vec()
+        );
     }
 }

@@ -26,24 +26,7 @@ pub enum Peek {
     SkipLog(LogKind),
 }
 
-/// Which log stream a skipped event belonged to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum LogKind {
-    /// `SkaffoldLogEvent`: Skaffold's own output.
-    Skaffold,
-    /// `ApplicationLogEvent`: the user's containers' output.
-    Application,
-}
-
-impl LogKind {
-    /// Label value for `skaffold_exporter_log_events_skipped_total{event}`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            LogKind::Skaffold => "skaffold_log",
-            LogKind::Application => "application_log",
-        }
-    }
-}
+pub use crate::core::LogKind;
 
 /// The v2 message layout of a stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,16 +1,17 @@
 //! A byte-level gRPC client to Skaffold for the passthrough: requests and responses
 //! are forwarded as the encoded bytes, never decoded and re-encoded, so fields newer
-//! than our proto reach the caller intact.
+//! than our proto reach the caller intact. `/v1/state` comes from the HTTP gateway
+//! instead when the exporter reads events from it.
 
 use std::time::Duration;
 
-use bytes::{Buf, BufMut, Bytes};
+use bytes::Bytes;
 use http::uri::PathAndQuery;
-use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Response, Status};
 
-use crate::source::gateway::GatewayError;
+use super::codec::RawCodec;
+use super::gateway::{GatewayClient, GatewayError};
 
 /// Skaffold's `GetState`.
 pub const GET_STATE: &str = "/proto.SkaffoldService/GetState";
@@ -24,44 +25,6 @@ pub const MAX_STATE_BYTES: usize = 64 << 20;
 /// The message of tonic's own `grpc-timeout` timer (reported as CANCELLED).
 const TIMEOUT_EXPIRED: &str = "Timeout expired";
 
-/// A codec that passes message bytes through untouched.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct RawCodec;
-
-impl Codec for RawCodec {
-    type Encode = Bytes;
-    type Decode = Bytes;
-    type Encoder = RawCodec;
-    type Decoder = RawCodec;
-
-    fn encoder(&mut self) -> Self::Encoder {
-        RawCodec
-    }
-
-    fn decoder(&mut self) -> Self::Decoder {
-        RawCodec
-    }
-}
-
-impl Encoder for RawCodec {
-    type Item = Bytes;
-    type Error = Status;
-
-    fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
-        dst.put(item);
-        Ok(())
-    }
-}
-
-impl Decoder for RawCodec {
-    type Item = Bytes;
-    type Error = Status;
-
-    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Bytes>, Status> {
-        Ok(Some(src.copy_to_bytes(src.remaining())))
-    }
-}
-
 /// Skaffold's gRPC endpoint, connected lazily (and its HTTP gateway, when the
 /// exporter reads from it: `/v1/state` then comes from the gateway).
 #[derive(Debug, Clone)]
@@ -69,7 +32,7 @@ pub struct Upstream {
     addr: String,
     channel: Channel,
     deadline: Duration,
-    gateway: Option<crate::source::gateway::GatewayClient>,
+    gateway: Option<GatewayClient>,
 }
 
 impl Upstream {
@@ -88,7 +51,7 @@ impl Upstream {
 
     /// Fetch `/v1/state` from Skaffold's HTTP gateway at `base` instead of gRPC.
     pub fn with_gateway(mut self, base: http::Uri) -> Self {
-        self.gateway = Some(crate::source::gateway::GatewayClient::new(base));
+        self.gateway = Some(GatewayClient::new(base));
         self
     }
 

@@ -1,105 +1,20 @@
-//! Traces: one trace per dev-loop iteration, built from the fold's transitions and
-//! exported over OTLP.
-//!
-//! [`SpanBuilder`] is pure (no I/O, no clock): transitions in, finished [`SpanData`]
-//! out, with Skaffold's timestamps as start and end times and ids derived from the
-//! Skaffold run (its MetaEvent timestamp), the iteration, the phase, the subject and
-//! its occurrence. Folding the same event log again (an exporter restart receives
-//! Skaffold's replay) therefore yields the same trace and span ids.
-//!
-//! What leaves, and when: the builder holds the finished children of an iteration
-//! until its root is ready and releases the whole trace at once, so stopping the
-//! exporter mid-iteration never leaves children whose parent never arrives (the
-//! next exporter rebuilds the whole iteration from Skaffold's replay). Since that
-//! replay also rebuilds the iterations the previous exporter already sent, the live
-//! exporter skips the iterations that ended (by Skaffold's clock) before it started
-//! ([`SpanBuilder::skip_iterations_ended_before`]): a restart never makes the store
-//! receive the same span id twice.
-//!
-//! [`SpanSink`] owns a builder and a bounded queue to one export thread; the fold only
-//! ever `try_send`s, so a slow or absent collector never blocks it: a full queue drops
-//! spans and counts them (`skaffold_exporter_spans_dropped_total`). The export thread
-//! sends batches ([`MAX_BATCH`] spans, or what arrived within [`BATCH_DELAY`] of the
-//! first), retries a failed batch with backoff for [`RETRY_FOR`] (spans arriving
-//! meanwhile wait in the queue), and counts every failed request in
-//! `skaffold_exporter_otlp_export_errors_total{signal="traces"}` and a batch it gives
-//! up on in `skaffold_exporter_spans_dropped_total`.
-//!
-//! Export runs on a dedicated OS thread, never on a tokio worker: the gRPC (tonic)
-//! exporter is driven through a handle to the application's tokio runtime, so it has
-//! a reactor (the known opentelemetry-rust pitfall), and the blocking HTTP client runs
-//! outside any runtime, as it must.
+//! The span builder: transitions in, finished spans out (pure: no I/O, no clock).
+//! See the module docs of `sink::otlp`.
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use opentelemetry::trace::{
     Event as SpanEvent, SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceId, TraceState,
 };
 use opentelemetry::{Array, InstrumentationScope, KeyValue, Value};
-use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanExporter as _, SpanLinks};
-use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
-use prometheus_client::registry::Registry;
-use sha2::{Digest, Sha256};
+use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanLinks};
 
-use super::resource::{Platform, ResourceRef};
-use super::semconv as k;
-use crate::core::{Event, EventKind, Finished, LoopKind, Nanos, Outcome, Phase, Transition};
-
-// === ids ===
-
-/// A 16-byte trace id, as the hex string exemplars carry.
-pub type TraceHex = String;
-
-fn digest(parts: &[&[u8]]) -> [u8; 32] {
-    let mut h = Sha256::new();
-    h.update(b"skaffold-exporter/trace-ids/v1");
-    for p in parts {
-        h.update((p.len() as u64).to_be_bytes());
-        h.update(p);
-    }
-    h.finalize().into()
-}
-
-/// The trace id of `iteration` (-1: spans outside any iteration) of the run that
-/// started at `run_at` (Skaffold's MetaEvent timestamp).
-pub fn trace_id(run_at: Nanos, iteration: i64) -> TraceId {
-    let d = digest(&[&run_at.to_be_bytes(), &iteration.to_be_bytes()]);
-    let mut b = [0u8; 16];
-    b.copy_from_slice(&d[..16]);
-    if b == [0; 16] {
-        b[15] = 1;
-    }
-    TraceId::from_bytes(b)
-}
-
-/// The span id of the `occurrence`-th span of `phase`/`subject` in `trace`.
-pub fn span_id(trace: TraceId, phase: &str, subject: Option<&str>, occurrence: u32) -> SpanId {
-    let d = digest(&[
-        &trace.to_bytes(),
-        phase.as_bytes(),
-        subject.unwrap_or("\u{0}").as_bytes(),
-        &occurrence.to_be_bytes(),
-    ]);
-    let mut b = [0u8; 8];
-    b.copy_from_slice(&d[..8]);
-    if b == [0; 8] {
-        b[7] = 1;
-    }
-    SpanId::from_bytes(b)
-}
-
-fn time(at: Nanos) -> SystemTime {
-    if at >= 0 {
-        UNIX_EPOCH + Duration::from_nanos(at as u64)
-    } else {
-        UNIX_EPOCH
-    }
-}
+use super::super::image::ImageRef;
+use super::super::resource::{Platform, ResourceRef};
+use super::super::semconv as k;
+use super::ids::{span_id, time, trace_id};
+use crate::core::{Finished, LoopKind, Nanos, Outcome, Phase, RunEnd, Transition};
 
 // === vocabulary ===
 
@@ -174,7 +89,7 @@ fn task(phase: Phase, subject: Option<&str>) -> (String, &'static str) {
     let name = match subject {
         // A sync names the image by its built tag: the span is named by the image name
         // (span names stay low-cardinality; the tag is an attribute).
-        Some(s) if phase == Phase::FileSync => format!("{verb} {}", super::image::name(s)),
+        Some(s) if phase == Phase::FileSync => format!("{verb} {}", super::super::image::name(s)),
         Some(s) => format!("{verb} {s}"),
         None => verb.to_owned(),
     };
@@ -250,6 +165,9 @@ struct Run {
     at: Nanos,
     run_id: String,
     version: Option<String>,
+    /// Skaffold's newest timestamp in the run, as far as the fold told
+    /// ([`SpanBuilder::seen_until`]): where spans end when the exporter stops after
+    /// Skaffold went away.
     last_at: Nanos,
     last_iteration: Option<i64>,
 }
@@ -429,28 +347,21 @@ impl SpanBuilder {
         }
     }
 
-    /// Handles a raw event the fold turns into no transition (TerminationEvent).
-    pub fn event(&mut self, ev: &Event) {
-        match ev.kind {
-            EventKind::Termination { .. } => {
-                self.end_run(ev.at, EndReason::Terminated, Some(ev.at))
-            }
-            // A MetaEvent belongs to the next run, not to the one it replaces.
-            EventKind::Meta { .. } => {}
-            _ => {
-                if let Some(run) = self.run.as_mut() {
-                    run.last_at = run.last_at.max(ev.at);
-                }
-            }
+    /// The fold has seen Skaffold's events of the current run up to `at` (its newest
+    /// timestamp): spans ended by [`SpanSink::close`] end there.
+    pub fn seen_until(&mut self, at: Nanos) {
+        if let Some(run) = self.run.as_mut() {
+            run.last_at = run.last_at.max(at);
         }
     }
 
-    /// Skaffold's stream ended: every open span ends now, with result `error`.
-    pub fn disconnected(&mut self) {
+    /// Skaffold is gone and no event will end the run: every open span ends at the
+    /// newest event seen, with result `error`. Seen live, by this exporter: never
+    /// skipped.
+    pub(super) fn disconnected(&mut self) {
         let Some(at) = self.run.as_ref().map(|r| r.last_at) else {
             return;
         };
-        // Seen live, by this exporter: never skipped.
         self.end_run(at, EndReason::Disconnected, None);
     }
 
@@ -484,18 +395,26 @@ impl SpanBuilder {
 
     /// Folds one transition; returns the trace id the transition's observation belongs
     /// to (for exemplars), when it ended a span.
-    pub fn observe(&mut self, ev: &Event, t: &Transition) -> Option<TraceId> {
-        if let Some(run) = self.run.as_mut()
-            && !matches!(t, Transition::RunStarted { .. })
-        {
-            run.last_at = run.last_at.max(ev.at);
-        }
+    pub fn observe(&mut self, t: &Transition) -> Option<TraceId> {
         match t {
-            Transition::RunStarted { version, at } => {
-                if self.run.is_some() {
-                    let last = self.run.as_ref().map_or(*at, |r| r.last_at);
-                    self.end_run(last, EndReason::NewRun, Some(*at));
+            Transition::RunEnded { last_at, by } => {
+                match *by {
+                    RunEnd::Terminated { at } => {
+                        self.end_run(at, EndReason::Terminated, Some(at));
+                    }
+                    // A MetaEvent belongs to the next run, not to the one it replaces.
+                    RunEnd::NewRun { at } if self.run.is_some() => {
+                        self.end_run(*last_at, EndReason::NewRun, Some(at));
+                    }
+                    RunEnd::StreamEnded => {
+                        self.seen_until(*last_at);
+                        self.disconnected();
+                    }
+                    _ => {}
                 }
+                None
+            }
+            Transition::RunStarted { version, at } => {
                 self.run = None;
                 self.occurrences.clear();
                 self.abandoned.clear();
@@ -903,7 +822,7 @@ impl SpanBuilder {
                 attrs.push(KeyValue::new(k::CONTAINER_IMAGE_NAME, s.to_owned()));
             }
             (Phase::FileSync, Some(s)) => {
-                let image = super::image::ImageRef::parse(s);
+                let image = ImageRef::parse(s);
                 attrs.push(KeyValue::new(
                     k::CONTAINER_IMAGE_NAME,
                     image.name.to_owned(),
@@ -992,393 +911,17 @@ fn status(attrs: &mut Vec<KeyValue>, error: Option<(Option<String>, String)>) ->
     }
 }
 
-// === export ===
-
-/// `{signal}` of the export error counter.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct SignalLabel {
-    /// `traces` or `metrics`.
-    pub signal: &'static str,
-}
-
-/// The exporter's own OTLP counters (registered only when OTLP is on).
-#[derive(Clone, Debug, Default)]
-pub struct OtlpStats {
-    /// Spans handed to the collector.
-    pub spans_exported: Counter,
-    /// Spans dropped because the export queue was full.
-    pub spans_dropped: Counter,
-    /// Failed export requests, by signal.
-    pub export_errors: Family<SignalLabel, Counter>,
-    /// Where each signal is exported (for the failure logs).
-    endpoints: std::sync::Arc<std::sync::Mutex<Vec<(&'static str, String)>>>,
-}
-
-/// Export failures logged per signal; later ones are only counted.
-pub const FAILURES_LOGGED: u64 = 3;
-
-/// The cause of an error and its sources, `: `-joined (`error sending request: connection refused`).
-pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = s.source();
-    }
-    out
-}
-
-impl OtlpStats {
-    /// Registers the counters (and creates both error series at 0).
-    pub fn register(self, r: &mut Registry) -> Self {
-        r.register(
-            "skaffold_exporter_spans_exported",
-            "Spans the OTLP exporter handed to the collector",
-            self.spans_exported.clone(),
-        );
-        r.register(
-            "skaffold_exporter_spans_dropped",
-            "Spans dropped because the OTLP export queue was full (collector slow or down)",
-            self.spans_dropped.clone(),
-        );
-        r.register(
-            "skaffold_exporter_otlp_export_errors",
-            "OTLP export requests that failed, by signal (traces, metrics)",
-            self.export_errors.clone(),
-        );
-        for signal in ["traces", "metrics"] {
-            let _ = self.export_errors.get_or_create(&SignalLabel { signal });
-        }
-        self
-    }
-
-    /// Notes where `signal` (`traces`, `metrics`) is exported, for the failure logs.
-    pub fn set_endpoint(&self, signal: &'static str, endpoint: &str) {
-        let mut e = self.endpoints.lock().expect("never poisoned");
-        e.retain(|(s, _)| *s != signal);
-        e.push((signal, endpoint.to_owned()));
-    }
-
-    /// Counts a failed export of `signal` and logs the first [`FAILURES_LOGGED`] of
-    /// them, naming the endpoint, the cause and how long the attempt took (the OTLP
-    /// HTTP exporter reports every transport failure as "network error": a timeout
-    /// shows as an attempt as long as `OTEL_EXPORTER_OTLP_TIMEOUT`); the last of those
-    /// says that further failures are only counted.
-    pub fn export_failed(&self, signal: &'static str, cause: &str, took: Duration, detail: &str) {
-        let n = self.export_errors.get_or_create(&SignalLabel { signal });
-        n.inc();
-        let count = n.get();
-        if count > FAILURES_LOGGED {
-            return;
-        }
-        let endpoint = self
-            .endpoints
-            .lock()
-            .expect("never poisoned")
-            .iter()
-            .find(|(s, _)| *s == signal)
-            .map_or_else(|| "the collector".to_owned(), |(_, e)| e.clone());
-        let more = if count == FAILURES_LOGGED {
-            "; further failures are not logged, only counted in skaffold_exporter_otlp_export_errors_total"
-        } else {
-            " (counted in skaffold_exporter_otlp_export_errors_total)"
-        };
-        tracing::warn!(
-            signal,
-            endpoint = %endpoint,
-            "OTLP {signal} export to {endpoint} failed after {} ms: {cause}{detail}{more}.",
-            took.as_millis()
-        );
-    }
-}
-
-/// How the export thread drives the exporter's futures.
-#[derive(Debug, Clone)]
-pub enum Driver {
-    /// gRPC (tonic): on the application's tokio runtime, through its handle.
-    Tokio(tokio::runtime::Handle),
-    /// HTTP with the blocking client: outside any runtime.
-    Blocking,
-}
-
-impl Driver {
-    pub(crate) fn run<F: std::future::Future>(&self, f: F) -> F::Output {
-        match self {
-            Driver::Tokio(h) => h.block_on(f),
-            Driver::Blocking => futures_executor::block_on(f),
-        }
-    }
-}
-
-/// Largest batch per export request.
-pub const MAX_BATCH: usize = 512;
-/// How long the first span of a batch waits for more before the batch leaves.
-pub const BATCH_DELAY: Duration = Duration::from_secs(2);
-/// How long a failed batch is retried (with backoff) before it is dropped.
-pub const RETRY_FOR: Duration = Duration::from_secs(60);
-const BACKOFF_MIN: Duration = Duration::from_millis(250);
-const BACKOFF_MAX: Duration = Duration::from_secs(5);
-
-/// Starts the export thread; returns the queue's sender and the thread.
-pub fn spawn_exporter(
-    exporter: opentelemetry_otlp::SpanExporter,
-    driver: Driver,
-    capacity: usize,
-    stats: OtlpStats,
-) -> (SyncSender<SpanData>, std::thread::JoinHandle<()>) {
-    let (tx, rx) = std::sync::mpsc::sync_channel(capacity.max(1));
-    let handle = std::thread::Builder::new()
-        .name("otlp-spans".into())
-        .spawn(move || export_loop(exporter, driver, rx, stats))
-        .expect("spawning a thread");
-    (tx, handle)
-}
-
-/// The next batch: waits for a first span, then takes more until the batch is
-/// full or [`BATCH_DELAY`] has passed since the first. `None`: the queue is closed
-/// and empty. The bool is false once the queue is closed (shutdown: no waiting).
-fn next_batch(rx: &Receiver<SpanData>) -> Option<(Vec<SpanData>, bool)> {
-    let first = loop {
-        match rx.recv_timeout(Duration::from_secs(1)) {
-            Ok(s) => break s,
-            Err(RecvTimeoutError::Timeout) => continue,
-            Err(RecvTimeoutError::Disconnected) => return None,
-        }
-    };
-    let deadline = Instant::now() + BATCH_DELAY;
-    let mut batch = vec![first];
-    while batch.len() < MAX_BATCH {
-        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-            Ok(s) => batch.push(s),
-            Err(RecvTimeoutError::Timeout) => break,
-            Err(RecvTimeoutError::Disconnected) => return Some((batch, false)),
-        }
-    }
-    Some((batch, true))
-}
-
-fn export_loop(
-    mut exporter: opentelemetry_otlp::SpanExporter,
-    driver: Driver,
-    rx: Receiver<SpanData>,
-    stats: OtlpStats,
-) {
-    // Spans taken off the queue while a failed batch waited for its retry.
-    let mut carry: Vec<SpanData> = Vec::new();
-    let mut open = true;
-    loop {
-        let batch = if carry.is_empty() {
-            if !open {
-                break;
-            }
-            match next_batch(&rx) {
-                Some((b, still_open)) => {
-                    open = still_open;
-                    b
-                }
-                None => break,
-            }
-        } else {
-            std::mem::take(&mut carry)
-        };
-        let n = batch.len() as u64;
-        let first_try = Instant::now();
-        let mut backoff = BACKOFF_MIN;
-        loop {
-            let attempt = Instant::now();
-            match driver.run(exporter.export(batch.clone())) {
-                Ok(()) => {
-                    stats.spans_exported.inc_by(n);
-                    break;
-                }
-                Err(e) => {
-                    let give_up = !open || first_try.elapsed() + backoff > RETRY_FOR;
-                    let detail = if give_up {
-                        format!(" ({n} spans dropped)")
-                    } else {
-                        format!(" ({n} spans; retrying)")
-                    };
-                    stats.export_failed("traces", &error_chain(&e), attempt.elapsed(), &detail);
-                    if give_up {
-                        // Shutting down, or the collector refused them for too long.
-                        stats.spans_dropped.inc_by(n);
-                        break;
-                    }
-                    // Wait for the retry; notice a shutdown (the queue closing)
-                    // meanwhile. Spans arriving now join the next batch, at most
-                    // one batch of them: the rest stay in the bounded queue.
-                    let until = Instant::now() + backoff;
-                    while open && Instant::now() < until {
-                        if carry.len() >= MAX_BATCH {
-                            std::thread::sleep(until.saturating_duration_since(Instant::now()));
-                            break;
-                        }
-                        match rx.recv_timeout(until.saturating_duration_since(Instant::now())) {
-                            Ok(s) => carry.push(s),
-                            Err(RecvTimeoutError::Timeout) => {}
-                            Err(RecvTimeoutError::Disconnected) => open = false,
-                        }
-                    }
-                    backoff = (backoff * 2).min(BACKOFF_MAX);
-                }
-            }
-        }
-    }
-    let _ = exporter.shutdown_with_timeout(Duration::from_secs(1));
-    let _ = &mut exporter;
-}
-
-/// The span pipeline as the fold sees it: a builder plus a non-blocking queue.
-#[derive(Debug)]
-pub struct SpanSink {
-    /// The pure builder.
-    pub builder: SpanBuilder,
-    tx: Option<SyncSender<SpanData>>,
-    stats: OtlpStats,
-    thread: Option<std::thread::JoinHandle<()>>,
-    told_skipped: bool,
-    skaffold_connected: Option<prometheus_client::metrics::gauge::Gauge>,
-    /// Since when the stream has been down (sampled at every `ship`), after it
-    /// was up.
-    stream_down_since: Option<Instant>,
-    stream_was_up: bool,
-}
-
-/// How long Skaffold's stream must have been down, before the exporter stops, for
-/// Skaffold to count as gone (a shutdown of our own takes the stream down too,
-/// just before the spans are closed).
-pub const SKAFFOLD_GONE_AFTER: Duration = Duration::from_secs(2);
-
-impl SpanSink {
-    /// A sink exporting through `tx` (see [`spawn_exporter`]).
-    pub fn new(
-        builder: SpanBuilder,
-        tx: SyncSender<SpanData>,
-        thread: Option<std::thread::JoinHandle<()>>,
-        stats: OtlpStats,
-    ) -> Self {
-        Self {
-            builder,
-            tx: Some(tx),
-            stats,
-            thread,
-            told_skipped: false,
-            skaffold_connected: None,
-            stream_down_since: None,
-            stream_was_up: false,
-        }
-    }
-
-    /// Lets [`Self::close`] see whether Skaffold is still streaming
-    /// (`skaffold_exporter_connected`).
-    pub fn with_connection(mut self, connected: prometheus_client::metrics::gauge::Gauge) -> Self {
-        self.skaffold_connected = Some(connected);
-        self
-    }
-
-    /// Moves finished spans to the export queue; never blocks.
-    pub fn ship(&mut self) {
-        if let Some(g) = &self.skaffold_connected {
-            if g.get() == 1 {
-                self.stream_was_up = true;
-                self.stream_down_since = None;
-            } else if self.stream_was_up && self.stream_down_since.is_none() {
-                self.stream_down_since = Some(Instant::now());
-            }
-        }
-        let Some(tx) = &self.tx else {
-            return;
-        };
-        let skipped = self.builder.skipped_iterations();
-        if skipped > 0 && !self.told_skipped {
-            self.told_skipped = true;
-            tracing::info!(
-                "Skaffold replayed iterations that ended before this exporter started; they are not exported again (the exporter running then sent them)."
-            );
-        }
-        for span in self.builder.take_ready() {
-            match tx.try_send(span) {
-                Ok(()) => {}
-                Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
-                    self.stats.spans_dropped.inc();
-                }
-            }
-        }
-    }
-
-    /// Ships what is finished, closes the queue and waits up to `timeout` for the
-    /// export thread to send it. While Skaffold is still streaming, spans still open
-    /// are not exported: a restarted exporter rebuilds them, with the same ids, from
-    /// the replay. When Skaffold is gone already (its stream has been down for
-    /// [`SKAFFOLD_GONE_AFTER`]: a CI job's `skaffold run` exited and the sidecar is
-    /// stopped after it), nothing would rebuild them: they end as at a disconnect and
-    /// leave now.
-    pub fn close(&mut self, timeout: Duration) -> bool {
-        let gone = self
-            .skaffold_connected
-            .as_ref()
-            .is_some_and(|g| g.get() == 0)
-            && self
-                .stream_down_since
-                .is_some_and(|t| t.elapsed() >= SKAFFOLD_GONE_AFTER);
-        if gone {
-            self.builder.disconnected();
-        }
-        self.builder.flush();
-        self.ship();
-        self.tx = None;
-        let Some(thread) = self.thread.take() else {
-            return true;
-        };
-        let deadline = Instant::now() + timeout;
-        while !thread.is_finished() {
-            if Instant::now() >= deadline {
-                tracing::warn!(
-                    timeout_ms = timeout.as_millis() as u64,
-                    "OTLP span export did not finish in time; giving up on the rest."
-                );
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        let _ = thread.join();
-        true
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn ids_are_deterministic_and_distinct() {
-        let a = trace_id(1, 0);
-        assert_eq!(a, trace_id(1, 0));
-        assert_ne!(a, trace_id(1, 1));
-        assert_ne!(a, trace_id(2, 0));
-        let s = span_id(a, "build", Some("web"), 0);
-        assert_eq!(s, span_id(a, "build", Some("web"), 0));
-        assert_ne!(s, span_id(a, "build", Some("web"), 1));
-        assert_ne!(s, span_id(a, "build", Some("app"), 0));
-        assert_ne!(
-            span_id(a, "build", None, 0),
-            span_id(a, "build", Some(""), 0)
-        );
-    }
-
-    use crate::core::{State, Status};
+    use crate::core::{Event, EventKind, State, Status};
     use opentelemetry::trace::Status as SpanStatus;
 
     fn fold(b: &mut SpanBuilder, st: &mut State, evs: Vec<(Nanos, EventKind)>) {
         for (at, kind) in evs {
-            let ev = Event { at, kind };
-            b.event(&ev);
-            for t in st.apply(&ev) {
-                b.observe(&ev, &t);
+            for t in st.apply(&Event { at, kind }) {
+                b.observe(&t);
             }
         }
     }
@@ -1602,7 +1145,9 @@ mod tests {
         it0.pop();
         evs.extend(it0);
         fold(&mut b, &mut st, evs);
-        b.disconnected();
+        for t in st.stream_ended() {
+            b.observe(&t);
+        }
         let spans = b.take_ready();
         assert_eq!(spans.len(), 2);
         assert_eq!(

@@ -1,0 +1,96 @@
+//! A small HTTP/1.1 client for Skaffold's HTTP gateway (`--rpc-http-port`): the
+//! event source streams `/v1/events` / `/v2/events` through it, the passthrough
+//! fetches `/v1/state`.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, StatusCode, Uri};
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+
+/// A small HTTP/1.1 client for the gateway (hyper-util's pooled client).
+#[derive(Debug, Clone)]
+pub struct GatewayClient {
+    base: Uri,
+    client: Client<HttpConnector, Empty<Bytes>>,
+}
+
+impl GatewayClient {
+    /// A client for the gateway at `base` (`http://host:port`).
+    pub fn new(base: Uri) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(Duration::from_secs(5)));
+        connector.set_nodelay(true);
+        Self {
+            base,
+            client: Client::builder(TokioExecutor::new()).build(connector),
+        }
+    }
+
+    /// The gateway's base URL.
+    pub fn base(&self) -> &Uri {
+        &self.base
+    }
+
+    fn uri(&self, path: &str) -> Result<Uri, String> {
+        let base = self.base.to_string();
+        format!("{}{path}", base.trim_end_matches('/'))
+            .parse()
+            .map_err(|e| format!("invalid URL for {path}: {e}"))
+    }
+
+    /// Starts a GET; returns the response with its body still streaming.
+    pub async fn get(&self, path: &str) -> Result<http::Response<Incoming>, String> {
+        let req = Request::get(self.uri(path)?)
+            .header(http::header::ACCEPT, "application/json")
+            .body(Empty::new())
+            .map_err(|e| e.to_string())?;
+        self.client.request(req).await.map_err(|e| {
+            let source = std::error::Error::source(&e)
+                .map(|s| format!(": {s}"))
+                .unwrap_or_default();
+            format!("GET {}{path}: {e}{source}", self.base)
+        })
+    }
+
+    /// GET with a deadline; returns the status and the whole body.
+    pub async fn get_body(
+        &self,
+        path: &str,
+        deadline: Duration,
+    ) -> Result<(StatusCode, Bytes), GatewayError> {
+        let fetch = async {
+            let resp = self.get(path).await.map_err(GatewayError::Failed)?;
+            let status = resp.status();
+            let body = resp
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| GatewayError::Failed(format!("reading {path}: {e}")))?
+                .to_bytes();
+            Ok((status, body))
+        };
+        tokio::time::timeout(deadline, fetch).await.map_err(|_| {
+            GatewayError::Timeout(format!(
+                "Skaffold's gateway at {} did not answer within {} ms",
+                self.base,
+                deadline.as_millis()
+            ))
+        })?
+    }
+}
+
+/// Why a request to the gateway got no answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GatewayError {
+    /// No answer within the deadline.
+    #[error("{0}")]
+    Timeout(String),
+    /// The connection or the request failed.
+    #[error("{0}")]
+    Failed(String),
+}

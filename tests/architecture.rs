@@ -1,0 +1,198 @@
+//! The dependency rule of `src/lib.rs`, checked: every `crate::<module>` path in
+//! `src/` (outside unit-test modules and comments) must point down the layers, and
+//! the top-level modules must not form a cycle.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+/// What each lower module may use (besides itself). Modules not listed are the edge:
+/// they may use anything, as long as no cycle forms.
+const ALLOWED: &[(&str, &[&str])] = &[
+    ("core", &[]),
+    ("pb", &[]),
+    ("skaffold", &["pb", "core"]),
+    ("source", &["core", "pb", "skaffold"]),
+    ("catch_up", &["core"]),
+    ("sink", &["core", "catch_up"]),
+    ("pipeline", &["core", "pb", "source", "sink", "catch_up"]),
+    (
+        "server",
+        &[
+            "core", "pb", "skaffold", "source", "sink", "pipeline", "catch_up",
+        ],
+    ),
+    ("simulator", &["core", "pb", "skaffold", "source"]),
+];
+
+/// The top-level modules a file's code names through `crate::…`, skipping comments
+/// and everything from the first `#[cfg(test)]` on (unit-test modules are exempt).
+fn uses(code: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for line in code.lines() {
+        let trimmed = line.trim_start();
+        if trimmed.starts_with("#[cfg(test)]") {
+            break;
+        }
+        if trimmed.starts_with("//") {
+            continue;
+        }
+        let line = line.split("//").next().unwrap_or("");
+        let mut rest = line;
+        while let Some(i) = rest.find("crate::") {
+            // `skaffold_exporter::…` or `some_crate::…` are other crates.
+            let before = rest[..i].chars().next_back();
+            let after = &rest[i + "crate::".len()..];
+            let name: String = after
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            if !before.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_') && !name.is_empty() {
+                out.insert(name);
+            }
+            rest = after;
+        }
+    }
+    out
+}
+
+/// `src/<module>.rs` or `src/<module>/…` → `<module>`; `None` for lib.rs and main.rs.
+fn module_of(src: &Path, file: &Path) -> Option<String> {
+    let rel = file.strip_prefix(src).ok()?;
+    let first = rel.components().next()?.as_os_str().to_str()?;
+    let name = first.strip_suffix(".rs").unwrap_or(first);
+    (name != "lib" && name != "main").then(|| name.to_owned())
+}
+
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).expect("read src") {
+        let path = entry.expect("dir entry").path();
+        if path.is_dir() {
+            rust_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+/// Breaks of the rule in `graph` (module → (module it uses → first file that does)).
+fn violations(graph: &BTreeMap<String, BTreeMap<String, String>>) -> Vec<String> {
+    let allowed: BTreeMap<&str, &[&str]> = ALLOWED.iter().copied().collect();
+    let mut out = Vec::new();
+    for (module, used) in graph {
+        let Some(ok) = allowed.get(module.as_str()) else {
+            continue;
+        };
+        for (dep, file) in used {
+            if dep != module && !ok.contains(&dep.as_str()) {
+                out.push(format!("{file}: `{module}` must not use `crate::{dep}`"));
+            }
+        }
+    }
+    if let Some(cycle) = cycle(graph) {
+        out.push(format!(
+            "cycle among top-level modules: {}",
+            cycle.join(" → ")
+        ));
+    }
+    out
+}
+
+/// A cycle in `graph`, if any (depth-first search).
+fn cycle(graph: &BTreeMap<String, BTreeMap<String, String>>) -> Option<Vec<String>> {
+    fn visit(
+        node: &str,
+        graph: &BTreeMap<String, BTreeMap<String, String>>,
+        path: &mut Vec<String>,
+        done: &mut BTreeSet<String>,
+    ) -> Option<Vec<String>> {
+        if let Some(i) = path.iter().position(|n| n == node) {
+            let mut c = path[i..].to_vec();
+            c.push(node.to_owned());
+            return Some(c);
+        }
+        if done.contains(node) {
+            return None;
+        }
+        path.push(node.to_owned());
+        for dep in graph.get(node).into_iter().flat_map(|d| d.keys()) {
+            if dep != node
+                && let Some(c) = visit(dep, graph, path, done)
+            {
+                return Some(c);
+            }
+        }
+        path.pop();
+        done.insert(node.to_owned());
+        None
+    }
+    let mut done = BTreeSet::new();
+    graph
+        .keys()
+        .find_map(|n| visit(n, graph, &mut Vec::new(), &mut done))
+}
+
+fn graph_of(files: &[(String, String, String)]) -> BTreeMap<String, BTreeMap<String, String>> {
+    let mut graph: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+    for (module, file, code) in files {
+        let entry = graph.entry(module.clone()).or_default();
+        for dep in uses(code) {
+            entry.entry(dep).or_insert_with(|| file.clone());
+        }
+    }
+    graph
+}
+
+#[test]
+fn imports_point_one_way_and_form_no_cycle() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut paths = Vec::new();
+    rust_files(&src, &mut paths);
+    let files: Vec<(String, String, String)> = paths
+        .iter()
+        .filter_map(|p| {
+            let module = module_of(&src, p)?;
+            let code = std::fs::read_to_string(p).expect("read source file");
+            Some((module, p.display().to_string(), code))
+        })
+        .collect();
+    assert!(files.len() > 20, "found the sources ({})", files.len());
+    let graph = graph_of(&files);
+    for module in ["core", "source", "sink", "pipeline", "server", "skaffold"] {
+        assert!(graph.contains_key(module), "module {module} seen");
+    }
+    let broken = violations(&graph);
+    assert!(
+        broken.is_empty(),
+        "the dependency rule of src/lib.rs is broken:\n{}",
+        broken.join("\n")
+    );
+}
+
+#[test]
+fn the_check_catches_a_source_naming_a_sink_and_a_cycle() {
+    let file = |m: &str, code: &str| (m.to_owned(), format!("src/{m}.rs"), code.to_owned());
+    let files = [
+        file(
+            "source",
+            "use crate::sink::SelfMetrics;\nuse crate::core::Event;",
+        ),
+        file(
+            "sink",
+            "// crate::source is only mentioned\nuse crate::core::Event;",
+        ),
+        file(
+            "app",
+            "use crate::config::Settings;\n#[cfg(test)]\nmod tests { use crate::replay::X; }",
+        ),
+        file("config", "pub fn f() { crate::app::run(); }"),
+        file("core", "use skaffold_exporter::sink::Metrics;"),
+    ];
+    let broken = violations(&graph_of(&files));
+    assert_eq!(
+        broken,
+        [
+            "src/source.rs: `source` must not use `crate::sink`",
+            "cycle among top-level modules: app → config → app",
+        ]
+    );
+}
