@@ -52,6 +52,9 @@ pub struct Pipeline {
     /// label, looked up once (a family lookup hashes the label every time).
     event_counters: Vec<(&'static str, Counter)>,
     log_counters: [Option<Counter>; 2],
+    /// What the last v2 event brought that is not folded, with the reason (replay
+    /// reports it per record).
+    not_folded: Option<String>,
 }
 
 impl Pipeline {
@@ -74,6 +77,7 @@ impl Pipeline {
             held_back: Vec::new(),
             event_counters: Vec::new(),
             log_counters: [None, None],
+            not_folded: None,
         }
     }
 
@@ -223,6 +227,12 @@ impl Pipeline {
             }
             Err(e) => self.invalid(&e, e.reason()),
         }
+        if let Some(build) = self.v2.take_unattributed_build() {
+            if self.logged.insert("unattributed_build") {
+                tracing::info!("Not folded: {build}. Further ones are not logged.");
+            }
+            self.not_folded = Some(build.to_string());
+        }
         events.clear();
         self.scratch = events;
     }
@@ -322,6 +332,21 @@ impl Pipeline {
     /// Takes the span sink back (to close it on shutdown).
     pub fn take_spans(&mut self) -> Option<crate::sink::otlp::SpanSink> {
         self.spans.take()
+    }
+
+    /// Takes the reason the last event was not (wholly) folded, when it had one that is
+    /// not an error (e.g. a v1.22 `Build` task that names no artifact).
+    pub fn take_not_folded(&mut self) -> Option<String> {
+        self.not_folded.take()
+    }
+
+    /// What follows comes from another, unrelated Skaffold session (the next input of
+    /// a replay): the current stream ends (see [`Pipeline::disconnected`]) and the
+    /// next event starts a new run, MetaEvent or not; the v2 decoder starts afresh.
+    pub fn begin_session(&mut self) {
+        self.disconnected();
+        self.v2.reset();
+        self.state.begin_session();
     }
 
     /// Skaffold's event stream ended (or a log file did): a derived iteration whose
