@@ -51,7 +51,12 @@ async fn connected(addr: std::net::SocketAddr) -> Option<f64> {
 fn time_scale_zero_or_less_is_refused_naming_the_flag() {
     for scale in ["0", "-1", "NaN", "inf"] {
         let out = Command::new(BIN)
-            .args(["demo", "--listen", "127.0.0.1:0", &format!("--time-scale={scale}")])
+            .args([
+                "demo",
+                "--listen",
+                "127.0.0.1:0",
+                &format!("--time-scale={scale}"),
+            ])
             .stdin(Stdio::null())
             .output()
             .unwrap();

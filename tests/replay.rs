@@ -440,7 +440,8 @@ fn v1_and_v2_files_of_one_session_are_never_added_up() {
     assert!(
         both.diagnostics()
             .iter()
-            .any(|d| d.contains("events.json: skipped: ") && d.contains("events.json.v2 is given too")),
+            .any(|d| d.contains("events.json: skipped: ")
+                && d.contains("events.json.v2 is given too")),
         "{:?}",
         both.diagnostics()
     );
@@ -589,7 +590,12 @@ fn a_failed_iteration_shows_the_failed_phase_and_skaffolds_code() {
         .deploy(100, "In Progress", C::Ok)
         .deploy(800, "Complete", C::Ok)
         .status_check(100, "Started", C::Ok)
-        .resource(700, "deployment/web", "Failed", C::StatuscheckContainerTerminated)
+        .resource(
+            700,
+            "deployment/web",
+            "Failed",
+            C::StatuscheckContainerTerminated,
+        )
         .status_check(100, "Failed", C::StatuscheckContainerTerminated)
         .dev_loop(50, 2, "Failed")
         .dev_loop(2000, 3, "In Progress")
@@ -613,7 +619,12 @@ fn a_failed_iteration_shows_the_failed_phase_and_skaffolds_code() {
     let expected = vec![
         row("0", "failure", "deploy", "DEPLOY_KUBECTL_USER_ERR"),
         row("1", "failure", "build", "BUILD_USER_ERROR"),
-        row("2", "failure", "status_check", "STATUSCHECK_CONTAINER_TERMINATED"),
+        row(
+            "2",
+            "failure",
+            "status_check",
+            "STATUSCHECK_CONTAINER_TERMINATED",
+        ),
         row("3", "success", "-", "-"),
     ];
     for file in [v1, v2] {

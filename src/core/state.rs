@@ -178,9 +178,7 @@ impl State {
     pub fn apply(&mut self, ev: &Event) -> Vec<Transition> {
         let mut out = Vec::new();
         let at = ev.at;
-        if std::mem::take(&mut self.session_pending)
-            && !matches!(ev.kind, EventKind::Meta { .. })
-        {
+        if std::mem::take(&mut self.session_pending) && !matches!(ev.kind, EventKind::Meta { .. }) {
             out.push(Transition::RunStarted { version: None, at });
         }
         match &ev.kind {

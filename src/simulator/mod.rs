@@ -91,7 +91,10 @@ impl<T: Clone> Log<T> {
         if self.generation != generation {
             return Slot::Restarted;
         }
-        self.entries.get(i).cloned().map_or(Slot::Empty, Slot::Entry)
+        self.entries
+            .get(i)
+            .cloned()
+            .map_or(Slot::Empty, Slot::Entry)
     }
 }
 
