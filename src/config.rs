@@ -160,7 +160,7 @@ pub struct DemoArgs {
     /// Which session to play.
     #[arg(long, value_enum, default_value = "normal")]
     pub scenario: Flavor,
-    /// Real time per simulated second (0.2 plays five times faster).
+    /// Real seconds per simulated second, above 0 (0.2 plays five times faster).
     #[arg(long, default_value_t = 1.0)]
     pub time_scale: f64,
     /// Random seed of the session.

@@ -72,6 +72,7 @@ async fn replay(args: skaffold_exporter::replay::ReplayArgs) -> ExitCode {
 }
 
 async fn demo(args: skaffold_exporter::config::DemoArgs) -> anyhow::Result<()> {
+    check_time_scale(args.time_scale)?;
     let source = args.source_settings().map_err(anyhow::Error::msg)?;
     let listener = tokio::net::TcpListener::bind(args.skaffold_listen)
         .await
@@ -82,9 +83,6 @@ async fn demo(args: skaffold_exporter::config::DemoArgs) -> anyhow::Result<()> {
             )
         })?;
     let skaffold_addr = listener.local_addr()?;
-    if !(args.time_scale.is_finite() && args.time_scale >= 0.0) {
-        anyhow::bail!("--time-scale must be a non-negative number");
-    }
     let sim = Simulator::new();
     // Like Skaffold v1.22+: API v1 and v2 side by side on one port.
     sim.enable_v2();
@@ -95,6 +93,7 @@ async fn demo(args: skaffold_exporter::config::DemoArgs) -> anyhow::Result<()> {
         args.scenario,
         args.time_scale,
         args.seed,
+        scenario::DEMO_LOG_LIMIT,
     ));
     let mut exporter = args.exporter;
     exporter.skaffold_addr = skaffold_addr.to_string();
@@ -109,7 +108,21 @@ async fn demo(args: skaffold_exporter::config::DemoArgs) -> anyhow::Result<()> {
     app::exit_on_second_signal();
     player.abort();
     running.shutdown().await;
+    // The simulated Skaffold exits as Skaffold does: its streams end (also those of
+    // other subscribers of --skaffold-listen) and its connections get
+    // `SHUTDOWN_GRACE` to close.
     let _ = stop.send(true);
     let _ = server.await;
     Ok(())
+}
+
+/// `--time-scale` must be a positive, finite number: at 0 the simulated Skaffold
+/// would emit as fast as the CPU allows, forever.
+fn check_time_scale(scale: f64) -> anyhow::Result<()> {
+    if scale.is_finite() && scale > 0.0 {
+        return Ok(());
+    }
+    anyhow::bail!(
+        "--time-scale must be a positive number of real seconds per simulated second (1 = real time, 0.2 = five times faster), got {scale}"
+    )
 }

@@ -81,6 +81,8 @@ pub struct Pipeline {
     /// Traces (OTLP), when configured.
     spans: Option<crate::sink::otlp::SpanSink>,
     logged: HashSet<Reason>,
+    /// Whether a v2 `Build` task with no per-artifact events was logged already.
+    told_unattributed_build: bool,
     folded: u64,
     v2: V2Decoder,
     scratch: Vec<Event>,
@@ -97,6 +99,9 @@ pub struct Pipeline {
     /// label, looked up once (a family lookup hashes the label every time).
     event_counters: Vec<(&'static str, Counter)>,
     log_counters: [Option<Counter>; 2],
+    /// What the last v2 event brought that is not folded, with the reason (replay
+    /// reports it per record).
+    not_folded: Option<String>,
 }
 
 impl Pipeline {
@@ -109,6 +114,7 @@ impl Pipeline {
             observers: Vec::new(),
             spans: None,
             logged: HashSet::new(),
+            told_unattributed_build: false,
             folded: 0,
             v2: V2Decoder::new(),
             scratch: Vec::new(),
@@ -119,6 +125,7 @@ impl Pipeline {
             held_back: Vec::new(),
             event_counters: Vec::new(),
             log_counters: [None, None],
+            not_folded: None,
         }
     }
 
@@ -271,6 +278,12 @@ impl Pipeline {
             }
             Err(e) => self.invalid(&e, e.reason()),
         }
+        if let Some(build) = self.v2.take_unattributed_build() {
+            if !std::mem::replace(&mut self.told_unattributed_build, true) {
+                tracing::info!("Not folded: {build}. Further ones are not logged.");
+            }
+            self.not_folded = Some(build.to_string());
+        }
         events.clear();
         self.scratch = events;
     }
@@ -354,6 +367,21 @@ impl Pipeline {
             s.builder.seen_until(at);
         }
         spans
+    }
+
+    /// Takes the reason the last event was not (wholly) folded, when it had one that is
+    /// not an error (e.g. a v1.22 `Build` task that names no artifact).
+    pub fn take_not_folded(&mut self) -> Option<String> {
+        self.not_folded.take()
+    }
+
+    /// What follows comes from another, unrelated Skaffold session (the next input of
+    /// a replay): the current stream ends (see [`Pipeline::disconnected`]) and the
+    /// next event starts a new run, MetaEvent or not; the v2 decoder starts afresh.
+    pub fn begin_session(&mut self) {
+        self.disconnected();
+        self.v2.reset();
+        self.state.begin_session();
     }
 
     /// Skaffold's event stream ended (or a log file did): a derived iteration whose

@@ -16,8 +16,11 @@
 //! With `--otlp`, the spans are exported as the live exporter exports them (same
 //! `OTEL_*` settings, same trees and ids for the same session).
 //!
-//! Skaffold writes every event to both the v1 file and the `.v2` file; when both
-//! kinds of input are given, only the v2 ones are folded, so nothing counts twice.
+//! Each input is a Skaffold session of its own: after the first, the stream ends (as
+//! at a disconnect) and the next input's first event starts a new run, so captures of
+//! unrelated sessions never merge. Skaffold writes every event to both the v1 file
+//! and its `.v2` sibling; when both `FILE` and `FILE.v2` are given, only `FILE.v2` is
+//! folded, so nothing counts twice.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -144,6 +147,9 @@ struct Row {
     kind: Option<LoopKind>,
     result: Option<Outcome>,
     total: Option<f64>,
+    /// The first failure in the iteration: the phase that failed, and Skaffold's
+    /// error code.
+    failed: Option<(Phase, Option<String>)>,
     build: Option<f64>,
     deploy: Option<f64>,
     status_check: Option<f64>,
@@ -156,6 +162,8 @@ struct Row {
 pub struct Summary {
     run: u32,
     rows: BTreeMap<(u32, i64), Row>,
+    /// The iteration running now (failures belong to it).
+    current: Option<(u32, i64)>,
 }
 
 fn add(slot: &mut Option<f64>, d: Option<f64>) {
@@ -167,19 +175,34 @@ fn add(slot: &mut Option<f64>, d: Option<f64>) {
 impl Summary {
     fn observe(&mut self, t: &Transition) {
         match t {
-            Transition::RunStarted { .. } => self.run += 1,
+            Transition::RunStarted { .. } => {
+                self.run += 1;
+                self.current = None;
+            }
             Transition::Started {
                 phase: Phase::DevLoop,
                 iteration: Some(i),
                 ..
             } => {
-                self.rows.entry((self.run.max(1), *i)).or_default();
+                // Events before any MetaEvent are run 1 (a later one starts run 2).
+                self.run = self.run.max(1);
+                let key = (self.run, *i);
+                self.rows.entry(key).or_default();
+                self.current = Some(key);
+            }
+            Transition::Failure { phase, code, .. } => {
+                if let Some(row) = self.current.and_then(|k| self.rows.get_mut(&k))
+                    && row.failed.is_none()
+                {
+                    row.failed = Some((*phase, code.clone()));
+                }
             }
             Transition::Finished(f) => {
                 let Some(iteration) = f.iteration else {
                     return;
                 };
-                let run = self.run.max(1);
+                self.run = self.run.max(1);
+                let run = self.run;
                 let d = f.duration_seconds();
                 let row = self.rows.entry((run, iteration)).or_default();
                 match f.phase {
@@ -187,6 +210,10 @@ impl Summary {
                         row.kind = f.loop_kind;
                         row.result = Some(f.outcome);
                         row.total = d;
+                        if f.outcome == Outcome::Failure && row.failed.is_none() {
+                            let code = f.error.as_ref().and_then(|e| e.code.clone());
+                            row.failed = Some((Phase::DevLoop, code));
+                        }
                     }
                     Phase::Build => {
                         add(&mut row.build, d);
@@ -207,7 +234,9 @@ impl Summary {
     }
 
     /// The table: one row per (run, iteration), durations in seconds from Skaffold's
-    /// timestamps (phase columns are sums over the iteration; `-` = did not run).
+    /// timestamps (phase columns are sums over the iteration; `-` = did not run). A
+    /// failed iteration names the phase that failed first and Skaffold's error code
+    /// (`-`: Skaffold sent none).
     pub fn table(&self) -> String {
         let secs = |v: Option<f64>| v.map_or("-".to_owned(), |s| format!("{s:.3}"));
         let mut rows = vec![
@@ -216,6 +245,8 @@ impl Summary {
                 "iteration",
                 "kind",
                 "result",
+                "failed_phase",
+                "error_code",
                 "total_s",
                 "build_s",
                 "deploy_s",
@@ -231,6 +262,16 @@ impl Summary {
                 iteration.to_string(),
                 r.kind.map_or("-", LoopKind::as_str).to_owned(),
                 r.result.map_or("in-progress", Outcome::as_str).to_owned(),
+                r.failed
+                    .as_ref()
+                    .filter(|_| r.result == Some(Outcome::Failure))
+                    .map_or("-", |(p, _)| p.as_str())
+                    .to_owned(),
+                r.failed
+                    .as_ref()
+                    .filter(|_| r.result == Some(Outcome::Failure))
+                    .and_then(|(_, c)| c.clone())
+                    .unwrap_or_else(|| "-".to_owned()),
                 secs(r.total),
                 secs(r.build),
                 secs(r.deploy),
@@ -241,7 +282,7 @@ impl Summary {
                     .map_or("-".to_owned(), |(a, d)| format!("{a} ({d:.3}s)")),
             ]);
         }
-        let widths: Vec<usize> = (0..10)
+        let widths: Vec<usize> = (0..rows[0].len())
             .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
             .collect();
         let mut out = String::new();
@@ -281,6 +322,10 @@ pub struct Replayer {
     records: u64,
     malformed: u64,
     rejected: u64,
+    /// Records read and understood but not folded, each with a note saying why.
+    skipped: u64,
+    /// Inputs begun so far (each is a session of its own).
+    inputs: u64,
     diagnostics: Vec<String>,
     /// The OTLP pieces to shut down at the end (`--otlp`).
     telemetry: Option<Telemetry>,
@@ -294,6 +339,7 @@ impl std::fmt::Debug for Replayer {
             .field("records", &self.records)
             .field("malformed", &self.malformed)
             .field("rejected", &self.rejected)
+            .field("skipped", &self.skipped)
             .finish_non_exhaustive()
     }
 }
@@ -342,6 +388,8 @@ impl Replayer {
             records: 0,
             malformed: 0,
             rejected: 0,
+            skipped: 0,
+            inputs: 0,
             diagnostics: Vec::new(),
             telemetry,
             progress: None,
@@ -407,14 +455,31 @@ impl Replayer {
                     self.diagnostics
                         .push(format!("{file}:{line}: skipped (counted as invalid): {why}"));
                 }
+                if let Some(why) = self.pipeline.take_not_folded() {
+                    self.skipped += 1;
+                    self.diagnostics
+                        .push(format!("{file}:{line}: not folded: {why}"));
+                }
             }
             Item::StreamEnded { code, message } => self.diagnostics.push(format!(
                 "{file}:{line}: the captured stream ended with a gateway error (gRPC code {code}): {message}"
             )),
             Item::NotAnEvent(what) => {
+                self.skipped += 1;
                 self.diagnostics.push(format!("{file}:{line}: not folded: {what}"));
             }
         }
+    }
+
+    /// An input begins. Inputs are separate Skaffold sessions (a v1 file and its
+    /// `.v2` sibling are one, but only one of them is folded, see
+    /// [`select_inputs`]): after the first, the stream ends as at a disconnect and the
+    /// input's first event starts a run of its own, so sessions never merge.
+    pub fn begin_input(&mut self) {
+        if self.inputs > 0 {
+            self.pipeline.begin_session();
+        }
+        self.inputs += 1;
     }
 
     /// Records read so far.
@@ -431,6 +496,13 @@ impl Replayer {
     /// far.
     pub fn rejected(&self) -> u64 {
         self.rejected
+    }
+
+    /// Records read but not folded, each with a note saying why (records that are not
+    /// events, such as a captured `/v1/state` answer; a v1.22 `Build` task that names
+    /// no artifact).
+    pub fn skipped(&self) -> u64 {
+        self.skipped
     }
 
     /// Events folded so far.
@@ -630,6 +702,7 @@ impl Input {
             hint,
             kind,
         } = self;
+        r.begin_input();
         match kind {
             InputKind::Empty if !follow => Ok(()),
             InputKind::Document { records, error, .. } => {
@@ -722,8 +795,8 @@ impl Input {
     }
 }
 
-/// Opens the inputs and drops the v1 ones when v2 ones are present (Skaffold writes
-/// every event to both files; folding both would count everything twice).
+/// Opens the inputs and drops each v1 file whose own `.v2` sibling is given too
+/// (Skaffold writes every event to both; folding both would count everything twice).
 pub fn open_inputs(names: &[String], r: &mut Replayer) -> anyhow::Result<Vec<Input>> {
     let inputs: Vec<Input> = names
         .iter()
@@ -732,25 +805,46 @@ pub fn open_inputs(names: &[String], r: &mut Replayer) -> anyhow::Result<Vec<Inp
     Ok(select_inputs(inputs, r))
 }
 
-/// Keeps the v2 inputs when both v1 and v2 ones are given (see [`open_inputs`]).
+/// Drops an input `FILE` when `FILE.v2` is among the inputs (see [`open_inputs`]):
+/// the two are one session, written twice. Every other input is kept, and folded
+/// as a session of its own ([`Replayer::begin_input`]).
 pub fn select_inputs(inputs: Vec<Input>, r: &mut Replayer) -> Vec<Input> {
-    let has = |api| inputs.iter().any(|i| i.api() == Some(api));
-    if !(has(Api::V1) && has(Api::V2)) {
-        return inputs;
-    }
+    let sibling_given = |i: &Input| {
+        i.path.is_some()
+            && i.api() != Some(Api::V2)
+            && inputs.iter().any(|o| {
+                o.api() != Some(Api::V1)
+                    && o.path.is_some()
+                    && same_file(&o.name, &format!("{}.v2", i.name))
+            })
+    };
+    let skip: Vec<bool> = inputs.iter().map(sibling_given).collect();
     inputs
         .into_iter()
-        .filter(|i| {
-            let keep = i.api() != Some(Api::V1);
-            if !keep {
+        .zip(skip)
+        .filter_map(|(i, skip)| {
+            if skip {
                 r.note(format!(
-                    "{}: skipped: v1 events, and v2 inputs were given too (Skaffold writes every event to both; only the v2 ones are folded)",
-                    i.name
+                    "{}: skipped: {}.v2 is given too (Skaffold writes every event to both files; only the .v2 one is folded)",
+                    i.name, i.name
                 ));
+                return None;
             }
-            keep
+            Some(i)
         })
         .collect()
+}
+
+/// Whether two names are the same file (the same path, or the same file reached
+/// through different paths).
+fn same_file(a: &str, b: &str) -> bool {
+    if a == b {
+        return true;
+    }
+    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
 }
 
 /// Runs `replay`: folds the inputs, prints, optionally serves. `setup` may add
@@ -846,9 +940,10 @@ pub async fn run(
         eprintln!("{d}");
     }
     eprintln!(
-        "replay: {} records, {} events folded, {} malformed, {} rejected",
+        "replay: {} records, {} events folded, {} not folded (see the notes), {} malformed, {} rejected",
         replayer.records(),
         replayer.folded(),
+        replayer.skipped(),
         replayer.malformed(),
         replayer.rejected()
     );

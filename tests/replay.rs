@@ -56,9 +56,10 @@ fn golden_text(r: &Replayer, dir: &std::path::Path) -> String {
     lines.sort();
     let metrics: String = lines.concat();
     format!(
-        "# stderr\n{notes}replay: {} records, {} events folded, {} malformed\n\n# summary\n{}\n# metrics (non-zero samples)\n{metrics}",
+        "# stderr\n{notes}replay: {} records, {} events folded, {} not folded, {} malformed\n\n# summary\n{}\n# metrics (non-zero samples)\n{metrics}",
         r.records(),
         r.folded(),
+        r.skipped(),
         r.malformed(),
         r.report(Format::Prometheus, Output::Summary),
     )
@@ -439,7 +440,8 @@ fn v1_and_v2_files_of_one_session_are_never_added_up() {
     assert!(
         both.diagnostics()
             .iter()
-            .any(|d| d.contains("events.json: skipped: v1 events")),
+            .any(|d| d.contains("events.json: skipped: ")
+                && d.contains("events.json.v2 is given too")),
         "{:?}",
         both.diagnostics()
     );
@@ -466,6 +468,169 @@ fn v1_and_v2_files_of_one_session_are_never_added_up() {
         2,
         "{table}"
     );
+}
+
+/// The summary's rows as (run, iteration, result, failed_phase, error_code).
+fn rows(r: &Replayer) -> Vec<(String, String, String, String, String)> {
+    r.summary_table()
+        .lines()
+        .skip(1)
+        .filter(|l| !l.starts_with('('))
+        .map(|l| {
+            let c: Vec<&str> = l.split_whitespace().collect();
+            let s = |i: usize| c[i].to_owned();
+            (s(0), s(1), s(3), s(4), s(5))
+        })
+        .collect()
+}
+
+#[test]
+fn inputs_of_unrelated_sessions_are_each_a_session_of_their_own() {
+    let dir = captured_dir();
+    let v1_2019 = dir.join("skaffold-issue-3812_v1.5.0-dev_http-v1-events.json");
+    let v1_2020 = dir.join("skaffold-issue-4578_v1.12.1-dev_http-v1-events.json");
+    let v2_2021 = dir.join("skaffold-pr-5637_2021-04_http-v2-taskEvents.json");
+    let each: Vec<Replayer> = [&v1_2019, &v1_2020, &v2_2021]
+        .iter()
+        .map(|p| replay_paths(std::slice::from_ref(*p)))
+        .collect();
+    let all = replay_paths(&[v1_2019.clone(), v1_2020.clone(), v2_2021.clone()]);
+    // No v1 input is dropped for the v2 one: none is the other's `.v2` sibling.
+    assert!(
+        !all.diagnostics().iter().any(|d| d.contains("skipped: ")),
+        "{:?}",
+        all.diagnostics()
+    );
+    assert_eq!(
+        all.folded(),
+        each.iter().map(Replayer::folded).sum::<u64>(),
+        "every input folded"
+    );
+    // Three sessions, three runs: each input's iteration 0 is a row of its own, as it
+    // is when the input is replayed alone.
+    let mut expected = Vec::new();
+    for (run, r) in each.iter().enumerate() {
+        for mut row in rows(r) {
+            row.0 = (run + 1).to_string();
+            expected.push(row);
+        }
+    }
+    assert_eq!(expected.len(), 3, "{expected:?}");
+    pretty_assertions::assert_eq!(rows(&all), expected);
+    // Sessions do not leak into each other: the 2020 capture's deploy (0.526 s) is
+    // its own, in run 2.
+    let table = all.summary_table();
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("2 ") && l.contains("0.526")),
+        "{table}"
+    );
+
+    // An unrelated v1 file next to a session's `FILE` + `FILE.v2`: only `FILE` is
+    // skipped.
+    let tmp = tempfile::tempdir().unwrap();
+    let v1 = tmp.path().join("events.json");
+    let v2 = tmp.path().join("events.json.v2");
+    std::fs::write(&v1, v1_lines(&session(), T0).join("\n")).unwrap();
+    std::fs::write(&v2, v2_lines(&session(), T0).join("\n")).unwrap();
+    let r = replay_paths(&[v1_2020.clone(), v1.clone(), v2.clone()]);
+    let skipped: Vec<&String> = r
+        .diagnostics()
+        .iter()
+        .filter(|d| d.contains("skipped: "))
+        .collect();
+    assert_eq!(skipped.len(), 1, "{skipped:?}");
+    assert!(skipped[0].starts_with(&format!("{}: skipped", v1.display())));
+    assert_eq!(
+        r.folded(),
+        each[1].folded() + replay_paths(std::slice::from_ref(&v2)).folded()
+    );
+}
+
+#[test]
+fn a_v1_22_build_task_is_reported_not_folded_never_silently() {
+    let path = captured_dir().join("skaffold-pr-5637_2021-04_http-v2-taskEvents.json");
+    let r = replay_paths(std::slice::from_ref(&path));
+    assert_eq!((r.records(), r.folded(), r.skipped()), (5, 3, 1));
+    let name = path.display().to_string();
+    let note = r
+        .diagnostics()
+        .iter()
+        .find(|d| d.starts_with(&format!("{name}:3: not folded: Build task")))
+        .unwrap_or_else(|| panic!("{:?}", r.diagnostics()));
+    assert!(note.contains("8.134 s"), "{note}");
+    // And the command says so on stderr.
+    let (code, _, stderr) = run(&["replay", &name], None);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains("replay: 5 records, 3 events folded, 1 not folded"),
+        "{stderr}"
+    );
+    assert!(stderr.contains(":3: not folded: Build task"), "{stderr}");
+}
+
+#[test]
+fn a_failed_iteration_shows_the_failed_phase_and_skaffolds_code() {
+    let mut s = Script::new();
+    s.meta(0, "v2.16.1")
+        .dev_loop(1000, 0, "In Progress")
+        .build(500, "web", "In Progress", C::Ok)
+        .build(2500, "web", "Complete", C::Ok)
+        .deploy(100, "In Progress", C::Ok)
+        .deploy(800, "Failed", C::DeployKubectlUserErr)
+        .dev_loop(50, 0, "Failed")
+        .dev_loop(2000, 1, "In Progress")
+        .build(100, "web", "In Progress", C::Ok)
+        .build(900, "web", "Failed", C::BuildUserError)
+        .dev_loop(100, 1, "Failed")
+        .dev_loop(2000, 2, "In Progress")
+        .build(100, "web", "In Progress", C::Ok)
+        .build(900, "web", "Complete", C::Ok)
+        .deploy(100, "In Progress", C::Ok)
+        .deploy(800, "Complete", C::Ok)
+        .status_check(100, "Started", C::Ok)
+        .resource(
+            700,
+            "deployment/web",
+            "Failed",
+            C::StatuscheckContainerTerminated,
+        )
+        .status_check(100, "Failed", C::StatuscheckContainerTerminated)
+        .dev_loop(50, 2, "Failed")
+        .dev_loop(2000, 3, "In Progress")
+        .build(100, "web", "In Progress", C::Ok)
+        .build(900, "web", "Complete", C::Ok)
+        .dev_loop(50, 3, "Succeeded");
+    let tmp = tempfile::tempdir().unwrap();
+    let v1 = tmp.path().join("events.json");
+    let v2 = tmp.path().join("events.json.v2");
+    std::fs::write(&v1, v1_lines(&s, T0).join("\n")).unwrap();
+    std::fs::write(&v2, v2_lines(&s, T0).join("\n")).unwrap();
+    let row = |i: &str, result: &str, phase: &str, code: &str| {
+        (
+            "1".to_owned(),
+            i.to_owned(),
+            result.to_owned(),
+            phase.to_owned(),
+            code.to_owned(),
+        )
+    };
+    let expected = vec![
+        row("0", "failure", "deploy", "DEPLOY_KUBECTL_USER_ERR"),
+        row("1", "failure", "build", "BUILD_USER_ERROR"),
+        row(
+            "2",
+            "failure",
+            "status_check",
+            "STATUSCHECK_CONTAINER_TERMINATED",
+        ),
+        row("3", "success", "-", "-"),
+    ];
+    for file in [v1, v2] {
+        let r = replay_paths(std::slice::from_ref(&file));
+        pretty_assertions::assert_eq!(rows(&r), expected, "{}", file.display());
+    }
 }
 
 #[test]

@@ -44,6 +44,9 @@ pub struct State {
     deploy_streak: u64,
     /// Failed builds per artifact since its last success (survives runs).
     build_streaks: HashMap<String, u64>,
+    /// An unrelated session begins: the next event starts a run (see
+    /// [`State::begin_session`]).
+    session_pending: bool,
 }
 
 /// Per-run state.
@@ -170,10 +173,22 @@ impl State {
         self.run.newest_at
     }
 
+    /// What follows comes from an unrelated Skaffold session (the next input of a
+    /// replay; the caller ended the stream before): the run is over, and the next
+    /// event starts a new one even when it is not a MetaEvent (a capture that begins
+    /// mid-session). Lifetime state (failure streaks) survives, as across runs.
+    pub fn begin_session(&mut self) {
+        self.run = Run::default();
+        self.session_pending = true;
+    }
+
     /// Folds one event into the state and returns what it concluded.
     pub fn apply(&mut self, ev: &Event) -> Vec<Transition> {
         let mut out = Vec::new();
         let at = ev.at;
+        if std::mem::take(&mut self.session_pending) && !matches!(ev.kind, EventKind::Meta { .. }) {
+            out.push(Transition::RunStarted { version: None, at });
+        }
         match &ev.kind {
             EventKind::Meta { version } => {
                 // A complete derived iteration of the previous run ends with that run.

@@ -3,11 +3,12 @@
 //! both on one port as Skaffold v1.22+ does; and, with [`Simulator::serve_gateway`],
 //! the HTTP gateway (`/v1/events`, `/v2/events`, `/v1/state`: newline-delimited
 //! `{"result": ...}` chunks). It keeps an in-memory event log per API and delivers it
-//! as Skaffold's `forEachEvent` does: a new subscriber is registered and the log
-//! copied under the log lock, then the copy is replayed while live events go to the
-//! same stream as they happen, so live events can arrive in the middle of the replay,
-//! even before its first message ([`Simulator::hold_replays_after`] pins that down for
-//! tests).
+//! as Skaffold's `forEachEvent` does: a new subscriber is registered under the log
+//! lock, then the log so far is replayed while live events go to the same stream as
+//! they happen, so live events can arrive in the middle of the replay, even before its
+//! first message ([`Simulator::hold_replays_after`] pins that down for tests). Streams
+//! read the log by position: a slow subscriber is held by flow control and costs no
+//! memory; the log itself is all a simulated Skaffold keeps (as a real one does).
 //! Used by `demo` and by the tests, so both exercise the same sockets, HTTP/2,
 //! protobuf and JSON as a real Skaffold.
 //!
@@ -24,6 +25,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use prost::Message;
@@ -39,28 +41,60 @@ use crate::skaffold::RawCodec;
 
 pub use gateway::ErrorShape;
 
-/// An event log with its live subscribers (Skaffold's `eventLog` and `listeners`,
-/// under one lock).
+/// An event log (Skaffold's `eventLog`). Subscribers read it by position, so a slow
+/// subscriber costs no memory: it falls behind in the log (held by the transport's
+/// flow control) instead of queueing copies, as Skaffold's `logEvent` holds its event
+/// handler until the slowest stream has taken the event.
 #[derive(Debug)]
 struct Log<T> {
     entries: Vec<T>,
-    listeners: Vec<mpsc::UnboundedSender<T>>,
+    /// Bumped when the log is emptied (a restart): the old process's streams end.
+    generation: u64,
+    /// Told of every append and restart.
+    appended: watch::Sender<()>,
 }
 
 impl<T> Default for Log<T> {
     fn default() -> Self {
         Self {
             entries: Vec::new(),
-            listeners: Vec::new(),
+            generation: 0,
+            appended: watch::channel(()).0,
         }
     }
 }
 
+/// What a subscriber finds at its position in the log.
+enum Slot<T> {
+    Entry(T),
+    /// Nothing there yet.
+    Empty,
+    /// The log was emptied by a restart since the stream began.
+    Restarted,
+}
+
 impl<T: Clone> Log<T> {
-    /// `logEvent`: sends to every live subscriber, then appends.
+    /// `logEvent`: appends and wakes every subscriber.
     fn append(&mut self, entry: T) {
-        self.listeners.retain(|l| l.send(entry.clone()).is_ok());
         self.entries.push(entry);
+        self.appended.send_replace(());
+    }
+
+    /// A restart: a new process with an empty log.
+    fn clear(&mut self) {
+        self.entries = Vec::new();
+        self.generation += 1;
+        self.appended.send_replace(());
+    }
+
+    fn at(&self, generation: u64, i: usize) -> Slot<T> {
+        if self.generation != generation {
+            return Slot::Restarted;
+        }
+        self.entries
+            .get(i)
+            .cloned()
+            .map_or(Slot::Empty, Slot::Entry)
     }
 }
 
@@ -231,9 +265,9 @@ impl Simulator {
     pub fn restart(&self) {
         let mut log = self.inner.log.lock().expect("log lock");
         let mut log_v2 = self.inner.log_v2.lock().expect("log lock");
-        // Dropping the listeners ends their streams (UNAVAILABLE).
-        *log = Log::default();
-        *log_v2 = Log::default();
+        // Their streams see the new generation and end (UNAVAILABLE).
+        log.clear();
+        log_v2.clear();
         drop(log_v2);
         drop(log);
         *self.inner.state.lock().expect("state lock") = v1::State::default();
@@ -286,22 +320,46 @@ impl Simulator {
     }
 
     /// Serves the v1 API (and v2, when enabled) on `listener` until `shutdown`
-    /// turns true.
+    /// turns true (dropping its sender keeps it serving). Then, as Skaffold does when it exits, every open `Events` stream
+    /// ends cleanly, and the server waits at most [`SHUTDOWN_GRACE`] for its
+    /// connections to close: a subscriber that does not read (its stream held by flow
+    /// control) cannot keep the process alive.
     pub async fn serve(
         self,
         listener: TcpListener,
         mut shutdown: watch::Receiver<bool>,
     ) -> Result<(), tonic::transport::Error> {
         let v2 = self.v2_enabled().then(|| V2Service(self.clone()));
-        tonic::transport::Server::builder()
+        let ending = self.clone();
+        let mut stopped = shutdown.clone();
+        let server = tonic::transport::Server::builder()
             .add_service(svc::SkaffoldServiceServer::new(self))
             .add_optional_service(v2)
             .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
-                let _ = shutdown.wait_for(|s| *s).await;
-            })
-            .await
+                if shutdown.wait_for(|s| *s).await.is_err() {
+                    // The sender is gone without stopping: serve on.
+                    std::future::pending::<()>().await;
+                }
+                ending.end_streams();
+            });
+        tokio::select! {
+            r = server => r,
+            () = async {
+                if stopped.wait_for(|s| *s).await.is_err() {
+                    // The sender is gone without stopping: serve on.
+                    std::future::pending::<()>().await;
+                }
+                tokio::time::sleep(SHUTDOWN_GRACE).await;
+            } => {
+                tracing::debug!("simulated Skaffold: connections still open after the grace period; closing");
+                Ok(())
+            }
+        }
     }
 }
+
+/// How long a stopping [`Simulator::serve`] waits for its connections to close.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
 #[tonic::async_trait]
 impl svc::SkaffoldService for Simulator {
@@ -354,29 +412,27 @@ impl svc::SkaffoldService for Simulator {
 impl Simulator {
     /// v1 `Events`: the log so far, with live entries interleaved.
     pub(crate) fn subscribe(&self) -> ReceiverStream<Result<v1::LogEntry, Status>> {
-        self.subscribe_to(&self.inner.log)
+        self.subscribe_to(|i| &i.log)
     }
 
     /// v2 `Events` (encoded events): the log so far, with live events interleaved.
     pub(crate) fn subscribe_v2(&self) -> ReceiverStream<Result<Bytes, Status>> {
-        self.subscribe_to(&self.inner.log_v2)
+        self.subscribe_to(|i| &i.log_v2)
     }
 
-    /// Skaffold's `forEachEvent`: under the log lock, copy the log and register a
-    /// live listener; then send the copy while live entries are sent as they come.
-    /// The response channel is bounded (the transport's flow control): a slow
-    /// subscriber holds the replay back; live entries wait in the listener's queue
-    /// (Skaffold would hold its event handler instead). Nothing is dropped.
+    /// Skaffold's `forEachEvent`: under the log lock, note where the log ends (the
+    /// replay is everything before) and start listening; then send the replay while
+    /// live entries are sent as they come. Both are read from the log by position, and
+    /// the response channel is bounded (the transport's flow control), so a slow
+    /// subscriber only falls behind: it holds no copies and nothing is dropped.
     fn subscribe_to<T: Clone + Send + 'static>(
         &self,
-        log: &Mutex<Log<T>>,
+        pick: fn(&Inner) -> &Mutex<Log<T>>,
     ) -> ReceiverStream<Result<T, Status>> {
         self.inner.subscriptions.fetch_add(1, Ordering::AcqRel);
-        let (replay, mut live) = {
-            let mut log = log.lock().expect("log lock");
-            let (tx, rx) = mpsc::unbounded_channel();
-            log.listeners.push(tx);
-            (log.entries.clone(), rx)
+        let (generation, replay_len, mut appended) = {
+            let log = pick(&self.inner).lock().expect("log lock");
+            (log.generation, log.entries.len(), log.appended.subscribe())
         };
         let mut abort = self.inner.abort.subscribe();
         abort.mark_unchanged();
@@ -387,15 +443,16 @@ impl Simulator {
         let mut release = self.inner.release.subscribe();
         release.mark_unchanged();
         let inner = self.inner.clone();
-        let client_left = move || {
-            inner.closed_by_client.fetch_add(1, Ordering::AcqRel);
-        };
-        let counter = self.inner.clone();
         let (tx, rx) = mpsc::channel(256);
         tokio::spawn(async move {
+            let client_left = || {
+                inner.closed_by_client.fetch_add(1, Ordering::AcqRel);
+            };
+            let log = pick(&inner);
             let mut sent = 0u64;
-            let mut replayed = 0u64;
-            let mut replay = replay.into_iter().peekable();
+            // Next replayed position (up to `replay_len`), next live position.
+            let mut replayed = 0usize;
+            let mut live = replay_len;
             let mut held = hold_after == 0;
             let cut = |sent: u64| cut_after > 0 && sent >= cut_after;
             loop {
@@ -405,13 +462,13 @@ impl Simulator {
                         .await;
                     return;
                 }
-                let replaying = !held && replay.peek().is_some();
+                let replaying = !held && replayed < replay_len;
                 // Live entries and the rest of the replay, in whatever order they
                 // are ready (unbiased): as Skaffold's two senders race.
                 let next = tokio::select! {
                     _ = end.changed() => return,
                     _ = abort.changed() => {
-                        let _ = tx.send(Err(Status::unavailable("stream aborted by the simulator"))).await;
+                        let _ = tx.try_send(Err(Status::unavailable("stream aborted by the simulator")));
                         return;
                     }
                     _ = tx.closed() => {
@@ -422,31 +479,65 @@ impl Simulator {
                         held = false;
                         continue;
                     }
-                    e = live.recv() => match e {
-                        Some(e) => e,
+                    e = next_live(log, generation, live, &mut appended) => match e {
+                        Some(e) => {
+                            live += 1;
+                            e
+                        }
                         None => {
-                            let _ = tx.send(Err(Status::unavailable("Skaffold restarted"))).await;
+                            let _ = tx.try_send(Err(Status::unavailable("Skaffold restarted")));
                             return;
                         }
                     },
                     e = std::future::ready(()), if replaying => {
                         let () = e;
+                        let slot = log.lock().expect("log lock").at(generation, replayed);
+                        let Slot::Entry(e) = slot else {
+                            let _ = tx.try_send(Err(Status::unavailable("Skaffold restarted")));
+                            return;
+                        };
                         replayed += 1;
-                        if replayed == hold_after {
+                        if replayed as u64 == hold_after {
                             held = true;
                         }
-                        replay.next().expect("peeked")
+                        e
                     }
                 };
-                if tx.send(Ok(next)).await.is_err() {
+                // Waiting for room (a slow subscriber) must not hold an ending server.
+                let delivered = tokio::select! {
+                    r = tx.send(Ok(next)) => r.is_ok(),
+                    _ = end.changed() => return,
+                    _ = abort.changed() => return,
+                };
+                if !delivered {
                     client_left();
                     return;
                 }
                 sent += 1;
-                counter.sent.fetch_add(1, Ordering::AcqRel);
+                inner.sent.fetch_add(1, Ordering::AcqRel);
             }
         });
         ReceiverStream::new(rx)
+    }
+}
+
+/// The log entry at `i` once there is one; `None` once the log was emptied by a
+/// restart.
+async fn next_live<T: Clone>(
+    log: &Mutex<Log<T>>,
+    generation: u64,
+    i: usize,
+    appended: &mut watch::Receiver<()>,
+) -> Option<T> {
+    loop {
+        appended.borrow_and_update();
+        let slot = log.lock().expect("log lock").at(generation, i);
+        match slot {
+            Slot::Entry(e) => return Some(e),
+            Slot::Restarted => return None,
+            Slot::Empty => {}
+        }
+        appended.changed().await.ok()?;
     }
 }
 

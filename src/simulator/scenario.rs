@@ -1101,14 +1101,26 @@ fn deploy_and_check(s: &mut Script, rng: &mut fastrand::Rng, flavor: Flavor, ite
     s.dev_loop(10, iteration, "Succeeded");
 }
 
-/// Plays a script into `sim`: waits each step's `after` scaled by `time_scale`
-/// (0 = no waiting) and stamps it with `clock` advanced by the unscaled `after`.
+/// Plays a script into `sim`. With `time_scale` 0, nothing waits and the steps are
+/// stamped with `clock` advanced by each step's `after` (virtual time: tests). Above
+/// 0, each step waits its `after` scaled by `time_scale` and `clock` advances by that
+/// same scaled time, never beyond the wall clock: like Skaffold's, the timestamps
+/// never run ahead of the clock (durations shrink or grow with the scale).
 pub async fn play(sim: &Simulator, script: &Script, clock: &mut Nanos, time_scale: f64) {
     for step in &script.steps {
         if time_scale > 0.0 {
-            tokio::time::sleep(step.after.mul_f64(time_scale)).await;
+            let wait = step.after.mul_f64(time_scale);
+            if wait.is_zero() {
+                // Still let other tasks (and a shutdown) run.
+                tokio::task::yield_now().await;
+            } else {
+                tokio::time::sleep(wait).await;
+            }
+            let scaled = i64::try_from(wait.as_nanos()).unwrap_or(i64::MAX);
+            *clock = clock.saturating_add(scaled).min(now_nanos());
+        } else {
+            *clock += i64::try_from(step.after.as_nanos()).unwrap_or(i64::MAX);
         }
-        *clock += i64::try_from(step.after.as_nanos()).unwrap_or(i64::MAX);
         if let Some(e) = entry_at(*clock, step) {
             sim.emit(e);
         }
@@ -1169,12 +1181,37 @@ impl Iterator for Session {
     }
 }
 
-/// Plays the demo forever: the initial loop, then random iterations.
-pub async fn run_demo(sim: Simulator, flavor: Flavor, time_scale: f64, seed: u64) {
+/// Events the demo's Skaffold keeps (v1 and v2 together) before it restarts: a real
+/// Skaffold keeps every event for the replays, so an endless demo would grow without
+/// bound. At the next iteration boundary past this, the simulated Skaffold restarts
+/// (a new process, an empty log, a new session), as when a developer restarts
+/// `skaffold dev`.
+pub const DEMO_LOG_LIMIT: usize = 200_000;
+
+/// Plays the demo forever: the initial loop, then random iterations; a new Skaffold
+/// process once the log holds `log_limit` events. `time_scale` must be above 0.
+pub async fn run_demo(
+    sim: Simulator,
+    flavor: Flavor,
+    time_scale: f64,
+    seed: u64,
+    log_limit: usize,
+) {
     let mut clock = now_nanos();
-    for script in Session::new(flavor, seed) {
-        play(&sim, &script, &mut clock, time_scale).await;
-        // Keep Skaffold's clock near the wall clock when time is scaled.
-        clock = clock.max(now_nanos());
+    let mut seed = seed;
+    loop {
+        for script in Session::new(flavor, seed) {
+            play(&sim, &script, &mut clock, time_scale).await;
+            // Keep Skaffold's clock near the wall clock (sleeps overshoot).
+            clock = clock.max(now_nanos());
+            if sim.len() + sim.len_v2() >= log_limit {
+                break;
+            }
+        }
+        tracing::info!(
+            "demo: the simulated Skaffold restarts (its event log reached {log_limit} events)"
+        );
+        sim.restart();
+        seed = seed.wrapping_add(1);
     }
 }

@@ -109,6 +109,43 @@ pub struct V2Decoder {
     last_deployer_end: Option<Nanos>,
     sync_open: Option<(String, u64)>,
     file_sync_events_seen: bool,
+    /// The open `Build` task's start, and whether a per-artifact build event came
+    /// since (see [`UnattributedBuild`]).
+    build_task: Option<(Nanos, bool)>,
+    /// A `Build` task that ended without per-artifact events, not yet taken.
+    unattributed: Option<UnattributedBuild>,
+}
+
+/// A `Build` task that ended without any per-artifact build event inside it: nothing
+/// is folded for it (build metrics are per artifact, and the task names none).
+/// Skaffold v1.22.0 reported builds over API v2 with this task only (per-artifact
+/// `BuildSubtaskEvent`s came with v1.23.0, `build/scheduler.go`), so a v1.22 stream's
+/// build time is here and nowhere else. Later versions send such a task when nothing
+/// was built (`runner/build.go` returns early, e.g. `--digest-source=none`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct UnattributedBuild {
+    /// Seconds from the task's start to its end (Skaffold's timestamps).
+    pub seconds: f64,
+    /// How the task ended.
+    pub status: Status,
+    /// The task's v2 iteration.
+    pub iteration: i32,
+}
+
+impl std::fmt::Display for UnattributedBuild {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Build task of iteration {} ({}, {:.3} s) without per-artifact build events (nothing was built, or Skaffold v1.22, which sent none over API v2); build metrics are per artifact",
+            self.iteration,
+            match self.status {
+                Status::Failed => "failed",
+                Status::Canceled => "canceled",
+                _ => "succeeded",
+            },
+            self.seconds
+        )
+    }
 }
 
 fn error(status: Status, code: i32, actionable: Option<&v2::ActionableErr>) -> Option<ErrorInfo> {
@@ -157,6 +194,12 @@ impl V2Decoder {
     /// Forgets everything: a new Skaffold process.
     pub fn reset(&mut self) {
         *self = Self::default();
+    }
+
+    /// Takes the note of a `Build` task that ended without per-artifact events, if
+    /// the last event decoded was one.
+    pub fn take_unattributed_build(&mut self) -> Option<UnattributedBuild> {
+        self.unattributed.take()
     }
 
     /// The current run's id, when Skaffold sent one.
@@ -225,6 +268,9 @@ impl V2Decoder {
             E::ApplicationLogEvent(_) | E::CloudRunReadyEvent(_) => {}
             E::TaskEvent(t) => self.task(t, at, out)?,
             E::BuildSubtaskEvent(b) => {
+                if let Some((_, seen)) = &mut self.build_task {
+                    *seen = true;
+                }
                 let st = status("build", &b.status)?;
                 let artifact = name("build", "artifact", &b.artifact)?;
                 match b.step.as_str() {
@@ -458,6 +504,18 @@ impl V2Decoder {
             }
             "Build" if st == Status::InProgress => {
                 self.close_sync(at, Status::Succeeded, None, out);
+                self.build_task = Some((at, false));
+            }
+            "Build" => {
+                if let Some((start, false)) = self.build_task.take()
+                    && matches!(st, Status::Succeeded | Status::Failed | Status::Canceled)
+                {
+                    self.unattributed = Some(UnattributedBuild {
+                        seconds: (at - start).max(0) as f64 / 1e9,
+                        status: st,
+                        iteration: t.iteration,
+                    });
+                }
             }
             // The testers' own events are the tests (see the module docs).
             "Test" => self.close_sync(at, Status::Succeeded, None, out),
@@ -671,6 +729,53 @@ mod tests {
         out.into_iter()
             .map(|e| ((e.at - 1_700_000_000_000_000_000) / 1_000_000, e.kind))
             .collect()
+    }
+
+    /// Which events leave a note of a `Build` task that named no artifact.
+    fn unattributed(events: &[v2::Event]) -> Vec<(usize, UnattributedBuild)> {
+        let mut d = V2Decoder::new();
+        let mut out = Vec::new();
+        let mut notes = Vec::new();
+        for (i, e) in events.iter().enumerate() {
+            d.decode(e, &mut out).unwrap();
+            if let Some(n) = d.take_unattributed_build() {
+                notes.push((i, n));
+            }
+        }
+        notes
+    }
+
+    #[test]
+    fn a_build_task_without_artifact_events_is_noted_not_folded() {
+        // Skaffold v1.22.0: the Build task is all API v2 says about builds.
+        let v1_22 = [
+            at(0, task("DevLoop", 0, "InProgress")),
+            at(10, task("Build", 0, "InProgress")),
+            at(8144, task("Build", 0, "Succeeded")),
+            at(9000, task("Deploy", 0, "InProgress")),
+        ];
+        let notes = unattributed(&v1_22);
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        let (i, n) = &notes[0];
+        assert_eq!(*i, 2, "noted at the task's end");
+        assert!((n.seconds - 8.134).abs() < 1e-9, "{n:?}");
+        assert_eq!((n.status, n.iteration), (Status::Succeeded, 0));
+        assert!(n.to_string().contains("8.134 s"), "{n}");
+        let kinds: Vec<_> = decode_all(&v1_22).into_iter().map(|(_, k)| k).collect();
+        assert!(
+            !kinds.iter().any(|k| matches!(k, EventKind::Build { .. })),
+            "{kinds:?}"
+        );
+        // v1.23+: per-artifact events inside the task; nothing to note.
+        let later = [
+            at(0, task("DevLoop", 1, "InProgress")),
+            at(10, task("Build", 1, "InProgress")),
+            at(11, build("web", "Cache", "Failed")),
+            at(12, build("web", "Build", "InProgress")),
+            at(900, build("web", "Build", "Succeeded")),
+            at(901, task("Build", 1, "Succeeded")),
+        ];
+        assert!(unattributed(&later).is_empty());
     }
 
     #[test]
