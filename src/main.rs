@@ -11,6 +11,7 @@ use skaffold_exporter::simulator::{Simulator, scenario};
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    skaffold_exporter::replay::guard_stdio();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
