@@ -276,6 +276,9 @@ impl TransitionObserver for SummaryObserver {
 
 // === impl Replayer ===
 
+/// Most `file:line` notes kept (and printed); more are counted.
+pub const MAX_DIAGNOSTICS: usize = 1000;
+
 /// The fold of a replay: pipeline, registry, summary, and what went wrong where.
 pub struct Replayer {
     registry: Arc<Registry>,
@@ -287,6 +290,7 @@ pub struct Replayer {
     /// Inputs that could not be opened, or not read to their end.
     unreadable: u64,
     diagnostics: Vec<String>,
+    diagnostics_omitted: u64,
     /// The OTLP pieces to shut down at the end (`--otlp`).
     telemetry: Option<Telemetry>,
     /// Readiness for `--serve`.
@@ -349,6 +353,7 @@ impl Replayer {
             rejected: 0,
             unreadable: 0,
             diagnostics: Vec::new(),
+            diagnostics_omitted: 0,
             telemetry,
             progress: None,
         })
@@ -401,7 +406,7 @@ impl Replayer {
             Item::Message { payload, .. } => {
                 if let Payload::Invalid(e) = &payload {
                     self.malformed += 1;
-                    self.diagnostics.push(format!("{file}:{line}: malformed: {e}"));
+                    self.diagnose(format!("{file}:{line}: malformed: {e}"));
                 }
                 let before = self.pipeline.invalid_count();
                 self.pipeline.fold_payload(&payload);
@@ -410,15 +415,15 @@ impl Replayer {
                 {
                     self.rejected += 1;
                     let why = self.pipeline.last_invalid().unwrap_or("invalid event");
-                    self.diagnostics
-                        .push(format!("{file}:{line}: skipped (counted as invalid): {why}"));
+                    let note = format!("{file}:{line}: skipped (counted as invalid): {why}");
+                    self.diagnose(note);
                 }
             }
-            Item::StreamEnded { code, message } => self.diagnostics.push(format!(
+            Item::StreamEnded { code, message } => self.diagnose(format!(
                 "{file}:{line}: the captured stream ended with a gateway error (gRPC code {code}): {message}"
             )),
             Item::NotAnEvent(what) => {
-                self.diagnostics.push(format!("{file}:{line}: not folded: {what}"));
+                self.diagnose(format!("{file}:{line}: not folded: {what}"));
             }
         }
     }
@@ -453,7 +458,7 @@ impl Replayer {
     /// command fails (exit 2) after printing what was folded.
     pub fn unreadable(&mut self, why: String) {
         self.unreadable += 1;
-        self.diagnostics.push(why);
+        self.diagnose(why);
     }
 
     /// Inputs that could not be opened or read to their end, so far.
@@ -461,9 +466,24 @@ impl Replayer {
         self.unreadable
     }
 
+    /// Keeps a note, up to [`MAX_DIAGNOSTICS`] of them (then only counts them: a
+    /// file of millions of bad lines must not fill memory with notes).
+    fn diagnose(&mut self, note: String) {
+        if self.diagnostics.len() < MAX_DIAGNOSTICS {
+            self.diagnostics.push(note);
+        } else {
+            self.diagnostics_omitted += 1;
+        }
+    }
+
+    /// Notes beyond [`MAX_DIAGNOSTICS`], counted only.
+    pub fn diagnostics_omitted(&self) -> u64 {
+        self.diagnostics_omitted
+    }
+
     /// Adds a note (e.g. an input that was skipped).
     pub fn note(&mut self, text: String) {
-        self.diagnostics.push(text);
+        self.diagnose(text);
     }
 
     /// The summary table.
@@ -654,8 +674,13 @@ impl Input {
             }
             break read;
         };
+        // An over-long line the input ended in is an over-long line.
+        let read = match (read, lines.take_unfinished()) {
+            (Read::End, Some(n)) => Read::TooLong(n),
+            (read, _) => read,
+        };
         let trimmed = first.trim_ascii();
-        let kind = if read == Read::End && trimmed.is_empty() && lines.take_unfinished().is_none() {
+        let kind = if read == Read::End && trimmed.is_empty() {
             InputKind::Empty
         } else if matches!(read, Read::TooLong(_))
             || (trimmed.starts_with(b"{")
@@ -747,7 +772,7 @@ impl Input {
             InputKind::Document { text, error, .. } => {
                 if let Some(e) = error {
                     r.malformed += 1;
-                    r.diagnostics.push(e);
+                    r.diagnose(e);
                 }
                 let mut i = 0u64;
                 let parsed = each_record(&text, |rec| {
@@ -758,7 +783,7 @@ impl Input {
                 });
                 if let Err(e) = parsed {
                     r.malformed += 1;
-                    r.diagnostics.push(format!(
+                    r.diagnose(format!(
                         "{name}:{}:{}: malformed: neither JSON Lines nor a JSON document: {e}",
                         e.line(),
                         e.column()
@@ -984,6 +1009,12 @@ pub async fn run(
 
     for d in replayer.diagnostics() {
         eprintln!("{d}");
+    }
+    if replayer.diagnostics_omitted() > 0 {
+        eprintln!(
+            "replay: {} more notes not shown",
+            replayer.diagnostics_omitted()
+        );
     }
     eprintln!(
         "replay: {} records, {} events folded, {} malformed, {} rejected",
