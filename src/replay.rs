@@ -639,7 +639,7 @@ impl Input {
             if meta.is_dir() {
                 anyhow::bail!("cannot read {name}: it is a directory");
             }
-            let size = meta.is_file().then(|| meta.len());
+            let size = meta.is_file().then_some(meta.len());
             (
                 Box::new(BufReader::with_capacity(256 * 1024, f)),
                 Some(PathBuf::from(name)),
@@ -1104,10 +1104,7 @@ pub fn guard_stdio() {
 fn write_all_to_stdout(bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write as _;
     if STDOUT_CLOSED.load(Ordering::Acquire) {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::Other,
-            "stdout is closed",
-        ));
+        return Err(std::io::Error::other("stdout is closed"));
     }
     let mut out = std::io::stdout().lock();
     out.write_all(bytes)?;

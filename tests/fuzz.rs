@@ -160,11 +160,9 @@ impl Mutator {
                     input.splice(at..at, donor[from..end].iter().copied());
                 }
                 6 => input.truncate(at),
-                7 if len > 0 => {
-                    // A digit run: numbers, lengths and timestamps.
-                    if input[at].is_ascii_digit() {
-                        input[at] = b'0' + self.rng.u8(0..10);
-                    }
+                // Another digit: numbers, lengths and timestamps.
+                7 if len > 0 && input[at].is_ascii_digit() => {
+                    input[at] = b'0' + self.rng.u8(0..10);
                 }
                 _ => {}
             }
@@ -194,16 +192,14 @@ impl Checks {
                 "{target} #{iteration}: {line}"
             );
             let name = series.split('{').next().unwrap_or_default();
-            if ["_total", "_count", "_sum", "_bucket"]
+            let counter = ["_total", "_count", "_sum", "_bucket"]
                 .iter()
-                .any(|s| name.ends_with(s))
-            {
-                if let Some(before) = self.counters.insert(series.to_owned(), value) {
-                    assert!(
-                        value >= before,
-                        "{target} #{iteration}: counter {series} went from {before} to {value}"
-                    );
-                }
+                .any(|s| name.ends_with(s));
+            if counter && let Some(before) = self.counters.insert(series.to_owned(), value) {
+                assert!(
+                    value >= before,
+                    "{target} #{iteration}: counter {series} went from {before} to {value}"
+                );
             }
         }
     }
