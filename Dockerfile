@@ -1,7 +1,7 @@
 # syntax=docker/dockerfile:1
 # skaffold-exporter container image: multi-stage, small, non-root.
 #
-#   docker build -t skaffold-exporter .
+#   docker build -t skaffold-exporter --build-arg REVISION=$(git rev-parse HEAD) .
 #   docker run --rm -p 9464:9464 skaffold-exporter demo --listen 0.0.0.0:9464
 #
 # Build and runtime use the same Debian release so the binary's glibc matches.
@@ -9,6 +9,10 @@
 ARG DEBIAN_RELEASE=bookworm
 
 FROM rust:1-${DEBIAN_RELEASE} AS build
+# The git commit for skaffold_exporter_build_info{revision} (the build context has no
+# .git): docker build --build-arg REVISION=$(git rev-parse HEAD) .
+ARG REVISION=unknown
+ENV SKAFFOLD_EXPORTER_REVISION=${REVISION}
 WORKDIR /src
 COPY Cargo.toml Cargo.lock build.rs ./
 COPY proto ./proto

@@ -20,5 +20,44 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .type_attribute(".", "#[allow(clippy::all)]")
         .compile_fds(fds)?;
     println!("cargo:rerun-if-changed=proto");
+    revision();
     Ok(())
+}
+
+/// The git commit being built, for `skaffold_exporter_build_info{revision}`:
+/// `$SKAFFOLD_EXPORTER_REVISION` when set (image builds without `.git`), else
+/// `git rev-parse HEAD`, else `unknown` (a crate tarball, no git).
+fn revision() {
+    println!("cargo:rerun-if-env-changed=SKAFFOLD_EXPORTER_REVISION");
+    let git = |args: &[&str]| -> Option<String> {
+        let out = std::process::Command::new("git").args(args).output().ok()?;
+        let s = String::from_utf8(out.stdout).ok()?.trim().to_owned();
+        (out.status.success() && !s.is_empty()).then_some(s)
+    };
+    let from_env = std::env::var("SKAFFOLD_EXPORTER_REVISION")
+        .ok()
+        .filter(|s| !s.is_empty());
+    // Only a checkout of this crate counts, not a repository around a tarball.
+    let ours = git(&["rev-parse", "--show-toplevel"]).is_some_and(|top| {
+        std::path::Path::new(&top).canonicalize().ok()
+            == std::env::var("CARGO_MANIFEST_DIR")
+                .ok()
+                .and_then(|d| std::path::Path::new(&d).canonicalize().ok())
+    });
+    let rev = from_env
+        .or_else(|| ours.then(|| git(&["rev-parse", "HEAD"])).flatten())
+        .unwrap_or_else(|| "unknown".to_owned());
+    if ours {
+        // Rebuild when HEAD moves: HEAD itself, the branch it points at, packed refs.
+        let mut watch = vec!["HEAD".to_owned(), "packed-refs".to_owned()];
+        watch.extend(git(&["symbolic-ref", "-q", "HEAD"]));
+        for p in watch {
+            if let Some(path) = git(&["rev-parse", "--git-path", &p])
+                && std::path::Path::new(&path).exists()
+            {
+                println!("cargo:rerun-if-changed={path}");
+            }
+        }
+    }
+    println!("cargo:rustc-env=SKAFFOLD_EXPORTER_REVISION={rev}");
 }

@@ -8,7 +8,7 @@
 //! connection's state too (see `source::Delivery`).
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -16,6 +16,7 @@ use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::config::{Settings, SourceSettings};
@@ -31,6 +32,14 @@ use crate::source::grpc::{self as grpc_source, Progress};
 /// Most batches the fold takes from the queue at once.
 pub const FOLD_BATCH: usize = 8;
 
+/// How long shutdown may take in all, from the signal to the exit: the reader stops,
+/// the fold drains its queue, the last OTLP exports and open HTTP requests get what is
+/// left (README: at most 5 s).
+pub const SHUTDOWN_BUDGET: Duration = Duration::from_millis(4500);
+
+/// What the final OTLP flush leaves of the budget, for the tasks to end.
+const FLUSH_MARGIN: Duration = Duration::from_millis(300);
+
 /// A running exporter.
 #[derive(Debug)]
 pub struct Running {
@@ -41,20 +50,36 @@ pub struct Running {
     /// Reader progress (readiness).
     pub progress: Arc<Progress>,
     shutdown: watch::Sender<bool>,
+    /// When shutdown must be over (set when it starts; the OTLP flush reads it).
+    deadline: Arc<OnceLock<Instant>>,
     tasks: Vec<JoinHandle<()>>,
 }
 
 impl Running {
-    /// Stops reading, lets the fold drain, and closes the servers gracefully.
+    /// Stops reading, lets the fold drain, flushes OTLP and closes the servers
+    /// gracefully, all within [`SHUTDOWN_BUDGET`].
     pub async fn shutdown(self) {
+        self.shutdown_within(SHUTDOWN_BUDGET).await;
+    }
+
+    /// As [`Running::shutdown`], within `budget`: tasks still running then are aborted.
+    pub async fn shutdown_within(self, budget: Duration) {
+        let deadline = Instant::now() + budget;
+        let _ = self.deadline.set(deadline);
         let _ = self.shutdown.send(true);
-        for t in self.tasks {
-            if tokio::time::timeout(Duration::from_secs(10), t)
-                .await
-                .is_err()
-            {
-                tracing::warn!("A task did not stop within 10 s.");
+        let mut late = 0;
+        for mut t in self.tasks {
+            if tokio::time::timeout_at(deadline, &mut t).await.is_err() {
+                t.abort();
+                late += 1;
             }
+        }
+        if late > 0 {
+            tracing::warn!(
+                tasks = late,
+                budget_ms = budget.as_millis() as u64,
+                "Shutdown ran out of time; stopped what was still running."
+            );
         }
     }
 }
@@ -80,6 +105,7 @@ pub async fn start_all(
     let mut registry = Registry::default();
     let mut metrics =
         Metrics::register(&mut registry, &settings.buckets, settings.max_label_values);
+    crate::sink::process::register(&mut registry);
     let telemetry = Telemetry::start(&otlp, &mut registry, &mut metrics, &settings.buckets)
         .map_err(anyhow::Error::msg)?;
     let own = metrics.own.clone();
@@ -139,6 +165,8 @@ pub async fn start_all(
     }
 
     let fold_progress = progress.clone();
+    let deadline = Arc::new(OnceLock::new());
+    let flush_deadline = deadline.clone();
     tasks.push(tokio::spawn(async move {
         let mut pipeline = Pipeline::new(metrics);
         let Telemetry {
@@ -150,6 +178,7 @@ pub async fn start_all(
             pipeline.set_spans(s);
         }
         pipeline.set_progress(fold_progress);
+        pipeline.add_observer(Box::new(crate::sink::loop_log::LoopLog::default()));
         let mut tick = tokio::time::interval(Duration::from_millis(500));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut batch = Vec::with_capacity(FOLD_BATCH);
@@ -170,8 +199,16 @@ pub async fn start_all(
             }
         }
         pipeline.finish();
-        crate::sink::otlp_setup::shutdown(pipeline.take_spans(), meter_provider, shutdown_timeout)
-            .await;
+        // The last exports get what is left of the shutdown budget, at most their own
+        // timeout.
+        let flush = flush_deadline
+            .get()
+            .map_or(shutdown_timeout, |d: &Instant| {
+                d.saturating_duration_since(Instant::now())
+                    .saturating_sub(FLUSH_MARGIN)
+                    .min(shutdown_timeout)
+            });
+        crate::sink::otlp_setup::shutdown(pipeline.take_spans(), meter_provider, flush).await;
     }));
 
     let shared = Arc::new(Shared {
@@ -201,18 +238,54 @@ pub async fn start_all(
         }));
     }
 
-    tracing::info!(%http_addr, grpc = ?grpc_addr, skaffold = %settings.skaffold_addr, "skaffold-exporter is serving.");
+    match grpc_addr {
+        Some(grpc) => {
+            tracing::info!(%http_addr, %grpc, skaffold = %settings.skaffold_addr, "skaffold-exporter is serving /metrics on http://{http_addr} and the gRPC passthrough on {grpc}.")
+        }
+        None => {
+            tracing::info!(%http_addr, skaffold = %settings.skaffold_addr, "skaffold-exporter is serving /metrics on http://{http_addr}.")
+        }
+    }
     Ok(Running {
         http_addr,
         grpc_addr,
         progress,
         shutdown,
+        deadline,
         tasks,
     })
 }
 
-/// Resolves on ctrl-c or SIGTERM.
-pub async fn shutdown_signal() {
+/// The signal that asked for shutdown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    /// ctrl-c (SIGINT).
+    Interrupt,
+    /// SIGTERM.
+    Terminate,
+}
+
+impl Signal {
+    /// Its name, for logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Signal::Interrupt => "SIGINT",
+            Signal::Terminate => "SIGTERM",
+        }
+    }
+
+    /// The exit code when it ends the process at once: 128 + the signal number, as a
+    /// shell reports a process killed by it.
+    pub fn exit_code(self) -> i32 {
+        match self {
+            Signal::Interrupt => 130,
+            Signal::Terminate => 143,
+        }
+    }
+}
+
+/// Resolves on ctrl-c or SIGTERM, saying which.
+pub async fn shutdown_signal() -> Signal {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };
@@ -228,7 +301,43 @@ pub async fn shutdown_signal() {
     #[cfg(not(unix))]
     let term = std::future::pending::<()>();
     tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
+        _ = ctrl_c => Signal::Interrupt,
+        _ = term => Signal::Terminate,
     }
+}
+
+/// From now on, ctrl-c or SIGTERM ends the process at once (exit code 130 or 143):
+/// call it when shutdown starts, so that a second signal is never ignored. The
+/// listeners are in place when it returns.
+pub fn exit_on_second_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut int), Ok(mut term)) = (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) else {
+            return;
+        };
+        tokio::spawn(async move {
+            let s = tokio::select! {
+                _ = int.recv() => Signal::Interrupt,
+                _ = term.recv() => Signal::Terminate,
+            };
+            exit_now(s);
+        });
+    }
+    #[cfg(not(unix))]
+    tokio::spawn(async {
+        let _ = tokio::signal::ctrl_c().await;
+        exit_now(Signal::Interrupt);
+    });
+}
+
+fn exit_now(s: Signal) -> ! {
+    eprintln!(
+        "skaffold-exporter: {} during shutdown; exiting now",
+        s.name()
+    );
+    std::process::exit(s.exit_code())
 }

@@ -35,6 +35,16 @@ pub struct Cli {
     /// Exporter flags.
     #[command(flatten)]
     pub exporter: ExporterArgs,
+    /// How the exporter's own log on stderr is written: `text` (coloured only on a
+    /// terminal, never with NO_COLOR) or `json` (one object per line).
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        env = "SKAFFOLD_EXPORTER_LOG_FORMAT",
+        default_value = "text"
+    )]
+    pub log_format: crate::logging::LogFormat,
 }
 
 /// Subcommands.

@@ -1,7 +1,9 @@
 //! The `skaffold-exporter` binary: parses flags, starts the exporter (or the demo),
-//! runs until ctrl-c / SIGTERM.
+//! runs until ctrl-c / SIGTERM. Shutdown is bounded (`app::SHUTDOWN_BUDGET`); a
+//! second ctrl-c / SIGTERM during it exits at once (130 / 143).
 
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Parser as _;
@@ -9,30 +11,39 @@ use skaffold_exporter::app;
 use skaffold_exporter::config::{Cli, Command, Settings, SourceSettings};
 use skaffold_exporter::simulator::{Simulator, scenario};
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     skaffold_exporter::replay::guard_stdio();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,h2=warn,hyper=warn,tower=warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
-    let result = match cli.command {
-        None => run(cli.exporter).await,
-        Some(Command::Run(args)) => run(args).await,
-        Some(Command::Demo(args)) => demo(args).await,
-        Some(Command::Replay(args)) => return replay(args).await,
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
+    skaffold_exporter::logging::init(cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
         Err(e) => {
-            eprintln!("skaffold-exporter: {e:#}");
-            ExitCode::from(2)
+            eprintln!("skaffold-exporter: cannot start the async runtime: {e}");
+            return ExitCode::from(2);
         }
-    }
+    };
+    let code = runtime.block_on(async {
+        let result = match cli.command {
+            None => run(cli.exporter).await,
+            Some(Command::Run(args)) => run(args).await,
+            Some(Command::Demo(args)) => demo(args).await,
+            Some(Command::Replay(args)) => return replay(args).await,
+        };
+        match result {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("skaffold-exporter: {e:#}");
+                ExitCode::from(2)
+            }
+        }
+    });
+    // Work given up at the shutdown deadline (an export to a collector that never
+    // answers, on a blocking thread) must not hold the exit.
+    runtime.shutdown_timeout(Duration::from_millis(100));
+    code
 }
 
 async fn run(args: skaffold_exporter::config::ExporterArgs) -> anyhow::Result<()> {
@@ -40,8 +51,12 @@ async fn run(args: skaffold_exporter::config::ExporterArgs) -> anyhow::Result<()
     let otlp = args.otlp_settings().map_err(anyhow::Error::msg)?;
     let settings = Settings::try_from(args).map_err(anyhow::Error::msg)?;
     let running = app::start_all(settings, source, otlp).await?;
-    app::shutdown_signal().await;
-    tracing::info!("Shutting down.");
+    let signal = app::shutdown_signal().await;
+    app::exit_on_second_signal();
+    tracing::info!(
+        signal = signal.name(),
+        "Shutting down (a second signal ends the process at once)."
+    );
     running.shutdown().await;
     Ok(())
 }
@@ -92,6 +107,7 @@ async fn demo(args: skaffold_exporter::config::DemoArgs) -> anyhow::Result<()> {
         running.http_addr
     );
     app::shutdown_signal().await;
+    app::exit_on_second_signal();
     player.abort();
     running.shutdown().await;
     let _ = stop.send(true);

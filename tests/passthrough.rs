@@ -1,6 +1,10 @@
 //! The gRPC passthrough: `GetState` reaches Skaffold and comes back byte for byte
 //! (a field newer than our proto survives), control RPCs are refused unless
-//! `--allow-control`, and an unreachable Skaffold is a clear UNAVAILABLE.
+//! `--allow-control`, an unreachable Skaffold is a clear UNAVAILABLE, one that never
+//! answers (gRPC or gateway) a 504 / DEADLINE_EXCEEDED, and a `GetState` over 4 MiB
+//! passes unchanged.
+
+mod support;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -193,6 +197,100 @@ async fn unreachable_skaffold_is_unavailable_with_a_clear_message() {
         err.message().contains(&nobody.to_string()),
         "{}",
         err.message()
+    );
+    exp.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_black_holed_skaffold_is_a_timeout_504_and_deadline_exceeded() {
+    let (hole, _) = support::child::black_hole().await;
+    let exp = app::start(settings(hole, false)).await.unwrap();
+    // /v1/state: 504, with the gRPC code of a deadline (4), not CANCELLED (1).
+    let (status, _, body) = support::http_get(exp.http_addr, "/v1/state", None).await;
+    assert_eq!(status, 504, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["grpc_code"], 4, "{body}");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("did not answer within 500 ms"),
+        "{body}"
+    );
+    // The passthrough: every one of many concurrent calls ends DEADLINE_EXCEEDED.
+    let grpc = exp.grpc_addr.unwrap();
+    let client =
+        v1::skaffold_service_client::SkaffoldServiceClient::connect(format!("http://{grpc}"))
+            .await
+            .unwrap();
+    let calls: Vec<_> = (0..50)
+        .map(|_| {
+            let mut c = client.clone();
+            tokio::spawn(async move { c.get_state(()).await.map(|_| ()) })
+        })
+        .collect();
+    for call in calls {
+        let err = call.await.unwrap().unwrap_err();
+        assert_eq!(err.code(), tonic::Code::DeadlineExceeded, "{err:?}");
+    }
+    // A caller with a shorter deadline hears DEADLINE_EXCEEDED from us too.
+    let mut req = Request::new(());
+    req.set_timeout(Duration::from_millis(200));
+    let mut c = client.clone();
+    let err = c.get_state(req).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::DeadlineExceeded, "{err:?}");
+    exp.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_black_holed_gateway_is_a_timeout_504() {
+    let (hole, _) = support::child::black_hole().await;
+    let source = skaffold_exporter::config::SourceSettings {
+        api: skaffold_exporter::source::Api::Auto,
+        skaffold_http: Some(format!("http://{hole}").parse().unwrap()),
+    };
+    let exp = app::start_with(settings(hole, false), source)
+        .await
+        .unwrap();
+    let (status, _, body) = support::http_get(exp.http_addr, "/v1/state", None).await;
+    assert_eq!(status, 504, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["grpc_code"], 4, "{body}");
+    assert!(v["error"].as_str().unwrap().contains("gateway"), "{body}");
+    exp.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_get_state_over_4_mib_is_passed_back_unchanged() {
+    let artifacts = (0..200_000)
+        .map(|i| (format!("artifact-{i:06}"), "Complete".to_owned()))
+        .collect();
+    let state = v1::State {
+        build_state: Some(v1::BuildState {
+            artifacts,
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let original = Bytes::from(state.encode_to_vec());
+    assert!(original.len() > 4 << 20, "{}", original.len());
+    let (skaffold, _) = fake_skaffold(original.clone()).await;
+    let mut s = settings(skaffold, false);
+    s.upstream_timeout = Duration::from_secs(10);
+    let exp = app::start(s).await.unwrap();
+    let grpc = exp.grpc_addr.unwrap();
+    let client = Upstream::new(&grpc.to_string(), Duration::from_secs(10)).unwrap();
+    let got = client.get_state().await.expect("a large GetState passes");
+    assert_eq!(got, original, "byte for byte");
+    // And over HTTP, as the gateway's JSON.
+    let (status, _, body) = support::http_get(exp.http_addr, "/v1/state", None).await;
+    assert_eq!(status, 200, "{}", &body[..body.len().min(300)]);
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        v["buildState"]["artifacts"]["artifact-199999"],
+        "Complete",
+        "{}",
+        &body[..300]
     );
     exp.shutdown().await;
 }

@@ -1,19 +1,21 @@
 //! The HTTP server: `/metrics` (OpenMetrics, or Prometheus text 0.0.4 when the
-//! scraper does not ask for OpenMetrics), `/healthz`, `/readyz`, `/v1/state` and a
-//! landing page. One task per connection; graceful shutdown.
+//! scraper does not ask for OpenMetrics; gzip when accepted), `/healthz`, `/readyz`,
+//! `/v1/state` and a landing page. One task per connection, a header-read timeout and
+//! a connection limit (see [`Limits`]); graceful shutdown.
 
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::Full;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 
 use super::upstream::Upstream;
 use crate::sink::exposition;
@@ -57,19 +59,7 @@ pub async fn handle<B>(shared: &Shared, req: Request<B>) -> Response<Full<Bytes>
         );
     }
     match req.uri().path() {
-        "/metrics" => {
-            let accept = req
-                .headers()
-                .get(header::ACCEPT)
-                .and_then(|v| v.to_str().ok());
-            let om = exposition::encode_openmetrics(&shared.registry);
-            if exposition::wants_openmetrics(accept) {
-                text(StatusCode::OK, exposition::OPENMETRICS_CONTENT_TYPE, om)
-            } else {
-                let body = exposition::openmetrics_to_prometheus(&om);
-                text(StatusCode::OK, exposition::PROMETHEUS_CONTENT_TYPE, body)
-            }
-        }
+        "/metrics" => metrics(shared, req.headers()),
         "/healthz" => text(StatusCode::OK, "text/plain; charset=utf-8", "ok\n"),
         "/readyz" => {
             if shared.progress.ready() {
@@ -105,10 +95,7 @@ async fn state(shared: &Shared) -> Response<Full<Bytes>> {
         // The gateway already speaks the JSON we serve: pass its answer through.
         return match res {
             Ok((status, body)) => text(status, json, body),
-            Err(e) => {
-                let body = serde_json::json!({ "error": e });
-                text(StatusCode::SERVICE_UNAVAILABLE, json, format!("{body}\n"))
-            }
+            Err(status) => upstream_error(&status),
         };
     }
     match upstream.get_state().await {
@@ -119,26 +106,161 @@ async fn state(shared: &Shared) -> Response<Full<Bytes>> {
                 text(StatusCode::BAD_GATEWAY, json, format!("{body}\n"))
             }
         },
-        Err(status) => {
-            let code = if status.code() == tonic::Code::DeadlineExceeded {
-                StatusCode::GATEWAY_TIMEOUT
-            } else {
-                StatusCode::SERVICE_UNAVAILABLE
-            };
-            let body =
-                serde_json::json!({"error": status.message(), "grpc_code": status.code() as i32});
-            text(code, json, format!("{body}\n"))
+        Err(status) => upstream_error(&status),
+    }
+}
+
+/// `/v1/state` when Skaffold did not answer: 504 when it did not answer in time, else
+/// 503; the body names the cause and the gRPC code.
+fn upstream_error(status: &tonic::Status) -> Response<Full<Bytes>> {
+    let code = if status.code() == tonic::Code::DeadlineExceeded {
+        StatusCode::GATEWAY_TIMEOUT
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = serde_json::json!({"error": status.message(), "grpc_code": status.code() as i32});
+    text(code, "application/json", format!("{body}\n"))
+}
+
+/// `/metrics` in the format the scraper prefers, gzipped when it accepts gzip.
+fn metrics(shared: &Shared, headers: &http::HeaderMap) -> Response<Full<Bytes>> {
+    let header = |name| headers.get(name).and_then(|v| v.to_str().ok());
+    let Some(format) = exposition::negotiate(header(header::ACCEPT)) else {
+        return text(
+            StatusCode::NOT_ACCEPTABLE,
+            "text/plain; charset=utf-8",
+            format!(
+                "Accept excludes both formats served: {} and {}\n",
+                exposition::OPENMETRICS_CONTENT_TYPE,
+                exposition::PROMETHEUS_CONTENT_TYPE
+            ),
+        );
+    };
+    let om = exposition::encode_openmetrics(&shared.registry);
+    let (content_type, body) = match format {
+        exposition::Format::OpenMetrics => (exposition::OPENMETRICS_CONTENT_TYPE, om),
+        exposition::Format::Prometheus => (
+            exposition::PROMETHEUS_CONTENT_TYPE,
+            exposition::openmetrics_to_prometheus(&om),
+        ),
+    };
+    let gzip = exposition::accepts_gzip(header(header::ACCEPT_ENCODING));
+    let body: Bytes = if gzip {
+        exposition::gzip(body.as_bytes()).into()
+    } else {
+        body.into()
+    };
+    let mut resp = Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, content_type)
+        .header(header::VARY, "Accept, Accept-Encoding");
+    if gzip {
+        resp = resp.header(header::CONTENT_ENCODING, "gzip");
+    }
+    resp.body(Full::new(body))
+        .expect("static headers are valid")
+}
+
+/// Limits that keep `/metrics` and `/healthz` answering while clients hold
+/// connections open without finishing a request (slowloris).
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Most connections held at once. A new connection beyond it closes the oldest one
+    /// that is not in the middle of a request (a client still sending its headers, or
+    /// an idle keep-alive); when every one is, the new connection is closed.
+    pub max_connections: usize,
+    /// How long a client may take to send a request's headers (also an idle
+    /// keep-alive's limit).
+    pub header_read_timeout: Duration,
+}
+
+/// The default header-read timeout.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// The most connections held, when the file-descriptor limit allows it.
+pub const MAX_CONNECTIONS: usize = 512;
+
+impl Default for Limits {
+    /// [`MAX_CONNECTIONS`], or half the soft file-descriptor limit when that is lower
+    /// (the other half is for Skaffold, the collector and files), and
+    /// [`HEADER_READ_TIMEOUT`].
+    fn default() -> Self {
+        #[cfg(unix)]
+        let fds = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+            .current
+            .and_then(|n| usize::try_from(n).ok())
+            .unwrap_or(usize::MAX);
+        #[cfg(not(unix))]
+        let fds = usize::MAX;
+        Self {
+            max_connections: (fds / 2).clamp(8, MAX_CONNECTIONS),
+            header_read_timeout: HEADER_READ_TIMEOUT,
         }
     }
 }
 
+/// The open connections, oldest first: whether each is handling a request, and the
+/// handle that closes it when dropped.
+#[derive(Debug, Default)]
+struct Connections {
+    next: u64,
+    open: std::collections::BTreeMap<u64, (Arc<AtomicBool>, oneshot::Sender<()>)>,
+}
+
+impl Connections {
+    /// Makes room for one more connection within `max`: closes the oldest connection
+    /// not handling a request. `false` when every connection is busy.
+    fn make_room(&mut self, max: usize) -> bool {
+        if self.open.len() < max {
+            return true;
+        }
+        let idle = self
+            .open
+            .iter()
+            .find(|(_, (busy, _))| !busy.load(Ordering::Acquire))
+            .map(|(id, _)| *id);
+        match idle {
+            Some(id) => {
+                self.open.remove(&id);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn add(&mut self, busy: Arc<AtomicBool>) -> (u64, oneshot::Receiver<()>) {
+        let (tx, rx) = oneshot::channel();
+        let id = self.next;
+        self.next += 1;
+        self.open.insert(id, (busy, tx));
+        (id, rx)
+    }
+}
+
+/// Serves until `shutdown` turns true, then lets open requests finish (up to 5 s),
+/// with the default [`Limits`].
+pub async fn serve(listener: TcpListener, shared: Arc<Shared>, shutdown: watch::Receiver<bool>) {
+    serve_with(listener, shared, shutdown, Limits::default()).await;
+}
+
 /// Serves until `shutdown` turns true, then lets open requests finish (up to 5 s).
-pub async fn serve(
+/// Warns once when it listens on an address other hosts can reach.
+pub async fn serve_with(
     listener: TcpListener,
     shared: Arc<Shared>,
     mut shutdown: watch::Receiver<bool>,
+    limits: Limits,
 ) {
+    if let Ok(addr) = listener.local_addr()
+        && !addr.ip().is_loopback()
+    {
+        tracing::warn!(
+            listen = %addr,
+            "Serving /metrics and /v1/state on a non-loopback address: anyone who can reach it can read Skaffold's state. Use --listen 127.0.0.1:PORT unless the network is trusted."
+        );
+    }
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let connections = Arc::new(std::sync::Mutex::new(Connections::default()));
+    let mut shed_logged = false;
     loop {
         tokio::select! {
             _ = shutdown.changed() => break,
@@ -151,18 +273,44 @@ pub async fn serve(
                         continue;
                     }
                 };
+                let busy = Arc::new(AtomicBool::new(false));
+                let (id, closed) = {
+                    let mut c = connections.lock().expect("never poisoned");
+                    if !c.make_room(limits.max_connections) {
+                        if !shed_logged {
+                            shed_logged = true;
+                            tracing::warn!(max = limits.max_connections, "Every HTTP connection is busy; closing new ones until one ends.");
+                        }
+                        continue;
+                    }
+                    c.add(busy.clone())
+                };
                 let shared = shared.clone();
                 let svc = service_fn(move |req| {
                     let shared = shared.clone();
-                    async move { Ok::<_, Infallible>(handle(&shared, req).await) }
+                    let busy = busy.clone();
+                    async move {
+                        busy.store(true, Ordering::Release);
+                        let resp = handle(&shared, req).await;
+                        busy.store(false, Ordering::Release);
+                        Ok::<_, Infallible>(resp)
+                    }
                 });
                 let conn = hyper::server::conn::http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(limits.header_read_timeout)
                     .serve_connection(TokioIo::new(stream), svc);
                 let conn = graceful.watch(conn);
+                let connections = connections.clone();
                 tokio::spawn(async move {
-                    if let Err(e) = conn.await {
-                        tracing::debug!(error = %e, "HTTP connection ended with an error.");
+                    tokio::select! {
+                        r = conn => if let Err(e) = r {
+                            tracing::debug!(error = %e, "HTTP connection ended with an error.");
+                        },
+                        // Closed to make room for a newer connection.
+                        _ = closed => {}
                     }
+                    connections.lock().expect("never poisoned").open.remove(&id);
                 });
             }
         }

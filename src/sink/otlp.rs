@@ -1010,6 +1010,26 @@ pub struct OtlpStats {
     pub spans_dropped: Counter,
     /// Failed export requests, by signal.
     pub export_errors: Family<SignalLabel, Counter>,
+    /// Where each signal is exported (for the failure logs).
+    endpoints: std::sync::Arc<std::sync::Mutex<Vec<(&'static str, String)>>>,
+}
+
+/// Export failures logged per signal; later ones are only counted.
+pub const FAILURES_LOGGED: u64 = 3;
+
+/// The cause of an error and its sources, `: `-joined (`error sending request: connection refused`).
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
 }
 
 impl OtlpStats {
@@ -1034,6 +1054,45 @@ impl OtlpStats {
             let _ = self.export_errors.get_or_create(&SignalLabel { signal });
         }
         self
+    }
+
+    /// Notes where `signal` (`traces`, `metrics`) is exported, for the failure logs.
+    pub fn set_endpoint(&self, signal: &'static str, endpoint: &str) {
+        let mut e = self.endpoints.lock().expect("never poisoned");
+        e.retain(|(s, _)| *s != signal);
+        e.push((signal, endpoint.to_owned()));
+    }
+
+    /// Counts a failed export of `signal` and logs the first [`FAILURES_LOGGED`] of
+    /// them, naming the endpoint, the cause and how long the attempt took (the OTLP
+    /// HTTP exporter reports every transport failure as "network error": a timeout
+    /// shows as an attempt as long as `OTEL_EXPORTER_OTLP_TIMEOUT`); the last of those
+    /// says that further failures are only counted.
+    pub fn export_failed(&self, signal: &'static str, cause: &str, took: Duration, detail: &str) {
+        let n = self.export_errors.get_or_create(&SignalLabel { signal });
+        n.inc();
+        let count = n.get();
+        if count > FAILURES_LOGGED {
+            return;
+        }
+        let endpoint = self
+            .endpoints
+            .lock()
+            .expect("never poisoned")
+            .iter()
+            .find(|(s, _)| *s == signal)
+            .map_or_else(|| "the collector".to_owned(), |(_, e)| e.clone());
+        let more = if count == FAILURES_LOGGED {
+            "; further failures are not logged, only counted in skaffold_exporter_otlp_export_errors_total"
+        } else {
+            " (counted in skaffold_exporter_otlp_export_errors_total)"
+        };
+        tracing::warn!(
+            signal,
+            endpoint = %endpoint,
+            "OTLP {signal} export to {endpoint} failed after {} ms: {cause}{detail}{more}.",
+            took.as_millis()
+        );
     }
 }
 
@@ -1108,7 +1167,6 @@ fn export_loop(
     rx: Receiver<SpanData>,
     stats: OtlpStats,
 ) {
-    let mut failures_logged = 0u32;
     // Spans taken off the queue while a failed batch waited for its retry.
     let mut carry: Vec<SpanData> = Vec::new();
     let mut open = true;
@@ -1131,21 +1189,20 @@ fn export_loop(
         let first_try = Instant::now();
         let mut backoff = BACKOFF_MIN;
         loop {
+            let attempt = Instant::now();
             match driver.run(exporter.export(batch.clone())) {
                 Ok(()) => {
                     stats.spans_exported.inc_by(n);
                     break;
                 }
                 Err(e) => {
-                    stats
-                        .export_errors
-                        .get_or_create(&SignalLabel { signal: "traces" })
-                        .inc();
                     let give_up = !open || first_try.elapsed() + backoff > RETRY_FOR;
-                    if failures_logged < 3 {
-                        failures_logged += 1;
-                        tracing::warn!(error = %e, spans = n, retrying = !give_up, "OTLP span export failed (skaffold_exporter_otlp_export_errors_total).");
-                    }
+                    let detail = if give_up {
+                        format!(" ({n} spans dropped)")
+                    } else {
+                        format!(" ({n} spans; retrying)")
+                    };
+                    stats.export_failed("traces", &error_chain(&e), attempt.elapsed(), &detail);
                     if give_up {
                         // Shutting down, or the collector refused them for too long.
                         stats.spans_dropped.inc_by(n);
@@ -1281,7 +1338,7 @@ impl SpanSink {
         while !thread.is_finished() {
             if Instant::now() >= deadline {
                 tracing::warn!(
-                    ?timeout,
+                    timeout_ms = timeout.as_millis() as u64,
                     "OTLP span export did not finish in time; giving up on the rest."
                 );
                 return false;

@@ -266,19 +266,18 @@ impl PushMetricExporter for CountingExporter {
     async fn export(&self, metrics: &ResourceMetrics) -> OTelSdkResult {
         // The reader's thread already runs this future on its own executor: the
         // blocking HTTP client can simply be awaited; tonic needs the tokio runtime.
+        let attempt = std::time::Instant::now();
         let res = match &self.driver {
             Driver::Tokio(h) => h.block_on(self.inner.export(metrics)),
             Driver::Blocking => self.inner.export(metrics).await,
         };
         if let Err(e) = &res {
-            let n = self
-                .stats
-                .export_errors
-                .get_or_create(&SignalLabel { signal: "metrics" });
-            if n.get() < 3 {
-                tracing::warn!(error = %e, "OTLP metrics export failed (skaffold_exporter_otlp_export_errors_total).");
-            }
-            n.inc();
+            self.stats.export_failed(
+                "metrics",
+                &super::otlp::error_chain(e),
+                attempt.elapsed(),
+                "",
+            );
         }
         res
     }

@@ -29,6 +29,14 @@ pub enum Protocol {
 }
 
 impl Protocol {
+    /// As `OTEL_EXPORTER_OTLP_PROTOCOL` spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Grpc => "grpc",
+            Protocol::HttpProtobuf => "http/protobuf",
+        }
+    }
+
     fn parse(s: &str) -> Result<Self, String> {
         match s.trim() {
             "grpc" => Ok(Protocol::Grpc),
@@ -613,7 +621,8 @@ impl Telemetry {
                 if s.skip_history {
                     builder = builder.skip_iterations_ended_before(started);
                 }
-                tracing::info!(endpoint = %ep.url, protocol = ?ep.protocol, pipeline = %s.pipeline(&git), "Exporting a trace per dev-loop iteration over OTLP.");
+                stats.set_endpoint("traces", &ep.url);
+                tracing::info!(endpoint = %ep.url, protocol = ep.protocol.as_str(), pipeline = %s.pipeline(&git), "Exporting a trace per dev-loop iteration over OTLP.");
                 Some(
                     SpanSink::new(builder, tx, Some(thread), stats.clone())
                         .with_connection(metrics.own.connected.clone()),
@@ -641,7 +650,8 @@ impl Telemetry {
                     &meter, buckets,
                 )));
                 super::otlp_metrics::mirror_self_metrics(&meter, &metrics.own, &stats);
-                tracing::info!(endpoint = %ep.url, protocol = ?ep.protocol, ?interval, "Pushing metrics over OTLP.");
+                stats.set_endpoint("metrics", &ep.url);
+                tracing::info!(endpoint = %ep.url, protocol = ep.protocol.as_str(), interval_s = interval.as_secs_f64(), "Pushing metrics over OTLP.");
                 Some(p)
             }
             None => None,
@@ -674,7 +684,7 @@ pub async fn shutdown(
             .is_err()
         {
             tracing::warn!(
-                ?timeout,
+                timeout_ms = timeout.as_millis() as u64,
                 "The final OTLP metrics push did not finish in time."
             );
         }

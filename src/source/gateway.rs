@@ -90,25 +90,37 @@ impl GatewayClient {
         &self,
         path: &str,
         deadline: Duration,
-    ) -> Result<(StatusCode, Bytes), String> {
+    ) -> Result<(StatusCode, Bytes), GatewayError> {
         let fetch = async {
-            let resp = self.get(path).await?;
+            let resp = self.get(path).await.map_err(GatewayError::Failed)?;
             let status = resp.status();
             let body = resp
                 .into_body()
                 .collect()
                 .await
-                .map_err(|e| format!("reading {path}: {e}"))?
+                .map_err(|e| GatewayError::Failed(format!("reading {path}: {e}")))?
                 .to_bytes();
             Ok((status, body))
         };
         tokio::time::timeout(deadline, fetch).await.map_err(|_| {
-            format!(
-                "Skaffold's gateway at {} did not answer within {deadline:?}",
-                self.base
-            )
+            GatewayError::Timeout(format!(
+                "Skaffold's gateway at {} did not answer within {} ms",
+                self.base,
+                deadline.as_millis()
+            ))
         })?
     }
+}
+
+/// Why a request to the gateway got no answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GatewayError {
+    /// No answer within the deadline.
+    #[error("{0}")]
+    Timeout(String),
+    /// The connection or the request failed.
+    #[error("{0}")]
+    Failed(String),
 }
 
 /// How to reach the gateway.

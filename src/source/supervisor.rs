@@ -43,7 +43,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::backoff::Backoff;
-use super::{Delivery, SourceMessage};
+use super::{Delivery, Payload, SourceMessage};
 use crate::core::event::INCOMPATIBLE_LAYOUT;
 use crate::core::order::{HELD_CAP, Reorder, WINDOW};
 use crate::sink::SelfMetrics;
@@ -227,7 +227,7 @@ impl Outlet {
                 self.metrics.fold_stalls.inc();
                 tracing::error!(
                     capacity = self.tx.max_capacity() * BATCH,
-                    waited = ?self.stall,
+                    waited_s = self.stall.as_secs_f64(),
                     "The fold has taken nothing from its full queue: the reader is waiting (Skaffold is held back by flow control; nothing is lost). Is the exporter starved of CPU?"
                 );
                 let mut shutdown = self.shutdown.clone();
@@ -236,7 +236,7 @@ impl Outlet {
                     () = stopping(&mut shutdown) => return Err(Stopped),
                 };
                 self.metrics.fold_stalled.set(0);
-                tracing::warn!(waited = ?waiting.elapsed(), "The fold is taking events again.");
+                tracing::warn!(waited_s = waiting.elapsed().as_secs_f64(), "The fold is taking events again.");
                 p
             }
         };
@@ -259,6 +259,8 @@ async fn read<S: EventStream>(
     let stop = stopping(&mut shutdown);
     tokio::pin!(stop);
     let mut received = 0u64;
+    // Whether a decodable message arrived (the backoff was reset).
+    let mut events = false;
     // When to look for a pause (`WINDOW` after the last message): the stream's first
     // one (even before any message), then after every message.
     let mut due: Option<Duration> = Some(WINDOW);
@@ -274,7 +276,11 @@ async fn read<S: EventStream>(
             }
             msg = stream.next() => match msg {
                 Ok(Some(m)) => {
-                    if received == 0 {
+                    // Only a real event shows the peer is Skaffold: a gateway that
+                    // answers 200 with HTML (a proxy's login page) sends junk lines,
+                    // and must keep backing off.
+                    if !events && !matches!(m.payload, Payload::Invalid(_)) {
+                        events = true;
                         backoff.reset();
                     }
                     received += 1;

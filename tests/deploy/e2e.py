@@ -266,6 +266,16 @@ def main():
         # ---- the work list ----------------------------------------------------
         queries = []  # (key, expr, instant, allow_empty_reason)
         var_queries = []  # (key, selector, label)
+        # The exporter's own exposition, as Prometheus scraped it (gzip-compressed:
+        # Prometheus asks for it): its build and its process, for every target.
+        n_targets = len(targets)
+        queries.append(("exposition: skaffold_exporter_build_info of every target",
+                        f'count(skaffold_exporter_build_info{{version!="",revision!=""}} == 1) == {n_targets}',
+                        True, None))
+        queries.append(("exposition: process metrics of every target",
+                        f"count(process_resident_memory_bytes > 0 and on(instance) process_open_fds > 0"
+                        f" and on(instance) process_cpu_seconds_total > 0) == {n_targets}",
+                        True, None))
         alert_lists = []  # (key, alert name filter, label matchers with the defaults)
         for path, dash in dl.load_dashboards():
             uid = dash["uid"]

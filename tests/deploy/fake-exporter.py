@@ -104,6 +104,10 @@ class Sim:
             r.fam("skaffold_exporter_invalid_events_total", "counter", "")
             r.fam("skaffold_errors_total", "counter", "")
             r.set("skaffold_exporter_last_event_timestamp_seconds", None, 0)
+            r.set("skaffold_exporter_build_info", {"version": "0.0.0-fake", "revision": "unknown"}, 1)
+            r.set("process_resident_memory_bytes", None, 12e6)
+            r.set("process_open_fds", None, 12)
+            r.inc("process_cpu_seconds_total", None, 0.5)
 
     def event(self, kind):
         self.r.inc("skaffold_exporter_events_total", {"event": kind})

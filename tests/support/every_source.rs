@@ -128,7 +128,7 @@ pub async fn settled(exp: &Running, last: f64, what: &str) -> String {
 async fn scrape(addr: SocketAddr) -> String {
     let (status, _, body) = http_get(addr, "/metrics", None).await;
     assert_eq!(status, 200);
-    body
+    super::without_process_metrics(&body)
 }
 
 /// The session as Skaffold's `--event-log-file` writes it (jsonpb: lowerCamel names,

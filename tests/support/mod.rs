@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+pub mod child;
 pub mod every_source;
 pub mod sessions;
 
@@ -48,6 +49,22 @@ pub fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
                     .all(|(k, v)| series.contains(&format!("{k}=\"{v}\"")))
         })
         .and_then(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse().ok()))
+}
+
+/// `text` without the process metrics (`process_*`), which change at every scrape
+/// (CPU time, memory), so that scrapes of a settled exporter compare equal.
+pub fn without_process_metrics(text: &str) -> String {
+    text.lines()
+        .filter(|l| {
+            let name = l
+                .strip_prefix("# HELP ")
+                .or_else(|| l.strip_prefix("# TYPE "))
+                .or_else(|| l.strip_prefix("# UNIT "))
+                .unwrap_or(l);
+            !name.starts_with("process_")
+        })
+        .map(|l| format!("{l}\n"))
+        .collect()
 }
 
 /// Number of series of `name`.

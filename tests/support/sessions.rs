@@ -139,11 +139,11 @@ pub async fn exporter(sk: &Skaffold, api: Api, gateway: bool) -> Running {
     app::start_with(settings(sk.grpc), source).await.unwrap()
 }
 
-/// The exporter's `/metrics`.
+/// The exporter's `/metrics`, without the process metrics (they change at every scrape).
 pub async fn scrape(addr: SocketAddr) -> String {
     let (status, _, body) = http_get(addr, "/metrics", None).await;
     assert_eq!(status, 200);
-    body
+    super::without_process_metrics(&body)
 }
 
 /// Waits until the exporter folded everything up to `last` (Skaffold's timestamp of
