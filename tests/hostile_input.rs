@@ -3,6 +3,8 @@
 //! from /proc/self/status) before and after the case; the growth must stay under
 //! [`BUDGET_KIB`], where decoding used to take 17-34 times the input (1-3 GB).
 
+mod support;
+
 use std::io::{BufReader, Read as _};
 use std::process::Command;
 use std::sync::atomic::AtomicBool;
@@ -266,4 +268,83 @@ fn child_unchecked() {
     let after = vm_hwm_kib();
     assert!(entry.event.is_some());
     println!("GROWTH_KIB={}", after.saturating_sub(before));
+}
+
+/// A gateway line over the 8 MiB limit is skipped up to its newline and counted; the
+/// stream goes on and the lines after it are folded (it used to fail the stream).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_skips_an_over_long_line_and_reads_on() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    if std::env::var("HOSTILE_CASE").is_ok() {
+        return;
+    }
+    let fixture = format!(
+        "{}/tests/fixtures/real/gateway-v1.jsonl",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let text = std::fs::read_to_string(fixture).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let long = format!("{{\"result\":[{}0]}}", "0,".repeat(5 * 1024 * 1024));
+    let body = format!(
+        "{}\n{long}\n{}\n",
+        lines[..3].join("\n"),
+        lines[3..].join("\n")
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let gw = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let body = body.clone();
+            tokio::spawn(async move {
+                let mut req = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => req.extend_from_slice(&buf[..n]),
+                    }
+                }
+                // The stream stays open after the body, as Skaffold's does.
+                let head = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n";
+                let _ = s.write_all(head.as_bytes()).await;
+                for chunk in body.as_bytes().chunks(64 * 1024) {
+                    let _ = s
+                        .write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
+                        .await;
+                    let _ = s.write_all(chunk).await;
+                    let _ = s.write_all(b"\r\n").await;
+                }
+                tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+            });
+        }
+    });
+    let settings = support::settings(gw);
+    let source = skaffold_exporter::config::SourceSettings {
+        api: Api::V1,
+        skaffold_http: Some(format!("http://{gw}").parse().unwrap()),
+    };
+    let exp = skaffold_exporter::app::start_with(settings, source)
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let text = support::http_get(exp.http_addr, "/metrics", None).await.2;
+        let events: f64 = text
+            .lines()
+            .filter(|l| l.starts_with("skaffold_exporter_events_total{"))
+            .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+            .sum();
+        let undecodable = text
+            .lines()
+            .any(|l| l == "skaffold_exporter_invalid_events_total{reason=\"undecodable\"} 1");
+        if events == lines.len() as f64 && undecodable {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "events {events} of {}, undecodable counted: {undecodable}",
+            lines.len()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }
