@@ -12,6 +12,14 @@ use crate::sink::DEFAULT_BUCKETS;
 /// takes a batch (`app::FOLD_BATCH`), small enough to keep memory low.
 pub const DEFAULT_QUEUE_CAPACITY: usize = 4096;
 
+/// Largest `--queue-capacity`: a queue slot holds a batch of messages, and a larger
+/// queue only holds more memory (tokio refuses capacities beyond `usize::MAX >> 3`).
+pub const MAX_QUEUE_CAPACITY: usize = 1 << 20;
+
+/// Shortest `--backoff-min`: reconnecting faster only burns CPU against a Skaffold
+/// that is not there.
+pub const MIN_BACKOFF: Duration = Duration::from_millis(10);
+
 /// Turns Skaffold's event stream into Prometheus metrics.
 #[derive(Debug, Parser)]
 #[command(
@@ -213,46 +221,64 @@ pub fn parse_http_url(url: &str) -> Result<http::Uri, String> {
             "--skaffold-http must be an http:// URL with host and port (Skaffold's gateway has no TLS), got {url:?}"
         ));
     }
+    // Host and port as --skaffold-addr takes them (a port from 1 to 65535, no default:
+    // Skaffold's gateway port is whatever --rpc-http-port says).
+    let authority = uri.authority().map(|a| a.as_str()).unwrap_or_default();
+    let problem = if authority.contains('@') {
+        Some("no user name or password")
+    } else {
+        host_port_problem(authority)
+    };
+    if let Some(why) = problem {
+        return Err(format!(
+            "--skaffold-http must be http://host:port like http://127.0.0.1:50052 ({why}), got {url:?}"
+        ));
+    }
     Ok(uri)
 }
 
 /// Checks `--skaffold-addr`: `host:port` (`127.0.0.1:50051`, `localhost:50051`,
 /// `[::1]:50051`), no scheme, the port a number from 1 to 65535.
 pub fn check_host_port(addr: &str) -> Result<(), String> {
-    let bad = |why: &str| {
-        Err(format!(
+    match host_port_problem(addr) {
+        None => Ok(()),
+        Some(why) => Err(format!(
             "--skaffold-addr must be host:port like 127.0.0.1:50051 ({why}), got {addr:?}"
-        ))
-    };
+        )),
+    }
+}
+
+/// What is wrong with `addr` as `host:port`, if anything.
+fn host_port_problem(addr: &str) -> Option<&'static str> {
     if addr.contains("://") {
-        return bad("no scheme: the exporter speaks gRPC to it");
+        return Some("no scheme: the exporter speaks gRPC to it");
     }
     let Some((host, port)) = addr.rsplit_once(':') else {
-        return bad("no port");
+        return Some("no port");
     };
     let host = match host.strip_prefix('[') {
         Some(h) => match h.strip_suffix(']') {
             Some(h) if h.parse::<std::net::Ipv6Addr>().is_ok() => h,
-            _ => return bad("bad IPv6 address"),
+            _ => return Some("bad IPv6 address"),
         },
         None => host,
     };
     if host.is_empty() {
-        return bad("no host");
+        return Some("no host");
     }
     if addr.starts_with('[') {
         // An IPv6 address, checked above.
     } else if host.contains(':') {
-        return bad("put an IPv6 address in brackets: [::1]:50051");
+        return Some("put an IPv6 address in brackets: [::1]:50051");
     } else if !host
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
     {
-        return bad("not a host name or IP address");
+        return Some("not a host name or IP address");
     }
     match port.parse::<u16>() {
-        Ok(p) if p > 0 => Ok(()),
-        _ => bad("the port must be a number from 1 to 65535"),
+        Ok(p) if p > 0 => None,
+        _ => Some("the port must be a number from 1 to 65535"),
     }
 }
 
@@ -328,14 +354,20 @@ impl TryFrom<ExporterArgs> for Settings {
         if a.max_label_values == 0 {
             return Err("--max-label-values must be at least 1".into());
         }
-        if a.queue_capacity == 0 {
-            return Err("--queue-capacity must be at least 1".into());
-        }
-        if a.backoff_min.is_zero() || a.backoff_min > a.backoff_max {
+        if a.queue_capacity == 0 || a.queue_capacity > MAX_QUEUE_CAPACITY {
             return Err(format!(
-                "--backoff-min ({:?}) must be positive and not above --backoff-max ({:?})",
+                "--queue-capacity must be from 1 to {MAX_QUEUE_CAPACITY}, got {}",
+                a.queue_capacity
+            ));
+        }
+        if a.backoff_min < MIN_BACKOFF || a.backoff_min > a.backoff_max {
+            return Err(format!(
+                "--backoff-min ({:?}) must be at least {MIN_BACKOFF:?} and not above --backoff-max ({:?})",
                 a.backoff_min, a.backoff_max
             ));
+        }
+        if a.upstream_timeout.is_zero() {
+            return Err("--upstream-timeout must be positive, got 0".into());
         }
         check_host_port(&a.skaffold_addr)?;
         Ok(Settings {
@@ -388,6 +420,20 @@ mod tests {
         assert!(e.contains("--listen"), "{e}");
         let e = settings(&["x", "--upstream-timeout", "3 fortnights"]).unwrap_err();
         assert!(e.contains("invalid duration"), "{e}");
+        for (flag, value) in [
+            ("--queue-capacity", "2305843009213693952"),
+            ("--queue-capacity", "18446744073709551615"),
+            ("--queue-capacity", "0"),
+            ("--upstream-timeout", "0"),
+            ("--upstream-timeout", "0ms"),
+            ("--backoff-min", "0.000001ms"),
+            ("--backoff-min", "0"),
+        ] {
+            let e = settings(&["x", flag, value]).unwrap_err();
+            assert!(e.contains(flag), "{flag} {value}: {e}");
+        }
+        assert!(settings(&["x", "--queue-capacity", "1048576"]).is_ok());
+        assert!(settings(&["x", "--backoff-min", "10ms"]).is_ok());
     }
 
     #[test]
@@ -411,7 +457,16 @@ mod tests {
             SourceSettings::try_from(&cli.exporter).unwrap(),
             SourceSettings::default()
         );
-        for bad in ["https://127.0.0.1:50052", "127.0.0.1:50052", "http://"] {
+        for bad in [
+            "https://127.0.0.1:50052",
+            "127.0.0.1:50052",
+            "http://",
+            "http://127.0.0.1:99999",
+            "http://127.0.0.1",
+            "http://localhost/",
+            "http://127.0.0.1:0",
+            "http://user:pw@127.0.0.1:50052",
+        ] {
             let e = parse_http_url(bad).unwrap_err();
             assert!(e.contains("--skaffold-http"), "{bad}: {e}");
         }

@@ -24,7 +24,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{BufRead, BufReader, IsTerminal, Read};
+use std::io::{BufRead, BufReader, IsTerminal, Read as _};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -43,8 +43,10 @@ use crate::sink::exposition::{encode_openmetrics, openmetrics_to_prometheus};
 use crate::sink::otlp_setup::{OtlpSettings, Telemetry};
 use crate::sink::{DEFAULT_BUCKETS, Metrics};
 use crate::source::file::{
-    Item, hint_from_name, item_from_line, item_from_value, records_of_document,
+    Item, LineReader, Read, each_record, hint_from_name, item_from_bytes, oversize_line,
 };
+use crate::source::json::parse_json;
+use crate::source::limits::MAX_JSON_BYTES;
 use crate::source::{Api, Payload};
 
 /// Text format of the printed metrics.
@@ -314,6 +316,9 @@ impl TransitionObserver for SummaryObserver {
 
 // === impl Replayer ===
 
+/// Most `file:line` notes kept (and printed); more are counted.
+pub const MAX_DIAGNOSTICS: usize = 1000;
+
 /// The fold of a replay: pipeline, registry, summary, and what went wrong where.
 pub struct Replayer {
     registry: Arc<Registry>,
@@ -326,7 +331,10 @@ pub struct Replayer {
     skipped: u64,
     /// Inputs begun so far (each is a session of its own).
     inputs: u64,
+    /// Inputs that could not be opened, or not read to their end.
+    unreadable: u64,
     diagnostics: Vec<String>,
+    diagnostics_omitted: u64,
     /// The OTLP pieces to shut down at the end (`--otlp`).
     telemetry: Option<Telemetry>,
     /// Readiness for `--serve`.
@@ -390,7 +398,9 @@ impl Replayer {
             rejected: 0,
             skipped: 0,
             inputs: 0,
+            unreadable: 0,
             diagnostics: Vec::new(),
+            diagnostics_omitted: 0,
             telemetry,
             progress: None,
         })
@@ -443,7 +453,7 @@ impl Replayer {
             Item::Message { payload, .. } => {
                 if let Payload::Invalid(e) = &payload {
                     self.malformed += 1;
-                    self.diagnostics.push(format!("{file}:{line}: malformed: {e}"));
+                    self.diagnose(format!("{file}:{line}: malformed: {e}"));
                 }
                 let before = self.pipeline.invalid_count();
                 self.pipeline.fold_payload(&payload);
@@ -452,8 +462,8 @@ impl Replayer {
                 {
                     self.rejected += 1;
                     let why = self.pipeline.last_invalid().unwrap_or("invalid event");
-                    self.diagnostics
-                        .push(format!("{file}:{line}: skipped (counted as invalid): {why}"));
+                    let note = format!("{file}:{line}: skipped (counted as invalid): {why}");
+                    self.diagnose(note);
                 }
                 if let Some(why) = self.pipeline.take_not_folded() {
                     self.skipped += 1;
@@ -461,12 +471,12 @@ impl Replayer {
                         .push(format!("{file}:{line}: not folded: {why}"));
                 }
             }
-            Item::StreamEnded { code, message } => self.diagnostics.push(format!(
+            Item::StreamEnded { code, message } => self.diagnose(format!(
                 "{file}:{line}: the captured stream ended with a gateway error (gRPC code {code}): {message}"
             )),
             Item::NotAnEvent(what) => {
                 self.skipped += 1;
-                self.diagnostics.push(format!("{file}:{line}: not folded: {what}"));
+                self.diagnose(format!("{file}:{line}: not folded: {what}"));
             }
         }
     }
@@ -515,9 +525,36 @@ impl Replayer {
         &self.diagnostics
     }
 
+    /// Records an input that could not be opened, or not read to its end (`why`): the
+    /// command fails (exit 2) after printing what was folded.
+    pub fn unreadable(&mut self, why: String) {
+        self.unreadable += 1;
+        self.diagnose(why);
+    }
+
+    /// Inputs that could not be opened or read to their end, so far.
+    pub fn unreadable_count(&self) -> u64 {
+        self.unreadable
+    }
+
+    /// Keeps a note, up to [`MAX_DIAGNOSTICS`] of them (then only counts them: a
+    /// file of millions of bad lines must not fill memory with notes).
+    fn diagnose(&mut self, note: String) {
+        if self.diagnostics.len() < MAX_DIAGNOSTICS {
+            self.diagnostics.push(note);
+        } else {
+            self.diagnostics_omitted += 1;
+        }
+    }
+
+    /// Notes beyond [`MAX_DIAGNOSTICS`], counted only.
+    pub fn diagnostics_omitted(&self) -> u64 {
+        self.diagnostics_omitted
+    }
+
     /// Adds a note (e.g. an input that was skipped).
     pub fn note(&mut self, text: String) {
-        self.diagnostics.push(text);
+        self.diagnose(text);
     }
 
     /// The summary table.
@@ -552,26 +589,38 @@ impl Replayer {
 
 // === inputs ===
 
+/// Largest JSON document read whole (an input that is not JSON Lines: a JSON array,
+/// a `{"records": [...]}` capture). Its records are folded one at a time; each is
+/// held to the limits of `source::limits`.
+pub const MAX_DOCUMENT_BYTES: u64 = 64 * 1024 * 1024;
+
+type Reader = LineReader<Box<dyn BufRead + Send>>;
+
 /// An opened input, its first line already read.
 pub struct Input {
     name: String,
-    reader: Box<dyn BufRead + Send>,
+    lines: Reader,
     path: Option<PathBuf>,
     size: Option<u64>,
     hint: Option<Api>,
     kind: InputKind,
+    /// The file as opened (`--follow` notices when it is replaced or rewritten).
+    watch: Option<FileWatch>,
 }
 
 enum InputKind {
     Empty,
     /// JSON Lines; the first line is kept for the reader.
     Lines {
-        first: String,
+        /// Blank lines before the first one.
+        blank: u64,
+        first: Vec<u8>,
+        read: Read,
         api: Option<Api>,
     },
-    /// One document, parsed.
+    /// One document, read whole (records parsed one at a time).
     Document {
-        records: Vec<Value>,
+        text: Vec<u8>,
         api: Option<Api>,
         error: Option<String>,
     },
@@ -585,8 +634,8 @@ impl std::fmt::Debug for Input {
     }
 }
 
-fn record_api(v: &Value, hint: Option<Api>) -> Option<Api> {
-    match item_from_value(v.clone(), hint) {
+fn bytes_api(bytes: &[u8], hint: Option<Api>) -> Option<Api> {
+    match item_from_bytes(bytes, hint)? {
         Item::Message {
             api,
             payload: Payload::V1(_) | Payload::V2(_) | Payload::SkippedLog(_),
@@ -595,85 +644,169 @@ fn record_api(v: &Value, hint: Option<Api>) -> Option<Api> {
     }
 }
 
+/// What identifies the file an input was opened from: `--follow` starts over when
+/// the path names another file (rotated: deleted or moved, and created again), when
+/// the file shrank (truncated), or when it changed without growing (rewritten in
+/// place with the same size).
+#[derive(Debug, Clone, PartialEq)]
+struct FileWatch {
+    identity: (u64, u64, Option<std::time::SystemTime>),
+    /// Modification time seen at `seen_at` bytes read.
+    mtime: Option<std::time::SystemTime>,
+    seen_at: u64,
+}
+
+#[cfg(unix)]
+fn identity(m: &std::fs::Metadata) -> (u64, u64, Option<std::time::SystemTime>) {
+    use std::os::unix::fs::MetadataExt as _;
+    (m.dev(), m.ino(), m.created().ok())
+}
+
+#[cfg(not(unix))]
+fn identity(m: &std::fs::Metadata) -> (u64, u64, Option<std::time::SystemTime>) {
+    (0, 0, m.created().ok())
+}
+
+impl FileWatch {
+    fn of(m: &std::fs::Metadata) -> Self {
+        Self {
+            identity: identity(m),
+            mtime: m.modified().ok(),
+            seen_at: 0,
+        }
+    }
+
+    /// Why the input must be read again from the start, if it must; `read` bytes of
+    /// it have been read (all there were, a moment ago).
+    fn changed(&mut self, path: &std::path::Path, read: u64) -> Option<&'static str> {
+        // Gone (rotated, not yet created again): wait.
+        let m = std::fs::metadata(path).ok()?;
+        if identity(&m) != self.identity {
+            return Some("replaced by a new file");
+        }
+        if m.len() < read {
+            return Some("truncated");
+        }
+        let mtime = m.modified().ok();
+        if m.len() == read && self.seen_at == read && mtime != self.mtime {
+            return Some("rewritten");
+        }
+        self.mtime = mtime;
+        self.seen_at = read;
+        None
+    }
+}
+
 impl Input {
     /// Opens `name` (`-` = stdin) and looks at its first line.
     pub fn open(name: &str) -> anyhow::Result<Self> {
-        let (reader, path, size): (Box<dyn BufRead + Send>, _, _) = if name == "-" {
-            (Box::new(BufReader::new(std::io::stdin())), None, None)
+        let (reader, path, size, watch): (Box<dyn BufRead + Send>, _, _, _) = if name == "-" {
+            (Box::new(BufReader::new(std::io::stdin())), None, None, None)
         } else {
             let f = File::open(name).with_context(|| format!("cannot open {name}"))?;
-            let size = f.metadata().ok().filter(|m| m.is_file()).map(|m| m.len());
+            let meta = f
+                .metadata()
+                .with_context(|| format!("cannot open {name}"))?;
+            if meta.is_dir() {
+                anyhow::bail!("cannot read {name}: it is a directory");
+            }
+            let size = meta.is_file().then_some(meta.len());
             (
                 Box::new(BufReader::with_capacity(256 * 1024, f)),
                 Some(PathBuf::from(name)),
                 size,
+                Some(FileWatch::of(&meta)),
             )
         };
-        Self::from_reader(name, reader, path, size)
+        let mut input = Self::from_reader(name, reader, path, size)?;
+        input.watch = watch;
+        Ok(input)
     }
 
     /// An input over any reader (tests).
     pub fn from_reader(
         name: &str,
-        mut reader: Box<dyn BufRead + Send>,
+        reader: Box<dyn BufRead + Send>,
         path: Option<PathBuf>,
         size: Option<u64>,
     ) -> anyhow::Result<Self> {
         let hint = hint_from_name(name);
-        let mut first = String::new();
-        while first.trim().is_empty() {
+        let mut lines = LineReader::new(reader, MAX_JSON_BYTES);
+        let mut first = Vec::new();
+        let mut blank = 0u64;
+        let read = loop {
             first.clear();
-            if reader
-                .read_line(&mut first)
-                .with_context(|| format!("reading {name}"))?
-                == 0
-            {
-                break;
+            let read = lines
+                .read(&mut first)
+                .with_context(|| format!("reading {name}"))?;
+            if read == Read::Line && first.trim_ascii().is_empty() {
+                blank += 1;
+                continue;
             }
-        }
-        let trimmed = first.trim_start();
-        let kind = if trimmed.is_empty() {
+            break read;
+        };
+        // An over-long line the input ended in is an over-long line.
+        let read = match (read, lines.take_unfinished()) {
+            (Read::End, Some(n)) => Read::TooLong(n),
+            (read, _) => read,
+        };
+        let trimmed = first.trim_ascii();
+        let kind = if read == Read::End && trimmed.is_empty() {
             InputKind::Empty
-        } else if trimmed.starts_with('{')
-            && let Ok(v) = serde_json::from_str::<Value>(first.trim())
-            && !v.get("records").is_some_and(Value::is_array)
+        } else if matches!(read, Read::TooLong(_))
+            || (trimmed.starts_with(b"{")
+                && trimmed.ends_with(b"}")
+                && parse_json(trimmed)
+                    .map_or(true, |v| !v.get("records").is_some_and(Value::is_array)))
         {
-            let api = record_api(&v, hint);
-            InputKind::Lines { first, api }
+            // JSON Lines: one record per line (a malformed or over-long first line is
+            // reported as such, line by line).
+            let api = bytes_api(trimmed, hint);
+            InputKind::Lines {
+                blank,
+                first,
+                read,
+                api,
+            }
         } else {
             // A document spread over lines (or a JSON array): read it whole.
             let mut text = first;
-            reader
-                .read_to_string(&mut text)
+            let limit = MAX_DOCUMENT_BYTES.saturating_sub(text.len() as u64) + 1;
+            lines
+                .get_mut()
+                .take(limit)
+                .read_to_end(&mut text)
                 .with_context(|| format!("reading {name}"))?;
-            match serde_json::from_str::<Value>(&text) {
-                Ok(doc) => {
-                    let records = records_of_document(doc);
-                    let api = records.iter().find_map(|r| record_api(r, hint));
-                    InputKind::Document {
-                        records,
-                        api,
-                        error: None,
-                    }
-                }
-                Err(e) => InputKind::Document {
-                    records: Vec::new(),
+            if text.len() as u64 > MAX_DOCUMENT_BYTES {
+                InputKind::Document {
+                    text: Vec::new(),
                     api: None,
                     error: Some(format!(
-                        "{name}:{}:{}: neither JSON Lines nor a JSON document: {e}",
-                        e.line(),
-                        e.column()
+                        "{name}: malformed: a JSON document over {MAX_DOCUMENT_BYTES} bytes (write one record per line: JSON Lines have no size limit)"
                     )),
-                },
+                }
+            } else {
+                let mut api = None;
+                let _ = each_record(&text, |rec| {
+                    if api.is_none() {
+                        api = bytes_api(rec, hint);
+                    }
+                });
+                InputKind::Document {
+                    text,
+                    api,
+                    error: None,
+                }
             }
         };
         Ok(Self {
             name: name.to_owned(),
-            reader,
+            lines,
             path,
             size,
             hint,
             kind,
+            watch: None,
         })
     }
 
@@ -686,7 +819,9 @@ impl Input {
     }
 
     /// Feeds every record to `r`. With `follow`, keeps reading as the file grows
-    /// until `stop` is set. `progress` draws a bar on stderr.
+    /// until `stop` is set (and starts over when the file is replaced, truncated or
+    /// rewritten). `progress` draws a bar on stderr. An error means the input could
+    /// not be read from some line on; what was read before is folded.
     pub fn feed(
         self,
         r: &mut Replayer,
@@ -696,87 +831,72 @@ impl Input {
     ) -> anyhow::Result<()> {
         let Input {
             name,
-            mut reader,
+            mut lines,
             path,
             size,
             hint,
             kind,
+            mut watch,
         } = self;
         r.begin_input();
-        match kind {
-            InputKind::Empty if !follow => Ok(()),
-            InputKind::Document { records, error, .. } => {
+        let (mut line_no, mut buf, first_read) = match kind {
+            InputKind::Empty if !follow => return Ok(()),
+            InputKind::Document { text, error, .. } => {
                 if let Some(e) = error {
                     r.malformed += 1;
-                    r.diagnostics.push(e);
+                    r.diagnose(e);
                 }
-                for (i, rec) in records.into_iter().enumerate() {
-                    r.feed(&name, i as u64 + 1, item_from_value(rec, hint));
-                }
-                Ok(())
-            }
-            InputKind::Empty | InputKind::Lines { .. } => {
-                let first = match kind {
-                    InputKind::Lines { first, .. } => first,
-                    _ => String::new(),
-                };
-                let bar = (progress && !follow)
-                    .then_some(size)
-                    .flatten()
-                    .filter(|n| *n > 0)
-                    .map(|n| {
-                        let bar = indicatif::ProgressBar::new(n);
-                        bar.set_style(
-                            indicatif::ProgressStyle::with_template(
-                                "{msg} {wide_bar} {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}",
-                            )
-                            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-                        );
-                        bar.set_message(name.clone());
-                        bar
-                    });
-                let mut line_no = 0u64;
-                let mut offset = 0u64;
-                let mut buf = first;
-                loop {
-                    if buf.is_empty() || (follow && !buf.ends_with('\n')) {
-                        let n = reader
-                            .read_line(&mut buf)
-                            .with_context(|| format!("reading {name}"))?;
-                        if n == 0 {
-                            if follow {
-                                r.caught_up();
-                            }
-                            if !follow || stop.load(Ordering::Acquire) {
-                                if !buf.is_empty() {
-                                    line_no += 1;
-                                    if let Some(item) = item_from_line(&buf, hint) {
-                                        r.feed(&name, line_no, item);
-                                    }
-                                }
-                                break;
-                            }
-                            // Truncated (rotated or rewritten)? Start over.
-                            if let Some(p) = &path
-                                && std::fs::metadata(p).is_ok_and(|m| m.len() < offset)
-                            {
-                                r.note(format!(
-                                    "{name}: truncated; reading it again from the start"
-                                ));
-                                reader = Box::new(BufReader::new(File::open(p)?));
-                                offset = 0;
-                                buf.clear();
-                            }
-                            std::thread::sleep(Duration::from_millis(200));
-                            continue;
-                        }
-                        if follow && !buf.ends_with('\n') {
-                            continue;
-                        }
+                let mut i = 0u64;
+                let parsed = each_record(&text, |rec| {
+                    i += 1;
+                    if let Some(item) = item_from_bytes(rec, hint) {
+                        r.feed(&name, i, item);
                     }
+                });
+                if let Err(e) = parsed {
+                    r.malformed += 1;
+                    r.diagnose(format!(
+                        "{name}:{}:{}: malformed: neither JSON Lines nor a JSON document: {e}",
+                        e.line(),
+                        e.column()
+                    ));
+                }
+                return Ok(());
+            }
+            InputKind::Empty => (0, Vec::new(), None),
+            InputKind::Lines {
+                blank, first, read, ..
+            } => (blank, first, Some(read)),
+        };
+        let bar = (progress && !follow)
+            .then_some(size)
+            .flatten()
+            .filter(|n| *n > 0)
+            .map(|n| {
+                let bar = indicatif::ProgressBar::new(n);
+                bar.set_style(
+                    indicatif::ProgressStyle::with_template(
+                        "{msg} {wide_bar} {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}",
+                    )
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+                );
+                bar.set_message(name.clone());
+                bar
+            });
+        let mut offset = 0u64;
+        let mut next = first_read;
+        loop {
+            let read = match next.take() {
+                Some(read) => read,
+                None => lines
+                    .read(&mut buf)
+                    .with_context(|| format!("reading {name}:{}", line_no + 1))?,
+            };
+            match read {
+                Read::Line => {
                     line_no += 1;
                     offset += buf.len() as u64;
-                    if let Some(item) = item_from_line(&buf, hint) {
+                    if let Some(item) = item_from_bytes(&buf, hint) {
                         r.feed(&name, line_no, item);
                     }
                     buf.clear();
@@ -786,23 +906,70 @@ impl Input {
                         b.set_position(offset);
                     }
                 }
-                if let Some(b) = bar {
-                    b.finish_and_clear();
+                Read::TooLong(n) => {
+                    line_no += 1;
+                    offset += n;
+                    r.feed(&name, line_no, oversize_line(hint, n));
                 }
-                Ok(())
+                Read::End => {
+                    if follow {
+                        r.caught_up();
+                    }
+                    if !follow || stop.load(Ordering::Acquire) {
+                        if !buf.is_empty() {
+                            line_no += 1;
+                            if let Some(item) = item_from_bytes(&buf, hint) {
+                                r.feed(&name, line_no, item);
+                            }
+                        }
+                        if let Some(n) = lines.take_unfinished() {
+                            line_no += 1;
+                            r.feed(&name, line_no, oversize_line(hint, n));
+                        }
+                        break;
+                    }
+                    // Replaced (rotated), truncated or rewritten? Start over.
+                    let pending = offset + buf.len() as u64;
+                    if let (Some(p), Some(w)) = (&path, watch.as_mut())
+                        && let Some(why) = w.changed(p, pending)
+                        && let Ok(f) = File::open(p)
+                        && let Ok(meta) = f.metadata()
+                    {
+                        r.note(format!("{name}: {why}; reading it again from the start"));
+                        lines = LineReader::new(Box::new(BufReader::new(f)), MAX_JSON_BYTES);
+                        watch = Some(FileWatch::of(&meta));
+                        offset = 0;
+                        line_no = 0;
+                        buf.clear();
+                        continue;
+                    }
+                    std::thread::sleep(FOLLOW_POLL);
+                }
             }
         }
+        if let Some(b) = bar {
+            b.finish_and_clear();
+        }
+        Ok(())
     }
 }
 
+/// How often `--follow` looks for more lines (and for a replaced file).
+pub const FOLLOW_POLL: Duration = Duration::from_millis(200);
+
 /// Opens the inputs and drops each v1 file whose own `.v2` sibling is given too
 /// (Skaffold writes every event to both; folding both would count everything twice).
-pub fn open_inputs(names: &[String], r: &mut Replayer) -> anyhow::Result<Vec<Input>> {
-    let inputs: Vec<Input> = names
-        .iter()
-        .map(|n| Input::open(n))
-        .collect::<anyhow::Result<_>>()?;
-    Ok(select_inputs(inputs, r))
+/// An input that cannot be opened or read is reported (`r.unreadable()`), and the
+/// others are still folded.
+pub fn open_inputs(names: &[String], r: &mut Replayer) -> Vec<Input> {
+    let mut inputs = Vec::new();
+    for name in names {
+        match Input::open(name) {
+            Ok(i) => inputs.push(i),
+            Err(e) => r.unreadable(format!("{e:#}")),
+        }
+    }
+    select_inputs(inputs, r)
 }
 
 /// Drops an input `FILE` when `FILE.v2` is among the inputs (see [`open_inputs`]):
@@ -883,7 +1050,7 @@ pub async fn run(
         Replayer::new(&buckets, args.max_label_values)
     };
     setup(replayer.pipeline_mut());
-    let inputs = open_inputs(&args.files, &mut replayer)?;
+    let inputs = open_inputs(&args.files, &mut replayer);
 
     let (shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
     let mut server = None;
@@ -920,16 +1087,14 @@ pub async fn run(
     let progress = std::io::stderr().is_terminal();
     let follow = args.follow;
     let stop2 = stop.clone();
-    let (mut replayer, result) = tokio::task::spawn_blocking(move || {
+    let mut replayer = tokio::task::spawn_blocking(move || {
         let mut replayer = replayer;
-        let mut result = Ok(());
         for input in inputs {
             if let Err(e) = input.feed(&mut replayer, follow, &stop2, progress) {
-                result = Err(e);
-                break;
+                replayer.unreadable(format!("{e:#}"));
             }
         }
-        (replayer, result)
+        replayer
     })
     .await?;
     // What was read is folded (and printed) even when an input failed midway.
@@ -938,6 +1103,12 @@ pub async fn run(
 
     for d in replayer.diagnostics() {
         eprintln!("{d}");
+    }
+    if replayer.diagnostics_omitted() > 0 {
+        eprintln!(
+            "replay: {} more notes not shown",
+            replayer.diagnostics_omitted()
+        );
     }
     eprintln!(
         "replay: {} records, {} events folded, {} not folded (see the notes), {} malformed, {} rejected",
@@ -965,8 +1136,14 @@ pub async fn run(
     } else {
         false
     };
-    print!("{}", replayer.report(args.format, args.output));
-    result?;
+    write_stdout(replayer.report(args.format, args.output).as_bytes())?;
+    if replayer.unreadable > 0 {
+        eprintln!(
+            "replay: {} input(s) could not be read (whole or in part); what was read is folded above",
+            replayer.unreadable
+        );
+        return Ok(ExitCode::from(2));
+    }
 
     if let Some(server) = server {
         if !stop.load(Ordering::Acquire) {
@@ -983,6 +1160,50 @@ pub async fn run(
             ExitCode::SUCCESS
         },
     )
+}
+
+/// Writes the report to stdout. A reader that went away (`| head`) ends the output
+/// quietly, as command-line tools do; any other failure (a full disk, a closed
+/// stdout) is an error, so no metrics are lost silently.
+pub fn write_stdout(bytes: &[u8]) -> anyhow::Result<()> {
+    match write_all_to_stdout(bytes) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        r => r.context("cannot write the report to stdout"),
+    }
+}
+
+/// Whether the process started with stdout closed (see [`guard_stdio`]).
+static STDOUT_CLOSED: AtomicBool = AtomicBool::new(false);
+
+/// Call first thing in `main`: notes whether the process was started with stdout
+/// closed, so that a report written to it fails (exit 2) instead of vanishing. Rust
+/// puts `/dev/null` on a standard descriptor the process started without (opened
+/// read-write, which a shell's `>/dev/null` never does): that is how it is told
+/// (Linux).
+pub fn guard_stdio() {
+    #[cfg(target_os = "linux")]
+    {
+        let null = std::fs::read_link("/proc/self/fd/1")
+            .is_ok_and(|p| p == std::path::Path::new("/dev/null"));
+        // `flags:` in octal; the access mode is its low two bits (2 = O_RDWR).
+        let read_write = std::fs::read_to_string("/proc/self/fdinfo/1").is_ok_and(|info| {
+            info.lines()
+                .find_map(|l| l.strip_prefix("flags:"))
+                .and_then(|f| u32::from_str_radix(f.trim(), 8).ok())
+                .is_some_and(|f| f & 3 == 2)
+        });
+        STDOUT_CLOSED.store(null && read_write, Ordering::Release);
+    }
+}
+
+fn write_all_to_stdout(bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    if STDOUT_CLOSED.load(Ordering::Acquire) {
+        return Err(std::io::Error::other("stdout is closed"));
+    }
+    let mut out = std::io::stdout().lock();
+    out.write_all(bytes)?;
+    out.flush()
 }
 
 /// The value of the sample `series` (name and labels exactly as printed) in
@@ -1043,7 +1264,7 @@ mod tests {
     #[test]
     fn rejected_records_are_counted_apart_from_malformed_ones() {
         let mut r = Replayer::new(&DEFAULT_BUCKETS, 200);
-        let line = |l: &str| item_from_line(l, None).unwrap();
+        let line = |l: &str| item_from_bytes(l.as_bytes(), None).unwrap();
         r.feed(
             "f",
             1,

@@ -32,9 +32,22 @@ use super::event::{ErrorInfo, Event, EventKind, Nanos, Status};
 use super::reason::Reason;
 use super::transition::{Finished, LoopKind, Outcome, Phase, RunEnd, Transition};
 
-/// Most phases tracked open at once per kind (artifacts, images, resources); more are
-/// refused and counted as `too_many_open`, so a flood of names cannot grow memory.
-pub const MAX_OPEN: usize = 10_000;
+/// Most entries tracked at once per kind (open builds, syncs, subtasks and resources,
+/// artifacts with a failure streak, names seen in a run), so a flood of names cannot
+/// grow memory without end. An entry is a 64-bit hash of the name (see [`key`]), some
+/// 40 bytes whatever the name's length: 250,000 of each kind are at most ~10 MB each.
+/// Past the limit the event is still counted where it can be (a resource's rollout,
+/// a build's or a sync's result: what the sink folds into `other` still counts), and
+/// `too_many_open` says that something went untracked.
+pub const MAX_OPEN: usize = 250_000;
+
+/// The key of a name in the fold's maps: XXH3 of it (a collision of two names in one
+/// run is as likely as one in 2^64 / n²).
+type Key = u64;
+
+fn key(name: &str) -> Key {
+    twox_hash::XxHash3_64::oneshot(name.as_bytes())
+}
 
 /// The fold's state. Owned by one task; never shared.
 #[derive(Debug, Default)]
@@ -43,7 +56,7 @@ pub struct State {
     /// Failed deploys since the last success (survives runs).
     deploy_streak: u64,
     /// Failed builds per artifact since its last success (survives runs).
-    build_streaks: HashMap<String, u64>,
+    build_streaks: HashMap<Key, u64>,
     /// An unrelated session begins: the next event starts a run (see
     /// [`State::begin_session`]).
     session_pending: bool,
@@ -52,27 +65,27 @@ pub struct State {
 /// Per-run state.
 #[derive(Debug, Default)]
 struct Run {
-    builds: HashMap<String, Nanos>,
-    seen_artifacts: HashSet<String>,
-    seen_images: HashSet<String>,
+    builds: HashMap<Key, Nanos>,
+    seen_artifacts: HashSet<Key>,
+    seen_images: HashSet<Key>,
     test: Option<Nanos>,
     deploy: Option<Nanos>,
     status_check: Option<Nanos>,
     /// Resources of the current status check: first In Progress, and whether ended.
-    resources: HashMap<String, (Option<Nanos>, bool)>,
+    resources: HashMap<Key, (Option<Nanos>, bool)>,
     /// The first failed resource of the current status check.
     check_failure: Option<ErrorInfo>,
     /// A status check failed while the deploy was open (the status check ran inside
     /// the deployer: `--iterative-status-check` or deploy hooks, `deploy/deploy_mux.go`):
     /// the deploy's failure that follows is the same failure.
     check_failed_in_deploy: bool,
-    syncs: HashMap<String, Nanos>,
+    syncs: HashMap<Key, Nanos>,
     /// v2 phases with one instance at a time.
     render: Option<Nanos>,
     verify: Option<Nanos>,
     exec: Option<Nanos>,
     /// v2 subtasks (deployers, renderers, ...) by kind and id.
-    subtasks: HashMap<(Phase, String), Nanos>,
+    subtasks: HashMap<(Phase, Key), Nanos>,
     ports: HashSet<i32>,
     dev_loop: Option<Loop>,
     /// The last iteration (from DevLoopEvents) that ended in this run: its later
@@ -327,9 +340,8 @@ impl State {
         at: Nanos,
         out: &mut Vec<Transition>,
     ) {
-        if self.run.seen_artifacts.len() < MAX_OPEN
-            && self.run.seen_artifacts.insert(artifact.to_owned())
-        {
+        let k = key(artifact);
+        if self.run.seen_artifacts.len() < MAX_OPEN && self.run.seen_artifacts.insert(k) {
             out.push(Transition::SubjectSeen {
                 phase: Phase::Build,
                 subject: artifact.to_owned(),
@@ -343,14 +355,14 @@ impl State {
                 }
                 // Pre-v1.9 Skaffold sends "In Progress" twice (cache lookup, then the
                 // real build): the first one starts the clock.
-                if self.run.builds.contains_key(artifact) {
+                if self.run.builds.contains_key(&k) {
                     return;
                 }
                 if self.run.builds.len() >= MAX_OPEN {
                     out.push(Transition::Anomaly(Reason::TooManyOpen));
                     return;
                 }
-                self.run.builds.insert(artifact.to_owned(), at);
+                self.run.builds.insert(k, at);
                 out.push(Transition::Started {
                     phase: Phase::Build,
                     subject: Some(artifact.to_owned()),
@@ -362,7 +374,7 @@ impl State {
                 let Some(result) = outcome(status) else {
                     return;
                 };
-                let started = self.run.builds.remove(artifact);
+                let started = self.run.builds.remove(&k);
                 // A build cancelled while it waited for a dependency gets `Canceled`
                 // and nothing before it, over both APIs (`build/scheduler.go`,
                 // `scheduler.build` after `waitForDependencies`): normal, not an anomaly.
@@ -384,16 +396,17 @@ impl State {
     /// Updates an artifact's failure streak. Only artifacts with failures are kept
     /// (a success removes the entry), at most `MAX_OPEN` of them.
     fn build_streak(&mut self, artifact: &str, result: Outcome, out: &mut Vec<Transition>) -> u64 {
-        let current = self.build_streaks.get(artifact).copied().unwrap_or(0);
+        let k = key(artifact);
+        let current = self.build_streaks.get(&k).copied().unwrap_or(0);
         let next = match result {
             Outcome::Success => 0,
             Outcome::Failure => current + 1,
             Outcome::Canceled => current,
         };
         if next == 0 {
-            self.build_streaks.remove(artifact);
-        } else if self.build_streaks.contains_key(artifact) || self.build_streaks.len() < MAX_OPEN {
-            self.build_streaks.insert(artifact.to_owned(), next);
+            self.build_streaks.remove(&k);
+        } else if self.build_streaks.contains_key(&k) || self.build_streaks.len() < MAX_OPEN {
+            self.build_streaks.insert(k, next);
         } else {
             out.push(Transition::Anomaly(Reason::TooManyOpen));
         }
@@ -484,17 +497,31 @@ impl State {
         out: &mut Vec<Transition>,
     ) {
         let check_start = self.run.status_check;
-        if !self.run.resources.contains_key(resource) {
+        let k = key(resource);
+        if !self.run.resources.contains_key(&k) {
             if self.run.resources.len() >= MAX_OPEN {
                 out.push(Transition::Anomaly(Reason::TooManyOpen));
+                // Untracked, but its rollout still counts (from the status check's
+                // start); only a repeated terminal would count again.
+                if let Some(result) = outcome(status) {
+                    let iteration = self.iteration();
+                    let mut f = self.finished(
+                        Phase::Resource,
+                        Some(resource),
+                        result,
+                        check_start,
+                        at,
+                        error,
+                    );
+                    f.iteration = iteration;
+                    out.push(Transition::Finished(f));
+                }
                 return;
             }
             // A rollout runs from the status check's start; without one from the
             // resource's first event.
             let start = check_start.unwrap_or(at);
-            self.run
-                .resources
-                .insert(resource.to_owned(), (Some(start), false));
+            self.run.resources.insert(k, (Some(start), false));
             out.push(Transition::Started {
                 phase: Phase::Resource,
                 subject: Some(resource.to_owned()),
@@ -506,7 +533,7 @@ impl State {
             return;
         };
         let iteration = self.iteration();
-        let Some(entry) = self.run.resources.get_mut(resource) else {
+        let Some(entry) = self.run.resources.get_mut(&k) else {
             return;
         };
         if entry.1 {
@@ -533,7 +560,8 @@ impl State {
         at: Nanos,
         out: &mut Vec<Transition>,
     ) {
-        if self.run.seen_images.len() < MAX_OPEN && self.run.seen_images.insert(image.to_owned()) {
+        let k = key(image);
+        if self.run.seen_images.len() < MAX_OPEN && self.run.seen_images.insert(k) {
             out.push(Transition::SubjectSeen {
                 phase: Phase::FileSync,
                 subject: image.to_owned(),
@@ -545,14 +573,14 @@ impl State {
                 if let Some(l) = self.run.dev_loop.as_mut() {
                     l.synced = true;
                 }
-                if self.run.syncs.contains_key(image) {
+                if self.run.syncs.contains_key(&k) {
                     return;
                 }
                 if self.run.syncs.len() >= MAX_OPEN {
                     out.push(Transition::Anomaly(Reason::TooManyOpen));
                     return;
                 }
-                self.run.syncs.insert(image.to_owned(), at);
+                self.run.syncs.insert(k, at);
                 out.push(Transition::Started {
                     phase: Phase::FileSync,
                     subject: Some(image.to_owned()),
@@ -564,7 +592,7 @@ impl State {
                 let Some(result) = outcome(status) else {
                     return;
                 };
-                let started = self.run.syncs.remove(image);
+                let started = self.run.syncs.remove(&k);
                 if started.is_none() {
                     out.push(Transition::Anomaly(Reason::TerminalWithoutStart));
                 }
@@ -646,7 +674,7 @@ impl State {
         at: Nanos,
         out: &mut Vec<Transition>,
     ) {
-        let key = (phase, id.to_owned());
+        let key = (phase, key(id));
         match status {
             Status::InProgress => {
                 if self.run.subtasks.contains_key(&key) {
@@ -1418,6 +1446,37 @@ mod tests {
     }
 
     #[test]
+    fn resources_past_the_tracking_limit_still_count_their_rollout() {
+        use Status::*;
+        let mut st = State::new();
+        st.apply(&ev(1.0, check(InProgress)));
+        for i in 0..MAX_OPEN {
+            st.apply(&ev(2.0, res(&format!("r{i}"), InProgress)));
+        }
+        let ts = st.apply(&ev(5.0, res("past", Succeeded)));
+        assert!(
+            ts.contains(&Transition::Anomaly(Reason::TooManyOpen)),
+            "{ts:?}"
+        );
+        let f = ts
+            .iter()
+            .find_map(|t| match t {
+                Transition::Finished(f) => Some(f),
+                _ => None,
+            })
+            .expect("the rollout is counted");
+        assert_eq!(
+            (f.phase, f.subject.as_deref(), f.outcome),
+            (Phase::Resource, Some("past"), Outcome::Success)
+        );
+        assert_eq!(
+            f.duration_seconds(),
+            Some(4.0),
+            "from the status check's start"
+        );
+    }
+
+    #[test]
     fn a_failed_concurrent_build_ends_the_iteration_when_the_others_are_done() {
         use Status::*;
         let (_, ts) = fold(&[
@@ -1665,7 +1724,7 @@ mod tests {
                 (Phase::Build, Some("app".into()), Outcome::Canceled, None),
             ]
         );
-        assert_eq!(st.build_streaks.get("web"), Some(&1), "unchanged");
+        assert_eq!(st.build_streaks.get(&key("web")), Some(&1), "unchanged");
         assert_eq!(
             loops(&ts),
             [(

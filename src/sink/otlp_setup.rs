@@ -122,7 +122,30 @@ impl OtlpSettings {
         user_name: Option<String>,
     ) -> Result<Self, String> {
         let get = |name: &str| env(name).filter(|v| !v.trim().is_empty());
-        let disabled = get("OTEL_SDK_DISABLED").is_some_and(|v| v.eq_ignore_ascii_case("true"));
+        let disabled = match get("OTEL_SDK_DISABLED").map(|v| v.trim().to_ascii_lowercase()) {
+            None => false,
+            Some(v) if v == "true" => true,
+            Some(v) if v == "false" => false,
+            Some(v) => {
+                return Err(format!(
+                    "OTEL_SDK_DISABLED must be true or false, got {v:?}"
+                ));
+            }
+        };
+        // No compression is built in: the exporter would ignore the setting.
+        for name in [
+            "OTEL_EXPORTER_OTLP_COMPRESSION",
+            "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION",
+            "OTEL_EXPORTER_OTLP_METRICS_COMPRESSION",
+        ] {
+            if let Some(v) = get(name)
+                && !v.trim().eq_ignore_ascii_case("none")
+            {
+                return Err(format!(
+                    "{name}={v} is not supported: this build sends OTLP uncompressed (unset it, or set none)"
+                ));
+            }
+        }
         let protocol = |signal: &str| -> Result<Protocol, String> {
             match get(&format!("OTEL_EXPORTER_OTLP_{signal}_PROTOCOL"))
                 .or_else(|| get("OTEL_EXPORTER_OTLP_PROTOCOL"))
@@ -181,8 +204,12 @@ impl OtlpSettings {
                 .map(|v| {
                     v.trim()
                         .parse::<u64>()
+                        .ok()
+                        .filter(|ms| *ms > 0)
                         .map(Duration::from_millis)
-                        .map_err(|_| format!("{name} must be milliseconds, got {v:?}"))
+                        .ok_or_else(|| {
+                            format!("{name} must be a positive number of milliseconds, got {v:?}")
+                        })
                 })
                 .transpose()
         };

@@ -27,8 +27,8 @@ use hyper::body::Incoming;
 use serde_json::Value;
 use tokio::sync::{mpsc, watch};
 
-use super::grpc::MAX_MESSAGE_BYTES;
-use super::json::{GatewayChunk, parse_gateway_chunk, payload_from_json};
+use super::json::{GatewayChunk, parse_gateway_chunk, parse_json, payload_from_json};
+use super::limits::{MAX_JSON_BYTES, TooBig};
 use super::supervisor::{self, ConnectError, Connector, EventStream, Retry, StreamError};
 use super::{Api, Delivery, Payload, SourceMessage, V2_SALT, fingerprint};
 use crate::core::{InvalidEvent, ReaderHealth};
@@ -139,6 +139,8 @@ impl Connector for GatewayConnector {
             api,
             first: true,
             done: false,
+            skipping: None,
+            skipped: None,
         })
     }
 
@@ -216,6 +218,11 @@ pub struct GatewayStream {
     api: Api,
     first: bool,
     done: bool,
+    /// Bytes of a line over `limits::MAX_JSON_BYTES` dropped so far (its end not yet
+    /// received).
+    skipping: Option<usize>,
+    /// A line over the limit ended: its size, to report before the lines after it.
+    skipped: Option<usize>,
 }
 
 /// Decodes one line of a gateway stream of `api`; `Ok(None)` for a blank line.
@@ -233,9 +240,12 @@ pub fn decode_line(
     let salt = if api == Api::V1 { 0 } else { V2_SALT };
     let fp = fingerprint(line) ^ salt;
     let invalid = |e: InvalidEvent| Ok(Some(SourceMessage::new(fp, Payload::Invalid(e))));
-    let value: Value = match serde_json::from_slice(line) {
+    let value: Value = match parse_json(line) {
         Ok(v) => v,
-        Err(e) => return invalid(InvalidEvent::Undecodable(format!("gateway chunk: {e}"))),
+        Err(InvalidEvent::Undecodable(e)) => {
+            return invalid(InvalidEvent::Undecodable(format!("gateway chunk: {e}")));
+        }
+        Err(e) => return invalid(e),
     };
     match parse_gateway_chunk(value) {
         Ok(GatewayChunk::Result(v)) => Ok(Some(SourceMessage::new(
@@ -269,30 +279,53 @@ impl GatewayStream {
 impl EventStream for GatewayStream {
     async fn next(&mut self) -> Result<Option<SourceMessage>, StreamError> {
         loop {
+            if let Some(n) = self.skipped.take() {
+                // Counted, and the stream goes on.
+                return Ok(Some(SourceMessage::new(
+                    0,
+                    Payload::Invalid(InvalidEvent::Undecodable(format!(
+                        "gateway chunk too large: {}",
+                        TooBig::Bytes(n, MAX_JSON_BYTES)
+                    ))),
+                )));
+            }
             while let Some(line) = self.buf.take_line() {
                 if let Some(r) = self.decode(&line)? {
                     return Ok(Some(r));
                 }
             }
             if self.done {
+                if let Some(n) = self.skipping.take() {
+                    self.skipped = Some(n);
+                    continue;
+                }
                 let rest = self.buf.take_rest();
                 return match self.decode(&rest)? {
                     Some(r) => Ok(Some(r)),
                     None => Ok(None),
                 };
             }
-            if self.buf.len() > MAX_MESSAGE_BYTES {
-                return Err(StreamError::Failed(format!(
-                    "a gateway chunk exceeds {MAX_MESSAGE_BYTES} bytes without a newline"
-                )));
+            if self.skipping.is_none() && self.buf.len() > MAX_JSON_BYTES {
+                // Too long to decode: dropped up to its newline, never held.
+                self.skipping = Some(self.buf.take_rest().len());
             }
             match self.body.frame().await {
                 Some(Ok(frame)) => {
                     if let Ok(mut data) = frame.into_data() {
                         while data.has_remaining() {
                             let chunk = data.chunk();
-                            self.buf.extend(chunk);
                             let n = chunk.len();
+                            match self.skipping {
+                                Some(skipped) => match chunk.iter().position(|b| *b == b'\n') {
+                                    Some(i) => {
+                                        self.skipping = None;
+                                        self.skipped = Some(skipped + i + 1);
+                                        self.buf.extend(&chunk[i + 1..]);
+                                    }
+                                    None => self.skipping = Some(skipped + n),
+                                },
+                                None => self.buf.extend(chunk),
+                            }
                             data.advance(n);
                         }
                     }

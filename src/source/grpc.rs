@@ -28,14 +28,16 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes};
 use http::uri::PathAndQuery;
 use prost::Message;
 use tokio::sync::{mpsc, watch};
+use tonic::codec::{Codec, DecodeBuf, Decoder};
 use tonic::transport::{Channel, Endpoint};
 
+use super::limits::MAX_EVENT_BYTES;
 use super::supervisor::{self, ConnectError, Connector, EventStream, Retry, StreamError};
-use super::wire::{Layout, PeekError, meta_layout, peek_v2};
+use super::wire::{Layout, PeekError, check_v1, check_v2, meta_layout, peek_v2};
 use super::{Api, Delivery, Payload, SourceMessage, V2_SALT, fingerprint};
 use crate::core::order::WINDOW;
 use crate::core::{InvalidEvent, ReaderHealth};
@@ -43,8 +45,14 @@ use crate::pb::{v1, v2};
 use crate::skaffold::RawCodec;
 use crate::source::decode::timestamp_nanos;
 
-/// Largest message accepted from Skaffold (ActionableErr texts can be long).
-pub const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
+/// Largest gRPC message read from Skaffold's stream. Messages over
+/// `limits::MAX_EVENT_BYTES` (and up to this) are counted as invalid and the stream
+/// goes on; a larger length prefix fails the stream (framing the exporter cannot
+/// skip without reading it).
+pub const MAX_FRAME_BYTES: usize = 16 * 1024 * 1024;
+
+/// Most bytes of v2 messages held while a stream's layout is undecided.
+pub const UNDECIDED_MAX_BYTES: usize = 2 * MAX_EVENT_BYTES;
 
 /// Most v2 messages held while a stream's layout is undecided.
 pub const UNDECIDED_MAX: usize = 64;
@@ -109,8 +117,52 @@ impl GrpcConnector {
     }
 }
 
-async fn open(channel: Channel, api: Api) -> Result<tonic::Streaming<Bytes>, tonic::Status> {
-    let mut grpc = tonic::client::Grpc::new(channel).max_decoding_message_size(MAX_MESSAGE_BYTES);
+/// One message of the `Events` stream, as received.
+#[derive(Debug, Clone)]
+pub enum Frame {
+    /// Its bytes.
+    Message(Bytes),
+    /// Over `limits::MAX_EVENT_BYTES`: only its size is kept.
+    TooBig(usize),
+}
+
+/// Reads an `Events` stream's messages as raw bytes (decoded in the reader task, see
+/// the module docs); a message over `limits::MAX_EVENT_BYTES` is dropped at once.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EventCodec;
+
+impl Codec for EventCodec {
+    type Encode = Bytes;
+    type Decode = Frame;
+    type Encoder = RawCodec;
+    type Decoder = EventCodec;
+
+    fn encoder(&mut self) -> RawCodec {
+        RawCodec
+    }
+
+    fn decoder(&mut self) -> EventCodec {
+        EventCodec
+    }
+}
+
+impl Decoder for EventCodec {
+    type Item = Frame;
+    type Error = tonic::Status;
+
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Frame>, tonic::Status> {
+        let n = src.remaining();
+        Ok(Some(if n > MAX_EVENT_BYTES {
+            src.advance(n);
+            Frame::TooBig(n)
+        } else {
+            Frame::Message(src.copy_to_bytes(n))
+        }))
+    }
+}
+
+async fn open(channel: Channel, api: Api) -> Result<tonic::Streaming<Frame>, tonic::Status> {
+    let mut grpc = tonic::client::Grpc::new(channel).max_decoding_message_size(MAX_FRAME_BYTES);
     grpc.ready()
         .await
         .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
@@ -118,7 +170,7 @@ async fn open(channel: Channel, api: Api) -> Result<tonic::Streaming<Bytes>, ton
     // The request is google.protobuf.Empty: zero bytes.
     let req = tonic::Request::new(Bytes::new());
     Ok(grpc
-        .server_streaming(req, PathAndQuery::from_static(path), RawCodec)
+        .server_streaming(req, PathAndQuery::from_static(path), EventCodec)
         .await?
         .into_inner())
 }
@@ -196,11 +248,13 @@ impl Connector for GrpcConnector {
 /// An open `Events` stream, v1 or v2.
 #[derive(Debug)]
 pub struct GrpcStream {
-    inner: tonic::Streaming<Bytes>,
+    inner: tonic::Streaming<Frame>,
     api: Api,
     layout: LayoutState,
     /// Messages received while the layout was undecided, in order.
-    held: VecDeque<Bytes>,
+    held: VecDeque<Frame>,
+    /// Their bytes.
+    held_bytes: usize,
     /// How the stream ended, when it did while messages were still held.
     end: Option<Result<(), StreamError>>,
 }
@@ -214,7 +268,7 @@ enum LayoutState {
 }
 
 impl GrpcStream {
-    fn new(inner: tonic::Streaming<Bytes>, api: Api) -> Self {
+    fn new(inner: tonic::Streaming<Frame>, api: Api) -> Self {
         Self {
             inner,
             api,
@@ -224,11 +278,12 @@ impl GrpcStream {
                 LayoutState::Undecided
             },
             held: VecDeque::new(),
+            held_bytes: 0,
             end: None,
         }
     }
 
-    async fn message(&mut self) -> Result<Option<Bytes>, StreamError> {
+    async fn message(&mut self) -> Result<Option<Frame>, StreamError> {
         self.inner
             .message()
             .await
@@ -250,15 +305,22 @@ impl GrpcStream {
                     }
                 }
             };
-            let bytes = match next {
-                Ok(Some(b)) => b,
+            let frame = match next {
+                Ok(Some(f)) => f,
                 end => {
                     self.layout = LayoutState::Current;
                     self.end = Some(end.map(|_| ()));
                     break;
                 }
             };
-            match meta_layout(&bytes) {
+            let layout = match &frame {
+                Frame::Message(bytes) => {
+                    self.held_bytes += bytes.len();
+                    meta_layout(bytes)
+                }
+                Frame::TooBig(_) => None,
+            };
+            match layout {
                 Some(Layout::Old(why)) => {
                     self.layout = LayoutState::Old;
                     return Err(StreamError::Incompatible(
@@ -266,12 +328,14 @@ impl GrpcStream {
                     ));
                 }
                 Some(Layout::Current) => self.layout = LayoutState::Current,
-                None if self.held.len() + 1 >= UNDECIDED_MAX => {
+                None if self.held.len() + 1 >= UNDECIDED_MAX
+                    || self.held_bytes > UNDECIDED_MAX_BYTES =>
+                {
                     self.layout = LayoutState::Current;
                 }
                 None => {}
             }
-            self.held.push_back(bytes);
+            self.held.push_back(frame);
         }
         Ok(())
     }
@@ -279,22 +343,27 @@ impl GrpcStream {
 
 /// Decodes one raw message of `api`'s stream (of the current layout, for v2).
 pub fn decode_raw(api: Api, bytes: &[u8]) -> SourceMessage {
+    let too_big = |e: super::limits::TooBig| {
+        Payload::Invalid(InvalidEvent::Undecodable(format!("message too large: {e}")))
+    };
     if api == Api::V1 {
         // v1 needs no per-run state to decode: turn it into the domain event here.
-        let payload = match v1::LogEntry::decode(bytes) {
-            Ok(entry) => Payload::decoded_v1(&entry),
-            Err(e) => Payload::Invalid(InvalidEvent::Undecodable(e.to_string())),
+        let payload = match check_v1(bytes).map(|()| v1::LogEntry::decode(bytes)) {
+            Err(e) => too_big(e),
+            Ok(Ok(entry)) => Payload::decoded_v1(&entry),
+            Ok(Err(e)) => Payload::Invalid(InvalidEvent::Undecodable(e.to_string())),
         };
         return SourceMessage::new(fingerprint(bytes), payload);
     }
     let (at, payload) = match peek_v2(bytes) {
         Ok(super::wire::Peek::SkipLog(kind)) => (None, Payload::SkippedLog(kind)),
-        Ok(super::wire::Peek::Decode) => match v2::Event::decode(bytes) {
-            Ok(ev) => (
+        Ok(super::wire::Peek::Decode) => match check_v2(bytes).map(|()| v2::Event::decode(bytes)) {
+            Err(e) => (None, too_big(e)),
+            Ok(Ok(ev)) => (
                 timestamp_nanos(ev.timestamp.as_ref()).ok(),
                 Payload::V2(Box::new(ev)),
             ),
-            Err(e) => (
+            Ok(Err(e)) => (
                 None,
                 Payload::Invalid(InvalidEvent::Undecodable(e.to_string())),
             ),
@@ -314,8 +383,8 @@ pub fn decode_raw(api: Api, bytes: &[u8]) -> SourceMessage {
 impl EventStream for GrpcStream {
     async fn next(&mut self) -> Result<Option<SourceMessage>, StreamError> {
         self.decide().await?;
-        let bytes = match self.held.pop_front() {
-            Some(b) => b,
+        let frame = match self.held.pop_front() {
+            Some(f) => f,
             None => match self.end.take() {
                 Some(end) => return end.map(|()| None),
                 None => match self.message().await? {
@@ -332,6 +401,16 @@ impl EventStream for GrpcStream {
                 payload: Payload::Invalid(InvalidEvent::Undecodable("pre-v1.26 layout".into())),
             }));
         }
-        Ok(Some(decode_raw(self.api, &bytes)))
+        Ok(Some(match frame {
+            Frame::Message(bytes) => decode_raw(self.api, &bytes),
+            Frame::TooBig(n) => SourceMessage {
+                fingerprint: 0,
+                at: None,
+                payload: Payload::Invalid(InvalidEvent::Undecodable(format!(
+                    "message too large: {}",
+                    super::limits::TooBig::Bytes(n, MAX_EVENT_BYTES)
+                ))),
+            },
+        }))
     }
 }

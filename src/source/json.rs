@@ -21,7 +21,8 @@ use crate::source::decode_v2::is_sync_line;
 use crate::source::wire::LogKind;
 use crate::source::{Api, Payload};
 
-fn pool() -> &'static DescriptorPool {
+/// The descriptors of Skaffold's protos (v1 and v2), compiled by build.rs.
+pub(crate) fn pool() -> &'static DescriptorPool {
     static POOL: OnceLock<DescriptorPool> = OnceLock::new();
     POOL.get_or_init(|| {
         DescriptorPool::decode(pb::FILE_DESCRIPTOR_SET).expect("descriptor set built by build.rs")
@@ -40,6 +41,14 @@ pub enum GatewayChunk {
         /// Message.
         message: String,
     },
+}
+
+/// Parses one JSON line or record, refusing (before parsing) one over the limits of
+/// `source::limits` (size, values, nesting).
+pub fn parse_json(bytes: &[u8]) -> Result<Value, InvalidEvent> {
+    crate::source::limits::check_json(bytes)
+        .map_err(|e| InvalidEvent::Undecodable(format!("too large: {e}")))?;
+    serde_json::from_slice(bytes).map_err(|e| InvalidEvent::Undecodable(format!("not JSON: {e}")))
 }
 
 /// Splits a gateway chunk into its result or error.

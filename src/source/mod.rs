@@ -20,6 +20,7 @@ pub mod file;
 pub mod gateway;
 pub mod grpc;
 pub mod json;
+pub mod limits;
 pub mod supervisor;
 pub mod wire;
 

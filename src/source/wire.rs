@@ -15,7 +15,10 @@
 //! Works on the protobuf wire format directly: tags, varints, length-delimited
 //! fields; nothing is allocated.
 
+use prost_reflect::{Kind, MessageDescriptor};
+
 use super::decode_v2::is_sync_line;
+use super::limits::{MAX_DEPTH, MAX_EVENT_BYTES, MAX_VALUES, TooBig};
 
 /// What the bytes are, as far as the cheap look can tell.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -177,6 +180,77 @@ fn major_minor(version: &str) -> Option<(u32, u32)> {
     let major = parts.next()?.parse().ok()?;
     let minor = parts.next()?.parse().ok()?;
     Some((major, minor))
+}
+
+/// Checks that decoding `bytes` as a `desc` message stays within the limits of
+/// `source::limits` (size, values, nesting), walking the wire format with the
+/// message's descriptor: every field counts one value, every element of a packed
+/// repeated field one per byte (an upper bound), and message fields are walked into.
+/// Bytes that are not a valid message are left for the decoder to report.
+pub fn check_proto(bytes: &[u8], desc: &MessageDescriptor) -> Result<(), TooBig> {
+    if bytes.len() > MAX_EVENT_BYTES {
+        return Err(TooBig::Bytes(bytes.len(), MAX_EVENT_BYTES));
+    }
+    let mut values = 0usize;
+    walk(bytes, desc, 1, &mut values)
+}
+
+fn walk(
+    bytes: &[u8],
+    desc: &MessageDescriptor,
+    depth: usize,
+    values: &mut usize,
+) -> Result<(), TooBig> {
+    if depth > MAX_DEPTH {
+        return Err(TooBig::Depth);
+    }
+    for f in fields(bytes) {
+        let Ok((number, _, value)) = f else {
+            // Malformed: the decoder says why.
+            return Ok(());
+        };
+        let field = u32::try_from(number).ok().and_then(|n| desc.get_field(n));
+        *values += match (&field, &value) {
+            // Packed repeated scalars: at least one byte each.
+            (Some(fd), Value::Len(sub)) if fd.is_list() && !is_len_kind(&fd.kind()) => sub.len(),
+            _ => 1,
+        };
+        if *values > MAX_VALUES {
+            return Err(TooBig::Values);
+        }
+        if let (Some(fd), Value::Len(sub)) = (field, value)
+            && let Kind::Message(m) = fd.kind()
+        {
+            walk(sub, &m, depth + 1, values)?;
+        }
+    }
+    Ok(())
+}
+
+/// [`check_proto`] for a v1 `LogEntry`.
+pub fn check_v1(bytes: &[u8]) -> Result<(), TooBig> {
+    check_proto(bytes, descriptor("proto.LogEntry"))
+}
+
+/// [`check_proto`] for a v2 `Event`.
+pub fn check_v2(bytes: &[u8]) -> Result<(), TooBig> {
+    check_proto(bytes, descriptor("proto.v2.Event"))
+}
+
+fn descriptor(name: &str) -> &'static MessageDescriptor {
+    static V1: std::sync::OnceLock<MessageDescriptor> = std::sync::OnceLock::new();
+    static V2: std::sync::OnceLock<MessageDescriptor> = std::sync::OnceLock::new();
+    let cell = if name == "proto.LogEntry" { &V1 } else { &V2 };
+    cell.get_or_init(|| {
+        super::json::pool()
+            .get_message_by_name(name)
+            .expect("message is in the descriptor set")
+    })
+}
+
+/// Kinds that are length-delimited on their own (never packed).
+fn is_len_kind(kind: &Kind) -> bool {
+    matches!(kind, Kind::Message(_) | Kind::String | Kind::Bytes)
 }
 
 /// Looks at an encoded v2 `Event` (field numbers of the current layout).

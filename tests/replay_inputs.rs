@@ -1,0 +1,266 @@
+//! `skaffold-exporter replay` against hostile or broken inputs and outputs, run as a
+//! user runs it (issue 13 items 2-5, 11): an over-long line, an endless stdin,
+//! inputs that cannot be read next to good ones, a reader that goes away, a full
+//! disk, a closed stdout, and `--follow` through log rotation and in-place rewrites.
+
+mod support;
+
+use std::io::{Read as _, Write as _};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support::sample;
+
+const BIN: &str = env!("CARGO_BIN_EXE_skaffold-exporter");
+
+fn fixture() -> String {
+    format!(
+        "{}/tests/fixtures/real/events.json",
+        env!("CARGO_MANIFEST_DIR")
+    )
+}
+
+fn run(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(BIN)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Each `skaffold_exporter_events_total` sample of a report, sorted.
+fn events(report: &str) -> Vec<String> {
+    let mut v: Vec<String> = report
+        .lines()
+        .filter(|l| l.starts_with("skaffold_exporter_events_total{"))
+        .map(str::to_owned)
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn an_over_long_line_is_malformed_and_the_lines_after_it_are_folded() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(fixture()).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let long = format!("[{}0]", "0,".repeat(5 * 1024 * 1024));
+    let path = dir.path().join("long.json");
+    std::fs::write(
+        &path,
+        format!(
+            "{}\n{long}\n{}\n",
+            lines[..3].join("\n"),
+            lines[3..].join("\n")
+        ),
+    )
+    .unwrap();
+    let file = path.display().to_string();
+    let (code, stdout, stderr) = run(&["replay", "--output", "metrics", &file]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains(&format!("{file}:4: malformed")) && stderr.contains("line too long"),
+        "{stderr}"
+    );
+    let (_, whole, _) = run(&["replay", "--output", "metrics", &fixture()]);
+    assert_eq!(events(&stdout), events(&whole));
+    assert!(!events(&whole).is_empty());
+}
+
+/// Peak RSS of a running process (KiB).
+fn vm_hwm_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+#[test]
+fn replay_of_an_endless_stdin_reads_on_in_bounded_memory() {
+    let zero = std::fs::File::open("/dev/zero").unwrap();
+    let mut child = Command::new(BIN)
+        .args(["replay", "-"])
+        .stdin(zero)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Long enough to read hundreds of MB (it used to grow ~400 MB/s).
+    std::thread::sleep(Duration::from_secs(3));
+    let peak = vm_hwm_kib(child.id());
+    assert!(child.try_wait().unwrap().is_none(), "it stopped reading");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(peak < 64 * 1024, "peak RSS {peak} KiB");
+}
+
+/// The same report (series order within a family is not stable).
+fn same(a: &str, b: &str) -> bool {
+    fn sorted(t: &str) -> Vec<&str> {
+        let mut v: Vec<&str> = t.lines().collect();
+        v.sort_unstable();
+        v
+    }
+    !a.is_empty() && sorted(a) == sorted(b)
+}
+
+#[test]
+fn unreadable_inputs_are_reported_and_the_rest_is_still_printed() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = fixture();
+    let (code, alone, _) = run(&["replay", &good]);
+    assert_eq!(code, 0);
+    let missing = dir.path().join("missing.json").display().to_string();
+    let a_dir = dir.path().display().to_string();
+    for bad in [&missing, &a_dir] {
+        let (code, stdout, stderr) = run(&["replay", &good, bad]);
+        assert_eq!(code, 2, "{bad}: {stderr}");
+        assert!(
+            same(&stdout, &alone),
+            "{bad}: what could be read is printed"
+        );
+        assert!(stderr.contains(bad.as_str()), "{stderr}");
+        assert!(stderr.contains("could not be read"), "{stderr}");
+        // First or second: the same.
+        let (code, stdout, _) = run(&["replay", bad, &good]);
+        assert_eq!((code, same(&stdout, &alone)), (2, true), "{bad}");
+    }
+}
+
+#[test]
+fn a_reader_that_goes_away_ends_the_output_quietly() {
+    let mut child = Command::new(BIN)
+        .args(["replay", &fixture()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = child.stdout.take().unwrap();
+    let mut head = [0u8; 100];
+    out.read_exact(&mut head).unwrap();
+    drop(out);
+    let done = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&done.stderr);
+    assert_eq!(done.status.code(), Some(0), "{stderr}");
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("Broken pipe"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_write_error_exits_2_with_a_message() {
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    let out = Command::new(BIN)
+        .args(["replay", &fixture()])
+        .stdout(full)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("cannot write the report to stdout"),
+        "{stderr}"
+    );
+    // Started with stdout closed: the metrics would be lost, so it fails.
+    let out = Command::new("sh")
+        .args(["-c", "exec \"$0\" replay \"$1\" >&-", BIN, &fixture()])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("stdout is closed"), "{stderr}");
+    // A shell's `>/dev/null` is not a closed stdout.
+    let out = Command::new("sh")
+        .args([
+            "-c",
+            "exec \"$0\" replay \"$1\" >/dev/null",
+            BIN,
+            &fixture(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+}
+
+/// Runs `replay --follow` on `path` while `change` acts on the file, stops it with
+/// SIGINT, and returns its report and stderr.
+fn follow(path: &Path, change: impl FnOnce()) -> (String, String) {
+    let mut child = Command::new(BIN)
+        .args(["replay", "--follow", "--output", "metrics"])
+        .arg(path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Give it time to read the file to its end (polls every 200 ms).
+    std::thread::sleep(Duration::from_millis(1500));
+    change();
+    std::thread::sleep(Duration::from_millis(1500));
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "replay --follow did not stop");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn metas(report: &str) -> Option<f64> {
+    sample(
+        report,
+        "skaffold_exporter_events_total",
+        &[("event", "meta")],
+    )
+}
+
+#[test]
+fn follow_picks_up_a_rotated_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("events.json");
+    std::fs::copy(fixture(), &path).unwrap();
+    let (report, stderr) = follow(&path, || {
+        // Rotation: moved away (or deleted), and created again with a new run.
+        std::fs::rename(&path, dir.path().join("events.json.1")).unwrap();
+        let mut f = std::fs::File::create(&path).unwrap();
+        f.write_all(&std::fs::read(fixture()).unwrap()).unwrap();
+    });
+    assert!(stderr.contains("replaced by a new file"), "{stderr}");
+    assert_eq!(metas(&report), Some(2.0), "{report}");
+}
+
+#[test]
+fn follow_picks_up_a_same_size_rewrite() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("events.json");
+    let text = std::fs::read_to_string(fixture()).unwrap();
+    std::fs::write(&path, &text).unwrap();
+    let (report, stderr) = follow(&path, || {
+        // Rewritten in place, same size (same file, same length).
+        let rewritten = text.replace("v2.24.0", "v2.24.1");
+        assert_eq!(rewritten.len(), text.len());
+        let mut f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        f.write_all(rewritten.as_bytes()).unwrap();
+    });
+    assert!(stderr.contains("rewritten"), "{stderr}");
+    assert_eq!(metas(&report), Some(2.0), "{report}");
+}
