@@ -131,8 +131,7 @@ pub async fn start_all(
     let mut metrics =
         Metrics::register(&mut registry, &settings.buckets, settings.max_label_values);
     crate::sink::process::register(&mut registry);
-    let telemetry = Telemetry::start(&otlp, &mut registry, &mut metrics, &settings.buckets)
-        .map_err(anyhow::Error::msg)?;
+    let telemetry = Telemetry::start(&otlp, &mut registry, &mut metrics, &settings.buckets)?;
     let own = metrics.own.clone();
     let registry = Arc::new(registry);
     let (shutdown, shutdown_rx) = watch::channel(false);

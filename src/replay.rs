@@ -377,7 +377,10 @@ impl Replayer {
         let mut registry = Registry::default();
         let mut metrics = Metrics::register(&mut registry, buckets, max_label_values);
         let telemetry = match otlp {
-            Some(o) => Some(Telemetry::start(o, &mut registry, &mut metrics, buckets)?),
+            Some(o) => Some(
+                Telemetry::start(o, &mut registry, &mut metrics, buckets)
+                    .map_err(|e| e.to_string())?,
+            ),
             None => None,
         };
         let mut pipeline = Pipeline::new(metrics);
