@@ -3,7 +3,6 @@
 //! script names the function) over API v1 and v2 gRPC, the HTTP gateway and both
 //! `--event-log-file` files, with exact metric values, the same over every source.
 
-mod otlp_support;
 mod support;
 
 use skaffold_exporter::pb::enums::StatusCode as C;
@@ -920,7 +919,7 @@ fn sync_retry_spans(ext: &str) -> Vec<(String, String, String, bool)> {
         }
     }
     pipeline.disconnected();
-    let spans = otlp_support::to_proto(rx.try_iter().collect());
+    let spans = support::otlp::to_proto(rx.try_iter().collect());
     let roots: std::collections::HashMap<_, _> = spans
         .iter()
         .filter(|s| s.parent_span_id.is_empty())
@@ -929,9 +928,9 @@ fn sync_retry_spans(ext: &str) -> Vec<(String, String, String, bool)> {
     let mut rows: Vec<_> = spans
         .iter()
         // API v2's deployer subtasks have no v1 counterpart.
-        .filter(|s| otlp_support::attr(s, "skaffold.subtask.id").is_none())
+        .filter(|s| support::otlp::attr(s, "skaffold.subtask.id").is_none())
         .map(|s| {
-            let get = |k| otlp_support::attr(s, k).unwrap_or_default();
+            let get = |k| support::otlp::attr(s, k).unwrap_or_default();
             let result = if s.parent_span_id.is_empty() {
                 get("cicd.pipeline.result")
             } else {

@@ -4,7 +4,6 @@
 //! Skaffold "disconnects" (the captures end there), and the resulting spans are
 //! rendered as a tree. `UPDATE_GOLDEN=1` rewrites the files under tests/golden/spans.
 
-mod otlp_support;
 mod support;
 
 use std::path::{Path, PathBuf};
@@ -45,7 +44,7 @@ fn spans_of(path: &Path) -> String {
     }
     pipeline.disconnected();
     let spans: Vec<_> = rx.try_iter().collect();
-    otlp_support::render(&otlp_support::to_proto(spans))
+    support::otlp::render(&support::otlp::to_proto(spans))
 }
 
 #[test]
