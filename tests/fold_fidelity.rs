@@ -897,19 +897,20 @@ fn skaffold_own_emitters_status_checks() {
 fn sync_retry_spans(ext: &str) -> Vec<(String, String, String, bool)> {
     use skaffold_exporter::pipeline::Pipeline;
     use skaffold_exporter::sink::otlp::{OtlpStats, SpanBuilder, SpanConfig, SpanSink};
-    use skaffold_exporter::sink::{DEFAULT_BUCKETS, Metrics};
     use skaffold_exporter::source::json::{event_v2_from_json, log_entry_from_json};
 
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures/skaffold-events")
         .join(format!("sync-retries.json{ext}"));
-    let mut registry = prometheus_client::registry::Registry::default();
-    let mut pipeline = Pipeline::new(Metrics::register(&mut registry, &DEFAULT_BUCKETS, 200));
     let (tx, rx) = std::sync::mpsc::sync_channel(10_000);
     let builder = SpanBuilder::new(SpanConfig {
         pipeline: "skaffold".into(),
     });
-    pipeline.set_spans(SpanSink::new(builder, tx, None, OtlpStats::default()));
+    let mut pipeline = Pipeline::builder()
+        .spans(SpanSink::new(builder, tx, None, OtlpStats::default()))
+        .build()
+        .expect("no OTLP to start")
+        .pipeline;
     for line in std::fs::read_to_string(path).unwrap().lines() {
         let v: serde_json::Value = serde_json::from_str(line).unwrap();
         if ext.is_empty() {
