@@ -68,11 +68,9 @@ impl Progress {
     }
 }
 
-/// Receives every transition besides the Prometheus sink (spans, summaries, tests).
-pub trait TransitionObserver: Send {
-    /// Called for each transition, in order, with the event that caused it.
-    fn observe(&mut self, event: &Event, transition: &Transition);
-}
+/// Receives every transition besides the Prometheus sink (defined in the core, so
+/// sinks implement it without depending on the pipeline).
+pub use crate::core::TransitionObserver;
 
 /// The fold and its sinks.
 pub struct Pipeline {

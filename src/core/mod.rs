@@ -23,4 +23,4 @@ pub use order::Reorder;
 pub use reason::Reason;
 pub use replay::{Admission, Attribution, ReplayFilter};
 pub use state::State;
-pub use transition::{Finished, LoopKind, Outcome, Phase, RunEnd, Transition};
+pub use transition::{Finished, LoopKind, Outcome, Phase, RunEnd, Transition, TransitionObserver};

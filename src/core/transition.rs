@@ -266,3 +266,9 @@ pub enum Transition {
         at: Nanos,
     },
 }
+
+/// Receives every transition besides the Prometheus sink (spans, summaries, tests).
+pub trait TransitionObserver: Send {
+    /// Called for each transition, in order, with the event that caused it.
+    fn observe(&mut self, event: &super::Event, transition: &Transition);
+}

@@ -6,8 +6,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use crate::core::{Event, Finished, Nanos, Outcome, Phase, Transition};
-use crate::pipeline::TransitionObserver;
+use crate::core::{Event, Finished, Nanos, Outcome, Phase, Transition, TransitionObserver};
 
 /// Iterations whose phases are remembered at once (older ones are forgotten).
 const KEEP: usize = 8;
