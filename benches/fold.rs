@@ -7,10 +7,8 @@
 
 use std::time::Instant;
 
-use prometheus_client::registry::Registry;
 use skaffold_exporter::pipeline::Pipeline;
 use skaffold_exporter::simulator::scenario::{Flavor, Script, Session};
-use skaffold_exporter::sink::{DEFAULT_BUCKETS, Metrics};
 use skaffold_exporter::source::{Delivery, SourceMessage};
 
 fn session(iterations: usize) -> Script {
@@ -25,8 +23,7 @@ fn main() {
     let entries = session(20_000).entries(1_700_000_000_000_000_000);
     let n = entries.len();
 
-    let mut registry = Registry::default();
-    let mut pipeline = Pipeline::new(Metrics::register(&mut registry, &DEFAULT_BUCKETS, 200));
+    let mut pipeline = Pipeline::builder().build().expect("no OTLP").pipeline;
     let start = Instant::now();
     for e in &entries {
         pipeline.fold_entry(e);
@@ -42,8 +39,7 @@ fn main() {
         .iter()
         .filter_map(|e| skaffold_exporter::source::decode::decode_v1(e).ok())
         .collect();
-    let mut registry = Registry::default();
-    let mut pipeline = Pipeline::new(Metrics::register(&mut registry, &DEFAULT_BUCKETS, 200));
+    let mut pipeline = Pipeline::builder().build().expect("no OTLP").pipeline;
     let start = Instant::now();
     for e in &events {
         pipeline.fold_event(e);
@@ -66,8 +62,7 @@ fn main() {
         transitions as f64 / events.len() as f64
     );
 
-    let mut registry = Registry::default();
-    let mut pipeline = Pipeline::new(Metrics::register(&mut registry, &DEFAULT_BUCKETS, 200));
+    let mut pipeline = Pipeline::builder().build().expect("no OTLP").pipeline;
     // The reader fingerprints and decodes; the fold gets the result.
     let messages: Vec<SourceMessage> = entries.iter().cloned().map(SourceMessage::v1).collect();
     let fps: Vec<u64> = messages.iter().map(|m| m.fingerprint).collect();

@@ -11,13 +11,11 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
     trace_service_server::{TraceService, TraceServiceServer},
 };
-use prometheus_client::registry::Registry;
 use skaffold_exporter::pb::v1::LogEntry;
 use skaffold_exporter::pipeline::Pipeline;
 use skaffold_exporter::simulator::scenario::{self, Flavor};
 use skaffold_exporter::sink::otlp::{OtlpStats, SpanBuilder, SpanConfig, SpanSink, spawn_exporter};
 use skaffold_exporter::sink::otlp_setup::{Endpoint, Protocol, resource, span_exporter};
-use skaffold_exporter::sink::{DEFAULT_BUCKETS, Metrics};
 
 /// A realistic session: the demo's initial loop and `iterations` later ones.
 fn entries(iterations: usize) -> Vec<LogEntry> {
@@ -28,9 +26,12 @@ fn entries(iterations: usize) -> Vec<LogEntry> {
     script.entries(1_700_000_000_000_000_000)
 }
 
-fn pipeline() -> Pipeline {
-    let mut registry = Registry::default();
-    Pipeline::new(Metrics::register(&mut registry, &DEFAULT_BUCKETS, 200))
+fn pipeline(spans: Option<SpanSink>) -> Pipeline {
+    let mut b = Pipeline::builder();
+    if let Some(s) = spans {
+        b = b.spans(s);
+    }
+    b.build().expect("no OTLP to start").pipeline
 }
 
 fn builder() -> SpanBuilder {
@@ -91,14 +92,18 @@ fn main() {
     let n = session.len();
     println!("session: {n} Skaffold events (demo scenario, 2001 iterations)");
 
-    let off = per_event(&session, 5, pipeline);
+    let off = per_event(&session, 5, || pipeline(None));
     println!("fold, tracing off:                     {off:8.0} ns/event");
 
     // Tracing on, spans handed to a queue whose consumer discards them.
     let spans_per_session = {
         let (tx, rx) = mpsc::sync_channel(1 << 20);
-        let mut p = pipeline();
-        p.set_spans(SpanSink::new(builder(), tx, None, OtlpStats::default()));
+        let mut p = pipeline(Some(SpanSink::new(
+            builder(),
+            tx,
+            None,
+            OtlpStats::default(),
+        )));
         for e in &session {
             p.fold_entry(e);
         }
@@ -109,9 +114,12 @@ fn main() {
     let on = per_event(&session, 5, || {
         let (tx, rx) = mpsc::sync_channel(1 << 20);
         std::thread::spawn(move || for _ in rx {});
-        let mut p = pipeline();
-        p.set_spans(SpanSink::new(builder(), tx, None, OtlpStats::default()));
-        p
+        pipeline(Some(SpanSink::new(
+            builder(),
+            tx,
+            None,
+            OtlpStats::default(),
+        )))
     });
     println!("fold, tracing on (build + enqueue):    {on:8.0} ns/event");
     println!(
@@ -142,8 +150,12 @@ fn main() {
             let session = session.clone();
             let t = Instant::now();
             let total = tokio::task::spawn_blocking(move || {
-                let mut p = pipeline();
-                p.set_spans(SpanSink::new(builder(), tx, Some(thread), stats.clone()));
+                let mut p = pipeline(Some(SpanSink::new(
+                    builder(),
+                    tx,
+                    Some(thread),
+                    stats.clone(),
+                )));
                 for e in &session {
                     p.fold_entry(e);
                 }

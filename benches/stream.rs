@@ -337,11 +337,12 @@ fn totals(text: &str) -> Totals {
 
 /// The totals of folding `messages` once, in this process (the same library code).
 fn expected(api: &str, messages: &[Bytes]) -> Totals {
-    use prometheus_client::registry::Registry;
-    use skaffold_exporter::pipeline::Pipeline;
-    use skaffold_exporter::sink::{DEFAULT_BUCKETS, Metrics};
-    let mut registry = Registry::default();
-    let mut p = Pipeline::new(Metrics::register(&mut registry, &DEFAULT_BUCKETS, 200));
+    use skaffold_exporter::pipeline::{Built, Pipeline};
+    let Built {
+        pipeline: mut p,
+        registry,
+        ..
+    } = Pipeline::builder().build().expect("no OTLP to start");
     for m in messages {
         if api == "v1" {
             p.fold_entry(&v1::LogEntry::decode(&m[..]).unwrap());

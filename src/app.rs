@@ -12,7 +12,6 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use anyhow::Context as _;
-use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -20,10 +19,9 @@ use tokio::time::Instant;
 use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::config::{Settings, SourceSettings};
-use crate::pipeline::{Pipeline, Progress};
+use crate::pipeline::{Built, Pipeline, Progress};
 use crate::server::grpc::Passthrough;
 use crate::server::http::{self, Shared};
-use crate::sink::Metrics;
 use crate::sink::otlp_setup::{OtlpSettings, Sidecar, SlotClaim, Telemetry, host_name};
 use crate::skaffold::Upstream;
 use crate::source::Delivery;
@@ -127,13 +125,19 @@ pub async fn start_all(
     let progress = Arc::new(Progress::default());
     otlp.catch_up = Some(progress.history_folded.clone());
 
-    let mut registry = Registry::default();
-    let mut metrics =
-        Metrics::register(&mut registry, &settings.buckets, settings.max_label_values);
-    crate::sink::process::register(&mut registry);
-    let telemetry = Telemetry::start(&otlp, &mut registry, &mut metrics, &settings.buckets)
-        .map_err(anyhow::Error::msg)?;
-    let own = metrics.own.clone();
+    let Built {
+        mut pipeline,
+        registry,
+        telemetry,
+    } = Pipeline::builder()
+        .buckets(&settings.buckets)
+        .max_label_values(settings.max_label_values)
+        .process_metrics()
+        .otlp(&otlp)
+        .progress(progress.clone())
+        .observer(Box::new(crate::sink::loop_log::LoopLog::default()))
+        .build()?;
+    let own = pipeline.metrics.own.clone();
     let registry = Arc::new(registry);
     let (shutdown, shutdown_rx) = watch::channel(false);
     let mut upstream = Upstream::new(&settings.skaffold_addr, settings.upstream_timeout)
@@ -188,21 +192,14 @@ pub async fn start_all(
         )));
     }
 
-    let fold_progress = progress.clone();
     let deadline = Arc::new(OnceLock::new());
     let flush_deadline = deadline.clone();
     tasks.push(tokio::spawn(async move {
-        let mut pipeline = Pipeline::new(metrics);
         let Telemetry {
-            spans,
             meter_provider,
             shutdown_timeout,
+            ..
         } = telemetry;
-        if let Some(s) = spans {
-            pipeline.set_spans(s);
-        }
-        pipeline.set_progress(fold_progress);
-        pipeline.add_observer(Box::new(crate::sink::loop_log::LoopLog::default()));
         let mut tick = tokio::time::interval(Duration::from_millis(500));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut batch = Vec::with_capacity(FOLD_BATCH);

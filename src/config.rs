@@ -179,11 +179,9 @@ pub struct DemoArgs {
 impl DemoArgs {
     /// Where the demo's exporter reads events: `--api` as given, over gRPC from the
     /// simulated Skaffold (which serves API v1 and v2, and no HTTP gateway).
-    pub fn source_settings(&self) -> Result<SourceSettings, String> {
+    pub fn source_settings(&self) -> Result<SourceSettings, SettingsError> {
         if let Some(url) = &self.exporter.skaffold_http {
-            return Err(format!(
-                "--skaffold-http ({url}) cannot be used with demo: the demo reads its simulated Skaffold over gRPC (unset it, and SKAFFOLD_EXPORTER_SKAFFOLD_HTTP)"
-            ));
+            return Err(SettingsError::DemoGateway(url.clone()));
         }
         Ok(SourceSettings {
             api: self.exporter.api,
@@ -212,14 +210,16 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 }
 
 /// Parses `--skaffold-http`: an `http://host:port` URL (Skaffold's gateway has no TLS).
-pub fn parse_http_url(url: &str) -> Result<http::Uri, String> {
-    let uri: http::Uri = url.trim_end_matches('/').parse().map_err(|e| {
-        format!("--skaffold-http must be a URL like http://127.0.0.1:50052, got {url:?}: {e}")
-    })?;
+pub fn parse_http_url(url: &str) -> Result<http::Uri, SettingsError> {
+    let uri: http::Uri =
+        url.trim_end_matches('/')
+            .parse()
+            .map_err(|e: http::uri::InvalidUri| SettingsError::GatewayUrl {
+                url: url.to_owned(),
+                error: e.to_string(),
+            })?;
     if uri.scheme_str() != Some("http") || uri.authority().is_none() {
-        return Err(format!(
-            "--skaffold-http must be an http:// URL with host and port (Skaffold's gateway has no TLS), got {url:?}"
-        ));
+        return Err(SettingsError::GatewayScheme(url.to_owned()));
     }
     // Host and port as --skaffold-addr takes them (a port from 1 to 65535, no default:
     // Skaffold's gateway port is whatever --rpc-http-port says).
@@ -230,21 +230,23 @@ pub fn parse_http_url(url: &str) -> Result<http::Uri, String> {
         host_port_problem(authority)
     };
     if let Some(why) = problem {
-        return Err(format!(
-            "--skaffold-http must be http://host:port like http://127.0.0.1:50052 ({why}), got {url:?}"
-        ));
+        return Err(SettingsError::GatewayHostPort {
+            why,
+            url: url.to_owned(),
+        });
     }
     Ok(uri)
 }
 
 /// Checks `--skaffold-addr`: `host:port` (`127.0.0.1:50051`, `localhost:50051`,
 /// `[::1]:50051`), no scheme, the port a number from 1 to 65535.
-pub fn check_host_port(addr: &str) -> Result<(), String> {
+pub fn check_host_port(addr: &str) -> Result<(), SettingsError> {
     match host_port_problem(addr) {
         None => Ok(()),
-        Some(why) => Err(format!(
-            "--skaffold-addr must be host:port like 127.0.0.1:50051 ({why}), got {addr:?}"
-        )),
+        Some(why) => Err(SettingsError::SkaffoldAddr {
+            why,
+            addr: addr.to_owned(),
+        }),
     }
 }
 
@@ -294,9 +296,9 @@ pub struct SourceSettings {
 }
 
 impl TryFrom<&ExporterArgs> for SourceSettings {
-    type Error = String;
+    type Error = SettingsError;
 
-    fn try_from(a: &ExporterArgs) -> Result<Self, String> {
+    fn try_from(a: &ExporterArgs) -> Result<Self, SettingsError> {
         Ok(SourceSettings {
             api: a.api,
             skaffold_http: a.skaffold_http.as_deref().map(parse_http_url).transpose()?,
@@ -338,36 +340,95 @@ impl Default for Settings {
     }
 }
 
-impl TryFrom<ExporterArgs> for Settings {
-    type Error = String;
+/// Why exporter flags (or their `SKAFFOLD_EXPORTER_*` variables) were refused; the
+/// message names the flag and the value.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SettingsError {
+    /// `--buckets` not positive, finite and strictly increasing.
+    #[error("--buckets must be positive, finite and strictly increasing, got {0:?}")]
+    Buckets(Vec<f64>),
+    /// `--max-label-values 0`.
+    #[error("--max-label-values must be at least 1")]
+    MaxLabelValues,
+    /// `--queue-capacity` out of range.
+    #[error("--queue-capacity must be from 1 to {MAX_QUEUE_CAPACITY}, got {0}")]
+    QueueCapacity(usize),
+    /// `--backoff-min` below the floor or above `--backoff-max`.
+    #[error(
+        "--backoff-min ({min:?}) must be at least {MIN_BACKOFF:?} and not above --backoff-max ({max:?})"
+    )]
+    Backoff {
+        /// `--backoff-min`.
+        min: Duration,
+        /// `--backoff-max`.
+        max: Duration,
+    },
+    /// `--upstream-timeout 0`.
+    #[error("--upstream-timeout must be positive, got 0")]
+    UpstreamTimeout,
+    /// `--skaffold-addr` is not `host:port`.
+    #[error("--skaffold-addr must be host:port like 127.0.0.1:50051 ({why}), got {addr:?}")]
+    SkaffoldAddr {
+        /// What is wrong with it.
+        why: &'static str,
+        /// The value given.
+        addr: String,
+    },
+    /// `--skaffold-http` does not parse as a URL.
+    #[error("--skaffold-http must be a URL like http://127.0.0.1:50052, got {url:?}: {error}")]
+    GatewayUrl {
+        /// The value given.
+        url: String,
+        /// The URL parser's complaint.
+        error: String,
+    },
+    /// `--skaffold-http` is not an `http://` URL with an authority.
+    #[error(
+        "--skaffold-http must be an http:// URL with host and port (Skaffold's gateway has no TLS), got {0:?}"
+    )]
+    GatewayScheme(String),
+    /// `--skaffold-http`'s authority is not `host:port`.
+    #[error(
+        "--skaffold-http must be http://host:port like http://127.0.0.1:50052 ({why}), got {url:?}"
+    )]
+    GatewayHostPort {
+        /// What is wrong with it.
+        why: &'static str,
+        /// The value given.
+        url: String,
+    },
+    /// `demo --skaffold-http`: the demo's Skaffold has no gateway.
+    #[error(
+        "--skaffold-http ({0}) cannot be used with demo: the demo reads its simulated Skaffold over gRPC (unset it, and SKAFFOLD_EXPORTER_SKAFFOLD_HTTP)"
+    )]
+    DemoGateway(String),
+}
 
-    fn try_from(a: ExporterArgs) -> Result<Self, String> {
+impl TryFrom<ExporterArgs> for Settings {
+    type Error = SettingsError;
+
+    fn try_from(a: ExporterArgs) -> Result<Self, SettingsError> {
         let buckets = a.buckets.unwrap_or_else(|| DEFAULT_BUCKETS.to_vec());
         if buckets.is_empty()
             || buckets.iter().any(|b| !b.is_finite() || *b <= 0.0)
             || buckets.windows(2).any(|w| w[0] >= w[1])
         {
-            return Err(format!(
-                "--buckets must be positive, finite and strictly increasing, got {buckets:?}"
-            ));
+            return Err(SettingsError::Buckets(buckets));
         }
         if a.max_label_values == 0 {
-            return Err("--max-label-values must be at least 1".into());
+            return Err(SettingsError::MaxLabelValues);
         }
         if a.queue_capacity == 0 || a.queue_capacity > MAX_QUEUE_CAPACITY {
-            return Err(format!(
-                "--queue-capacity must be from 1 to {MAX_QUEUE_CAPACITY}, got {}",
-                a.queue_capacity
-            ));
+            return Err(SettingsError::QueueCapacity(a.queue_capacity));
         }
         if a.backoff_min < MIN_BACKOFF || a.backoff_min > a.backoff_max {
-            return Err(format!(
-                "--backoff-min ({:?}) must be at least {MIN_BACKOFF:?} and not above --backoff-max ({:?})",
-                a.backoff_min, a.backoff_max
-            ));
+            return Err(SettingsError::Backoff {
+                min: a.backoff_min,
+                max: a.backoff_max,
+            });
         }
         if a.upstream_timeout.is_zero() {
-            return Err("--upstream-timeout must be positive, got 0".into());
+            return Err(SettingsError::UpstreamTimeout);
         }
         check_host_port(&a.skaffold_addr)?;
         Ok(Settings {
@@ -396,7 +457,7 @@ mod tests {
 
     fn settings(args: &[&str]) -> Result<Settings, String> {
         let cli = Cli::try_parse_from(args).map_err(|e| e.to_string())?;
-        Settings::try_from(cli.exporter)
+        Settings::try_from(cli.exporter).map_err(|e| e.to_string())
     }
 
     #[test]
@@ -467,7 +528,7 @@ mod tests {
             "http://127.0.0.1:0",
             "http://user:pw@127.0.0.1:50052",
         ] {
-            let e = parse_http_url(bad).unwrap_err();
+            let e = parse_http_url(bad).unwrap_err().to_string();
             assert!(e.contains("--skaffold-http"), "{bad}: {e}");
         }
         assert!(Cli::try_parse_from(["x", "--api", "v3"]).is_err());
@@ -520,7 +581,7 @@ mod tests {
         let d = demo(&["x", "demo"]);
         assert_eq!(d.source_settings().unwrap(), SourceSettings::default());
         let d = demo(&["x", "demo", "--skaffold-http", "http://127.0.0.1:50052"]);
-        let e = d.source_settings().unwrap_err();
+        let e = d.source_settings().unwrap_err().to_string();
         assert!(e.contains("--skaffold-http") && e.contains("demo"), "{e}");
     }
 

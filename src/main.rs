@@ -47,9 +47,9 @@ fn main() -> ExitCode {
 }
 
 async fn run(args: skaffold_exporter::config::ExporterArgs) -> anyhow::Result<()> {
-    let source = SourceSettings::try_from(&args).map_err(anyhow::Error::msg)?;
+    let source = SourceSettings::try_from(&args)?;
     let otlp = args.otlp_settings().map_err(anyhow::Error::msg)?;
-    let settings = Settings::try_from(args).map_err(anyhow::Error::msg)?;
+    let settings = Settings::try_from(args)?;
     let running = app::start_all(settings, source, otlp).await?;
     let signal = app::shutdown_signal().await;
     app::exit_on_second_signal();
@@ -74,7 +74,7 @@ async fn replay(args: skaffold_exporter::replay::ReplayArgs) -> ExitCode {
 
 async fn demo(args: skaffold_exporter::config::DemoArgs) -> anyhow::Result<()> {
     check_time_scale(args.time_scale)?;
-    let source = args.source_settings().map_err(anyhow::Error::msg)?;
+    let source = args.source_settings()?;
     let listener = tokio::net::TcpListener::bind(args.skaffold_listen)
         .await
         .with_context(|| {
@@ -99,7 +99,7 @@ async fn demo(args: skaffold_exporter::config::DemoArgs) -> anyhow::Result<()> {
     let mut exporter = args.exporter;
     exporter.skaffold_addr = skaffold_addr.to_string();
     let otlp = exporter.otlp_settings().map_err(anyhow::Error::msg)?;
-    let settings = Settings::try_from(exporter).map_err(anyhow::Error::msg)?;
+    let settings = Settings::try_from(exporter)?;
     let running = app::start_all(settings, source, otlp).await?;
     eprintln!(
         "demo: simulated Skaffold on {skaffold_addr}; metrics on http://{}/metrics (ctrl-c to stop)",

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::registry::Registry;
 
 use crate::catch_up::Gate;
 use crate::core::{
@@ -19,6 +20,8 @@ use crate::core::{
 };
 use crate::pb::{v1, v2};
 use crate::sink::Metrics;
+use crate::sink::otlp::SpanSink;
+use crate::sink::otlp_setup::{OtlpSettings, Telemetry, TelemetryError};
 use crate::source::decode::decode_v1;
 use crate::source::decode_v2::V2Decoder;
 use crate::source::{Delivery, Payload, SourceMessage};
@@ -65,6 +68,8 @@ impl Progress {
     }
 }
 
+/// Receives every transition besides the Prometheus sink (defined in the core, so
+/// sinks implement it without depending on the pipeline).
 pub use crate::core::TransitionObserver;
 
 /// The fold and its sinks.
@@ -75,7 +80,7 @@ pub struct Pipeline {
     pub metrics: Metrics,
     observers: Vec<Box<dyn TransitionObserver>>,
     /// Traces (OTLP), when configured.
-    spans: Option<crate::sink::otlp::SpanSink>,
+    spans: Option<SpanSink>,
     logged: HashSet<Reason>,
     /// Whether a v2 `Build` task with no per-artifact events was logged already.
     told_unattributed_build: bool,
@@ -100,7 +105,121 @@ pub struct Pipeline {
     not_folded: Option<String>,
 }
 
+/// Puts a [`Pipeline`] together with its metrics registry and sinks, the one way the
+/// live exporter, `replay`, the demo, the tests and the benches wire it:
+/// `Pipeline::builder().buckets(..).otlp(..).observer(..).build()`. Defaults are the
+/// command line's: the default buckets, 200 label values, no OTLP, no process
+/// metrics.
+#[must_use]
+pub struct PipelineBuilder<'a> {
+    buckets: Vec<f64>,
+    max_label_values: usize,
+    process_metrics: bool,
+    otlp: Option<&'a OtlpSettings>,
+    spans: Option<SpanSink>,
+    observers: Vec<Box<dyn TransitionObserver>>,
+    progress: Option<Arc<Progress>>,
+}
+
+/// What [`PipelineBuilder::build`] returns.
+pub struct Built {
+    /// The fold and its sinks.
+    pub pipeline: Pipeline,
+    /// The registry `/metrics` serves (the pipeline's metrics, then the process
+    /// metrics, then the OTLP export's own counters, in that order).
+    pub registry: Registry,
+    /// The OTLP metrics push and shutdown budget (the span sink is in the pipeline).
+    pub telemetry: Telemetry,
+}
+
+impl<'a> PipelineBuilder<'a> {
+    /// Histogram buckets (seconds).
+    pub fn buckets(mut self, buckets: &[f64]) -> Self {
+        self.buckets = buckets.to_vec();
+        self
+    }
+
+    /// The label cardinality cap.
+    pub fn max_label_values(mut self, n: usize) -> Self {
+        self.max_label_values = n;
+        self
+    }
+
+    /// Registers the process metrics (`process_*`) too, as the live exporter does.
+    pub fn process_metrics(mut self) -> Self {
+        self.process_metrics = true;
+        self
+    }
+
+    /// Starts the OTLP export `settings` asks for (nothing when it is off); call
+    /// [`PipelineBuilder::build`] inside the tokio runtime then.
+    pub fn otlp(mut self, settings: &'a OtlpSettings) -> Self {
+        self.otlp = Some(settings);
+        self
+    }
+
+    /// Sends spans to `sink` (tests and benches that build a sink by hand; replaces
+    /// the one [`PipelineBuilder::otlp`] starts).
+    pub fn spans(mut self, sink: SpanSink) -> Self {
+        self.spans = Some(sink);
+        self
+    }
+
+    /// Adds an observer of transitions (in the order added).
+    pub fn observer(mut self, o: Box<dyn TransitionObserver>) -> Self {
+        self.observers.push(o);
+        self
+    }
+
+    /// Reports readiness through `progress` (see [`Pipeline::set_progress`]).
+    pub fn progress(mut self, progress: Arc<Progress>) -> Self {
+        self.progress = Some(progress);
+        self
+    }
+
+    /// Registers the metrics, starts the OTLP export and wires it all.
+    pub fn build(self) -> Result<Built, TelemetryError> {
+        let mut registry = Registry::default();
+        let mut metrics = Metrics::register(&mut registry, &self.buckets, self.max_label_values);
+        if self.process_metrics {
+            crate::sink::process::register(&mut registry);
+        }
+        let mut telemetry = match self.otlp {
+            Some(o) => Telemetry::start(o, &mut registry, &mut metrics, &self.buckets)?,
+            None => Telemetry::default(),
+        };
+        let mut pipeline = Pipeline::new(metrics);
+        if let Some(spans) = self.spans.or_else(|| telemetry.spans.take()) {
+            pipeline.set_spans(spans);
+        }
+        if let Some(progress) = self.progress {
+            pipeline.set_progress(progress);
+        }
+        for o in self.observers {
+            pipeline.add_observer(o);
+        }
+        Ok(Built {
+            pipeline,
+            registry,
+            telemetry,
+        })
+    }
+}
+
 impl Pipeline {
+    /// A builder with the command line's defaults.
+    pub fn builder<'a>() -> PipelineBuilder<'a> {
+        PipelineBuilder {
+            buckets: crate::sink::DEFAULT_BUCKETS.to_vec(),
+            max_label_values: 200,
+            process_metrics: false,
+            otlp: None,
+            spans: None,
+            observers: Vec::new(),
+            progress: None,
+        }
+    }
+
     /// A pipeline writing into `metrics`.
     pub fn new(metrics: Metrics) -> Self {
         Self {
@@ -351,12 +470,12 @@ impl Pipeline {
 
     /// Sends spans (one trace per dev-loop iteration) to `sink`; exemplars on the
     /// duration histograms then carry their trace ids.
-    pub fn set_spans(&mut self, sink: crate::sink::otlp::SpanSink) {
+    pub fn set_spans(&mut self, sink: SpanSink) {
         self.spans = Some(sink);
     }
 
     /// Takes the span sink back (to close it on shutdown).
-    pub fn take_spans(&mut self) -> Option<crate::sink::otlp::SpanSink> {
+    pub fn take_spans(&mut self) -> Option<SpanSink> {
         let mut spans = self.spans.take();
         if let (Some(s), Some(at)) = (&mut spans, self.state.newest_at()) {
             // Where open spans end if the sink finds Skaffold gone on close.

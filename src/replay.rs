@@ -38,10 +38,10 @@ use prometheus_client::registry::Registry;
 use serde_json::Value;
 
 use crate::core::{Event, LoopKind, Outcome, Phase, Transition};
-use crate::pipeline::{Pipeline, Progress, TransitionObserver};
+use crate::pipeline::{Built, Pipeline, Progress, TransitionObserver};
+use crate::sink::DEFAULT_BUCKETS;
 use crate::sink::exposition::{encode_openmetrics, openmetrics_to_prometheus};
-use crate::sink::otlp_setup::{OtlpSettings, Telemetry};
-use crate::sink::{DEFAULT_BUCKETS, Metrics};
+use crate::sink::otlp_setup::{OtlpSettings, Telemetry, TelemetryError};
 use crate::source::file::{
     Item, LineReader, Read, each_record, hint_from_name, item_from_bytes, oversize_line,
 };
@@ -365,7 +365,7 @@ impl Replayer {
         buckets: &[f64],
         max_label_values: usize,
         otlp: &OtlpSettings,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, TelemetryError> {
         Self::build(buckets, max_label_values, Some(otlp))
     }
 
@@ -373,22 +373,21 @@ impl Replayer {
         buckets: &[f64],
         max_label_values: usize,
         otlp: Option<&OtlpSettings>,
-    ) -> Result<Self, String> {
-        let mut registry = Registry::default();
-        let mut metrics = Metrics::register(&mut registry, buckets, max_label_values);
-        let telemetry = match otlp {
-            Some(o) => Some(Telemetry::start(o, &mut registry, &mut metrics, buckets)?),
-            None => None,
-        };
-        let mut pipeline = Pipeline::new(metrics);
+    ) -> Result<Self, TelemetryError> {
         let summary = Arc::new(Mutex::new(Summary::default()));
-        pipeline.add_observer(Box::new(SummaryObserver(summary.clone())));
-        let telemetry = telemetry.map(|mut t| {
-            if let Some(spans) = t.spans.take() {
-                pipeline.set_spans(spans);
-            }
-            t
-        });
+        let mut builder = Pipeline::builder()
+            .buckets(buckets)
+            .max_label_values(max_label_values)
+            .observer(Box::new(SummaryObserver(summary.clone())));
+        if let Some(o) = otlp {
+            builder = builder.otlp(o);
+        }
+        let Built {
+            pipeline,
+            registry,
+            telemetry,
+        } = builder.build()?;
+        let telemetry = otlp.is_some().then_some(telemetry);
         Ok(Self {
             registry: Arc::new(registry),
             pipeline,
@@ -1045,7 +1044,7 @@ pub async fn run(
             args.user_name.clone(),
         )
         .map_err(anyhow::Error::msg)?;
-        Replayer::with_otlp(&buckets, args.max_label_values, &otlp).map_err(anyhow::Error::msg)?
+        Replayer::with_otlp(&buckets, args.max_label_values, &otlp)?
     } else {
         Replayer::new(&buckets, args.max_label_values)
     };

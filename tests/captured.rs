@@ -7,11 +7,9 @@ mod support;
 
 use std::sync::{Arc, Mutex};
 
-use prometheus_client::registry::Registry;
 use skaffold_exporter::core::{Event, Transition};
-use skaffold_exporter::pipeline::{Pipeline, TransitionObserver};
+use skaffold_exporter::pipeline::{Built, Pipeline, TransitionObserver};
 use skaffold_exporter::sink::exposition::{encode_openmetrics, openmetrics_to_prometheus};
-use skaffold_exporter::sink::{DEFAULT_BUCKETS, Metrics};
 use skaffold_exporter::source::json::{GatewayChunk, log_entry_from_json, parse_gateway_chunk};
 
 struct Record(Arc<Mutex<Vec<String>>>);
@@ -28,11 +26,15 @@ impl TransitionObserver for Record {
 fn fold_fixture(path: &std::path::Path) -> String {
     let doc: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    let mut registry = Registry::default();
-    let metrics = Metrics::register(&mut registry, &DEFAULT_BUCKETS, 200);
-    let mut pipeline = Pipeline::new(metrics);
     let log = Arc::new(Mutex::new(Vec::new()));
-    pipeline.add_observer(Box::new(Record(log.clone())));
+    let Built {
+        mut pipeline,
+        registry,
+        ..
+    } = Pipeline::builder()
+        .observer(Box::new(Record(log.clone())))
+        .build()
+        .expect("no OTLP to start");
     let mut skipped = Vec::new();
     for (i, rec) in doc["records"].as_array().unwrap().iter().enumerate() {
         if rec.get("buildState").is_some() {

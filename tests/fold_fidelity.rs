@@ -3,7 +3,6 @@
 //! script names the function) over API v1 and v2 gRPC, the HTTP gateway and both
 //! `--event-log-file` files, with exact metric values, the same over every source.
 
-mod otlp_support;
 mod support;
 
 use skaffold_exporter::pb::enums::StatusCode as C;
@@ -898,19 +897,20 @@ fn skaffold_own_emitters_status_checks() {
 fn sync_retry_spans(ext: &str) -> Vec<(String, String, String, bool)> {
     use skaffold_exporter::pipeline::Pipeline;
     use skaffold_exporter::sink::otlp::{OtlpStats, SpanBuilder, SpanConfig, SpanSink};
-    use skaffold_exporter::sink::{DEFAULT_BUCKETS, Metrics};
     use skaffold_exporter::source::json::{event_v2_from_json, log_entry_from_json};
 
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures/skaffold-events")
         .join(format!("sync-retries.json{ext}"));
-    let mut registry = prometheus_client::registry::Registry::default();
-    let mut pipeline = Pipeline::new(Metrics::register(&mut registry, &DEFAULT_BUCKETS, 200));
     let (tx, rx) = std::sync::mpsc::sync_channel(10_000);
     let builder = SpanBuilder::new(SpanConfig {
         pipeline: "skaffold".into(),
     });
-    pipeline.set_spans(SpanSink::new(builder, tx, None, OtlpStats::default()));
+    let mut pipeline = Pipeline::builder()
+        .spans(SpanSink::new(builder, tx, None, OtlpStats::default()))
+        .build()
+        .expect("no OTLP to start")
+        .pipeline;
     for line in std::fs::read_to_string(path).unwrap().lines() {
         let v: serde_json::Value = serde_json::from_str(line).unwrap();
         if ext.is_empty() {
@@ -920,7 +920,7 @@ fn sync_retry_spans(ext: &str) -> Vec<(String, String, String, bool)> {
         }
     }
     pipeline.disconnected();
-    let spans = otlp_support::to_proto(rx.try_iter().collect());
+    let spans = support::otlp::to_proto(rx.try_iter().collect());
     let roots: std::collections::HashMap<_, _> = spans
         .iter()
         .filter(|s| s.parent_span_id.is_empty())
@@ -929,9 +929,9 @@ fn sync_retry_spans(ext: &str) -> Vec<(String, String, String, bool)> {
     let mut rows: Vec<_> = spans
         .iter()
         // API v2's deployer subtasks have no v1 counterpart.
-        .filter(|s| otlp_support::attr(s, "skaffold.subtask.id").is_none())
+        .filter(|s| support::otlp::attr(s, "skaffold.subtask.id").is_none())
         .map(|s| {
-            let get = |k| otlp_support::attr(s, k).unwrap_or_default();
+            let get = |k| support::otlp::attr(s, k).unwrap_or_default();
             let result = if s.parent_span_id.is_empty() {
                 get("cicd.pipeline.result")
             } else {

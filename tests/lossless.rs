@@ -12,13 +12,11 @@ mod support;
 use std::ops::Range;
 use std::time::Duration;
 
-use prometheus_client::registry::Registry;
 use skaffold_exporter::app::{self, Running};
 use skaffold_exporter::config::SourceSettings;
-use skaffold_exporter::pipeline::Pipeline;
+use skaffold_exporter::pipeline::{Built, Pipeline};
 use skaffold_exporter::simulator::Simulator;
 use skaffold_exporter::simulator::scenario::{self, Flavor, Script};
-use skaffold_exporter::sink::{DEFAULT_BUCKETS, Metrics};
 use skaffold_exporter::source::Api;
 use support::sessions::*;
 use support::{http_get, sample, settings};
@@ -365,8 +363,11 @@ async fn a_300000_event_burst_with_default_flags_is_folded_whole_and_exactly() {
         sim.emit(e.clone());
     }
     // What folding every entry once gives.
-    let mut registry = Registry::default();
-    let mut p = Pipeline::new(Metrics::register(&mut registry, &DEFAULT_BUCKETS, 200));
+    let Built {
+        pipeline: mut p,
+        registry,
+        ..
+    } = Pipeline::builder().build().expect("no OTLP to start");
     for e in &entries {
         p.fold_entry(e);
     }

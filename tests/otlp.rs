@@ -2,7 +2,6 @@
 //! streams a scripted session with known timestamps into the real exporter
 //! (`app::start_all`), which exports to an in-process OTLP collector.
 
-mod otlp_support;
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -12,7 +11,6 @@ use std::time::{Duration, Instant};
 
 use opentelemetry_proto::tonic::metrics::v1::{AggregationTemporality, Metric, metric};
 use opentelemetry_proto::tonic::trace::v1::Span;
-use otlp_support::{Collector, attr, attrs, dead_port, http_get, render, value};
 use skaffold_exporter::app::{self, Running};
 use skaffold_exporter::config::SourceSettings;
 use skaffold_exporter::pb::enums::StatusCode as C;
@@ -20,6 +18,8 @@ use skaffold_exporter::simulator::Simulator;
 use skaffold_exporter::simulator::scenario::Script;
 use skaffold_exporter::sink::DEFAULT_BUCKETS;
 use skaffold_exporter::sink::otlp_setup::{Endpoint, OtlpSettings, Protocol};
+use support::http_get;
+use support::otlp::{Collector, attr, attrs, dead_port, render, value};
 
 const T0: i64 = 1_700_000_000_000_000_000;
 
@@ -120,7 +120,9 @@ fn golden(name: &str) -> std::path::PathBuf {
 }
 
 async fn metrics_text(addr: SocketAddr) -> String {
-    http_get(addr, "/metrics").await
+    http_get(addr, "/metrics", Some("application/openmetrics-text"))
+        .await
+        .2
 }
 
 fn sample(text: &str, series: &str) -> Option<f64> {

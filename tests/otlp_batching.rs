@@ -3,18 +3,17 @@
 //! export request): spans leave in batches, not one request per span, and every
 //! span of an iteration leaves with its root.
 
-mod otlp_support;
 mod support;
 
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
-use otlp_support::Collector;
 use skaffold_exporter::app;
 use skaffold_exporter::config::SourceSettings;
 use skaffold_exporter::simulator::Simulator;
 use skaffold_exporter::simulator::scenario::{Flavor, Session, now_nanos, play};
 use skaffold_exporter::sink::otlp_setup::{Endpoint, OtlpSettings, Protocol};
+use support::otlp::Collector;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_live_session_leaves_in_batches_each_trace_whole() {

@@ -4,15 +4,12 @@
 //! Skaffold "disconnects" (the captures end there), and the resulting spans are
 //! rendered as a tree. `UPDATE_GOLDEN=1` rewrites the files under tests/golden/spans.
 
-mod otlp_support;
 mod support;
 
 use std::path::{Path, PathBuf};
 
-use prometheus_client::registry::Registry;
 use skaffold_exporter::pipeline::Pipeline;
 use skaffold_exporter::sink::otlp::{OtlpStats, SpanBuilder, SpanConfig, SpanSink};
-use skaffold_exporter::sink::{DEFAULT_BUCKETS, Metrics};
 use skaffold_exporter::source::Api;
 use skaffold_exporter::source::json::{
     GatewayChunk, detect_api, event_v2_from_json, log_entry_from_json, parse_gateway_chunk,
@@ -22,14 +19,15 @@ use skaffold_exporter::source::json::{
 fn spans_of(path: &Path) -> String {
     let doc: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    let mut registry = Registry::default();
-    let metrics = Metrics::register(&mut registry, &DEFAULT_BUCKETS, 200);
-    let mut pipeline = Pipeline::new(metrics);
     let (tx, rx) = std::sync::mpsc::sync_channel(100_000);
     let builder = SpanBuilder::new(SpanConfig {
         pipeline: "skaffold".into(),
     });
-    pipeline.set_spans(SpanSink::new(builder, tx, None, OtlpStats::default()));
+    let mut pipeline = Pipeline::builder()
+        .spans(SpanSink::new(builder, tx, None, OtlpStats::default()))
+        .build()
+        .expect("no OTLP to start")
+        .pipeline;
     for record in doc["records"].as_array().unwrap() {
         // State snapshots and error chunks carry no event.
         let Ok(GatewayChunk::Result(v)) = parse_gateway_chunk(record.clone()) else {
@@ -45,7 +43,7 @@ fn spans_of(path: &Path) -> String {
     }
     pipeline.disconnected();
     let spans: Vec<_> = rx.try_iter().collect();
-    otlp_support::render(&otlp_support::to_proto(spans))
+    support::otlp::render(&support::otlp::to_proto(spans))
 }
 
 #[test]

@@ -16,10 +16,10 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 
 use prometheus_client::registry::Registry;
-use skaffold_exporter::pipeline::Pipeline;
+use skaffold_exporter::pipeline::{Built, Pipeline};
 use skaffold_exporter::replay::{Format, Input, Replayer};
+use skaffold_exporter::sink::DEFAULT_BUCKETS;
 use skaffold_exporter::sink::exposition::{encode_openmetrics, openmetrics_to_prometheus};
-use skaffold_exporter::sink::{DEFAULT_BUCKETS, Metrics};
 use skaffold_exporter::source::Api;
 use skaffold_exporter::source::grpc::decode_raw;
 
@@ -206,9 +206,11 @@ fn frames(path: &Path) -> Vec<Vec<u8>> {
 /// A gRPC capture through the live decode path (`decode_raw`, as the gRPC source
 /// does), then the end of the stream (Skaffold exited).
 fn fold_grpc(api: Api, file: &str) -> String {
-    let mut registry = Registry::default();
-    let metrics = Metrics::register(&mut registry, &DEFAULT_BUCKETS, 200);
-    let mut pipeline = Pipeline::new(metrics);
+    let Built {
+        mut pipeline,
+        registry,
+        ..
+    } = Pipeline::builder().build().expect("no OTLP to start");
     let frames = frames(&dir().join(file));
     assert!(!frames.is_empty(), "{file}: no messages");
     for f in &frames {

@@ -267,8 +267,7 @@ pub enum Transition {
     },
 }
 
-/// Receives every transition besides the Prometheus sink (spans, summaries, the
-/// per-iteration log line, tests). Sinks implement it; the pipeline calls it.
+/// Receives every transition besides the Prometheus sink (spans, summaries, tests).
 pub trait TransitionObserver: Send {
     /// Called for each transition, in order, with the event that caused it.
     fn observe(&mut self, event: &super::Event, transition: &Transition);

@@ -691,7 +691,7 @@ pub fn span_exporter(
     ep: &Endpoint,
     timeout: Option<Duration>,
     resource: &Resource,
-) -> Result<(opentelemetry_otlp::SpanExporter, super::otlp::Driver), String> {
+) -> Result<(opentelemetry_otlp::SpanExporter, super::otlp::Driver), TelemetryError> {
     use opentelemetry_sdk::trace::SpanExporter as _;
     let (built, driver) = match ep.protocol {
         Protocol::Grpc => {
@@ -701,8 +701,8 @@ pub fn span_exporter(
             if let Some(t) = timeout {
                 b = b.with_timeout(t);
             }
-            let handle = tokio::runtime::Handle::try_current()
-                .map_err(|_| "the OTLP/gRPC exporter needs a tokio runtime".to_owned())?;
+            let handle =
+                tokio::runtime::Handle::try_current().map_err(|_| TelemetryError::NoRuntime)?;
             (b.build(), super::otlp::Driver::Tokio(handle))
         }
         Protocol::HttpProtobuf => {
@@ -716,8 +716,10 @@ pub fn span_exporter(
             (b.build(), super::otlp::Driver::Blocking)
         }
     };
-    let mut exporter =
-        built.map_err(|e| format!("cannot build the OTLP span exporter for {}: {e}", ep.url))?;
+    let mut exporter = built.map_err(|error| TelemetryError::SpanExporter {
+        url: ep.url.clone(),
+        error,
+    })?;
     exporter.set_resource(resource);
     Ok((exporter, driver))
 }
@@ -726,7 +728,7 @@ pub fn span_exporter(
 pub fn metric_exporter(
     ep: &Endpoint,
     timeout: Option<Duration>,
-) -> Result<opentelemetry_otlp::MetricExporter, String> {
+) -> Result<opentelemetry_otlp::MetricExporter, TelemetryError> {
     use opentelemetry_sdk::metrics::Temporality;
     let built = match ep.protocol {
         Protocol::Grpc => {
@@ -751,10 +753,37 @@ pub fn metric_exporter(
             b.build()
         }
     };
-    built.map_err(|e| format!("cannot build the OTLP metric exporter for {}: {e}", ep.url))
+    built.map_err(|error| TelemetryError::MetricExporter {
+        url: ep.url.clone(),
+        error,
+    })
 }
 
 // === running ===
+
+/// Why the OTLP export could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum TelemetryError {
+    /// An OTLP/gRPC exporter was asked for outside a tokio runtime.
+    #[error("the OTLP/gRPC exporter needs a tokio runtime")]
+    NoRuntime,
+    /// The span exporter refused its configuration.
+    #[error("cannot build the OTLP span exporter for {url}: {error}")]
+    SpanExporter {
+        /// The traces endpoint.
+        url: String,
+        /// The exporter's complaint.
+        error: opentelemetry_otlp::ExporterBuildError,
+    },
+    /// The metric exporter refused its configuration.
+    #[error("cannot build the OTLP metric exporter for {url}: {error}")]
+    MetricExporter {
+        /// The metrics endpoint.
+        url: String,
+        /// The exporter's complaint.
+        error: opentelemetry_otlp::ExporterBuildError,
+    },
+}
 
 /// The OTLP pieces of a running exporter.
 #[derive(Debug, Default)]
@@ -776,7 +805,7 @@ impl Telemetry {
         registry: &mut prometheus_client::registry::Registry,
         metrics: &mut super::Metrics,
         buckets: &[f64],
-    ) -> Result<Self, String> {
+    ) -> Result<Self, TelemetryError> {
         use super::otlp::{Driver, OtlpStats, SpanBuilder, SpanConfig, SpanSink, spawn_exporter};
         if !s.enabled() {
             return Ok(Telemetry {
@@ -825,11 +854,10 @@ impl Telemetry {
             Some(ep) => {
                 let exporter = metric_exporter(ep, s.timeout)?;
                 let driver = match ep.protocol {
-                    Protocol::Grpc => {
-                        Driver::Tokio(tokio::runtime::Handle::try_current().map_err(|_| {
-                            "the OTLP/gRPC exporter needs a tokio runtime".to_owned()
-                        })?)
-                    }
+                    Protocol::Grpc => Driver::Tokio(
+                        tokio::runtime::Handle::try_current()
+                            .map_err(|_| TelemetryError::NoRuntime)?,
+                    ),
                     Protocol::HttpProtobuf => Driver::Blocking,
                 };
                 let interval = s.metric_interval.unwrap_or(Duration::from_secs(60));

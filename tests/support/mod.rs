@@ -1,10 +1,14 @@
-//! Shared test helpers: golden files, fixtures, metric scraping.
+//! The one test support module: golden files, fixtures, metric scraping and HTTP
+//! (here), child exporters (`child`), the scripted sessions (`sessions`), every
+//! source at once (`every_source`), and an OTLP collector with span rendering
+//! (`otlp`).
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 
 pub mod child;
 pub mod every_source;
+pub mod otlp;
 pub mod sessions;
 
 /// Compares `actual` with the golden file; rewrites it when UPDATE_GOLDEN=1.

@@ -1,7 +1,6 @@
 //! Test helpers for traces and the OTLP push: an in-process OTLP collector (gRPC via
 //! the opentelemetry-proto tonic services, and HTTP/protobuf via a tiny hyper server),
-//! a stable text rendering of span trees, golden files.
-#![allow(dead_code)]
+//! a stable text rendering of span trees.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -344,25 +343,4 @@ pub fn to_proto(spans: Vec<opentelemetry_sdk::trace::SpanData>) -> Vec<Span> {
         .flat_map(|r| r.scope_spans)
         .flat_map(|s| s.spans)
         .collect()
-}
-
-// === golden files ===
-
-// === HTTP ===
-
-/// GET `path` from `addr`; returns the body.
-pub async fn http_get(addr: SocketAddr, path: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    s.write_all(
-        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: application/openmetrics-text\r\nConnection: close\r\n\r\n")
-            .as_bytes(),
-    )
-    .await
-    .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).await.unwrap();
-    out.split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default()
 }
