@@ -191,6 +191,14 @@ pub fn check_proto(bytes: &[u8], desc: &MessageDescriptor) -> Result<(), TooBig>
     if bytes.len() > MAX_EVENT_BYTES {
         return Err(TooBig::Bytes(bytes.len(), MAX_EVENT_BYTES));
     }
+    // Every value takes at least one byte, so a message of at most MAX_VALUES bytes
+    // cannot hold too many; and Skaffold's messages are not recursive, so their
+    // nesting is bounded by the schema (prost skips unknown fields without
+    // descending, and stops at its own recursion limit). Nearly every event is far
+    // below this size: walking it too would double the reader's work per event.
+    if bytes.len() <= MAX_VALUES {
+        return Ok(());
+    }
     let mut values = 0usize;
     walk(bytes, desc, 1, &mut values)
 }
