@@ -6,7 +6,7 @@
 //! Prometheus registry (`/metrics`, [`PromRecorder`]) and the OTLP metrics push
 //! (`sink::otlp_metrics`) are two recorders of the same updates, so the two can never
 //! drift apart. Metric names here are a public contract: dashboards and alert rules
-//! depend on them, and the README documents each one.
+//! depend on them, and docs/metrics.md documents each one.
 
 use std::collections::HashSet;
 use std::sync::Arc;
