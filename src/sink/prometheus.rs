@@ -30,6 +30,10 @@ pub const DEFAULT_BUCKETS: [f64; 16] = [
     3600.0,
 ];
 
+/// [`DEFAULT_BUCKETS`] written as `--buckets` takes it, the default `--help` shows
+/// (a test in `config` keeps the two equal).
+pub const DEFAULT_BUCKETS_ARG: &str = "0.1,0.25,0.5,1,2.5,5,10,20,30,60,120,300,600,900,1800,3600";
+
 // === the contract ===
 
 /// Instrument kinds.
