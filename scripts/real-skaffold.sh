@@ -41,7 +41,7 @@
 # (which artifacts it edited, which builds/tests it made fail, how long the builder
 # and tester scripts ran by their own logs), never from the exporter's output; the
 # error codes follow Skaffold's source, and the labels and the folding rules the
-# README's "Metrics" section documents. Every assertion must pass.
+# docs/metrics.md documents. Every assertion must pass.
 #
 # Environment: RS_TOL (seconds Skaffold may spend around a build or test script,
 # default 2.5), RS_VERBOSE=1 prints every passing assertion.
@@ -234,7 +234,7 @@ exp_phase() { # METRIC RESULT LO HI (deploys and renders: no-ops here)
   add "skaffold_${1}s_total|result=\"$2\""
   bounds "skaffold_${1}_duration_seconds|result=\"$2\"" "$3" "$4"
 }
-# Tests are counted per custom test command run (README: tests counted per tester
+# Tests are counted per custom test command run (docs/metrics.md: tests counted per tester
 # run; v1 sends one TestEvent per run, v2 one TestSubtaskEvent per run inside one
 # Test task per iteration).
 exp_test() { # RESULT N: the N test runs that ended with RESULT since `mark`
@@ -280,7 +280,7 @@ exp_passing_rebuild() { # KIND ART...
 #   text says "context canceled"): BUILD_UNKNOWN;
 # - a custom test command exiting non-zero is TEST_CUSTOM_CMD_RUN_NON_ZERO_EXIT_ERR
 #   (pkg/skaffold/test/custom/error.go).
-# Each failure is counted once, at the phase that failed (README, "Errors: one count
+# Each failure is counted once, at the phase that failed (docs/metrics.md, "Errors: one count
 # per failure"): the failed build or test, not again as a failed iteration.
 CODE_BUILD_FAIL=BUILD_UNKNOWN
 CODE_BUILD_CANCEL=BUILD_UNKNOWN
@@ -426,7 +426,7 @@ curl -fsS "http://127.0.0.1:$EG/v1/state" >"$work/state-exporter-gateway.json"
 # Iteration 5: a file under app-c/static changes: synced (a no-op without a
 # deployer), nothing built, tested or deployed. Skaffold names the synced image by
 # its built tag (127.0.0.1:PORT/app-c:latest@sha256:...); the label is the image
-# name without tag and digest (README, skaffold_file_syncs_total).
+# name without tag and digest (docs/metrics.md, skaffold_file_syncs_total).
 IMG_C="127.0.0.1:$REG/app-c"
 mark
 echo "page $(now)" >"$proj/build/app-c/static/page.txt"

@@ -35,7 +35,7 @@ pub const FOLD_BATCH: usize = 8;
 
 /// How long shutdown may take in all, from the signal to the exit: the reader stops,
 /// the fold drains its queue, the last OTLP exports and open HTTP requests get what is
-/// left (README: at most 5 s).
+/// left (docs/configuration.md: at most 5 s).
 pub const SHUTDOWN_BUDGET: Duration = Duration::from_millis(4500);
 
 /// What the final OTLP flush leaves of the budget, for the tasks to end.

@@ -6,7 +6,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::simulator::scenario::Flavor;
-use crate::sink::DEFAULT_BUCKETS;
+use crate::sink::{DEFAULT_BUCKETS, DEFAULT_BUCKETS_ARG};
 
 /// Default `--queue-capacity`: enough for the reader to stay busy while the fold
 /// takes a batch (`app::FOLD_BATCH`), small enough to keep memory low.
@@ -50,10 +50,18 @@ pub struct Cli {
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run against a real Skaffold (`skaffold dev --rpc-port 50051`); the default.
+    /// Run against a real Skaffold (`skaffold dev --rpc-port 50051`); the default
+    /// when no subcommand is given, with the same flags.
     Run(ExporterArgs),
     /// Start a simulated Skaffold that plays realistic dev sessions, and run the
     /// exporter against it.
+    // The demo starts its own Skaffold: `--skaffold-addr` is ignored and
+    // `--skaffold-http` refused, so `demo --help` does not list them (both are still
+    // accepted, as before).
+    #[command(
+        mut_arg("skaffold_addr", |a| a.hide(true)),
+        mut_arg("skaffold_http", |a| a.hide(true))
+    )]
     Demo(DemoArgs),
     /// Fold Skaffold event log files (`--event-log-file`, `FILE.v2`) or HTTP-gateway
     /// captures and print the metrics and a per-iteration summary.
@@ -108,7 +116,12 @@ pub struct ExporterArgs {
     )]
     pub max_label_values: usize,
     /// Histogram buckets in seconds, comma-separated and increasing.
-    #[arg(long, env = "SKAFFOLD_EXPORTER_BUCKETS", value_delimiter = ',')]
+    #[arg(
+        long,
+        env = "SKAFFOLD_EXPORTER_BUCKETS",
+        value_delimiter = ',',
+        default_value = DEFAULT_BUCKETS_ARG
+    )]
     pub buckets: Option<Vec<f64>>,
     /// How far the reader may run ahead of the fold, in messages. When the queue is
     /// full the reader waits (and HTTP/2 flow control holds Skaffold); nothing is
@@ -583,6 +596,21 @@ mod tests {
         let d = demo(&["x", "demo", "--skaffold-http", "http://127.0.0.1:50052"]);
         let e = d.source_settings().unwrap_err().to_string();
         assert!(e.contains("--skaffold-http") && e.contains("demo"), "{e}");
+    }
+
+    #[test]
+    fn the_buckets_default_shown_is_the_default_used() {
+        let cli = Cli::try_parse_from(["x"]).unwrap();
+        assert_eq!(cli.exporter.buckets, Some(DEFAULT_BUCKETS.to_vec()));
+    }
+
+    #[test]
+    fn demo_still_accepts_the_flags_its_help_hides() {
+        let cli = Cli::try_parse_from(["x", "demo", "--skaffold-addr", "127.0.0.1:1"]).unwrap();
+        let Some(Command::Demo(d)) = cli.command else {
+            panic!("not demo")
+        };
+        assert_eq!(d.exporter.skaffold_addr, "127.0.0.1:1");
     }
 
     #[test]

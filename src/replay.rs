@@ -99,7 +99,11 @@ pub struct ReplayArgs {
     #[arg(long, default_value_t = 200)]
     pub max_label_values: usize,
     /// Histogram buckets in seconds, comma-separated and increasing.
-    #[arg(long, value_delimiter = ',')]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = crate::sink::DEFAULT_BUCKETS_ARG
+    )]
     pub buckets: Option<Vec<f64>>,
     /// Export the spans (one trace per dev-loop iteration) over OTLP, as the live
     /// exporter does: endpoint, protocol, headers and timeouts from the standard

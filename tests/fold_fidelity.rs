@@ -515,7 +515,7 @@ async fn a_failed_iteration_without_a_failed_phase_keeps_each_apis_code() {
     // runner/dev.go `Dev`: watching the files failed after the first deploy. v1 sends
     // DEVINIT_REGISTER_BUILD_DEPS (DevLoopFailedWithErrorCode), v2 UNKNOWN_ERROR
     // (`ActionableErrV2(DevLoop)` of a plain error): the one code Skaffold itself
-    // sends differently, documented in the README.
+    // sends differently, documented in docs/metrics.md.
     let mut s = Script::new();
     s.meta(0, "v2.24.0")
         .dev_loop(1000, 0, "In Progress")

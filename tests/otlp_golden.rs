@@ -77,8 +77,8 @@ fn folding_a_capture_twice_yields_the_same_ids() {
 fn the_docs_list_every_attribute_key_and_the_semconv_version() {
     use skaffold_exporter::sink::semconv;
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let doc = std::fs::read_to_string(root.join("README.md")).unwrap();
-    assert!(doc.contains("## Traces and team-wide metrics"));
+    let doc = std::fs::read_to_string(root.join("docs/team.md")).unwrap();
+    assert!(doc.contains("# Traces and team-wide metrics"));
     for key in semconv::ALL
         .iter()
         .chain([&semconv::EVENT_PORT_FORWARD, &semconv::EVENT_BUILD_CACHE])

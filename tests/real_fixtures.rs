@@ -8,7 +8,7 @@
 //! from the scenario, not from our output: which artifacts were built and how each
 //! build ended, which tests ran, how each dev iteration ended, and (from the builder's
 //! and tester's own logs in the fixture) how long each build and test ran. They follow
-//! the rules the README documents (Metrics, "How events become metrics", "Errors: one
+//! the rules docs/metrics.md documents (Metrics, "How events become metrics", "Errors: one
 //! count per failure"), and differ between the APIs only where Skaffold reports
 //! differently: the build Ctrl-C cancelled is `Failed` over v1, `Canceled` over v2.
 
@@ -69,7 +69,7 @@ fn streak(src: Source, artifact: &str) -> f64 {
     }
 }
 
-/// Tests, one per custom test command run (README: tests counted per tester run):
+/// Tests, one per custom test command run (docs/metrics.md: tests counted per tester run):
 /// three in iteration 0, one in 1 and one in 4 passed; c's in 3 failed.
 const TESTS: [(&str, u64); 2] = [("success", 5), ("failure", 1)];
 /// Deploys (no deployer: a no-op that still reports) and renders: 0, 1 and 4.
@@ -384,7 +384,7 @@ fn check_dev_loops(src: Source) {
 
 fn check_errors(src: Source) {
     let m = src.fold();
-    // Each failure counted once, at the phase that failed (README, "Errors: one count
+    // Each failure counted once, at the phase that failed (docs/metrics.md, "Errors: one count
     // per failure"): b's custom build (iteration 2) and c's custom test (3), with
     // Skaffold's codes BUILD_UNKNOWN (no build problem matches a script's exit status)
     // and TEST_CUSTOM_CMD_RUN_NON_ZERO_EXIT_ERR; their iterations are not counted
@@ -414,7 +414,7 @@ fn check_errors(src: Source) {
 }
 
 /// Iteration 5 synced one file of app-c (a no-op without a deployer). The label is
-/// the image name without tag and digest (README, `skaffold_file_syncs_total`): the registry the scenario
+/// the image name without tag and digest (docs/metrics.md, `skaffold_file_syncs_total`): the registry the scenario
 /// pushed to (registry.txt) and the artifact.
 fn check_syncs(src: Source) {
     let m = src.fold();

@@ -1,4 +1,4 @@
-//! Shutdown keeps the README's promise with a collector that accepts TCP and never
+//! Shutdown keeps the promise of docs/configuration.md with a collector that accepts TCP and never
 //! answers (issue 13 item 6): the real binary, a real black-hole listener, OTLP over
 //! http/protobuf with `--otlp-metrics`, spans and metrics waiting to be flushed.
 //! The whole shutdown ends within 5 s of SIGTERM, and a second signal during it ends
@@ -67,7 +67,7 @@ async fn shutdown_ends_within_five_seconds_with_a_black_holed_collector() {
     let log = exp.log();
     assert!(
         took <= limit,
-        "shutdown took {took:?} (README: at most 5 s):\n{log}"
+        "shutdown took {took:?} (docs/configuration.md: at most 5 s):\n{log}"
     );
     assert!(status.success(), "{status:?}:\n{log}");
     assert!(log.contains("Shutting down"), "{log}");

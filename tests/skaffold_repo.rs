@@ -206,7 +206,7 @@ async fn skaffold_v1_29_events_over_grpc_and_the_gateway_give_the_files_numbers(
 #[test]
 fn a_file_missing_its_last_event_counts_only_what_ended() {
     // DERIVED from the genuine file: its last line (iteration 1's `Update succeeded`)
-    // removed, as when Skaffold exits before logging it (README, "The last events can
+    // removed, as when Skaffold exits before logging it (docs/events.md, "The last events can
     // be missing"). The rebuild's build, deploy and status check ended and count; the
     // iteration did not end and does not count; the summary shows it in progress.
     let text = std::fs::read_to_string(fixture(V1_29)).unwrap();

@@ -17,4 +17,4 @@ pub mod prometheus;
 pub mod resource;
 pub mod semconv;
 
-pub use prometheus::{DEFAULT_BUCKETS, Metrics, SelfMetrics};
+pub use prometheus::{DEFAULT_BUCKETS, DEFAULT_BUCKETS_ARG, Metrics, SelfMetrics};

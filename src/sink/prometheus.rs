@@ -6,7 +6,7 @@
 //! Prometheus registry (`/metrics`, [`PromRecorder`]) and the OTLP metrics push
 //! (`sink::otlp_metrics`) are two recorders of the same updates, so the two can never
 //! drift apart. Metric names here are a public contract: dashboards and alert rules
-//! depend on them, and the README documents each one.
+//! depend on them, and docs/metrics.md documents each one.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -29,6 +29,10 @@ pub const DEFAULT_BUCKETS: [f64; 16] = [
     0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0,
     3600.0,
 ];
+
+/// [`DEFAULT_BUCKETS`] written as `--buckets` takes it, the default `--help` shows
+/// (a test in `config` keeps the two equal).
+pub const DEFAULT_BUCKETS_ARG: &str = "0.1,0.25,0.5,1,2.5,5,10,20,30,60,120,300,600,900,1800,3600";
 
 // === the contract ===
 

@@ -143,7 +143,7 @@ pub const EVENT_BUILD_CACHE: &str = "skaffold.build_cache";
 pub const SKAFFOLD_BUILD_CACHE_HIT: &str = "skaffold.build_cache.hit";
 
 /// Every key above that can appear on a span, an event or the resource (for the
-/// README and a test that the list and the docs agree).
+/// docs/team.md and a test that the list and the docs agree).
 pub const ALL: &[&str] = &[
     CICD_PIPELINE_ACTION_NAME,
     CICD_PIPELINE_NAME,

@@ -80,6 +80,7 @@ step "dashboard and rule lint (conventions + metric contract)" "$PY" tests/deplo
   --names-out "$OUT/metric-names.txt" --promtool-rules-out "$OUT/dashboard-exprs.rules.yml"
 step "dashboard lint rules fire on bad dashboards (self-test)" "$PY" tests/deploy/lint_dashboards.py --self-test
 step "every dashboard/rule expression parses with Prometheus' own parser" promtool check rules "$OUT/dashboard-exprs.rules.yml"
+step "README.md and docs/*.md: relative links and #anchors resolve" python3 tests/deploy/check_links.py
 
 echo
 echo "metric names used by dashboards and rules: target/deploy-check/metric-names.txt"
