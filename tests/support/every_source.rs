@@ -7,20 +7,16 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use prost::Message;
 use skaffold_exporter::app::{self, Running};
 use skaffold_exporter::config::SourceSettings;
-use skaffold_exporter::replay::{Format, Input, Replayer};
 use skaffold_exporter::simulator::Simulator;
 use skaffold_exporter::simulator::scenario::Script;
-use skaffold_exporter::sink::DEFAULT_BUCKETS;
 use skaffold_exporter::source::Api;
-use skaffold_exporter::source::json::message_to_json;
 
 use super::{http_get, sample, settings};
 
-/// Skaffold's timestamp of a script's first step.
-pub const T0: i64 = 1_700_000_000_000_000_000;
+/// The script's start, its event-log files and `replay` of them, as in [`super::sessions`].
+pub use super::sessions::{T0, event_log_files, replay_files};
 
 /// The names of [`every_source`]'s results, in order.
 pub const SOURCES: [&str; 6] = [
@@ -129,47 +125,4 @@ async fn scrape(addr: SocketAddr) -> String {
     let (status, _, body) = http_get(addr, "/metrics", None).await;
     assert_eq!(status, 200);
     super::without_process_metrics(&body)
-}
-
-/// The session as Skaffold's `--event-log-file` writes it (jsonpb: lowerCamel names,
-/// zero values left out): `events.json` and `events.json.v2`.
-pub fn event_log_files(dir: &std::path::Path, script: &Script) -> (String, String) {
-    let v1: String = script
-        .entries(T0)
-        .iter()
-        .map(|e| {
-            message_to_json("proto.LogEntry", &e.encode_to_vec(), false, false)
-                .unwrap()
-                .to_string()
-                + "\n"
-        })
-        .collect();
-    let v2: String = script
-        .events_v2(T0)
-        .iter()
-        .map(|e| {
-            message_to_json("proto.v2.Event", &e.encode_to_vec(), false, false)
-                .unwrap()
-                .to_string()
-                + "\n"
-        })
-        .collect();
-    let p1 = dir.join("events.json");
-    let p2 = dir.join("events.json.v2");
-    std::fs::write(&p1, v1).unwrap();
-    std::fs::write(&p2, v2).unwrap();
-    (p1.display().to_string(), p2.display().to_string())
-}
-
-/// `skaffold-exporter replay FILES` (in process); the metrics in Prometheus text.
-pub fn replay_files(files: &[String]) -> String {
-    let mut r = Replayer::new(&DEFAULT_BUCKETS, 200);
-    let inputs: Vec<Input> = files.iter().map(|f| Input::open(f).unwrap()).collect();
-    let inputs = skaffold_exporter::replay::select_inputs(inputs, &mut r);
-    let stop = std::sync::atomic::AtomicBool::new(false);
-    for i in inputs {
-        i.feed(&mut r, false, &stop, false).unwrap();
-    }
-    assert_eq!(r.malformed(), 0, "{:?}", r.diagnostics());
-    r.metrics_text(Format::Prometheus)
 }
