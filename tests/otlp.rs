@@ -991,17 +991,14 @@ async fn a_restarted_exporter_continues_its_runs_series_and_never_resends_an_end
     beside.stop();
 }
 
-/// With API v2, an application that logs a line every 30 ms keeps Skaffold's stream
-/// from ever pausing, so the fold never reports the replay folded (`/readyz` stays
-/// 503). `/metrics` and the metrics push must not wait for that forever: the gate
-/// opens `catch_up::BOUND` after the start. (What the fold has taken in by then is
-/// the lossless path's business, not asserted here: in this test it still holds the
-/// whole replay back, so there is nothing to push yet.)
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stream_that_never_pauses_holds_metrics_back_only_until_the_bound() {
+/// An exporter started beside a Skaffold that has played one failed iteration and
+/// keeps sending `chatter` every 30 ms; returns it with its first `/metrics` scrape
+/// and how long that scrape waited (it waits until the replay is folded, at most
+/// `catch_up::BOUND`). The chatter, the collector and the server stop with `Beside`.
+async fn beside_chatter(chatter: fn(&mut Script)) -> Beside {
     let sim = Simulator::new();
     sim.enable_v2();
-    let (addr, _stop) = support::serve_skaffold(&sim).await;
+    let (addr, stop) = support::serve_skaffold(&sim).await;
     let now = skaffold_exporter::catch_up::now_nanos();
     let mut s = Script::new();
     s.meta(0, "v2.16.1")
@@ -1012,12 +1009,12 @@ async fn a_stream_that_never_pauses_holds_metrics_back_only_until_the_bound() {
     for e in s.events_v2(now - 1_000_000_000) {
         sim.emit_v2(e);
     }
-    let chatter = {
+    let task = {
         let sim = sim.clone();
         tokio::spawn(async move {
             loop {
                 let mut line = Script::new();
-                line.port(0, 9000, "web");
+                chatter(&mut line);
                 for e in line.events_v2(skaffold_exporter::catch_up::now_nanos()) {
                     sim.emit_v2(e);
                 }
@@ -1027,82 +1024,92 @@ async fn a_stream_that_never_pauses_holds_metrics_back_only_until_the_bound() {
     };
     let collector = Collector::grpc().await;
     let started = Instant::now();
-    let e = start(addr, live(otlp(None, grpc(&collector)))).await;
-    let text = metrics_text(e.http_addr).await;
+    let exporter = start(addr, live(otlp(None, grpc(&collector)))).await;
+    let text = metrics_text(exporter.http_addr).await;
     let waited = started.elapsed();
     assert_eq!(
         sample(&text, "skaffold_exporter_connected"),
         Some(1.0),
         "{text}"
     );
-    assert!(
-        waited >= skaffold_exporter::catch_up::BOUND - Duration::from_millis(500)
-            && waited < skaffold_exporter::catch_up::BOUND + Duration::from_secs(2),
-        "/metrics answered after {waited:?}"
-    );
-    assert!(!e.progress.ready(), "the stream paused after all");
-    assert!(e.progress.history_folded.is_open(), "the push is held back");
-    chatter.abort();
-    e.shutdown().await;
-    collector.stop();
+    Beside {
+        exporter,
+        text,
+        waited,
+        chatter: task,
+        collector,
+        _stop: stop,
+    }
 }
 
+struct Beside {
+    exporter: Running,
+    text: String,
+    waited: Duration,
+    chatter: tokio::task::JoinHandle<()>,
+    collector: Collector,
+    _stop: tokio::sync::watch::Sender<bool>,
+}
+
+impl Beside {
+    async fn stop(self) {
+        self.chatter.abort();
+        self.exporter.shutdown().await;
+        self.collector.stop();
+    }
+}
+
+/// A stream whose events never pause (a port-forward event every 30 ms, closer
+/// than the ordering window) never reports its replay folded (`/readyz` stays 503).
+/// `/metrics` and the metrics push must not wait for that forever: the gate opens
+/// `catch_up::BOUND` after the start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_that_never_pauses_holds_metrics_back_only_until_the_bound() {
+    let b = beside_chatter(|s| {
+        s.port(0, 9000, "web");
+    })
+    .await;
+    assert!(
+        b.waited >= skaffold_exporter::catch_up::BOUND - Duration::from_millis(500)
+            && b.waited < skaffold_exporter::catch_up::BOUND + Duration::from_secs(2),
+        "/metrics answered after {:?}",
+        b.waited
+    );
+    assert!(!b.exporter.progress.ready(), "the stream paused after all");
+    assert!(
+        b.exporter.progress.history_folded.is_open(),
+        "the push is held back"
+    );
+    b.stop().await;
+}
+
+/// Log lines are only counted: an application that logs every 30 ms does not keep
+/// the stream from pausing, so the replay is reported folded one window after its
+/// last event, long before the bound.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_steadily_logging_application_holds_nothing_back() {
-    let sim = Simulator::new();
-    sim.enable_v2();
-    let (addr, _stop) = support::serve_skaffold(&sim).await;
-    let now = skaffold_exporter::catch_up::now_nanos();
-    let mut s = Script::new();
-    s.meta(0, "v2.16.1")
-        .dev_loop(10, 0, "In Progress")
-        .build(10, "app", "In Progress", C::Ok)
-        .build(300, "app", "Failed", C::BuildUserError)
-        .dev_loop(10, 0, "Failed");
-    for e in s.events_v2(now - 1_000_000_000) {
-        sim.emit_v2(e);
-    }
-    let chatter = {
-        let sim = sim.clone();
-        tokio::spawn(async move {
-            loop {
-                let mut line = Script::new();
-                line.app_log(0, "web-1", "GET / 200");
-                for e in line.events_v2(skaffold_exporter::catch_up::now_nanos()) {
-                    sim.emit_v2(e);
-                }
-                tokio::time::sleep(Duration::from_millis(30)).await;
-            }
-        })
-    };
-    let collector = Collector::grpc().await;
-    let started = Instant::now();
-    let e = start(addr, live(otlp(None, grpc(&collector)))).await;
-    let text = metrics_text(e.http_addr).await;
-    let waited = started.elapsed();
-    assert_eq!(
-        sample(&text, "skaffold_exporter_connected"),
-        Some(1.0),
-        "{text}"
-    );
-    // Log lines are only counted: they do not keep the stream from pausing, so the
-    // replay is reported folded one window after its last event, long before the
-    // bound that caps the wait for a stream that never pauses.
+    let b = beside_chatter(|s| {
+        s.app_log(0, "web-1", "GET / 200");
+    })
+    .await;
     assert!(
-        waited < skaffold_exporter::catch_up::BOUND - Duration::from_secs(1),
-        "/metrics answered after {waited:?}"
+        b.waited < skaffold_exporter::catch_up::BOUND - Duration::from_secs(1),
+        "/metrics answered after {:?}",
+        b.waited
     );
-    assert!(e.progress.ready(), "the replay was never reported folded");
-    assert!(e.progress.history_folded.is_open());
+    assert!(
+        b.exporter.progress.ready(),
+        "the replay was never reported folded"
+    );
+    assert!(b.exporter.progress.history_folded.is_open());
     assert_eq!(
         sample(
-            &text,
+            &b.text,
             "skaffold_dev_loops_total{kind=\"initial\",result=\"failure\"}"
         ),
         Some(1.0),
-        "{text}"
+        "{}",
+        b.text
     );
-    chatter.abort();
-    e.shutdown().await;
-    collector.stop();
+    b.stop().await;
 }
