@@ -229,29 +229,15 @@ async fn drain(addr: SocketAddr, api: &str, log: &Log, k: u64, n: usize) -> f64 
     let (count, start) = if api == "v1" {
         let mut c = v1::skaffold_service_client::SkaffoldServiceClient::new(channel)
             .max_decoding_message_size(64 << 20);
-        let mut s = c.events(()).await.unwrap().into_inner();
+        let s = c.events(()).await.unwrap().into_inner();
         let start = log.release(k).await;
-        let mut count = 0;
-        while count < n {
-            let Some(_entry) = s.message().await.unwrap() else {
-                break;
-            };
-            count += 1;
-        }
-        (count, start)
+        (count_messages(s, n).await, start)
     } else {
         let mut c = v2::skaffold_v2_service_client::SkaffoldV2ServiceClient::new(channel)
             .max_decoding_message_size(64 << 20);
-        let mut s = c.events(()).await.unwrap().into_inner();
+        let s = c.events(()).await.unwrap().into_inner();
         let start = log.release(k).await;
-        let mut count = 0;
-        while count < n {
-            let Some(_event) = s.message().await.unwrap() else {
-                break;
-            };
-            count += 1;
-        }
-        (count, start)
+        (count_messages(s, n).await, start)
     };
     let secs = start.elapsed().as_secs_f64();
     assert_eq!(count, n, "the drain received every message");
@@ -563,4 +549,16 @@ fn main() {
             let _ = stop_tx.send(true);
         }
     });
+}
+
+/// Counts (decoded) messages of `s` until `n` arrived or the stream ended.
+async fn count_messages<T>(mut s: tonic::Streaming<T>, n: usize) -> usize {
+    let mut count = 0;
+    while count < n {
+        let Some(_message) = s.message().await.unwrap() else {
+            break;
+        };
+        count += 1;
+    }
+    count
 }

@@ -4,19 +4,16 @@
 //! `replay`. The simulated Skaffold fires each step's v1 event and its v2
 //! counterparts side by side, as Skaffold v1.26+ does.
 
-use std::net::SocketAddr;
-use std::time::Duration;
-
-use skaffold_exporter::app::{self, Running};
+use skaffold_exporter::app;
 use skaffold_exporter::config::SourceSettings;
 use skaffold_exporter::simulator::Simulator;
 use skaffold_exporter::simulator::scenario::Script;
 use skaffold_exporter::source::Api;
 
-use super::{http_get, sample, settings};
+use super::settings;
 
 /// The script's start, its event-log files and `replay` of them, as in [`super::sessions`].
-pub use super::sessions::{T0, event_log_files, replay_files};
+pub use super::sessions::{T0, event_log_files, replay_files, settled};
 
 /// The names of [`every_source`]'s results, in order.
 pub const SOURCES: [&str; 6] = [
@@ -27,12 +24,6 @@ pub const SOURCES: [&str; 6] = [
     "file v1",
     "file v2",
 ];
-
-/// Skaffold's timestamp of the script's last step, in seconds.
-pub fn last_timestamp(script: &Script) -> f64 {
-    let total: i64 = script.steps.iter().map(|s| s.after.as_nanos() as i64).sum();
-    (T0 + total) as f64 / 1e9
-}
 
 /// `/metrics` (Prometheus text) after the session was folded from each source, in
 /// the order of [`SOURCES`].
@@ -99,30 +90,4 @@ pub async fn live_sources(
         e.shutdown().await;
     }
     out
-}
-
-/// Waits until the exporter folded everything up to `last` (Skaffold's timestamp of
-/// the final step), is ready, and /metrics stopped changing.
-pub async fn settled(exp: &Running, last: f64, what: &str) -> String {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    let mut previous = String::new();
-    loop {
-        let text = scrape(exp.http_addr).await;
-        let at = sample(&text, "skaffold_exporter_last_event_timestamp_seconds", &[]);
-        let ready = http_get(exp.http_addr, "/readyz", None).await.0 == 200;
-        if ready && at.is_some_and(|t| (t - last).abs() < 1e-3) && text == previous {
-            return text;
-        }
-        if tokio::time::Instant::now() > deadline {
-            panic!("{what}: timed out; last scrape:\n{text}");
-        }
-        previous = text;
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-async fn scrape(addr: SocketAddr) -> String {
-    let (status, _, body) = http_get(addr, "/metrics", None).await;
-    assert_eq!(status, 200);
-    super::without_process_metrics(&body)
 }
