@@ -114,12 +114,8 @@ const fn metrics_only(
     help: &'static str,
 ) -> Spec {
     Spec {
-        name,
         otel_name: None,
-        otel_unit: "",
-        help,
-        kind,
-        labels,
+        ..spec(name, "", "", kind, labels, help)
     }
 }
 

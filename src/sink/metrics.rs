@@ -115,6 +115,23 @@ mod tests {
     use crate::core::{Finished, Outcome, Phase};
     use crate::sink::DEFAULT_BUCKETS;
 
+    /// A successful `phase` of `subject`, from `start` to `end` ns after
+    /// 2023-11-14T22:13:20Z.
+    fn success(phase: Phase, subject: &str, start: i64, end: i64) -> Finished {
+        const T0: i64 = 1_700_000_000_000_000_000;
+        Finished {
+            phase,
+            subject: Some(subject.into()),
+            outcome: Outcome::Success,
+            started_at: Some(T0 + start),
+            finished_at: T0 + end,
+            error: None,
+            file_count: 0,
+            iteration: Some(0),
+            loop_kind: None,
+        }
+    }
+
     /// The Prometheus text lines of `r` that start with one of `prefixes`, sorted.
     fn exposed(r: &Registry, prefixes: &[&str]) -> Vec<String> {
         let text = super::super::exposition::openmetrics_to_prometheus(
@@ -147,15 +164,9 @@ mod tests {
                 subject: image.clone(),
             });
             m.observe(&Transition::Finished(Finished {
-                phase: Phase::FileSync,
-                subject: Some(image.clone()),
-                outcome: Outcome::Success,
-                started_at: Some(1_700_000_000_000_000_000),
-                finished_at: 1_700_000_000_500_000_000,
-                error: None,
                 file_count: 2,
                 iteration: Some(i as i64 + 1),
-                loop_kind: None,
+                ..success(Phase::FileSync, image, 0, 500_000_000)
             }));
         }
         assert_eq!(
@@ -189,17 +200,12 @@ mod tests {
             "shop:deployment/web",
             "statefulset/db",
         ] {
-            m.observe(&Transition::Finished(Finished {
-                phase: Phase::Resource,
-                subject: Some(resource.into()),
-                outcome: Outcome::Success,
-                started_at: Some(1_700_000_000_000_000_000),
-                finished_at: 1_700_000_002_000_000_000,
-                error: None,
-                file_count: 0,
-                iteration: Some(0),
-                loop_kind: None,
-            }));
+            m.observe(&Transition::Finished(success(
+                Phase::Resource,
+                resource,
+                0,
+                2_000_000_000,
+            )));
         }
         assert_eq!(
             exposed(
@@ -221,17 +227,7 @@ mod tests {
     fn histograms_carry_trace_exemplars_in_openmetrics_only() {
         let mut r = Registry::default();
         let mut m = Metrics::register(&mut r, &DEFAULT_BUCKETS, 10);
-        let f = Finished {
-            phase: Phase::Build,
-            subject: Some("web".into()),
-            outcome: Outcome::Success,
-            started_at: Some(1_700_000_000_020_000_000),
-            finished_at: 1_700_000_001_225_000_000,
-            error: None,
-            file_count: 0,
-            iteration: Some(0),
-            loop_kind: None,
-        };
+        let f = success(Phase::Build, "web", 20_000_000, 1_225_000_000);
         let trace = opentelemetry::trace::TraceId::from_bytes([0xab; 16]);
         m.observe_traced(
             &Transition::Finished(f),
