@@ -1,6 +1,7 @@
-//! The OTLP metrics push: a second [`Recorder`] of the updates `sink::prometheus`'s
-//! [`Mapping`](super::prometheus::Mapping) decides on, so `/metrics` and OTLP carry
-//! the same metrics, with the same names after Prometheus' OTLP translation
+//! The OTLP metrics push: a second [`Recorder`](super::contract::Recorder) of the
+//! updates [`Mapping`](super::mapping::Mapping) decides on, with instruments built
+//! from the same contract (`sink::contract`), so `/metrics` and OTLP carry the same
+//! metrics, with the same names after Prometheus' OTLP translation
 //! (`skaffold.build.duration` in `s` → `skaffold_build_duration_seconds`,
 //! `skaffold.builds` → `skaffold_builds_total`), the same buckets, and cumulative
 //! temporality. The exporter's own metrics are mirrored with observable instruments
@@ -16,7 +17,7 @@
 //! - a new run (a new Skaffold process, a config reload, the next CI job on the same
 //!   runner) is a new series that counts from zero, never a continuation of an old
 //!   one with a misleading value;
-//! - exports wait for the catch-up [`Gate`] (`crate::catch_up`): a partially folded
+//! - exports wait for the catch-up [`Gate`](crate::catch_up::Gate): a partially folded
 //!   replay is never pushed. A run that ended before the exporter started is not sent
 //!   again (the exporter running then sent it); one that ended after sends its last
 //!   values, retrying for [`RUN_END_RETRY`].
