@@ -12,6 +12,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::registry::Registry;
 
+use super::contract::Own;
+
 /// The crate's version (`Cargo.toml`).
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// The git commit the binary was built from (`build.rs`), or `unknown` outside a git
@@ -80,13 +82,10 @@ impl Collector for ProcessCollector {
 /// Registers the process metrics and `skaffold_exporter_build_info` in `r`.
 pub fn register(r: &mut Registry) {
     let info = Family::<Vec<(&'static str, &'static str)>, Gauge>::default();
-    info.get_or_create(&vec![("version", VERSION), ("revision", REVISION)])
+    let names = Own::BuildInfo.spec().labels;
+    info.get_or_create(&names.iter().copied().zip([VERSION, REVISION]).collect())
         .set(1);
-    r.register(
-        "skaffold_exporter_build_info",
-        "The exporter's version and the git commit it was built from; always 1",
-        info,
-    );
+    super::prometheus::register(r, Own::BuildInfo, info);
     r.register_collector(Box::new(ProcessCollector));
 }
 

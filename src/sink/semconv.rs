@@ -4,7 +4,7 @@
 //! attributes); `skaffold.*` keys are our own, for what the conventions do not cover.
 //!
 //! Changing a key here changes what users' dashboards and trace queries see: treat
-//! this module as a public contract, like the metric names in `sink::prometheus`.
+//! this module as a public contract, like the metric names in `sink::contract`.
 
 /// The semantic-conventions release the keys below follow.
 pub const VERSION: &str = "1.40.0";

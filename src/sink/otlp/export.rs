@@ -6,21 +6,16 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::time::{Duration, Instant};
 
 use opentelemetry_sdk::trace::{SpanData, SpanExporter as _};
-use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 
 use super::builder::SpanBuilder;
+use crate::sink::contract::{Own, OwnLabel};
+use crate::sink::prometheus::register;
 
-// === export ===
-
-/// `{signal}` of the export error counter.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct SignalLabel {
-    /// `traces` or `metrics`.
-    pub signal: &'static str,
-}
+/// The `signal` label values of `skaffold_exporter_otlp_export_errors_total`.
+pub const SIGNALS: [&str; 2] = ["traces", "metrics"];
 
 /// The exporter's own OTLP counters (registered only when OTLP is on).
 #[derive(Clone, Debug, Default)]
@@ -30,7 +25,7 @@ pub struct OtlpStats {
     /// Spans dropped because the export queue was full.
     pub spans_dropped: Counter,
     /// Failed export requests, by signal.
-    pub export_errors: Family<SignalLabel, Counter>,
+    pub export_errors: Family<OwnLabel, Counter>,
     /// Where each signal is exported (for the failure logs).
     endpoints: std::sync::Arc<std::sync::Mutex<Vec<(&'static str, String)>>>,
 }
@@ -56,23 +51,13 @@ pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
 impl OtlpStats {
     /// Registers the counters (and creates both error series at 0).
     pub fn register(self, r: &mut Registry) -> Self {
-        r.register(
-            "skaffold_exporter_spans_exported",
-            "Spans the OTLP exporter handed to the collector",
-            self.spans_exported.clone(),
-        );
-        r.register(
-            "skaffold_exporter_spans_dropped",
-            "Spans dropped because the OTLP export queue was full (collector slow or down)",
-            self.spans_dropped.clone(),
-        );
-        r.register(
-            "skaffold_exporter_otlp_export_errors",
-            "OTLP export requests that failed, by signal (traces, metrics)",
-            self.export_errors.clone(),
-        );
-        for signal in ["traces", "metrics"] {
-            let _ = self.export_errors.get_or_create(&SignalLabel { signal });
+        register(r, Own::SpansExported, self.spans_exported.clone());
+        register(r, Own::SpansDropped, self.spans_dropped.clone());
+        register(r, Own::OtlpExportErrors, self.export_errors.clone());
+        for signal in SIGNALS {
+            let _ = self
+                .export_errors
+                .get_or_create(&Own::OtlpExportErrors.label(signal));
         }
         self
     }
@@ -90,7 +75,9 @@ impl OtlpStats {
     /// shows as an attempt as long as `OTEL_EXPORTER_OTLP_TIMEOUT`); the last of those
     /// says that further failures are only counted.
     pub fn export_failed(&self, signal: &'static str, cause: &str, took: Duration, detail: &str) {
-        let n = self.export_errors.get_or_create(&SignalLabel { signal });
+        let n = self
+            .export_errors
+            .get_or_create(&Own::OtlpExportErrors.label(signal));
         n.inc();
         let count = n.get();
         if count > FAILURES_LOGGED {

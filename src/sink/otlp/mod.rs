@@ -37,7 +37,7 @@ mod ids;
 
 pub use builder::{EndReason, SpanBuilder, SpanConfig, result_value};
 pub use export::{
-    BATCH_DELAY, Driver, FAILURES_LOGGED, MAX_BATCH, OtlpStats, RETRY_FOR, SKAFFOLD_GONE_AFTER,
-    SignalLabel, SpanSink, error_chain, spawn_exporter,
+    BATCH_DELAY, Driver, FAILURES_LOGGED, MAX_BATCH, OtlpStats, RETRY_FOR, SIGNALS,
+    SKAFFOLD_GONE_AFTER, SpanSink, error_chain, spawn_exporter,
 };
 pub use ids::{TraceHex, span_id, trace_id};
