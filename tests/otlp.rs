@@ -20,8 +20,7 @@ use skaffold_exporter::sink::DEFAULT_BUCKETS;
 use skaffold_exporter::sink::otlp_setup::{Endpoint, OtlpSettings, Protocol};
 use support::http_get;
 use support::otlp::{Collector, attr, attrs, dead_port, render, value};
-
-const T0: i64 = 1_700_000_000_000_000_000;
+use support::sessions::{Session, T0, v1_lines};
 
 fn otlp(traces: Option<Endpoint>, metrics: Option<Endpoint>) -> OtlpSettings {
     OtlpSettings {
@@ -57,41 +56,15 @@ async fn start(sim: SocketAddr, o: OtlpSettings) -> Running {
         .expect("exporter starts")
 }
 
-/// Initial loop (2 builds, deploy, status check with 2 resources, port forwards
-/// announced after the loop ended, as Skaffold v1 does), a sync-only iteration, a
-/// failed build, a failed deploy.
+/// The v1 session with overlapping builds and rollouts: initial loop (2 builds,
+/// deploy, status check with 2 resources, port forwards announced after the loop
+/// ended, as Skaffold v1 does), a sync-only iteration, a failed build, a failed deploy.
 fn session() -> Script {
-    let mut s = Script::new();
-    s.meta(0, "v2.16.1")
-        .dev_loop(10, 0, "In Progress")
-        .build(10, "web", "In Progress", C::Ok)
-        .build(5, "app", "In Progress", C::Ok)
-        .build(1200, "web", "Complete", C::Ok)
-        .build(300, "app", "Complete", C::Ok)
-        .deploy(20, "In Progress", C::Ok)
-        .deploy(600, "Complete", C::Ok)
-        .status_check(5, "Started", C::Ok)
-        .resource(100, "default:deployment/web", "In Progress", C::Ok)
-        .resource(100, "default:deployment/app", "In Progress", C::Ok)
-        .resource(700, "default:deployment/web", "Succeeded", C::Ok)
-        .resource(300, "default:deployment/app", "Succeeded", C::Ok)
-        .status_check(5, "Succeeded", C::Ok)
-        .dev_loop(10, 0, "Succeeded")
-        .port(30, 9000, "web")
-        .port(5, 9001, "app")
-        .dev_loop(2000, 1, "In Progress")
-        .sync(100, "web", 3, "In Progress")
-        .sync(400, "web", 3, "Succeeded")
-        .dev_loop(100, 1, "Succeeded")
-        .dev_loop(1400, 2, "In Progress")
-        .build(100, "app", "In Progress", C::Ok)
-        .build(900, "app", "Failed", C::BuildUserError)
-        .dev_loop(100, 2, "Failed")
-        .dev_loop(900, 3, "In Progress")
-        .deploy(100, "In Progress", C::Ok)
-        .deploy(400, "Failed", C::DeployKubectlUserErr)
-        .dev_loop(100, 3, "Failed");
-    s
+    Session {
+        concurrent: true,
+        ..Session::v1()
+    }
+    .script()
 }
 
 /// Spans the session yields: 4 roots; 2 builds, deploy, status check, 2 rollouts;
@@ -647,26 +620,10 @@ async fn spans_left_open_when_skaffold_disconnects_end_with_result_error() {
     collector.stop();
 }
 
-/// The session as Skaffold's `--event-log-file` writes it.
+/// The session as Skaffold's `--event-log-file` writes it (v1 only).
 fn event_log_file(dir: &Path, script: &Script) -> std::path::PathBuf {
-    use prost::Message as _;
-    let text: String = script
-        .entries(T0)
-        .iter()
-        .map(|e| {
-            skaffold_exporter::source::json::message_to_json(
-                "proto.LogEntry",
-                &e.encode_to_vec(),
-                false,
-                false,
-            )
-            .unwrap()
-            .to_string()
-                + "\n"
-        })
-        .collect();
     let path = dir.join("events.json");
-    std::fs::write(&path, text).unwrap();
+    std::fs::write(&path, v1_lines(script, T0).join("\n") + "\n").unwrap();
     path
 }
 
