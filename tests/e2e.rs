@@ -13,18 +13,11 @@ use skaffold_exporter::pb::v1;
 use skaffold_exporter::simulator::Simulator;
 use skaffold_exporter::simulator::scenario::Script;
 use support::sessions::{Session, T0, core, scrape, wait_for};
-use support::{close, http_get, sample, series_count, serve_skaffold, settings};
+use support::{close, events_total, http_get, sample, series_count, serve_skaffold, settings};
 
 /// The v1 session (an initial loop, a sync, a failed build, a failed deploy).
 fn session() -> Script {
     Session::v1().script()
-}
-
-fn events_folded(text: &str) -> f64 {
-    text.lines()
-        .filter(|l| l.starts_with("skaffold_exporter_events_total{"))
-        .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()))
-        .sum()
 }
 
 fn emit_all(sim: &Simulator, script: &Script, start: i64) {
@@ -53,11 +46,11 @@ async fn scripted_session_yields_exact_counts_and_durations() {
         sim.emit(e.clone());
     }
     let exp = start(addr).await;
-    wait_for(&exp, "replay", |t| events_folded(t) == 12.0).await;
+    wait_for(&exp, "replay", |t| events_total(t) == 12.0).await;
     for e in after {
         sim.emit(e.clone());
     }
-    let t = wait_for(&exp, "whole session", |t| events_folded(t) == n).await;
+    let t = wait_for(&exp, "whole session", |t| events_total(t) == n).await;
 
     close(
         sample(
@@ -340,7 +333,7 @@ async fn metrics_are_openmetrics_when_asked_and_prometheus_text_otherwise() {
     let (addr, _stop) = serve_skaffold(&sim).await;
     emit_all(&sim, &session(), T0);
     let exp = start(addr).await;
-    wait_for(&exp, "session", |t| events_folded(t) > 0.0).await;
+    wait_for(&exp, "session", |t| events_total(t) > 0.0).await;
     let (status, ctype, body) = http_get(
         exp.http_addr,
         "/metrics",
@@ -375,7 +368,7 @@ async fn reconnects_and_replays_never_count_twice() {
     emit_all(&clean, &session(), T0);
     let reference = start(clean_addr).await;
     let n = session().steps.len() as f64;
-    let expected = wait_for(&reference, "clean pass", |t| events_folded(t) == n).await;
+    let expected = wait_for(&reference, "clean pass", |t| events_total(t) == n).await;
     reference.shutdown().await;
 
     // Same session; the stream is cut during the replay, then aborted mid-session.
@@ -391,12 +384,12 @@ async fn reconnects_and_replays_never_count_twice() {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     sim.cut_streams_after(0);
-    wait_for(&exp, "first half", |t| events_folded(t) == 15.0).await;
+    wait_for(&exp, "first half", |t| events_total(t) == 15.0).await;
     sim.abort_streams();
     for e in &entries[15..] {
         sim.emit(e.clone());
     }
-    let t = wait_for(&exp, "second half", |t| events_folded(t) == n).await;
+    let t = wait_for(&exp, "second half", |t| events_total(t) == n).await;
     assert_eq!(core(&t, false), core(&expected, false));
     let reconnects = sample(&t, "skaffold_exporter_reconnects_total", &[]).unwrap();
     assert!(reconnects >= 3.0, "reconnects {reconnects}");
@@ -415,7 +408,7 @@ async fn skaffold_restart_starts_a_new_run_and_counters_keep_counting() {
     emit_all(&sim, &session(), T0);
     let exp = start(addr).await;
     let n = session().steps.len() as f64;
-    wait_for(&exp, "first run", |t| events_folded(t) == n).await;
+    wait_for(&exp, "first run", |t| events_total(t) == n).await;
     sim.restart();
     let mut second = Script::new();
     second
@@ -427,7 +420,7 @@ async fn skaffold_restart_starts_a_new_run_and_counters_keep_counting() {
         .deploy(500, "Complete", C::Ok)
         .dev_loop(10, 0, "Succeeded");
     emit_all(&sim, &second, T0 + 3_600_000_000_000);
-    let t = wait_for(&exp, "second run", |t| events_folded(t) == n + 7.0).await;
+    let t = wait_for(&exp, "second run", |t| events_total(t) == n + 7.0).await;
     close(
         sample(
             &t,
@@ -673,7 +666,7 @@ async fn a_skaffold_run_session_ends_when_skaffold_goes_but_not_on_a_stream_hicc
         sim.emit(e.clone());
     }
     let exp = start(addr).await;
-    wait_for(&exp, "build", |t| events_folded(t) == 3.0).await;
+    wait_for(&exp, "build", |t| events_total(t) == 3.0).await;
     // The stream breaks but Skaffold lives on: the iteration must stay open.
     sim.abort_streams();
     wait_for(&exp, "reconnect", |t| {
@@ -687,7 +680,7 @@ async fn a_skaffold_run_session_ends_when_skaffold_goes_but_not_on_a_stream_hicc
     let last = entries.last().unwrap().timestamp.unwrap();
     let last = last.seconds * 1_000_000_000 + i64::from(last.nanos);
     emit_all(&sim, &rest, last);
-    let t = wait_for(&exp, "deploy", |t| events_folded(t) == 5.0).await;
+    let t = wait_for(&exp, "deploy", |t| events_total(t) == 5.0).await;
     close(
         sample(
             &t,

@@ -329,11 +329,7 @@ async fn the_gateway_skips_an_over_long_line_and_reads_on() {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {
         let text = support::http_get(exp.http_addr, "/metrics", None).await.2;
-        let events: f64 = text
-            .lines()
-            .filter(|l| l.starts_with("skaffold_exporter_events_total{"))
-            .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
-            .sum();
+        let events = support::events_total(&text);
         let undecodable = text
             .lines()
             .any(|l| l == "skaffold_exporter_invalid_events_total{reason=\"undecodable\"} 1");

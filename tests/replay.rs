@@ -269,21 +269,13 @@ fn a_line_that_is_not_utf8_is_one_malformed_line_and_the_rest_is_folded() {
     );
 }
 
-#[test]
-fn serve_is_ready_once_the_input_is_folded() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("events.json.v2");
-    std::fs::write(&path, v2_lines(&session(), T0).join("\n") + "\n").unwrap();
+/// Starts `skaffold-exporter replay --serve --listen 127.0.0.1:0 ARGS FILE`; the child
+/// (its stderr still piped) and the address it announced on its first stderr line.
+fn serve(args: &[&str], file: &std::path::Path) -> (std::process::Child, std::net::SocketAddr) {
     let mut child = Command::new(BIN)
-        .args([
-            "replay",
-            "--serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--output",
-            "summary",
-        ])
-        .arg(&path)
+        .args(["replay", "--serve", "--listen", "127.0.0.1:0"])
+        .args(args)
+        .arg(file)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -291,13 +283,24 @@ fn serve_is_ready_once_the_input_is_folded() {
     let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
     let mut first = String::new();
     std::io::BufRead::read_line(&mut stderr, &mut first).unwrap();
-    let addr: std::net::SocketAddr = first
+    let addr = first
         .trim()
         .strip_prefix("replay: serving http://")
         .and_then(|s| s.strip_suffix("/metrics"))
         .unwrap_or_else(|| panic!("unexpected first line {first:?}"))
         .parse()
         .unwrap();
+    // Kept open: the command reports on stderr until it exits.
+    child.stderr = Some(stderr.into_inner());
+    (child, addr)
+}
+
+#[test]
+fn serve_is_ready_once_the_input_is_folded() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("events.json.v2");
+    std::fs::write(&path, v2_lines(&session(), T0).join("\n") + "\n").unwrap();
+    let (child, addr) = serve(&["--output", "summary"], &path);
     let rt = tokio::runtime::Runtime::new().unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     let body = loop {
@@ -582,31 +585,7 @@ fn follow_tails_a_growing_file_and_serve_keeps_metrics_up() {
     let path = dir.path().join("live.json");
     let lines = v1_lines(&session(), T0);
     std::fs::write(&path, lines[..4].join("\n") + "\n").unwrap();
-    let mut child = Command::new(BIN)
-        .args([
-            "replay",
-            "--follow",
-            "--serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--output",
-            "metrics",
-        ])
-        .arg(&path)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
-    let mut first = String::new();
-    std::io::BufRead::read_line(&mut stderr, &mut first).unwrap();
-    let addr: std::net::SocketAddr = first
-        .trim()
-        .strip_prefix("replay: serving http://")
-        .and_then(|s| s.strip_suffix("/metrics"))
-        .unwrap_or_else(|| panic!("unexpected first line {first:?}"))
-        .parse()
-        .unwrap();
+    let (child, addr) = serve(&["--follow", "--output", "metrics"], &path);
     let rt = tokio::runtime::Runtime::new().unwrap();
     let scrape =
         |rt: &tokio::runtime::Runtime| rt.block_on(support::http_get(addr, "/metrics", None)).2;

@@ -157,3 +157,23 @@ pub fn assert_no_invalid_events(text: &str, what: &str) {
         .collect();
     assert!(invalid.is_empty(), "{what}: {invalid:?}");
 }
+
+/// Each `skaffold_exporter_events_total` sample (series and value), sorted: what was
+/// folded, by event.
+pub fn events_folded(text: &str) -> Vec<String> {
+    let mut v: Vec<String> = text
+        .lines()
+        .filter(|l| l.starts_with("skaffold_exporter_events_total{"))
+        .map(str::to_owned)
+        .collect();
+    v.sort();
+    v
+}
+
+/// The sum of `skaffold_exporter_events_total`: how many events were folded.
+pub fn events_total(text: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with("skaffold_exporter_events_total{"))
+        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum()
+}
