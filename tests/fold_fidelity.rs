@@ -895,22 +895,12 @@ fn skaffold_own_emitters_status_checks() {
 /// The spans of Skaffold's own `sync-retries` file (`ext`: "" for v1, ".v2"):
 /// (iteration, name, result, whether its parent is its iteration's root), sorted.
 fn sync_retry_spans(ext: &str) -> Vec<(String, String, String, bool)> {
-    use skaffold_exporter::pipeline::Pipeline;
-    use skaffold_exporter::sink::otlp::{OtlpStats, SpanBuilder, SpanConfig, SpanSink};
     use skaffold_exporter::source::json::{event_v2_from_json, log_entry_from_json};
 
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures/skaffold-events")
         .join(format!("sync-retries.json{ext}"));
-    let (tx, rx) = std::sync::mpsc::sync_channel(10_000);
-    let builder = SpanBuilder::new(SpanConfig {
-        pipeline: "skaffold".into(),
-    });
-    let mut pipeline = Pipeline::builder()
-        .spans(SpanSink::new(builder, tx, None, OtlpStats::default()))
-        .build()
-        .expect("no OTLP to start")
-        .pipeline;
+    let (mut pipeline, rx) = support::otlp::span_pipeline(10_000);
     for line in std::fs::read_to_string(path).unwrap().lines() {
         let v: serde_json::Value = serde_json::from_str(line).unwrap();
         if ext.is_empty() {
