@@ -50,7 +50,8 @@ use crate::core::{ErrorInfo, Event, EventKind, InvalidEvent, Nanos, Phase, Statu
 use crate::pb::enums::StatusCode;
 use crate::pb::v2::{self, event::EventType as E};
 use crate::source::decode::{
-    MAX_NAME, build_status, name, status, status_code_name, timestamp_nanos, truncated,
+    MAX_NAME, build_status, file_count, name, port_forward, status, status_code_name,
+    timestamp_nanos, truncated,
 };
 
 /// The log line that announces a file sync (`output.Default.Fprintf(out, "Syncing %d
@@ -391,31 +392,18 @@ impl V2Decoder {
                     },
                 );
             }
-            E::PortEvent(p) => {
-                if !(0..=65535).contains(&p.local_port) {
-                    return Err(InvalidEvent::AbsurdValue {
-                        event: "port",
-                        detail: format!("localPort {}", p.local_port),
-                    });
-                }
-                push(
-                    out,
-                    EventKind::PortForward {
-                        local_port: p.local_port,
-                        resource_type: truncated(&p.resource_type, MAX_NAME),
-                        resource_name: truncated(&p.resource_name, MAX_NAME),
-                        namespace: truncated(&p.namespace, MAX_NAME),
-                    },
-                );
-            }
+            E::PortEvent(p) => push(
+                out,
+                port_forward(
+                    p.local_port,
+                    &p.resource_type,
+                    &p.resource_name,
+                    &p.namespace,
+                )?,
+            ),
             E::FileSyncEvent(f) => {
                 let st = status("file_sync", &f.status)?;
-                if f.file_count < 0 {
-                    return Err(InvalidEvent::AbsurdValue {
-                        event: "file_sync",
-                        detail: format!("fileCount {}", f.file_count),
-                    });
-                }
+                let file_count = file_count(f.file_count)?;
                 let image = name("file_sync", "image", &f.image)?;
                 self.file_sync_events_seen = true;
                 self.sync_open = None;
@@ -423,7 +411,7 @@ impl V2Decoder {
                     out,
                     EventKind::FileSync {
                         image,
-                        file_count: f.file_count as u64,
+                        file_count,
                         status: st,
                         error: error(st, 0, f.actionable_err.as_ref()),
                     },
