@@ -98,7 +98,7 @@ async fn metrics_text(addr: SocketAddr) -> String {
         .2
 }
 
-fn sample(text: &str, series: &str) -> Option<f64> {
+fn series_value(text: &str, series: &str) -> Option<f64> {
     text.lines()
         .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
         .and_then(|l| l[series.len()..].trim().split(' ').next()?.parse().ok())
@@ -213,7 +213,7 @@ async fn grpc_collector_receives_one_trace_per_iteration_with_skaffold_timestamp
     );
     // Counted once the collector answered the request.
     let deadline = Instant::now() + Duration::from_secs(5);
-    while sample(
+    while series_value(
         &metrics_text(running.http_addr).await,
         "skaffold_exporter_spans_exported_total",
     ) != Some(SESSION_SPANS as f64)
@@ -323,7 +323,7 @@ async fn http_protobuf_collector_receives_the_same_spans_and_the_metrics() {
     );
     assert_eq!(
         Some(1.0),
-        sample(
+        series_value(
             &text,
             "skaffold_builds_total{artifact=\"app\",result=\"failure\"}"
         )
@@ -385,7 +385,7 @@ async fn http_protobuf_collector_receives_the_same_spans_and_the_metrics() {
     let events = counter_points(get("skaffold_exporter.events"));
     assert_eq!(
         Some(events["event=build"]),
-        sample(&text, "skaffold_exporter_events_total{event=\"build\"}")
+        series_value(&text, "skaffold_exporter_events_total{event=\"build\"}")
     );
     let invalid = counter_points(get("skaffold_exporter.invalid_events"));
     assert_eq!(invalid["reason=unknown_status"], 0.0, "pre-created at 0");
@@ -507,7 +507,7 @@ async fn collector_down_leaves_metrics_intact_counts_losses_and_shuts_down_in_ti
         sim.emit(e);
     }
     let deadline = Instant::now() + Duration::from_secs(15);
-    while sample(
+    while series_value(
         &metrics_text(running.http_addr).await,
         "skaffold_exporter_otlp_export_errors_total{signal=\"traces\"}",
     )
@@ -528,18 +528,18 @@ async fn collector_down_leaves_metrics_intact_counts_losses_and_shuts_down_in_ti
     let deadline = Instant::now() + Duration::from_secs(15);
     let text = loop {
         let text = metrics_text(running.http_addr).await;
-        let dropped = sample(&text, "skaffold_exporter_spans_dropped_total").unwrap_or(0.0);
-        let errors = sample(
+        let dropped = series_value(&text, "skaffold_exporter_spans_dropped_total").unwrap_or(0.0);
+        let errors = series_value(
             &text,
             "skaffold_exporter_otlp_export_errors_total{signal=\"traces\"}",
         )
         .unwrap_or(0.0);
-        let metric_errors = sample(
+        let metric_errors = series_value(
             &text,
             "skaffold_exporter_otlp_export_errors_total{signal=\"metrics\"}",
         )
         .unwrap_or(0.0);
-        let folded = sample(
+        let folded = series_value(
             &text,
             "skaffold_dev_loops_total{kind=\"sync\",result=\"success\"}",
         ) == Some(5.0);
@@ -551,14 +551,14 @@ async fn collector_down_leaves_metrics_intact_counts_losses_and_shuts_down_in_ti
     };
     // /metrics is unaffected: 5 runs of the session.
     assert_eq!(
-        sample(
+        series_value(
             &text,
             "skaffold_builds_total{artifact=\"app\",result=\"failure\"}"
         ),
         Some(5.0)
     );
     assert_eq!(
-        sample(
+        series_value(
             &text,
             "skaffold_dev_loops_total{kind=\"sync\",result=\"success\"}"
         ),
@@ -590,7 +590,7 @@ async fn spans_left_open_when_skaffold_disconnects_end_with_result_error() {
     // Wait until the exporter folded the completed build (its span waits for the
     // root: children never leave before it), then Skaffold goes away.
     let deadline = Instant::now() + Duration::from_secs(10);
-    while sample(
+    while series_value(
         &metrics_text(running.http_addr).await,
         "skaffold_builds_total{artifact=\"app\",result=\"success\"}",
     ) != Some(1.0)
@@ -697,7 +697,7 @@ async fn replay_otlp_exports_the_live_exporters_span_trees_with_the_same_ids() {
         "{stderr}"
     );
     assert_eq!(
-        sample(&stdout, "skaffold_exporter_spans_exported_total"),
+        series_value(&stdout, "skaffold_exporter_spans_exported_total"),
         Some(SESSION_SPANS as f64)
     );
     // Nothing is pushed but spans.
@@ -838,7 +838,7 @@ async fn a_restarted_exporter_continues_its_runs_series_and_never_resends_an_end
     // /metrics waits until the replay is folded: never a part of the history.
     let text = metrics_text(a.http_addr).await;
     assert_eq!(
-        sample(
+        series_value(
             &text,
             "skaffold_builds_total{artifact=\"app\",result=\"failure\"}"
         ),
@@ -914,7 +914,7 @@ async fn a_restarted_exporter_continues_its_runs_series_and_never_resends_an_end
     .expect("the restarted exporter starts");
     let text = metrics_text(b.http_addr).await;
     assert_eq!(
-        sample(
+        series_value(
             &text,
             "skaffold_builds_total{artifact=\"app\",result=\"failure\"}"
         ),
@@ -985,7 +985,7 @@ async fn beside_chatter(chatter: fn(&mut Script)) -> Beside {
     let text = metrics_text(exporter.http_addr).await;
     let waited = started.elapsed();
     assert_eq!(
-        sample(&text, "skaffold_exporter_connected"),
+        series_value(&text, "skaffold_exporter_connected"),
         Some(1.0),
         "{text}"
     );
@@ -1060,7 +1060,7 @@ async fn a_steadily_logging_application_holds_nothing_back() {
     );
     assert!(b.exporter.progress.history_folded.is_open());
     assert_eq!(
-        sample(
+        series_value(
             &b.text,
             "skaffold_dev_loops_total{kind=\"initial\",result=\"failure\"}"
         ),
