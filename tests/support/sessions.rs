@@ -91,7 +91,8 @@ impl Default for Session {
 
 impl Session {
     /// The session of the v1-only tests (end to end over gRPC v1, the OTLP span
-    /// goldens): the phases API v1 reports, no rebuild.
+    /// goldens): builds, deploy, status check, sync and dev loops only (not
+    /// `every_phase`), no rebuild.
     pub fn v1() -> Self {
         let mut s = Session {
             every_phase: false,
