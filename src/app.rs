@@ -24,8 +24,8 @@ use crate::server::grpc::Passthrough;
 use crate::server::http::{self, Shared};
 use crate::sink::otlp_setup::{OtlpSettings, Sidecar, SlotClaim, Telemetry, host_name};
 use crate::skaffold::Upstream;
-use crate::source::Delivery;
-use crate::source::grpc as grpc_source;
+use crate::source::supervisor::Retry;
+use crate::source::{Delivery, Origin};
 
 /// Resolves on ctrl-c or SIGTERM (kept here for `main`).
 pub use crate::signal::{Signal, exit_on_second_signal, shutdown_signal};
@@ -166,31 +166,22 @@ pub async fn start_all(
     )));
 
     // The event source: Skaffold's HTTP gateway when given, else its gRPC port.
-    if let Some(base) = source.skaffold_http.clone() {
-        tasks.push(tokio::spawn(crate::source::gateway::run(
-            crate::source::gateway::Config {
-                base,
-                api: source.api,
-                backoff_min: settings.backoff.0,
-                backoff_max: settings.backoff.1,
-            },
-            tx,
-            own,
-            shutdown_rx.clone(),
-        )));
-    } else {
-        tasks.push(tokio::spawn(grpc_source::run(
-            grpc_source::Config {
-                addr: settings.skaffold_addr.clone(),
-                backoff_min: settings.backoff.0,
-                backoff_max: settings.backoff.1,
-                api: source.api,
-            },
-            tx,
-            own,
-            shutdown_rx.clone(),
-        )));
-    }
+    let origin = match source.skaffold_http.clone() {
+        Some(base) => Origin::Gateway(base),
+        None => Origin::Grpc(settings.skaffold_addr.clone()),
+    };
+    let retry = Retry {
+        min: settings.backoff.0,
+        max: settings.backoff.1,
+    };
+    tasks.push(tokio::spawn(crate::source::run(
+        origin,
+        source.api,
+        retry,
+        tx,
+        own,
+        shutdown_rx.clone(),
+    )));
 
     let deadline = Arc::new(OnceLock::new());
     let flush_deadline = deadline.clone();

@@ -12,87 +12,18 @@ use skaffold_exporter::pb::enums::StatusCode as C;
 use skaffold_exporter::pb::v1;
 use skaffold_exporter::simulator::Simulator;
 use skaffold_exporter::simulator::scenario::Script;
-use support::{close, http_get, sample, series_count, serve_skaffold, settings};
+use support::sessions::{Session, T0, core, scrape, wait_for};
+use support::{close, events_total, http_get, sample, series_count, serve_skaffold, settings};
 
-const T0: i64 = 1_700_000_000_000_000_000;
-
-/// A dev session with known timestamps: an initial loop, a sync, a failed build,
-/// a failed deploy.
+/// The v1 session (an initial loop, a sync, a failed build, a failed deploy).
 fn session() -> Script {
-    let mut s = Script::new();
-    s.meta(0, "v2.16.1")
-        .dev_loop(1000, 0, "In Progress")
-        .build(500, "web", "In Progress", C::Ok)
-        .build(2500, "web", "Complete", C::Ok)
-        .build(100, "app", "In Progress", C::Ok)
-        .build(1500, "app", "Complete", C::Ok)
-        .deploy(100, "In Progress", C::Ok)
-        .deploy(800, "Complete", C::Ok)
-        .status_check(100, "Started", C::Ok)
-        .resource(200, "deployment/web", "In Progress", C::Ok)
-        .resource(500, "deployment/web", "In Progress", C::Ok)
-        .resource(500, "deployment/web", "Succeeded", C::Ok)
-        .status_check(100, "Succeeded", C::Ok)
-        .port(50, 9000, "web")
-        .dev_loop(50, 0, "Succeeded")
-        .dev_loop(2000, 1, "In Progress")
-        .sync(100, "web", 3, "In Progress")
-        .sync(400, "web", 3, "Succeeded")
-        .dev_loop(100, 1, "Succeeded")
-        .dev_loop(1400, 2, "In Progress")
-        .build(100, "app", "In Progress", C::Ok)
-        .build(900, "app", "Failed", C::BuildUserError)
-        .dev_loop(100, 2, "Failed")
-        .dev_loop(900, 3, "In Progress")
-        .deploy(100, "In Progress", C::Ok)
-        .deploy(400, "Failed", C::DeployKubectlUserErr)
-        .dev_loop(100, 3, "Failed");
-    s
-}
-
-async fn scrape(addr: SocketAddr) -> String {
-    let (status, _, body) = http_get(addr, "/metrics", None).await;
-    assert_eq!(status, 200);
-    body
-}
-
-fn events_folded(text: &str) -> f64 {
-    text.lines()
-        .filter(|l| l.starts_with("skaffold_exporter_events_total{"))
-        .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()))
-        .sum()
-}
-
-/// Polls /metrics until `pred` holds (10 s at most).
-async fn wait_for(addr: SocketAddr, what: &str, pred: impl Fn(&str) -> bool) -> String {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let text = scrape(addr).await;
-        if pred(&text) {
-            return text;
-        }
-        if tokio::time::Instant::now() > deadline {
-            panic!("timed out waiting for {what}; last scrape:\n{text}");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    Session::v1().script()
 }
 
 fn emit_all(sim: &Simulator, script: &Script, start: i64) {
     for e in script.entries(start) {
         sim.emit(e);
     }
-}
-
-/// Skaffold-series only (drops the exporter's own bookkeeping), for comparing runs.
-fn skaffold_series(text: &str) -> Vec<String> {
-    let mut v: Vec<String> = text
-        .lines()
-        .filter(|l| l.starts_with("skaffold_") && !l.starts_with("skaffold_exporter_"))
-        .map(str::to_owned)
-        .collect();
-    v.sort();
-    v
 }
 
 async fn start(sim_addr: SocketAddr) -> Running {
@@ -115,11 +46,11 @@ async fn scripted_session_yields_exact_counts_and_durations() {
         sim.emit(e.clone());
     }
     let exp = start(addr).await;
-    wait_for(exp.http_addr, "replay", |t| events_folded(t) == 12.0).await;
+    wait_for(&exp, "replay", |t| events_total(t) == 12.0).await;
     for e in after {
         sim.emit(e.clone());
     }
-    let t = wait_for(exp.http_addr, "whole session", |t| events_folded(t) == n).await;
+    let t = wait_for(&exp, "whole session", |t| events_total(t) == n).await;
 
     close(
         sample(
@@ -402,7 +333,7 @@ async fn metrics_are_openmetrics_when_asked_and_prometheus_text_otherwise() {
     let (addr, _stop) = serve_skaffold(&sim).await;
     emit_all(&sim, &session(), T0);
     let exp = start(addr).await;
-    wait_for(exp.http_addr, "session", |t| events_folded(t) > 0.0).await;
+    wait_for(&exp, "session", |t| events_total(t) > 0.0).await;
     let (status, ctype, body) = http_get(
         exp.http_addr,
         "/metrics",
@@ -437,7 +368,7 @@ async fn reconnects_and_replays_never_count_twice() {
     emit_all(&clean, &session(), T0);
     let reference = start(clean_addr).await;
     let n = session().steps.len() as f64;
-    let expected = wait_for(reference.http_addr, "clean pass", |t| events_folded(t) == n).await;
+    let expected = wait_for(&reference, "clean pass", |t| events_total(t) == n).await;
     reference.shutdown().await;
 
     // Same session; the stream is cut during the replay, then aborted mid-session.
@@ -453,13 +384,13 @@ async fn reconnects_and_replays_never_count_twice() {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     sim.cut_streams_after(0);
-    wait_for(exp.http_addr, "first half", |t| events_folded(t) == 15.0).await;
+    wait_for(&exp, "first half", |t| events_total(t) == 15.0).await;
     sim.abort_streams();
     for e in &entries[15..] {
         sim.emit(e.clone());
     }
-    let t = wait_for(exp.http_addr, "second half", |t| events_folded(t) == n).await;
-    assert_eq!(skaffold_series(&t), skaffold_series(&expected));
+    let t = wait_for(&exp, "second half", |t| events_total(t) == n).await;
+    assert_eq!(core(&t, false), core(&expected, false));
     let reconnects = sample(&t, "skaffold_exporter_reconnects_total", &[]).unwrap();
     assert!(reconnects >= 3.0, "reconnects {reconnects}");
     // At least the first half, folded before the abort, was replayed and skipped (what
@@ -477,7 +408,7 @@ async fn skaffold_restart_starts_a_new_run_and_counters_keep_counting() {
     emit_all(&sim, &session(), T0);
     let exp = start(addr).await;
     let n = session().steps.len() as f64;
-    wait_for(exp.http_addr, "first run", |t| events_folded(t) == n).await;
+    wait_for(&exp, "first run", |t| events_total(t) == n).await;
     sim.restart();
     let mut second = Script::new();
     second
@@ -489,7 +420,7 @@ async fn skaffold_restart_starts_a_new_run_and_counters_keep_counting() {
         .deploy(500, "Complete", C::Ok)
         .dev_loop(10, 0, "Succeeded");
     emit_all(&sim, &second, T0 + 3_600_000_000_000);
-    let t = wait_for(exp.http_addr, "second run", |t| events_folded(t) == n + 7.0).await;
+    let t = wait_for(&exp, "second run", |t| events_total(t) == n + 7.0).await;
     close(
         sample(
             &t,
@@ -602,7 +533,7 @@ async fn bad_input_is_counted_and_the_exporter_keeps_serving() {
             })),
         ));
     }
-    let t = wait_for(exp.http_addr, "flood", |t| {
+    let t = wait_for(&exp, "flood", |t| {
         sample(t, "skaffold_exporter_events_total", &[("event", "build")]) == Some(6000.0)
     })
     .await;
@@ -700,7 +631,7 @@ async fn waits_for_skaffold_and_reports_disconnects() {
     let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
     let (stop, rx) = tokio::sync::watch::channel(false);
     let server = tokio::spawn(sim.clone().serve(listener, rx));
-    wait_for(exp.http_addr, "connect", |t| {
+    wait_for(&exp, "connect", |t| {
         sample(t, "skaffold_exporter_connected", &[]) == Some(1.0)
     })
     .await;
@@ -713,7 +644,7 @@ async fn waits_for_skaffold_and_reports_disconnects() {
     stop.send(true).unwrap();
     sim.abort_streams();
     let _ = server.await;
-    wait_for(exp.http_addr, "disconnect", |t| {
+    wait_for(&exp, "disconnect", |t| {
         sample(t, "skaffold_exporter_connected", &[]) == Some(0.0)
     })
     .await;
@@ -735,10 +666,10 @@ async fn a_skaffold_run_session_ends_when_skaffold_goes_but_not_on_a_stream_hicc
         sim.emit(e.clone());
     }
     let exp = start(addr).await;
-    wait_for(exp.http_addr, "build", |t| events_folded(t) == 3.0).await;
+    wait_for(&exp, "build", |t| events_total(t) == 3.0).await;
     // The stream breaks but Skaffold lives on: the iteration must stay open.
     sim.abort_streams();
-    wait_for(exp.http_addr, "reconnect", |t| {
+    wait_for(&exp, "reconnect", |t| {
         sample(t, "skaffold_exporter_reconnects_total", &[]) == Some(1.0)
             && sample(t, "skaffold_exporter_connected", &[]) == Some(1.0)
     })
@@ -749,7 +680,7 @@ async fn a_skaffold_run_session_ends_when_skaffold_goes_but_not_on_a_stream_hicc
     let last = entries.last().unwrap().timestamp.unwrap();
     let last = last.seconds * 1_000_000_000 + i64::from(last.nanos);
     emit_all(&sim, &rest, last);
-    let t = wait_for(exp.http_addr, "deploy", |t| events_folded(t) == 5.0).await;
+    let t = wait_for(&exp, "deploy", |t| events_total(t) == 5.0).await;
     close(
         sample(
             &t,
@@ -762,7 +693,7 @@ async fn a_skaffold_run_session_ends_when_skaffold_goes_but_not_on_a_stream_hicc
     // start to the deploy's end.
     stop.send(true).unwrap();
     sim.abort_streams();
-    let t = wait_for(exp.http_addr, "session end", |t| {
+    let t = wait_for(&exp, "session end", |t| {
         sample(
             t,
             "skaffold_dev_loops_total",

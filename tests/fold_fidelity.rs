@@ -19,7 +19,7 @@ struct Views(Vec<(&'static str, String)>);
 /// Plays `script` through every source: a pre-v1.22 Skaffold over gRPC (API v1), a
 /// v1.26+ one over gRPC and the gateway (API v2; with `all`, also the gateway's
 /// `/v1/events`), and the two event log files.
-async fn every_source(script: &Script, all: bool) -> Views {
+async fn views_of(script: &Script, all: bool) -> Views {
     let last = last_timestamp(script);
     let old = skaffold(false, script).await;
     let new = skaffold(true, script).await;
@@ -153,7 +153,7 @@ async fn a_sync_failing_four_times_is_one_failed_loop_and_four_failed_syncs() {
     failing_sync(&mut s, 1, 4, false);
     // The next change syncs fine on the second attempt.
     failing_sync(&mut s, 2, 2, true);
-    let v = every_source(&s, false).await;
+    let v = views_of(&s, false).await;
     v.agree_and_nothing_invalid();
 
     let loops = "skaffold_dev_loops_total";
@@ -221,7 +221,7 @@ async fn after_a_config_reload_the_first_loop_is_initial_again() {
         .build(100, "web", "In Progress", C::Ok)
         .build(900, "web", "Complete", C::Ok);
     deployed(&mut s, 400).dev_loop(10, 1, "Succeeded");
-    let v = every_source(&s, false).await;
+    let v = views_of(&s, false).await;
     v.agree_and_nothing_invalid();
     let loops = "skaffold_dev_loops_total";
     v.expect(
@@ -264,7 +264,7 @@ async fn ctrl_c_during_a_build_is_a_cancellation_over_both_apis() {
         .build_canceled(1500, "web", true)
         .build_canceled(0, "app", false)
         .dev_loop(10, 2, "Failed");
-    let v = every_source(&s, false).await;
+    let v = views_of(&s, false).await;
     v.agree_and_nothing_invalid();
     let builds = "skaffold_builds_total";
     v.expect(
@@ -328,7 +328,7 @@ async fn a_build_cancelled_while_waiting_for_a_failed_dependency_is_normal() {
         .build(800, "db", "Failed", C::BuildUserError)
         .build_canceled(1, "app", false)
         .dev_loop(10, 1, "Failed");
-    let v = every_source(&s, false).await;
+    let v = views_of(&s, false).await;
     v.agree_and_nothing_invalid();
     v.expect(
         "skaffold_builds_total",
@@ -376,7 +376,7 @@ async fn only_tests_that_ran_are_counted() {
         .test(10, "In Progress", C::Ok)
         .test(400, "Failed", C::TestUserConfigErr)
         .dev_loop(10, 2, "Failed");
-    let v = every_source(&s, false).await;
+    let v = views_of(&s, false).await;
     v.agree_and_nothing_invalid();
     v.expect("skaffold_tests_total", &[("result", "success")], Some(2.0));
     v.expect("skaffold_tests_total", &[("result", "failure")], Some(1.0));
@@ -419,7 +419,7 @@ async fn a_status_check_inside_the_deployer_agrees_over_both_apis() {
         .status_check(10, "Failed", C::StatuscheckImagePullErr)
         .deploy(5, "Failed", C::DeployUnknown)
         .dev_loop(10, 1, "Failed");
-    let v = every_source(&s, false).await;
+    let v = views_of(&s, false).await;
     v.agree_and_nothing_invalid();
     v.expect(
         "skaffold_deploys_total",
@@ -486,7 +486,7 @@ async fn every_failure_counts_once_at_the_phase_that_failed() {
         .deploy(100, "In Progress", C::Ok)
         .deploy(400, "Failed", C::DeployKubectlUserErr)
         .dev_loop(10, 2, "Failed");
-    let v = every_source(&s, false).await;
+    let v = views_of(&s, false).await;
     v.agree_and_nothing_invalid();
     v.expect(
         "skaffold_errors_total",
@@ -522,7 +522,7 @@ async fn a_failed_iteration_without_a_failed_phase_keeps_each_apis_code() {
         .build(100, "web", "In Progress", C::Ok)
         .build(2000, "web", "Complete", C::Ok);
     deployed(&mut s, 500).dev_loop_failed_with(50, 0, C::DevinitRegisterBuildDeps);
-    let v = every_source(&s, false).await;
+    let v = views_of(&s, false).await;
     assert_eq!(
         v.sum("skaffold_errors_total", &[("phase", "dev_loop")]),
         1.0
@@ -585,7 +585,7 @@ fn mixed_session() -> Script {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_mixed_session_gives_the_same_numbers_over_every_source() {
-    let v = every_source(&mixed_session(), true).await;
+    let v = views_of(&mixed_session(), true).await;
     assert_eq!(v.0.len(), 6);
     v.agree_and_nothing_invalid();
     let loops = "skaffold_dev_loops_total";
@@ -895,22 +895,12 @@ fn skaffold_own_emitters_status_checks() {
 /// The spans of Skaffold's own `sync-retries` file (`ext`: "" for v1, ".v2"):
 /// (iteration, name, result, whether its parent is its iteration's root), sorted.
 fn sync_retry_spans(ext: &str) -> Vec<(String, String, String, bool)> {
-    use skaffold_exporter::pipeline::Pipeline;
-    use skaffold_exporter::sink::otlp::{OtlpStats, SpanBuilder, SpanConfig, SpanSink};
     use skaffold_exporter::source::json::{event_v2_from_json, log_entry_from_json};
 
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures/skaffold-events")
         .join(format!("sync-retries.json{ext}"));
-    let (tx, rx) = std::sync::mpsc::sync_channel(10_000);
-    let builder = SpanBuilder::new(SpanConfig {
-        pipeline: "skaffold".into(),
-    });
-    let mut pipeline = Pipeline::builder()
-        .spans(SpanSink::new(builder, tx, None, OtlpStats::default()))
-        .build()
-        .expect("no OTLP to start")
-        .pipeline;
+    let (mut pipeline, rx) = support::otlp::span_pipeline(10_000);
     for line in std::fs::read_to_string(path).unwrap().lines() {
         let v: serde_json::Value = serde_json::from_str(line).unwrap();
         if ext.is_empty() {

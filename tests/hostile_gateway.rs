@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use skaffold_exporter::app;
 use skaffold_exporter::config::{Settings, SourceSettings};
 use skaffold_exporter::source::Api;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 const PAGE: &str = "<!doctype html>\n<html><head><title>Sign in</title></head>\n<body><form action=\"/login\"></form></body>\n</html>\n";
 
@@ -22,31 +22,19 @@ async fn html_gateway() -> (
     std::net::SocketAddr,
     tokio::sync::mpsc::UnboundedReceiver<Instant>,
 ) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = listener.accept().await {
-            let tx = tx.clone();
-            tokio::spawn(async move {
-                let mut req = Vec::new();
-                let mut buf = [0u8; 1024];
-                while !req.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match s.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => req.extend_from_slice(&buf[..n]),
-                    }
-                }
-                let _ = tx.send(Instant::now());
-                let resp = format!(
-                    "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{PAGE}",
-                    PAGE.len()
-                );
-                let _ = s.write_all(resp.as_bytes()).await;
-                let _ = s.shutdown().await;
-            });
+    let addr = support::raw_http_server(move |mut s| {
+        let _ = tx.send(Instant::now());
+        async move {
+            let resp = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{PAGE}",
+                PAGE.len()
+            );
+            let _ = s.write_all(resp.as_bytes()).await;
+            let _ = s.shutdown().await;
         }
-    });
+    })
+    .await;
     (addr, rx)
 }
 

@@ -274,7 +274,7 @@ fn child_unchecked() {
 /// stream goes on and the lines after it are folded (it used to fail the stream).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_gateway_skips_an_over_long_line_and_reads_on() {
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    use tokio::io::AsyncWriteExt as _;
     if std::env::var("HOSTILE_CASE").is_ok() {
         return;
     }
@@ -290,34 +290,23 @@ async fn the_gateway_skips_an_over_long_line_and_reads_on() {
         lines[..3].join("\n"),
         lines[3..].join("\n")
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let gw = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = listener.accept().await {
-            let body = body.clone();
-            tokio::spawn(async move {
-                let mut req = Vec::new();
-                let mut buf = [0u8; 1024];
-                while !req.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match s.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => req.extend_from_slice(&buf[..n]),
-                    }
-                }
-                // The stream stays open after the body, as Skaffold's does.
-                let head = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n";
-                let _ = s.write_all(head.as_bytes()).await;
-                for chunk in body.as_bytes().chunks(64 * 1024) {
-                    let _ = s
-                        .write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
-                        .await;
-                    let _ = s.write_all(chunk).await;
-                    let _ = s.write_all(b"\r\n").await;
-                }
-                tokio::time::sleep(std::time::Duration::from_secs(60)).await;
-            });
+    let gw = support::raw_http_server(move |mut s| {
+        let body = body.clone();
+        async move {
+            // The stream stays open after the body, as Skaffold's does.
+            let head = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n";
+            let _ = s.write_all(head.as_bytes()).await;
+            for chunk in body.as_bytes().chunks(64 * 1024) {
+                let _ = s
+                    .write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
+                    .await;
+                let _ = s.write_all(chunk).await;
+                let _ = s.write_all(b"\r\n").await;
+            }
+            tokio::time::sleep(std::time::Duration::from_secs(60)).await;
         }
-    });
+    })
+    .await;
     let settings = support::settings(gw);
     let source = skaffold_exporter::config::SourceSettings {
         api: Api::V1,
@@ -329,11 +318,7 @@ async fn the_gateway_skips_an_over_long_line_and_reads_on() {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {
         let text = support::http_get(exp.http_addr, "/metrics", None).await.2;
-        let events: f64 = text
-            .lines()
-            .filter(|l| l.starts_with("skaffold_exporter_events_total{"))
-            .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
-            .sum();
+        let events = support::events_total(&text);
         let undecodable = text
             .lines()
             .any(|l| l == "skaffold_exporter_invalid_events_total{reason=\"undecodable\"} 1");

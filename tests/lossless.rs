@@ -19,7 +19,7 @@ use skaffold_exporter::simulator::Simulator;
 use skaffold_exporter::simulator::scenario::{self, Flavor, Script};
 use skaffold_exporter::source::Api;
 use support::sessions::*;
-use support::{http_get, sample, settings};
+use support::{events_folded, events_total, http_get, sample, settings};
 
 /// Skaffold's timestamp of the end of `steps[..n]`.
 fn at_step(script: &Script, n: usize) -> i64 {
@@ -140,25 +140,12 @@ fn check(api: Api, situation: &str, reference: &str, text: &str) {
         core(text, false),
         "{situation} over {api:?}"
     );
-    let events = |t: &str| -> Vec<String> {
-        let mut v: Vec<String> = t
-            .lines()
-            .filter(|l| l.starts_with("skaffold_exporter_events_total{"))
-            .map(str::to_owned)
-            .collect();
-        v.sort();
-        v
-    };
     pretty_assertions::assert_eq!(
-        events(reference),
-        events(text),
+        events_folded(reference),
+        events_folded(text),
         "{situation} over {api:?}: events folded"
     );
-    let invalid: Vec<&str> = text
-        .lines()
-        .filter(|l| l.starts_with("skaffold_exporter_invalid_events_total{") && !l.ends_with(" 0"))
-        .collect();
-    assert!(invalid.is_empty(), "{situation} over {api:?}: {invalid:?}");
+    support::assert_no_invalid_events(text, &format!("{situation} over {api:?}"));
     for kind in ["skaffold_log", "application_log"] {
         assert_eq!(
             sample(
@@ -378,12 +365,6 @@ async fn a_300000_event_burst_with_default_flags_is_folded_whole_and_exactly() {
     let (addr, _stop) = serve(&sim).await;
     // Default flags (`settings` only picks free ports and quick reconnects).
     let e = start(addr, Api::V1).await;
-    let events_total = |t: &str| -> f64 {
-        t.lines()
-            .filter(|l| l.starts_with("skaffold_exporter_events_total{"))
-            .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()))
-            .sum()
-    };
     let deadline = tokio::time::Instant::now() + Duration::from_secs(240);
     let text = loop {
         let (_, _, text) = http_get(e.http_addr, "/metrics", None).await;

@@ -20,8 +20,7 @@ use skaffold_exporter::sink::DEFAULT_BUCKETS;
 use skaffold_exporter::sink::otlp_setup::{Endpoint, OtlpSettings, Protocol};
 use support::http_get;
 use support::otlp::{Collector, attr, attrs, dead_port, render, value};
-
-const T0: i64 = 1_700_000_000_000_000_000;
+use support::sessions::{Session, T0, v1_lines};
 
 fn otlp(traces: Option<Endpoint>, metrics: Option<Endpoint>) -> OtlpSettings {
     OtlpSettings {
@@ -57,41 +56,15 @@ async fn start(sim: SocketAddr, o: OtlpSettings) -> Running {
         .expect("exporter starts")
 }
 
-/// Initial loop (2 builds, deploy, status check with 2 resources, port forwards
-/// announced after the loop ended, as Skaffold v1 does), a sync-only iteration, a
-/// failed build, a failed deploy.
+/// The v1 session with overlapping builds and rollouts: initial loop (2 builds,
+/// deploy, status check with 2 resources, port forwards announced after the loop
+/// ended, as Skaffold v1 does), a sync-only iteration, a failed build, a failed deploy.
 fn session() -> Script {
-    let mut s = Script::new();
-    s.meta(0, "v2.16.1")
-        .dev_loop(10, 0, "In Progress")
-        .build(10, "web", "In Progress", C::Ok)
-        .build(5, "app", "In Progress", C::Ok)
-        .build(1200, "web", "Complete", C::Ok)
-        .build(300, "app", "Complete", C::Ok)
-        .deploy(20, "In Progress", C::Ok)
-        .deploy(600, "Complete", C::Ok)
-        .status_check(5, "Started", C::Ok)
-        .resource(100, "default:deployment/web", "In Progress", C::Ok)
-        .resource(100, "default:deployment/app", "In Progress", C::Ok)
-        .resource(700, "default:deployment/web", "Succeeded", C::Ok)
-        .resource(300, "default:deployment/app", "Succeeded", C::Ok)
-        .status_check(5, "Succeeded", C::Ok)
-        .dev_loop(10, 0, "Succeeded")
-        .port(30, 9000, "web")
-        .port(5, 9001, "app")
-        .dev_loop(2000, 1, "In Progress")
-        .sync(100, "web", 3, "In Progress")
-        .sync(400, "web", 3, "Succeeded")
-        .dev_loop(100, 1, "Succeeded")
-        .dev_loop(1400, 2, "In Progress")
-        .build(100, "app", "In Progress", C::Ok)
-        .build(900, "app", "Failed", C::BuildUserError)
-        .dev_loop(100, 2, "Failed")
-        .dev_loop(900, 3, "In Progress")
-        .deploy(100, "In Progress", C::Ok)
-        .deploy(400, "Failed", C::DeployKubectlUserErr)
-        .dev_loop(100, 3, "Failed");
-    s
+    Session {
+        concurrent: true,
+        ..Session::v1()
+    }
+    .script()
 }
 
 /// Spans the session yields: 4 roots; 2 builds, deploy, status check, 2 rollouts;
@@ -125,7 +98,7 @@ async fn metrics_text(addr: SocketAddr) -> String {
         .2
 }
 
-fn sample(text: &str, series: &str) -> Option<f64> {
+fn series_value(text: &str, series: &str) -> Option<f64> {
     text.lines()
         .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
         .and_then(|l| l[series.len()..].trim().split(' ').next()?.parse().ok())
@@ -240,7 +213,7 @@ async fn grpc_collector_receives_one_trace_per_iteration_with_skaffold_timestamp
     );
     // Counted once the collector answered the request.
     let deadline = Instant::now() + Duration::from_secs(5);
-    while sample(
+    while series_value(
         &metrics_text(running.http_addr).await,
         "skaffold_exporter_spans_exported_total",
     ) != Some(SESSION_SPANS as f64)
@@ -350,7 +323,7 @@ async fn http_protobuf_collector_receives_the_same_spans_and_the_metrics() {
     );
     assert_eq!(
         Some(1.0),
-        sample(
+        series_value(
             &text,
             "skaffold_builds_total{artifact=\"app\",result=\"failure\"}"
         )
@@ -412,7 +385,7 @@ async fn http_protobuf_collector_receives_the_same_spans_and_the_metrics() {
     let events = counter_points(get("skaffold_exporter.events"));
     assert_eq!(
         Some(events["event=build"]),
-        sample(&text, "skaffold_exporter_events_total{event=\"build\"}")
+        series_value(&text, "skaffold_exporter_events_total{event=\"build\"}")
     );
     let invalid = counter_points(get("skaffold_exporter.invalid_events"));
     assert_eq!(invalid["reason=unknown_status"], 0.0, "pre-created at 0");
@@ -534,7 +507,7 @@ async fn collector_down_leaves_metrics_intact_counts_losses_and_shuts_down_in_ti
         sim.emit(e);
     }
     let deadline = Instant::now() + Duration::from_secs(15);
-    while sample(
+    while series_value(
         &metrics_text(running.http_addr).await,
         "skaffold_exporter_otlp_export_errors_total{signal=\"traces\"}",
     )
@@ -555,18 +528,18 @@ async fn collector_down_leaves_metrics_intact_counts_losses_and_shuts_down_in_ti
     let deadline = Instant::now() + Duration::from_secs(15);
     let text = loop {
         let text = metrics_text(running.http_addr).await;
-        let dropped = sample(&text, "skaffold_exporter_spans_dropped_total").unwrap_or(0.0);
-        let errors = sample(
+        let dropped = series_value(&text, "skaffold_exporter_spans_dropped_total").unwrap_or(0.0);
+        let errors = series_value(
             &text,
             "skaffold_exporter_otlp_export_errors_total{signal=\"traces\"}",
         )
         .unwrap_or(0.0);
-        let metric_errors = sample(
+        let metric_errors = series_value(
             &text,
             "skaffold_exporter_otlp_export_errors_total{signal=\"metrics\"}",
         )
         .unwrap_or(0.0);
-        let folded = sample(
+        let folded = series_value(
             &text,
             "skaffold_dev_loops_total{kind=\"sync\",result=\"success\"}",
         ) == Some(5.0);
@@ -578,14 +551,14 @@ async fn collector_down_leaves_metrics_intact_counts_losses_and_shuts_down_in_ti
     };
     // /metrics is unaffected: 5 runs of the session.
     assert_eq!(
-        sample(
+        series_value(
             &text,
             "skaffold_builds_total{artifact=\"app\",result=\"failure\"}"
         ),
         Some(5.0)
     );
     assert_eq!(
-        sample(
+        series_value(
             &text,
             "skaffold_dev_loops_total{kind=\"sync\",result=\"success\"}"
         ),
@@ -617,7 +590,7 @@ async fn spans_left_open_when_skaffold_disconnects_end_with_result_error() {
     // Wait until the exporter folded the completed build (its span waits for the
     // root: children never leave before it), then Skaffold goes away.
     let deadline = Instant::now() + Duration::from_secs(10);
-    while sample(
+    while series_value(
         &metrics_text(running.http_addr).await,
         "skaffold_builds_total{artifact=\"app\",result=\"success\"}",
     ) != Some(1.0)
@@ -647,26 +620,10 @@ async fn spans_left_open_when_skaffold_disconnects_end_with_result_error() {
     collector.stop();
 }
 
-/// The session as Skaffold's `--event-log-file` writes it.
+/// The session as Skaffold's `--event-log-file` writes it (v1 only).
 fn event_log_file(dir: &Path, script: &Script) -> std::path::PathBuf {
-    use prost::Message as _;
-    let text: String = script
-        .entries(T0)
-        .iter()
-        .map(|e| {
-            skaffold_exporter::source::json::message_to_json(
-                "proto.LogEntry",
-                &e.encode_to_vec(),
-                false,
-                false,
-            )
-            .unwrap()
-            .to_string()
-                + "\n"
-        })
-        .collect();
     let path = dir.join("events.json");
-    std::fs::write(&path, text).unwrap();
+    std::fs::write(&path, v1_lines(script, T0).join("\n") + "\n").unwrap();
     path
 }
 
@@ -740,7 +697,7 @@ async fn replay_otlp_exports_the_live_exporters_span_trees_with_the_same_ids() {
         "{stderr}"
     );
     assert_eq!(
-        sample(&stdout, "skaffold_exporter_spans_exported_total"),
+        series_value(&stdout, "skaffold_exporter_spans_exported_total"),
         Some(SESSION_SPANS as f64)
     );
     // Nothing is pushed but spans.
@@ -881,7 +838,7 @@ async fn a_restarted_exporter_continues_its_runs_series_and_never_resends_an_end
     // /metrics waits until the replay is folded: never a part of the history.
     let text = metrics_text(a.http_addr).await;
     assert_eq!(
-        sample(
+        series_value(
             &text,
             "skaffold_builds_total{artifact=\"app\",result=\"failure\"}"
         ),
@@ -957,7 +914,7 @@ async fn a_restarted_exporter_continues_its_runs_series_and_never_resends_an_end
     .expect("the restarted exporter starts");
     let text = metrics_text(b.http_addr).await;
     assert_eq!(
-        sample(
+        series_value(
             &text,
             "skaffold_builds_total{artifact=\"app\",result=\"failure\"}"
         ),
@@ -1028,7 +985,7 @@ async fn beside_chatter(chatter: fn(&mut Script)) -> Beside {
     let text = metrics_text(exporter.http_addr).await;
     let waited = started.elapsed();
     assert_eq!(
-        sample(&text, "skaffold_exporter_connected"),
+        series_value(&text, "skaffold_exporter_connected"),
         Some(1.0),
         "{text}"
     );
@@ -1103,7 +1060,7 @@ async fn a_steadily_logging_application_holds_nothing_back() {
     );
     assert!(b.exporter.progress.history_folded.is_open());
     assert_eq!(
-        sample(
+        series_value(
             &b.text,
             "skaffold_dev_loops_total{kind=\"initial\",result=\"failure\"}"
         ),

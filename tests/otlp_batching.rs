@@ -1,5 +1,5 @@
 //! What a trace store sees from a live session, measured with an independent
-//! OTLP receiver (the in-process collector of `otlp_support`, which records every
+//! OTLP receiver (the in-process collector of `support::otlp`, which records every
 //! export request): spans leave in batches, not one request per span, and every
 //! span of an iteration leaves with its root.
 

@@ -8,8 +8,6 @@ mod support;
 
 use std::path::{Path, PathBuf};
 
-use skaffold_exporter::pipeline::Pipeline;
-use skaffold_exporter::sink::otlp::{OtlpStats, SpanBuilder, SpanConfig, SpanSink};
 use skaffold_exporter::source::Api;
 use skaffold_exporter::source::json::{
     GatewayChunk, detect_api, event_v2_from_json, log_entry_from_json, parse_gateway_chunk,
@@ -19,15 +17,7 @@ use skaffold_exporter::source::json::{
 fn spans_of(path: &Path) -> String {
     let doc: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    let (tx, rx) = std::sync::mpsc::sync_channel(100_000);
-    let builder = SpanBuilder::new(SpanConfig {
-        pipeline: "skaffold".into(),
-    });
-    let mut pipeline = Pipeline::builder()
-        .spans(SpanSink::new(builder, tx, None, OtlpStats::default()))
-        .build()
-        .expect("no OTLP to start")
-        .pipeline;
+    let (mut pipeline, rx) = support::otlp::span_pipeline(100_000);
     for record in doc["records"].as_array().unwrap() {
         // State snapshots and error chunks carry no event.
         let Ok(GatewayChunk::Result(v)) = parse_gateway_chunk(record.clone()) else {

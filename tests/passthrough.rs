@@ -104,7 +104,7 @@ async fn fake_skaffold(state: Bytes) -> (SocketAddr, Arc<AtomicUsize>) {
     (addr, executes)
 }
 
-fn settings(skaffold: SocketAddr, allow_control: bool) -> Settings {
+fn exporter_settings(skaffold: SocketAddr, allow_control: bool) -> Settings {
     Settings {
         skaffold_addr: skaffold.to_string(),
         listen: "127.0.0.1:0".parse().unwrap(),
@@ -119,7 +119,9 @@ fn settings(skaffold: SocketAddr, allow_control: bool) -> Settings {
 async fn get_state_is_forwarded_byte_for_byte_including_unknown_fields() {
     let original = state_with_future_field();
     let (skaffold, _) = fake_skaffold(original.clone()).await;
-    let exp = app::start(settings(skaffold, false)).await.unwrap();
+    let exp = app::start(exporter_settings(skaffold, false))
+        .await
+        .unwrap();
     let grpc = exp.grpc_addr.unwrap();
 
     // Raw client: the exact bytes come back.
@@ -144,7 +146,9 @@ async fn get_state_is_forwarded_byte_for_byte_including_unknown_fields() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn control_rpcs_are_refused_unless_allowed() {
     let (skaffold, executes) = fake_skaffold(Bytes::new()).await;
-    let exp = app::start(settings(skaffold, false)).await.unwrap();
+    let exp = app::start(exporter_settings(skaffold, false))
+        .await
+        .unwrap();
     let grpc = exp.grpc_addr.unwrap();
     let mut client =
         v1::skaffold_service_client::SkaffoldServiceClient::connect(format!("http://{grpc}"))
@@ -165,7 +169,7 @@ async fn control_rpcs_are_refused_unless_allowed() {
     assert_eq!(executes.load(Ordering::SeqCst), 0);
     exp.shutdown().await;
 
-    let exp = app::start(settings(skaffold, true)).await.unwrap();
+    let exp = app::start(exporter_settings(skaffold, true)).await.unwrap();
     let grpc = exp.grpc_addr.unwrap();
     let mut client =
         v1::skaffold_service_client::SkaffoldServiceClient::connect(format!("http://{grpc}"))
@@ -184,7 +188,7 @@ async fn unreachable_skaffold_is_unavailable_with_a_clear_message() {
     let probe = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let nobody = probe.local_addr().unwrap();
     drop(probe);
-    let exp = app::start(settings(nobody, false)).await.unwrap();
+    let exp = app::start(exporter_settings(nobody, false)).await.unwrap();
     let grpc = exp.grpc_addr.unwrap();
     let mut client =
         v1::skaffold_service_client::SkaffoldServiceClient::connect(format!("http://{grpc}"))
@@ -204,7 +208,7 @@ async fn unreachable_skaffold_is_unavailable_with_a_clear_message() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_black_holed_skaffold_is_a_timeout_504_and_deadline_exceeded() {
     let (hole, _) = support::child::black_hole().await;
-    let exp = app::start(settings(hole, false)).await.unwrap();
+    let exp = app::start(exporter_settings(hole, false)).await.unwrap();
     // /v1/state: 504, with the gRPC code of a deadline (4), not CANCELLED (1).
     let (status, _, body) = support::http_get(exp.http_addr, "/v1/state", None).await;
     assert_eq!(status, 504, "{body}");
@@ -249,7 +253,7 @@ async fn a_black_holed_gateway_is_a_timeout_504() {
         api: skaffold_exporter::source::Api::Auto,
         skaffold_http: Some(format!("http://{hole}").parse().unwrap()),
     };
-    let exp = app::start_with(settings(hole, false), source)
+    let exp = app::start_with(exporter_settings(hole, false), source)
         .await
         .unwrap();
     let (status, _, body) = support::http_get(exp.http_addr, "/v1/state", None).await;
@@ -275,7 +279,7 @@ async fn a_get_state_over_4_mib_is_passed_back_unchanged() {
     let original = Bytes::from(state.encode_to_vec());
     assert!(original.len() > 4 << 20, "{}", original.len());
     let (skaffold, _) = fake_skaffold(original.clone()).await;
-    let mut s = settings(skaffold, false);
+    let mut s = exporter_settings(skaffold, false);
     s.upstream_timeout = Duration::from_secs(10);
     let exp = app::start(s).await.unwrap();
     let grpc = exp.grpc_addr.unwrap();

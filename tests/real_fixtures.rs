@@ -481,7 +481,7 @@ fn check_clean(src: Source) {
 /// With `v1_comparable`, only what v1 and v2 both report and whose value does not
 /// depend on which API's timestamps were used: counts (v1 and v2 events are stamped
 /// separately, so sums and buckets may differ by microseconds).
-fn core(text: &str, v1_comparable: bool) -> Vec<String> {
+fn contract_series(text: &str, v1_comparable: bool) -> Vec<String> {
     let mut v: Vec<String> = text
         .lines()
         .filter(|l| l.starts_with("skaffold_") && !l.starts_with("skaffold_exporter_"))
@@ -512,8 +512,8 @@ fn series(line: &str) -> &str {
 #[track_caller]
 fn assert_same(a: Source, b: Source, v1_comparable: bool, left_out: &[String], reason: &str) {
     let (x, y) = (
-        core(&a.fold(), v1_comparable),
-        core(&b.fold(), v1_comparable),
+        contract_series(&a.fold(), v1_comparable),
+        contract_series(&b.fold(), v1_comparable),
     );
     assert!(!x.is_empty());
     let value_of = |lines: &[String], name: &str| {

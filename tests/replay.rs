@@ -9,33 +9,15 @@ mod support;
 
 use std::io::Write as _;
 use std::process::{Command, Stdio};
-use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
-use prost::Message;
 use skaffold_exporter::pb::enums::StatusCode as C;
-use skaffold_exporter::replay::{Format, Input, Output, Replayer, select_inputs};
+use skaffold_exporter::replay::{Format, Output, Replayer};
 use skaffold_exporter::simulator::scenario::Script;
-use skaffold_exporter::sink::DEFAULT_BUCKETS;
-use skaffold_exporter::source::json::message_to_json;
+use support::sessions::{Iteration, Session, T0, replay_paths, v1_lines, v2_lines};
 use support::{assert_golden, captured_dir, sample};
 
 const BIN: &str = env!("CARGO_BIN_EXE_skaffold-exporter");
-const T0: i64 = 1_700_000_000_000_000_000;
-
-fn replay_paths(paths: &[std::path::PathBuf]) -> Replayer {
-    let mut r = Replayer::new(&DEFAULT_BUCKETS, 200);
-    let inputs: Vec<Input> = paths
-        .iter()
-        .map(|p| Input::open(&p.display().to_string()).unwrap())
-        .collect();
-    let inputs = select_inputs(inputs, &mut r);
-    let stop = AtomicBool::new(false);
-    for i in inputs {
-        i.feed(&mut r, false, &stop, false).unwrap();
-    }
-    r
-}
 
 /// What the golden files hold: the stderr notes (with the directory stripped), the
 /// summary table, and the non-zero samples of the metrics.
@@ -86,54 +68,19 @@ fn every_captured_stream_replays_to_its_golden_output() {
     }
 }
 
-/// The scripted session (as Skaffold's `--event-log-file` writes it, below).
+/// The scripted session (written as Skaffold's `--event-log-file` writes it): the
+/// initial loop and a failed rebuild of `app`, in the run `run_id`.
+fn session_of_run(run_id: &str) -> Script {
+    Session {
+        run_id: Some(run_id.into()),
+        iterations: vec![Iteration::FailedBuild],
+        ..Session::default()
+    }
+    .script()
+}
+
 fn session() -> Script {
     session_of_run("simulated-run")
-}
-
-fn session_of_run(run_id: &str) -> Script {
-    let mut s = Script::new();
-    s.with_run_id(run_id);
-    s.meta(0, "v2.16.1")
-        .dev_loop(1000, 0, "In Progress")
-        .build(500, "web", "In Progress", C::Ok)
-        .build(2500, "web", "Complete", C::Ok)
-        .cache_hit(10, "db")
-        .render(20, "In Progress")
-        .render(150, "Succeeded")
-        .deploy(100, "In Progress", C::Ok)
-        .deploy(800, "Complete", C::Ok)
-        .status_check(100, "Started", C::Ok)
-        .resource(700, "deployment/web", "Succeeded", C::Ok)
-        .status_check(100, "Succeeded", C::Ok)
-        .dev_loop(50, 0, "Succeeded")
-        .dev_loop(2000, 1, "In Progress")
-        .build(100, "web", "In Progress", C::Ok)
-        .build(900, "web", "Failed", C::BuildUserError)
-        .dev_loop(100, 1, "Failed");
-    s
-}
-
-fn v1_lines(s: &Script, start: i64) -> Vec<String> {
-    s.entries(start)
-        .iter()
-        .map(|e| {
-            message_to_json("proto.LogEntry", &e.encode_to_vec(), false, false)
-                .unwrap()
-                .to_string()
-        })
-        .collect()
-}
-
-fn v2_lines(s: &Script, start: i64) -> Vec<String> {
-    s.events_v2(start)
-        .iter()
-        .map(|e| {
-            message_to_json("proto.v2.Event", &e.encode_to_vec(), false, false)
-                .unwrap()
-                .to_string()
-        })
-        .collect()
 }
 
 fn run(args: &[&str], stdin: Option<&str>) -> (i32, String, String) {
@@ -197,7 +144,7 @@ fn malformed_lines_are_reported_with_file_and_line_and_the_rest_is_folded() {
         sample(
             &stdout,
             "skaffold_builds_total",
-            &[("artifact", "web"), ("result", "failure")]
+            &[("artifact", "app"), ("result", "failure")]
         ),
         Some(1.0)
     );
@@ -284,13 +231,14 @@ fn rejected_lines_count_toward_the_exit_code() {
 fn a_line_that_is_not_utf8_is_one_malformed_line_and_the_rest_is_folded() {
     let dir = tempfile::tempdir().unwrap();
     let lines = v1_lines(&session(), T0);
-    // The initial loop, a malformed line, a line with a Latin-1 byte in an artifact
-    // name, then the rebuild.
-    let mut bytes = (lines[..12].join("\n") + "\nnot json\n").into_bytes();
+    // The session up to the failed rebuild's start, a malformed line, a line with a
+    // Latin-1 byte in an artifact name, then the rebuild's end.
+    let split = lines.len() - 2;
+    let mut bytes = (lines[..split].join("\n") + "\nnot json\n").into_bytes();
     bytes.extend_from_slice(
         b"{\"timestamp\":\"2023-11-14T22:13:20Z\",\"event\":{\"buildEvent\":{\"artifact\":\"caf\xe9\",\"status\":\"In Progress\"}}}\n",
     );
-    bytes.extend_from_slice((lines[12..].join("\n") + "\n").as_bytes());
+    bytes.extend_from_slice((lines[split..].join("\n") + "\n").as_bytes());
     let path = dir.path().join("events.json");
     std::fs::write(&path, bytes).unwrap();
     let file = path.display().to_string();
@@ -302,17 +250,17 @@ fn a_line_that_is_not_utf8_is_one_malformed_line_and_the_rest_is_folded() {
         sample(
             &stdout,
             "skaffold_builds_total",
-            &[("artifact", "web"), ("result", "failure")]
+            &[("artifact", "app"), ("result", "failure")]
         ),
         Some(1.0),
         "{stdout}"
     );
     assert!(
-        stderr.contains(&format!("{file}:13: malformed")),
+        stderr.contains(&format!("{file}:{}: malformed", split + 1)),
         "{stderr}"
     );
     assert!(
-        stderr.contains(&format!("{file}:14: malformed")) && stderr.contains("unicode"),
+        stderr.contains(&format!("{file}:{}: malformed", split + 2)) && stderr.contains("unicode"),
         "{stderr}"
     );
     assert!(
@@ -321,21 +269,13 @@ fn a_line_that_is_not_utf8_is_one_malformed_line_and_the_rest_is_folded() {
     );
 }
 
-#[test]
-fn serve_is_ready_once_the_input_is_folded() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("events.json.v2");
-    std::fs::write(&path, v2_lines(&session(), T0).join("\n") + "\n").unwrap();
+/// Starts `skaffold-exporter replay --serve --listen 127.0.0.1:0 ARGS FILE`; the child
+/// (its stderr still piped) and the address it announced on its first stderr line.
+fn serve(args: &[&str], file: &std::path::Path) -> (std::process::Child, std::net::SocketAddr) {
     let mut child = Command::new(BIN)
-        .args([
-            "replay",
-            "--serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--output",
-            "summary",
-        ])
-        .arg(&path)
+        .args(["replay", "--serve", "--listen", "127.0.0.1:0"])
+        .args(args)
+        .arg(file)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -343,13 +283,24 @@ fn serve_is_ready_once_the_input_is_folded() {
     let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
     let mut first = String::new();
     std::io::BufRead::read_line(&mut stderr, &mut first).unwrap();
-    let addr: std::net::SocketAddr = first
+    let addr = first
         .trim()
         .strip_prefix("replay: serving http://")
         .and_then(|s| s.strip_suffix("/metrics"))
         .unwrap_or_else(|| panic!("unexpected first line {first:?}"))
         .parse()
         .unwrap();
+    // Kept open: the command reports on stderr until it exits.
+    child.stderr = Some(stderr.into_inner());
+    (child, addr)
+}
+
+#[test]
+fn serve_is_ready_once_the_input_is_folded() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("events.json.v2");
+    std::fs::write(&path, v2_lines(&session(), T0).join("\n") + "\n").unwrap();
+    let (child, addr) = serve(&["--output", "summary"], &path);
     let rt = tokio::runtime::Runtime::new().unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     let body = loop {
@@ -366,7 +317,7 @@ fn serve_is_ready_once_the_input_is_folded() {
         sample(
             &metrics,
             "skaffold_builds_total",
-            &[("artifact", "web"), ("result", "failure")]
+            &[("artifact", "app"), ("result", "failure")]
         ),
         Some(1.0),
         "ready means folded"
@@ -634,31 +585,7 @@ fn follow_tails_a_growing_file_and_serve_keeps_metrics_up() {
     let path = dir.path().join("live.json");
     let lines = v1_lines(&session(), T0);
     std::fs::write(&path, lines[..4].join("\n") + "\n").unwrap();
-    let mut child = Command::new(BIN)
-        .args([
-            "replay",
-            "--follow",
-            "--serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--output",
-            "metrics",
-        ])
-        .arg(&path)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
-    let mut first = String::new();
-    std::io::BufRead::read_line(&mut stderr, &mut first).unwrap();
-    let addr: std::net::SocketAddr = first
-        .trim()
-        .strip_prefix("replay: serving http://")
-        .and_then(|s| s.strip_suffix("/metrics"))
-        .unwrap_or_else(|| panic!("unexpected first line {first:?}"))
-        .parse()
-        .unwrap();
+    let (child, addr) = serve(&["--follow", "--output", "metrics"], &path);
     let rt = tokio::runtime::Runtime::new().unwrap();
     let scrape =
         |rt: &tokio::runtime::Runtime| rt.block_on(support::http_get(addr, "/metrics", None)).2;
@@ -702,7 +629,7 @@ fn follow_tails_a_growing_file_and_serve_keeps_metrics_up() {
         sample(
             t,
             "skaffold_builds_total",
-            &[("artifact", "web"), ("result", "failure")],
+            &[("artifact", "app"), ("result", "failure")],
         ) == Some(1.0)
     });
     let status = Command::new("kill")

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::sample;
+use support::{events_folded, sample};
 
 const BIN: &str = env!("CARGO_BIN_EXE_skaffold-exporter");
 
@@ -32,17 +32,6 @@ fn run(args: &[&str]) -> (i32, String, String) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
-}
-
-/// Each `skaffold_exporter_events_total` sample of a report, sorted.
-fn events(report: &str) -> Vec<String> {
-    let mut v: Vec<String> = report
-        .lines()
-        .filter(|l| l.starts_with("skaffold_exporter_events_total{"))
-        .map(str::to_owned)
-        .collect();
-    v.sort();
-    v
 }
 
 #[test]
@@ -69,8 +58,8 @@ fn an_over_long_line_is_malformed_and_the_lines_after_it_are_folded() {
         "{stderr}"
     );
     let (_, whole, _) = run(&["replay", "--output", "metrics", &fixture()]);
-    assert_eq!(events(&stdout), events(&whole));
-    assert!(!events(&whole).is_empty());
+    assert_eq!(events_folded(&stdout), events_folded(&whole));
+    assert!(!events_folded(&whole).is_empty());
 }
 
 /// Peak RSS of a running process (KiB).

@@ -45,7 +45,7 @@ fn replay(paths: &[PathBuf]) -> Replayer {
 
 /// The Skaffold series with a non-zero value, buckets left out (their `_count` and
 /// `_sum` are kept), sorted.
-fn core(text: &str) -> Vec<String> {
+fn nonzero_series(text: &str) -> Vec<String> {
     let mut v: Vec<String> = text
         .lines()
         .filter(|l| l.starts_with("skaffold_") && !l.starts_with("skaffold_exporter_"))
@@ -76,7 +76,7 @@ fn golden_text(r: &Replayer) -> String {
         r.malformed(),
         r.rejected(),
         r.report(Format::Prometheus, Output::Summary),
-        core(&text).join("\n"),
+        nonzero_series(&text).join("\n"),
         own.join("\n"),
     )
 }
@@ -199,7 +199,11 @@ async fn skaffold_v1_29_events_over_grpc_and_the_gateway_give_the_files_numbers(
     );
     for (source, metrics) in live {
         assert_v1_29_numbers(source, &metrics);
-        pretty_assertions::assert_eq!(core(&metrics), core(&file), "{source} vs the file");
+        pretty_assertions::assert_eq!(
+            nonzero_series(&metrics),
+            nonzero_series(&file),
+            "{source} vs the file"
+        );
     }
 }
 
@@ -270,7 +274,7 @@ fn the_debug_docs_capture_is_one_debugging_container_and_its_state_names_only_ou
         Some(1.0)
     );
     // A debugging container is no phase: no Skaffold series moves.
-    assert_eq!(core(&text), Vec::<String>::new());
+    assert_eq!(nonzero_series(&text), Vec::<String>::new());
     // The /v1/state body of the same doc decodes with our descriptors, unknown
     // fields refused: every field it names is one our proto has.
     let doc: Value =

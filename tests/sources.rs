@@ -19,7 +19,7 @@ use skaffold_exporter::source::grpc::GrpcConnector;
 use skaffold_exporter::source::supervisor::{Connector, EventStream, StreamError};
 use skaffold_exporter::source::{Api, Payload};
 use support::sessions::*;
-use support::{close, http_get, sample, settings};
+use support::{close, events_folded, http_get, sample, settings};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_session_over_every_source_yields_the_same_core_metrics() {
@@ -182,16 +182,11 @@ async fn gateway_error_chunk_mid_stream_reconnects_and_counts_nothing_twice() {
         )
         .unwrap();
         assert!(skipped <= 40.0, "skipped {skipped}");
-        let events = |t: &str| -> Vec<String> {
-            let mut v: Vec<String> = t
-                .lines()
-                .filter(|l| l.starts_with("skaffold_exporter_events_total{"))
-                .map(str::to_owned)
-                .collect();
-            v.sort();
-            v
-        };
-        assert_eq!(events(&reference), events(&text), "each event folded once");
+        assert_eq!(
+            events_folded(&reference),
+            events_folded(&text),
+            "each event folded once"
+        );
         assert!(n > 80.0, "the error chunk came mid-stream");
         assert_eq!(
             sk.sim.subscriptions(),

@@ -85,6 +85,37 @@ pub(crate) fn name(
     Ok(truncated(s, MAX_NAME))
 }
 
+/// A port forward (v1 and v2 `PortEvent` alike); a local port that is no port is
+/// invalid.
+pub(crate) fn port_forward(
+    local_port: i32,
+    resource_type: &str,
+    resource_name: &str,
+    namespace: &str,
+) -> Result<EventKind, InvalidEvent> {
+    if !(0..=65535).contains(&local_port) {
+        return Err(InvalidEvent::AbsurdValue {
+            event: "port",
+            detail: format!("localPort {local_port}"),
+        });
+    }
+    Ok(EventKind::PortForward {
+        local_port,
+        resource_type: truncated(resource_type, MAX_NAME),
+        resource_name: truncated(resource_name, MAX_NAME),
+        namespace: truncated(namespace, MAX_NAME),
+    })
+}
+
+/// A file sync's `fileCount` (v1 and v2 `FileSyncEvent` alike); a negative one is
+/// invalid.
+pub(crate) fn file_count(count: i32) -> Result<u64, InvalidEvent> {
+    u64::try_from(count).map_err(|_| InvalidEvent::AbsurdValue {
+        event: "file_sync",
+        detail: format!("fileCount {count}"),
+    })
+}
+
 /// Builds the error of a failed event from the legacy `err`/`errCode` fields and the
 /// newer `actionableErr` (which wins when set).
 fn error(
@@ -143,20 +174,12 @@ pub fn decode_v1(entry: &v1::LogEntry) -> Result<Event, InvalidEvent> {
                 error: error(st, &d.err, d.err_code, d.actionable_err.as_ref()),
             }
         }
-        E::PortEvent(p) => {
-            if !(0..=65535).contains(&p.local_port) {
-                return Err(InvalidEvent::AbsurdValue {
-                    event: "port",
-                    detail: format!("localPort {}", p.local_port),
-                });
-            }
-            EventKind::PortForward {
-                local_port: p.local_port,
-                resource_type: truncated(&p.resource_type, MAX_NAME),
-                resource_name: truncated(&p.resource_name, MAX_NAME),
-                namespace: truncated(&p.namespace, MAX_NAME),
-            }
-        }
+        E::PortEvent(p) => port_forward(
+            p.local_port,
+            &p.resource_type,
+            &p.resource_name,
+            &p.namespace,
+        )?,
         E::StatusCheckEvent(s) => {
             let st = status("status_check", &s.status)?;
             EventKind::StatusCheck {
@@ -174,15 +197,10 @@ pub fn decode_v1(entry: &v1::LogEntry) -> Result<Event, InvalidEvent> {
         }
         E::FileSyncEvent(f) => {
             let st = status("file_sync", &f.status)?;
-            if f.file_count < 0 {
-                return Err(InvalidEvent::AbsurdValue {
-                    event: "file_sync",
-                    detail: format!("fileCount {}", f.file_count),
-                });
-            }
+            let file_count = file_count(f.file_count)?;
             EventKind::FileSync {
                 image: name("file_sync", "image", &f.image)?,
-                file_count: f.file_count as u64,
+                file_count,
                 status: st,
                 error: error(st, &f.err, f.err_code, f.actionable_err.as_ref()),
             }

@@ -50,7 +50,8 @@ use crate::core::{ErrorInfo, Event, EventKind, InvalidEvent, Nanos, Phase, Statu
 use crate::pb::enums::StatusCode;
 use crate::pb::v2::{self, event::EventType as E};
 use crate::source::decode::{
-    MAX_NAME, build_status, name, status, status_code_name, timestamp_nanos, truncated,
+    MAX_NAME, build_status, file_count, name, port_forward, status, status_code_name,
+    timestamp_nanos, truncated,
 };
 
 /// The log line that announces a file sync (`output.Default.Fprintf(out, "Syncing %d
@@ -330,16 +331,7 @@ impl V2Decoder {
                 }
                 match st {
                     Status::Succeeded => self.last_deployer_end = Some(at),
-                    Status::Failed | Status::Canceled if self.deploy_open => {
-                        self.deploy_open = false;
-                        push(
-                            out,
-                            EventKind::Deploy {
-                                status: st,
-                                error: err,
-                            },
-                        );
-                    }
+                    Status::Failed | Status::Canceled => self.fail_deploy(at, st, err, out),
                     _ => {}
                 }
             }
@@ -391,31 +383,18 @@ impl V2Decoder {
                     },
                 );
             }
-            E::PortEvent(p) => {
-                if !(0..=65535).contains(&p.local_port) {
-                    return Err(InvalidEvent::AbsurdValue {
-                        event: "port",
-                        detail: format!("localPort {}", p.local_port),
-                    });
-                }
-                push(
-                    out,
-                    EventKind::PortForward {
-                        local_port: p.local_port,
-                        resource_type: truncated(&p.resource_type, MAX_NAME),
-                        resource_name: truncated(&p.resource_name, MAX_NAME),
-                        namespace: truncated(&p.namespace, MAX_NAME),
-                    },
-                );
-            }
+            E::PortEvent(p) => push(
+                out,
+                port_forward(
+                    p.local_port,
+                    &p.resource_type,
+                    &p.resource_name,
+                    &p.namespace,
+                )?,
+            ),
             E::FileSyncEvent(f) => {
                 let st = status("file_sync", &f.status)?;
-                if f.file_count < 0 {
-                    return Err(InvalidEvent::AbsurdValue {
-                        event: "file_sync",
-                        detail: format!("fileCount {}", f.file_count),
-                    });
-                }
+                let file_count = file_count(f.file_count)?;
                 let image = name("file_sync", "image", &f.image)?;
                 self.file_sync_events_seen = true;
                 self.sync_open = None;
@@ -423,7 +402,7 @@ impl V2Decoder {
                     out,
                     EventKind::FileSync {
                         image,
-                        file_count: f.file_count as u64,
+                        file_count,
                         status: st,
                         error: error(st, 0, f.actionable_err.as_ref()),
                     },
@@ -546,16 +525,7 @@ impl V2Decoder {
                     }
                 }
                 Status::Succeeded => self.end_deploy(at, out),
-                Status::Failed | Status::Canceled if self.deploy_open => {
-                    self.deploy_open = false;
-                    push(
-                        out,
-                        EventKind::Deploy {
-                            status: st,
-                            error: err,
-                        },
-                    );
-                }
+                Status::Failed | Status::Canceled => self.fail_deploy(at, st, err, out),
                 _ => {}
             },
             "StatusCheck" => {
@@ -603,6 +573,25 @@ impl V2Decoder {
                 status: Status::Succeeded,
                 error: None,
             },
+        });
+    }
+
+    /// v1's deploy failed or was cancelled (`status`), as the first of a deployer and
+    /// the `Deploy` task says it.
+    fn fail_deploy(
+        &mut self,
+        at: Nanos,
+        status: Status,
+        error: Option<ErrorInfo>,
+        out: &mut Vec<Event>,
+    ) {
+        if !self.deploy_open {
+            return;
+        }
+        self.deploy_open = false;
+        out.push(Event {
+            at,
+            kind: EventKind::Deploy { status, error },
         });
     }
 
@@ -976,40 +965,26 @@ mod tests {
     fn a_status_check_inside_the_deployer_keeps_the_deploy_open_like_v1() {
         // deploy/deploy_mux.go: with --iterative-status-check or deploy hooks the
         // check runs before the deployer's end; a failed one fails the deployer.
-        let failed = decode_all(&[
-            at(0, task("Deploy", 1, "InProgress")),
-            at(1, deployer("InProgress")),
-            at(200, task("StatusCheck", 1, "InProgress")),
-            at(900, task("StatusCheck", 1, "Failed")),
-            at(901, deployer("Failed")),
-            at(902, task("Deploy", 1, "Failed")),
-        ]);
-        assert_eq!(
-            deploys_and_checks(&failed),
-            [
-                (0, "deploy", Status::InProgress),
-                (200, "check", Status::InProgress),
-                (900, "check", Status::Failed),
-                (901, "deploy", Status::Failed),
-            ]
-        );
-        let ok = decode_all(&[
-            at(0, task("Deploy", 1, "InProgress")),
-            at(1, deployer("InProgress")),
-            at(200, task("StatusCheck", 1, "InProgress")),
-            at(900, task("StatusCheck", 1, "Succeeded")),
-            at(901, deployer("Succeeded")),
-            at(902, task("Deploy", 1, "Succeeded")),
-        ]);
-        assert_eq!(
-            deploys_and_checks(&ok),
-            [
-                (0, "deploy", Status::InProgress),
-                (200, "check", Status::InProgress),
-                (900, "check", Status::Succeeded),
-                (901, "deploy", Status::Succeeded),
-            ]
-        );
+        for (end, st) in [("Failed", Status::Failed), ("Succeeded", Status::Succeeded)] {
+            let evs = decode_all(&[
+                at(0, task("Deploy", 1, "InProgress")),
+                at(1, deployer("InProgress")),
+                at(200, task("StatusCheck", 1, "InProgress")),
+                at(900, task("StatusCheck", 1, end)),
+                at(901, deployer(end)),
+                at(902, task("Deploy", 1, end)),
+            ]);
+            assert_eq!(
+                deploys_and_checks(&evs),
+                [
+                    (0, "deploy", Status::InProgress),
+                    (200, "check", Status::InProgress),
+                    (900, "check", st),
+                    (901, "deploy", st),
+                ],
+                "{end}"
+            );
+        }
     }
 
     #[test]

@@ -18,52 +18,21 @@
 //! first chunk, switches to `/v1/events` for good. Over JSON the v1.22–v1.25 v2 layout
 //! decodes fine (only field numbers changed), so v2 works from Skaffold v1.22 here.
 
-use std::time::Duration;
-
 use bytes::{Buf, Bytes, BytesMut};
-use http::{StatusCode, Uri};
+use http::StatusCode;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use serde_json::Value;
-use tokio::sync::{mpsc, watch};
 
 use super::json::{GatewayChunk, parse_gateway_chunk, parse_json, payload_from_json};
 use super::limits::{MAX_JSON_BYTES, TooBig};
-use super::supervisor::{self, ConnectError, Connector, EventStream, Retry, StreamError};
-use super::{Api, Delivery, Payload, SourceMessage, V2_SALT, fingerprint};
-use crate::core::{InvalidEvent, ReaderHealth};
+use super::supervisor::{ConnectError, Connector, EventStream, StreamError};
+use super::{Api, Payload, SourceMessage, V2_SALT, fingerprint};
+use crate::core::InvalidEvent;
 use crate::skaffold::gateway::GatewayClient;
 
 /// gRPC code UNIMPLEMENTED, as a gateway error chunk carries it.
 const UNIMPLEMENTED: i64 = 12;
-
-/// How to reach the gateway.
-#[derive(Debug, Clone)]
-pub struct Config {
-    /// `http://host:port` of Skaffold's HTTP gateway.
-    pub base: Uri,
-    /// Which event API.
-    pub api: Api,
-    /// First reconnect delay.
-    pub backoff_min: Duration,
-    /// Largest reconnect delay.
-    pub backoff_max: Duration,
-}
-
-/// Runs until `shutdown` turns true or the fold's queue closes.
-pub async fn run<H: ReaderHealth>(
-    cfg: Config,
-    tx: mpsc::Sender<Vec<Delivery>>,
-    health: H,
-    shutdown: watch::Receiver<bool>,
-) {
-    let retry = Retry {
-        min: cfg.backoff_min,
-        max: cfg.backoff_max,
-    };
-    let connector = GatewayConnector::new(GatewayClient::new(cfg.base), cfg.api);
-    supervisor::run(connector, retry, tx, health, shutdown).await;
-}
 
 /// Opens `/v1/events` or `/v2/events` streams.
 #[derive(Debug)]
@@ -79,10 +48,7 @@ impl GatewayConnector {
         Self {
             client,
             api,
-            chosen: match api {
-                Api::Auto => None,
-                other => Some(other),
-            },
+            chosen: api.fixed(),
         }
     }
 

@@ -31,16 +31,15 @@ use std::time::Duration;
 use bytes::{Buf, Bytes};
 use http::uri::PathAndQuery;
 use prost::Message;
-use tokio::sync::{mpsc, watch};
 use tonic::codec::{Codec, DecodeBuf, Decoder};
 use tonic::transport::{Channel, Endpoint};
 
 use super::limits::MAX_EVENT_BYTES;
-use super::supervisor::{self, ConnectError, Connector, EventStream, Retry, StreamError};
+use super::supervisor::{ConnectError, Connector, EventStream, StreamError};
 use super::wire::{Layout, PeekError, check_v1, check_v2, meta_layout, peek_v2};
-use super::{Api, Delivery, Payload, SourceMessage, V2_SALT, fingerprint};
+use super::{Api, Payload, SourceMessage, V2_SALT, fingerprint};
+use crate::core::InvalidEvent;
 use crate::core::order::WINDOW;
-use crate::core::{InvalidEvent, ReaderHealth};
 use crate::pb::{v1, v2};
 use crate::skaffold::RawCodec;
 use crate::source::decode::timestamp_nanos;
@@ -56,34 +55,6 @@ pub const UNDECIDED_MAX_BYTES: usize = 2 * MAX_EVENT_BYTES;
 
 /// Most v2 messages held while a stream's layout is undecided.
 pub const UNDECIDED_MAX: usize = 64;
-
-/// How to reach Skaffold.
-#[derive(Debug, Clone)]
-pub struct Config {
-    /// `host:port` of Skaffold's gRPC server.
-    pub addr: String,
-    /// First reconnect delay.
-    pub backoff_min: Duration,
-    /// Largest reconnect delay.
-    pub backoff_max: Duration,
-    /// Which event API.
-    pub api: Api,
-}
-
-/// Runs until `shutdown` turns true or the fold's queue closes.
-pub async fn run<H: ReaderHealth>(
-    cfg: Config,
-    tx: mpsc::Sender<Vec<Delivery>>,
-    health: H,
-    shutdown: watch::Receiver<bool>,
-) {
-    let retry = Retry {
-        min: cfg.backoff_min,
-        max: cfg.backoff_max,
-    };
-    let connector = GrpcConnector::new(&cfg.addr, cfg.api);
-    supervisor::run(connector, retry, tx, health, shutdown).await;
-}
 
 /// gRPC path of v1 `Events`.
 pub const V1_EVENTS: &str = "/proto.SkaffoldService/Events";
@@ -104,10 +75,7 @@ impl GrpcConnector {
         Self {
             addr: addr.to_owned(),
             api,
-            chosen: match api {
-                Api::Auto => None,
-                other => Some(other),
-            },
+            chosen: api.fixed(),
         }
     }
 

@@ -2,7 +2,8 @@
 //!
 //! - `grpc`: subscribes to a live Skaffold over gRPC, API v1 or v2 (`--api`), and
 //!   keeps subscribing; `gateway`: the same over Skaffold's HTTP gateway;
-//!   `supervisor`: the reconnect loop they share.
+//!   `supervisor`: the reconnect loop they share; [`run`] subscribes to an
+//!   [`Origin`] (the gRPC port or the gateway) through them.
 //! - `file`: event log files and gateway captures (`skaffold-exporter replay`).
 //! - `decode` (v1), `decode_v2`, `wire` (cheap looks at v2 bytes) and `json` turn wire
 //!   messages into domain events.
@@ -26,7 +27,7 @@ pub mod wire;
 
 use prost::Message;
 
-use crate::core::{Event, InvalidEvent, LogKind, Nanos};
+use crate::core::{Event, InvalidEvent, LogKind, Nanos, ReaderHealth};
 use crate::pb::{v1, v2};
 use decode::timestamp_nanos;
 
@@ -53,6 +54,47 @@ impl Api {
             Api::V1 => "v1",
             Api::V2 => "v2",
             Api::Auto => "auto",
+        }
+    }
+
+    /// The API a connector uses from its first stream (`None` for `auto`: decided by
+    /// the first successful subscription).
+    pub fn fixed(self) -> Option<Api> {
+        match self {
+            Api::Auto => None,
+            other => Some(other),
+        }
+    }
+}
+
+/// Where the live exporter reads Skaffold's events.
+#[derive(Debug, Clone)]
+pub enum Origin {
+    /// Skaffold's gRPC port (`host:port`).
+    Grpc(String),
+    /// Skaffold's HTTP gateway (`http://host:port`).
+    Gateway(http::Uri),
+}
+
+/// Subscribes to `origin`'s `api` and keeps subscribing, `retry` apart, until
+/// `shutdown` turns true or the fold's queue closes.
+pub async fn run<H: ReaderHealth>(
+    origin: Origin,
+    api: Api,
+    retry: supervisor::Retry,
+    tx: tokio::sync::mpsc::Sender<Vec<Delivery>>,
+    health: H,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    match origin {
+        Origin::Grpc(addr) => {
+            let connector = grpc::GrpcConnector::new(&addr, api);
+            supervisor::run(connector, retry, tx, health, shutdown).await;
+        }
+        Origin::Gateway(base) => {
+            let client = crate::skaffold::gateway::GatewayClient::new(base);
+            let connector = gateway::GatewayConnector::new(client, api);
+            supervisor::run(connector, retry, tx, health, shutdown).await;
         }
     }
 }

@@ -517,26 +517,32 @@ mod tests {
         }
     }
 
+    /// An outlet into a queue of `capacity` batches; the queue's end, the outlet's
+    /// health, and its shutdown switch (dropping it is a shutdown).
     fn outlet(
-        tx: mpsc::Sender<Vec<Delivery>>,
-        health: &Health,
-        shutdown: &watch::Sender<bool>,
-    ) -> Outlet<Health> {
-        Outlet {
+        capacity: usize,
+    ) -> (
+        Outlet<Health>,
+        mpsc::Receiver<Vec<Delivery>>,
+        Health,
+        watch::Sender<bool>,
+    ) {
+        let health = Health::default();
+        let (tx, rx) = mpsc::channel(capacity);
+        let shutdown = watch::channel(false).0;
+        let out = Outlet {
             tx,
             batch: Vec::new(),
             health: health.clone(),
             shutdown: shutdown.subscribe(),
             stall: Duration::from_millis(50),
-        }
+        };
+        (out, rx, health, shutdown)
     }
 
     #[tokio::test]
     async fn a_full_queue_makes_the_reader_wait_and_a_stalled_fold_is_reported_not_dropped() {
-        let health = Health::default();
-        let (tx, mut rx) = mpsc::channel(1);
-        let shutdown = watch::channel(false).0;
-        let mut out = outlet(tx, &health, &shutdown);
+        let (mut out, mut rx, health, _shutdown) = outlet(1);
         out.send(Delivery::Paused).await.ok().expect("room for one");
         // The queue is full and the fold takes nothing: the reader waits...
         let waiting = tokio::spawn(async move {
@@ -560,10 +566,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_batch_goes_when_full_and_connection_changes_go_at_once() {
-        let health = Health::default();
-        let (tx, mut rx) = mpsc::channel(4);
-        let shutdown = watch::channel(false).0;
-        let mut out = outlet(tx, &health, &shutdown);
+        let (mut out, mut rx, _, _shutdown) = outlet(4);
         let m = |i: u64| {
             Delivery::Message(SourceMessage {
                 fingerprint: i,

@@ -157,3 +157,53 @@ pub fn assert_no_invalid_events(text: &str, what: &str) {
         .collect();
     assert!(invalid.is_empty(), "{what}: {invalid:?}");
 }
+
+/// Each `skaffold_exporter_events_total` sample (series and value), sorted: what was
+/// folded, by event.
+pub fn events_folded(text: &str) -> Vec<String> {
+    let mut v: Vec<String> = text
+        .lines()
+        .filter(|l| l.starts_with("skaffold_exporter_events_total{"))
+        .map(str::to_owned)
+        .collect();
+    v.sort();
+    v
+}
+
+/// The sum of `skaffold_exporter_events_total`: how many events were folded.
+pub fn events_total(text: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with("skaffold_exporter_events_total{"))
+        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum()
+}
+
+/// A hand-written HTTP server on a free loopback port (a hostile gateway): for each
+/// connection it reads the request head, then hands the socket to `respond`.
+pub async fn raw_http_server<F, Fut>(respond: F) -> std::net::SocketAddr
+where
+    F: Fn(tokio::net::TcpStream) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    use tokio::io::AsyncReadExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let respond = std::sync::Arc::new(respond);
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let respond = respond.clone();
+            tokio::spawn(async move {
+                let mut req = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => req.extend_from_slice(&buf[..n]),
+                    }
+                }
+                respond(s).await;
+            });
+        }
+    });
+    addr
+}

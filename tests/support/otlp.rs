@@ -344,3 +344,24 @@ pub fn to_proto(spans: Vec<opentelemetry_sdk::trace::SpanData>) -> Vec<Span> {
         .flat_map(|s| s.spans)
         .collect()
 }
+
+/// A pipeline that folds into spans only, with the span builder as the exporter sets
+/// it up (pipeline `skaffold`); the spans queue on the receiver (up to `capacity`).
+pub fn span_pipeline(
+    capacity: usize,
+) -> (
+    skaffold_exporter::pipeline::Pipeline,
+    std::sync::mpsc::Receiver<opentelemetry_sdk::trace::SpanData>,
+) {
+    use skaffold_exporter::sink::otlp::{OtlpStats, SpanBuilder, SpanConfig, SpanSink};
+    let (tx, rx) = std::sync::mpsc::sync_channel(capacity);
+    let builder = SpanBuilder::new(SpanConfig {
+        pipeline: "skaffold".into(),
+    });
+    let pipeline = skaffold_exporter::pipeline::Pipeline::builder()
+        .spans(SpanSink::new(builder, tx, None, OtlpStats::default()))
+        .build()
+        .expect("no OTLP to start")
+        .pipeline;
+    (pipeline, rx)
+}
