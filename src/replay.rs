@@ -25,7 +25,6 @@
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufRead, BufReader, IsTerminal, Read as _};
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -33,13 +32,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context as _;
-use clap::{Args, ValueEnum};
 use prometheus_client::registry::Registry;
 use serde_json::Value;
 
+pub use crate::config::{Format, Output, ReplayArgs};
 use crate::core::{Event, LoopKind, Outcome, Phase, Transition};
 use crate::pipeline::{Built, Pipeline, Progress, TransitionObserver};
-use crate::sink::DEFAULT_BUCKETS;
 use crate::sink::exposition::{encode_openmetrics, openmetrics_to_prometheus};
 use crate::sink::otlp_setup::{OtlpSettings, Telemetry, TelemetryError};
 use crate::source::file::{
@@ -48,79 +46,6 @@ use crate::source::file::{
 use crate::source::json::parse_json;
 use crate::source::limits::MAX_JSON_BYTES;
 use crate::source::{Api, Payload};
-
-/// Text format of the printed metrics.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Format {
-    /// Prometheus text format 0.0.4 (what `promtool check metrics` reads).
-    Prometheus,
-    /// OpenMetrics text 1.0.0 (ends with `# EOF`).
-    Openmetrics,
-}
-
-/// What to print to stdout.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Output {
-    /// The summary table, then the metrics.
-    Both,
-    /// Only the metrics.
-    Metrics,
-    /// Only the summary table.
-    Summary,
-}
-
-/// Flags of `replay`.
-#[derive(Debug, Clone, Args)]
-pub struct ReplayArgs {
-    /// Files to replay; `-` reads stdin. Skaffold's `--event-log-file` output (JSON
-    /// Lines of v1 LogEntry; `FILE.v2` holds v2 Events), HTTP-gateway captures
-    /// (`{"result": ...}` lines or arrays) and `{"records": [...]}` documents are
-    /// detected automatically.
-    #[arg(required = true, value_name = "FILE")]
-    pub files: Vec<String>,
-    /// Text format of the printed metrics.
-    #[arg(long, value_enum, default_value = "prometheus")]
-    pub format: Format,
-    /// What to print to stdout.
-    #[arg(long, value_enum, default_value = "both")]
-    pub output: Output,
-    /// Keep reading the (single) input as it grows, like `tail -f`, until ctrl-c;
-    /// then print.
-    #[arg(long)]
-    pub follow: bool,
-    /// Keep serving /metrics on --listen after the replay (and while following),
-    /// until ctrl-c.
-    #[arg(long)]
-    pub serve: bool,
-    /// Address for /metrics with --serve.
-    #[arg(long, default_value = "127.0.0.1:9464")]
-    pub listen: SocketAddr,
-    /// Most distinct artifacts / images / resources per label; the rest become `other`.
-    #[arg(long, default_value_t = 200)]
-    pub max_label_values: usize,
-    /// Histogram buckets in seconds, comma-separated and increasing.
-    #[arg(
-        long,
-        value_delimiter = ',',
-        default_value = crate::sink::DEFAULT_BUCKETS_ARG
-    )]
-    pub buckets: Option<Vec<f64>>,
-    /// Export the spans (one trace per dev-loop iteration) over OTLP, as the live
-    /// exporter does: endpoint, protocol, headers and timeouts from the standard
-    /// `OTEL_*` variables (`OTEL_EXPORTER_OTLP_ENDPOINT` is required). Spans still
-    /// open at the end of the input end as when Skaffold disconnects. Metrics are not
-    /// pushed (they are printed, or served with --serve).
-    #[arg(long)]
-    pub otlp: bool,
-    /// Pipeline name on traces (`cicd.pipeline.name`; root spans are `RUN <name>`).
-    /// Default: the name of the working directory's git repository, else `skaffold`.
-    #[arg(long, env = "SKAFFOLD_EXPORTER_PIPELINE_NAME")]
-    pub pipeline_name: Option<String>,
-    /// Identify the developer as `user.name` on the spans. Default: only `user.hash`,
-    /// a salted hash of the OS user name.
-    #[arg(long, env = "SKAFFOLD_EXPORTER_USER_NAME")]
-    pub user_name: Option<String>,
-}
 
 /// Spans queued for export by `replay --otlp`: a replay folds far faster than
 /// Skaffold sends events, so it gets more room than the live exporter's queue.
@@ -1023,21 +948,8 @@ pub async fn run(
     args: ReplayArgs,
     setup: impl FnOnce(&mut Pipeline) + Send + 'static,
 ) -> anyhow::Result<ExitCode> {
-    let buckets = args
-        .buckets
-        .clone()
-        .unwrap_or_else(|| DEFAULT_BUCKETS.to_vec());
-    if buckets.is_empty()
-        || buckets.iter().any(|b| !b.is_finite() || *b <= 0.0)
-        || buckets.windows(2).any(|w| w[0] >= w[1])
-    {
-        anyhow::bail!(
-            "--buckets must be positive, finite and strictly increasing, got {buckets:?}"
-        );
-    }
-    if args.max_label_values == 0 {
-        anyhow::bail!("--max-label-values must be at least 1");
-    }
+    let buckets = args.metrics.buckets()?;
+    let max_label_values = args.metrics.max_label_values()?;
     if args.follow && args.files.len() != 1 {
         anyhow::bail!("--follow reads one input; got {}", args.files.len());
     }
@@ -1048,9 +960,9 @@ pub async fn run(
             args.user_name.clone(),
         )
         .map_err(anyhow::Error::msg)?;
-        Replayer::with_otlp(&buckets, args.max_label_values, &otlp)?
+        Replayer::with_otlp(&buckets, max_label_values, &otlp)?
     } else {
-        Replayer::new(&buckets, args.max_label_values)
+        Replayer::new(&buckets, max_label_values)
     };
     setup(replayer.pipeline_mut());
     let inputs = open_inputs(&args.files, &mut replayer);
@@ -1224,6 +1136,7 @@ fn sample(text: &str, series: &str) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sink::DEFAULT_BUCKETS;
     use std::collections::HashMap;
 
     fn otlp(vars: &[(&str, &str)]) -> Result<OtlpSettings, String> {
