@@ -3,7 +3,8 @@
 //! - `grpc`: subscribes to a live Skaffold over gRPC, API v1 or v2 (`--api`), and
 //!   keeps subscribing; `gateway`: the same over Skaffold's HTTP gateway;
 //!   `supervisor`: the reconnect loop they share.
-//! - `file`: event log files and gateway captures (`skaffold-exporter replay`).
+//! - `file`: event log files and gateway captures (`skaffold-exporter replay`), record
+//!   by record; `file::input` opens them (files, stdin) and follows a growing file.
 //! - `decode` (v1), `decode_v2`, `wire` (cheap looks at v2 bytes) and `json` turn wire
 //!   messages into domain events.
 //!
