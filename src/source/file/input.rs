@@ -27,6 +27,13 @@ pub trait Records {
     fn begin_input(&mut self);
     /// One record, read from `file` at `line` (1-based).
     fn feed(&mut self, file: &str, line: u64, item: Item);
+    /// One record as read (`hint`: the input's API, when known); a blank line is
+    /// none.
+    fn feed_bytes(&mut self, file: &str, line: u64, bytes: &[u8], hint: Option<Api>) {
+        if let Some(item) = item_from_bytes(bytes, hint) {
+            self.feed(file, line, item);
+        }
+    }
     /// An input, or its rest, is not JSON (or too large a document): counted as
     /// malformed, with `note` saying where.
     fn malformed_input(&mut self, note: String);
@@ -325,9 +332,7 @@ impl Input {
                 let mut i = 0u64;
                 let parsed = each_record(&text, |rec| {
                     i += 1;
-                    if let Some(item) = item_from_bytes(rec, hint) {
-                        r.feed(&name, i, item);
-                    }
+                    r.feed_bytes(&name, i, rec, hint);
                 });
                 if let Err(e) = parsed {
                     r.malformed_input(format!(
@@ -372,9 +377,7 @@ impl Input {
                 Read::Line => {
                     line_no += 1;
                     offset += buf.len() as u64;
-                    if let Some(item) = item_from_bytes(&buf, hint) {
-                        r.feed(&name, line_no, item);
-                    }
+                    r.feed_bytes(&name, line_no, &buf, hint);
                     buf.clear();
                     if let Some(b) = &bar
                         && line_no.is_multiple_of(2048)
@@ -394,9 +397,7 @@ impl Input {
                     if !follow || stop.load(Ordering::Acquire) {
                         if !buf.is_empty() {
                             line_no += 1;
-                            if let Some(item) = item_from_bytes(&buf, hint) {
-                                r.feed(&name, line_no, item);
-                            }
+                            r.feed_bytes(&name, line_no, &buf, hint);
                         }
                         if let Some(n) = lines.take_unfinished() {
                             line_no += 1;
