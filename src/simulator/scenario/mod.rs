@@ -15,6 +15,10 @@
 //! v1 counts iterations from 0 again while the v2 counter goes on (`event/v2/task.go`);
 //! the v2 `Test` task wraps the testers and closes after the last one
 //! (`runner/test.go`).
+//!
+//! This module holds the script and its player; the builders, one per Skaffold
+//! event, are in `phases`; the demo's random session (its flavours, [`Session`],
+//! [`run_demo`]) in `demo`.
 
 mod demo;
 mod phases;
@@ -22,8 +26,7 @@ mod phases;
 use std::time::Duration;
 
 pub use demo::{
-    DEMO_ARTIFACTS, DEMO_LOG_LIMIT, Flavor, Session, initial_loop, next_loop, reload_loop,
-    run_demo,
+    DEMO_ARTIFACTS, DEMO_LOG_LIMIT, Flavor, Session, initial_loop, next_loop, reload_loop, run_demo,
 };
 
 use super::Simulator;
