@@ -293,7 +293,7 @@ impl Script {
             Some(E::BuildEvent(v1::BuildEvent {
                 artifact: artifact.into(),
                 status: status.into(),
-                err: failed.then(|| "build failed".into()).unwrap_or_default(),
+                err: if failed { "build failed" } else { "" }.into(),
                 err_code,
                 actionable_err,
                 ..Default::default()
@@ -391,9 +391,7 @@ impl Script {
             after_ms,
             Some(E::DeployEvent(v1::DeployEvent {
                 status: status.into(),
-                err: failed
-                    .then(|| "kubectl apply failed".into())
-                    .unwrap_or_default(),
+                err: if failed { "kubectl apply failed" } else { "" }.into(),
                 err_code,
                 actionable_err,
             })),
