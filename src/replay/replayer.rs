@@ -224,8 +224,9 @@ impl Replayer {
 impl Records for Replayer {
     /// An input begins. Inputs are separate Skaffold sessions (a v1 file and its
     /// `.v2` sibling are one, but only one of them is folded, see
-    /// [`select_inputs`](crate::source::file::input::select_inputs)): after the first, the stream ends as at a disconnect and the
-    /// input's first event starts a run of its own, so sessions never merge.
+    /// [`select_inputs`](crate::source::file::input::select_inputs)): after the first,
+    /// the stream ends as at a disconnect and the input's first event starts a run of
+    /// its own, so sessions never merge.
     fn begin_input(&mut self) {
         if self.inputs > 0 {
             self.pipeline.begin_session();
