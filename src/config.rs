@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::simulator::scenario::Flavor;
 use crate::sink::{DEFAULT_BUCKETS, DEFAULT_BUCKETS_ARG};
@@ -65,7 +65,13 @@ pub enum Command {
     Demo(DemoArgs),
     /// Fold Skaffold event log files (`--event-log-file`, `FILE.v2`) or HTTP-gateway
     /// captures and print the metrics and a per-iteration summary.
-    Replay(crate::replay::ReplayArgs),
+    // A replay's label cap and buckets come from its flags alone: a
+    // SKAFFOLD_EXPORTER_* variable set for the live exporter does not change them.
+    #[command(
+        mut_arg("max_label_values", |a| a.env(None)),
+        mut_arg("buckets", |a| a.env(None))
+    )]
+    Replay(ReplayArgs),
 }
 
 /// Flags of the exporter itself.
@@ -108,21 +114,9 @@ pub struct ExporterArgs {
     /// through the gRPC passthrough. Off by default: they change what Skaffold does.
     #[arg(long, env = "SKAFFOLD_EXPORTER_ALLOW_CONTROL")]
     pub allow_control: bool,
-    /// Most distinct artifacts / images / resources per label; the rest become `other`.
-    #[arg(
-        long,
-        env = "SKAFFOLD_EXPORTER_MAX_LABEL_VALUES",
-        default_value_t = 200
-    )]
-    pub max_label_values: usize,
-    /// Histogram buckets in seconds, comma-separated and increasing.
-    #[arg(
-        long,
-        env = "SKAFFOLD_EXPORTER_BUCKETS",
-        value_delimiter = ',',
-        default_value = DEFAULT_BUCKETS_ARG
-    )]
-    pub buckets: Option<Vec<f64>>,
+    /// Label cap and histogram buckets.
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
     /// How far the reader may run ahead of the fold, in messages. When the queue is
     /// full the reader waits (and HTTP/2 flow control holds Skaffold); nothing is
     /// dropped.
@@ -168,6 +162,53 @@ impl ExporterArgs {
     }
 }
 
+/// How the metrics are shaped: the label cap and the histogram buckets. Flags of the
+/// exporter (with their `SKAFFOLD_EXPORTER_*` variables) and of `replay` (without).
+#[derive(Debug, Clone, Args)]
+pub struct MetricsArgs {
+    /// Most distinct artifacts / images / resources per label; the rest become `other`.
+    #[arg(
+        long,
+        env = "SKAFFOLD_EXPORTER_MAX_LABEL_VALUES",
+        default_value_t = 200
+    )]
+    pub max_label_values: usize,
+    /// Histogram buckets in seconds, comma-separated and increasing.
+    #[arg(
+        long,
+        env = "SKAFFOLD_EXPORTER_BUCKETS",
+        value_delimiter = ',',
+        default_value = DEFAULT_BUCKETS_ARG
+    )]
+    pub buckets: Option<Vec<f64>>,
+}
+
+impl MetricsArgs {
+    /// The histogram buckets (the default when none are given), checked: positive,
+    /// finite and strictly increasing.
+    pub fn buckets(&self) -> Result<Vec<f64>, SettingsError> {
+        let buckets = self
+            .buckets
+            .clone()
+            .unwrap_or_else(|| DEFAULT_BUCKETS.to_vec());
+        if buckets.is_empty()
+            || buckets.iter().any(|b| !b.is_finite() || *b <= 0.0)
+            || buckets.windows(2).any(|w| w[0] >= w[1])
+        {
+            return Err(SettingsError::Buckets(buckets));
+        }
+        Ok(buckets)
+    }
+
+    /// The label cap, checked: at least 1.
+    pub fn max_label_values(&self) -> Result<usize, SettingsError> {
+        match self.max_label_values {
+            0 => Err(SettingsError::MaxLabelValues),
+            n => Ok(n),
+        }
+    }
+}
+
 /// Flags of `demo`.
 #[derive(Debug, Clone, Args)]
 pub struct DemoArgs {
@@ -201,6 +242,73 @@ impl DemoArgs {
             skaffold_http: None,
         })
     }
+}
+
+/// Text format of the printed metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// Prometheus text format 0.0.4 (what `promtool check metrics` reads).
+    Prometheus,
+    /// OpenMetrics text 1.0.0 (ends with `# EOF`).
+    Openmetrics,
+}
+
+/// What to print to stdout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    /// The summary table, then the metrics.
+    Both,
+    /// Only the metrics.
+    Metrics,
+    /// Only the summary table.
+    Summary,
+}
+
+/// Flags of `replay`.
+#[derive(Debug, Clone, Args)]
+pub struct ReplayArgs {
+    /// Files to replay; `-` reads stdin. Skaffold's `--event-log-file` output (JSON
+    /// Lines of v1 LogEntry; `FILE.v2` holds v2 Events), HTTP-gateway captures
+    /// (`{"result": ...}` lines or arrays) and `{"records": [...]}` documents are
+    /// detected automatically.
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<String>,
+    /// Text format of the printed metrics.
+    #[arg(long, value_enum, default_value = "prometheus")]
+    pub format: Format,
+    /// What to print to stdout.
+    #[arg(long, value_enum, default_value = "both")]
+    pub output: Output,
+    /// Keep reading the (single) input as it grows, like `tail -f`, until ctrl-c;
+    /// then print.
+    #[arg(long)]
+    pub follow: bool,
+    /// Keep serving /metrics on --listen after the replay (and while following),
+    /// until ctrl-c.
+    #[arg(long)]
+    pub serve: bool,
+    /// Address for /metrics with --serve.
+    #[arg(long, default_value = "127.0.0.1:9464")]
+    pub listen: SocketAddr,
+    /// Label cap and histogram buckets (their environment variables are the live
+    /// exporter's only: see [`Command::Replay`]).
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
+    /// Export the spans (one trace per dev-loop iteration) over OTLP, as the live
+    /// exporter does: endpoint, protocol, headers and timeouts from the standard
+    /// `OTEL_*` variables (`OTEL_EXPORTER_OTLP_ENDPOINT` is required). Spans still
+    /// open at the end of the input end as when Skaffold disconnects. Metrics are not
+    /// pushed (they are printed, or served with --serve).
+    #[arg(long)]
+    pub otlp: bool,
+    /// Pipeline name on traces (`cicd.pipeline.name`; root spans are `RUN <name>`).
+    /// Default: the name of the working directory's git repository, else `skaffold`.
+    #[arg(long, env = "SKAFFOLD_EXPORTER_PIPELINE_NAME")]
+    pub pipeline_name: Option<String>,
+    /// Identify the developer as `user.name` on the spans. Default: only `user.hash`,
+    /// a salted hash of the OS user name.
+    #[arg(long, env = "SKAFFOLD_EXPORTER_USER_NAME")]
+    pub user_name: Option<String>,
 }
 
 /// Parses `250ms`, `2s`, `1m`, or a bare number of seconds.
@@ -421,16 +529,8 @@ impl TryFrom<ExporterArgs> for Settings {
     type Error = SettingsError;
 
     fn try_from(a: ExporterArgs) -> Result<Self, SettingsError> {
-        let buckets = a.buckets.unwrap_or_else(|| DEFAULT_BUCKETS.to_vec());
-        if buckets.is_empty()
-            || buckets.iter().any(|b| !b.is_finite() || *b <= 0.0)
-            || buckets.windows(2).any(|w| w[0] >= w[1])
-        {
-            return Err(SettingsError::Buckets(buckets));
-        }
-        if a.max_label_values == 0 {
-            return Err(SettingsError::MaxLabelValues);
-        }
+        let buckets = a.metrics.buckets()?;
+        let max_label_values = a.metrics.max_label_values()?;
         if a.queue_capacity == 0 || a.queue_capacity > MAX_QUEUE_CAPACITY {
             return Err(SettingsError::QueueCapacity(a.queue_capacity));
         }
@@ -449,7 +549,7 @@ impl TryFrom<ExporterArgs> for Settings {
             listen: a.listen,
             grpc_listen: a.grpc_listen,
             allow_control: a.allow_control,
-            max_label_values: a.max_label_values,
+            max_label_values,
             buckets,
             queue_capacity: a.queue_capacity,
             upstream_timeout: a.upstream_timeout,
@@ -601,7 +701,7 @@ mod tests {
     #[test]
     fn the_buckets_default_shown_is_the_default_used() {
         let cli = Cli::try_parse_from(["x"]).unwrap();
-        assert_eq!(cli.exporter.buckets, Some(DEFAULT_BUCKETS.to_vec()));
+        assert_eq!(cli.exporter.metrics.buckets, Some(DEFAULT_BUCKETS.to_vec()));
     }
 
     #[test]

@@ -12,7 +12,7 @@ use skaffold_exporter::config::{Cli, Command, Settings, SourceSettings};
 use skaffold_exporter::simulator::{Simulator, scenario};
 
 fn main() -> ExitCode {
-    skaffold_exporter::replay::guard_stdio();
+    skaffold_exporter::replay::stdout::guard_stdio();
     let cli = Cli::parse();
     skaffold_exporter::logging::init(cli.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()

@@ -4,7 +4,8 @@
 //!   keeps subscribing; `gateway`: the same over Skaffold's HTTP gateway;
 //!   `supervisor`: the reconnect loop they share; [`run`] subscribes to an
 //!   [`Origin`] (the gRPC port or the gateway) through them.
-//! - `file`: event log files and gateway captures (`skaffold-exporter replay`).
+//! - `file`: event log files and gateway captures (`skaffold-exporter replay`), record
+//!   by record; `file::input` opens them (files, stdin) and follows a growing file.
 //! - `decode` (v1), `decode_v2`, `wire` (cheap looks at v2 bytes) and `json` turn wire
 //!   messages into domain events.
 //!

@@ -13,6 +13,11 @@
 //! a v2 oneof member sits at the top level; a `.v2` file name is used as the hint
 //! when a record shows neither. `State` snapshots found among the records (captures
 //! of `/v1/state`) are reported and not folded.
+//!
+//! [`input`] opens the inputs (files, stdin) and reads them record by record, with
+//! `--follow`.
+
+pub mod input;
 
 use std::io::{self, BufRead};
 
