@@ -134,6 +134,11 @@ impl LoopLog {
 
 impl TransitionObserver for LoopLog {
     fn observe(&mut self, _event: &Event, t: &Transition) {
+        // The log level is set at start: with INFO off (RUST_LOG=warn) there is
+        // nothing to gather or format.
+        if !tracing::enabled!(tracing::Level::INFO) {
+            return;
+        }
         if let Some(line) = self.line(t) {
             tracing::info!("{line}");
         }
