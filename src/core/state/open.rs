@@ -174,10 +174,16 @@ impl OpenPhases {
 
 /// Opens `k` in a table of one kind: the table's part of [`OpenPhases::open`].
 fn open_in<K: Hash + Eq>(table: &mut HashMap<K, Nanos>, k: K, at: Nanos) -> Opening {
-    let full = table.len() >= MAX_OPEN;
+    if table.len() >= MAX_OPEN {
+        // Looked up only: an entry would reserve room in a full table.
+        return if table.contains_key(&k) {
+            Opening::Repeated
+        } else {
+            Opening::Full
+        };
+    }
     match table.entry(k) {
         Entry::Occupied(_) => Opening::Repeated,
-        Entry::Vacant(_) if full => Opening::Full,
         Entry::Vacant(v) => {
             v.insert(at);
             Opening::Opened
