@@ -207,6 +207,7 @@ impl State {
 
     /// The current iteration: the open one, else the last one that ended in this run
     /// (its sync retries come after its end).
+    #[inline]
     pub(super) fn iteration(&self) -> Option<i64> {
         self.run
             .dev_loop

@@ -54,6 +54,7 @@ pub const MAX_OPEN: usize = 250_000;
 /// run is as likely as one in 2^64 / n²).
 type Key = u64;
 
+#[inline]
 fn key(name: &str) -> Key {
     twox_hash::XxHash3_64::oneshot(name.as_bytes())
 }
@@ -101,6 +102,7 @@ struct Run {
 }
 
 /// What a phase's status means for it: its result, `None` while it runs.
+#[inline]
 fn outcome(status: Status) -> Option<Outcome> {
     match status {
         Status::Succeeded => Some(Outcome::Success),

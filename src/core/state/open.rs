@@ -32,6 +32,7 @@ pub(super) enum Slot {
 
 impl Slot {
     /// The phase the instance's transitions report.
+    #[inline]
     pub(super) fn phase(self) -> Phase {
         match self {
             Slot::Single(phase) | Slot::Subtask(phase, _) => phase,
@@ -68,6 +69,7 @@ pub(super) struct OpenPhases {
 
 impl OpenPhases {
     /// Opens `slot` at `at`, unless it is open already or its table is full.
+    #[inline]
     pub(super) fn open(&mut self, slot: Slot, at: Nanos) -> Opening {
         match slot {
             Slot::Single(phase) => {
@@ -85,6 +87,7 @@ impl OpenPhases {
     }
 
     /// Closes `slot`: its start, `None` when it was not open.
+    #[inline]
     pub(super) fn close(&mut self, slot: Slot) -> Option<Nanos> {
         match slot {
             Slot::Single(phase) => self.single_mut(phase).take(),
@@ -95,6 +98,7 @@ impl OpenPhases {
     }
 
     /// The start of the open instance of a one-at-a-time phase.
+    #[inline]
     pub(super) fn single(&self, phase: Phase) -> Option<Nanos> {
         match phase {
             Phase::Test => self.test,
@@ -106,6 +110,7 @@ impl OpenPhases {
         }
     }
 
+    #[inline]
     fn single_mut(&mut self, phase: Phase) -> &mut Option<Nanos> {
         match phase {
             Phase::Test => &mut self.test,
@@ -127,6 +132,7 @@ impl OpenPhases {
     }
 
     /// Builds or file syncs are still running (concurrent ones).
+    #[inline]
     pub(super) fn concurrent(&self) -> bool {
         !self.builds.is_empty() || !self.syncs.is_empty()
     }

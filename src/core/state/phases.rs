@@ -24,11 +24,12 @@ impl State {
     ) {
         // Pre-v1.9 Skaffold sends "In Progress" twice (cache lookup, then the real
         // build): the first one starts the clock.
-        let Some(f) = self.concurrent(Phase::Build, artifact, status, error, at, out) else {
+        let Some((result, started)) = self.concurrent(Phase::Build, artifact, status, at, out)
+        else {
             return;
         };
-        let result = f.outcome;
         let failures = self.build_streak(artifact, result, out);
+        let f = self.finished(Phase::Build, Some(artifact), result, started, at, error);
         self.ended(f, out);
         out.push(Transition::BuildStreak {
             artifact: artifact.to_owned(),
@@ -82,10 +83,10 @@ impl State {
             self.open(slot, None, at, out);
             return;
         }
-        let Some(mut f) = self.close(slot, None, status, at, error, out) else {
+        let Some((result, started)) = self.close(slot, status, out) else {
             return;
         };
-        let result = f.outcome;
+        let mut f = self.finished(phase, None, result, started, at, error);
         if phase == Phase::StatusCheck && result == Outcome::Failure {
             // The code of a failed status check is that of its first failed
             // resource: v1 sends that one only with fail-fast
@@ -191,10 +192,11 @@ impl State {
         at: Nanos,
         out: &mut Vec<Transition>,
     ) {
-        let Some(mut f) = self.concurrent(Phase::FileSync, image, status, error, at, out) else {
+        let Some((result, started)) = self.concurrent(Phase::FileSync, image, status, at, out)
+        else {
             return;
         };
-        let result = f.outcome;
+        let mut f = self.finished(Phase::FileSync, Some(image), result, started, at, error);
         f.file_count = file_count;
         self.ended(f, out);
         self.after_terminal(Phase::FileSync, result, at, out);
@@ -213,7 +215,8 @@ impl State {
         let slot = Slot::Subtask(phase, key(id));
         if status == Status::InProgress {
             self.open(slot, Some(id), at, out);
-        } else if let Some(f) = self.close(slot, Some(id), status, at, error, out) {
+        } else if let Some((result, started)) = self.close(slot, status, out) {
+            let f = self.finished(phase, Some(id), result, started, at, error);
             out.push(Transition::Finished(f));
         }
     }
@@ -222,16 +225,15 @@ impl State {
 
     /// A build (`subject`: the artifact) or a file sync (the image): phases that run
     /// many at once and open a derived iteration. Reports a subject new in the run,
-    /// opens the instance at its start; returns how it finished at its end.
+    /// opens the instance at its start; closes it at its end (see [`State::close`]).
     fn concurrent(
         &mut self,
         phase: Phase,
         subject: &str,
         status: Status,
-        error: &Option<ErrorInfo>,
         at: Nanos,
         out: &mut Vec<Transition>,
-    ) -> Option<Finished> {
+    ) -> Option<(Outcome, Option<Nanos>)> {
         let k = key(subject);
         let (seen, slot) = if phase == Phase::Build {
             (&mut self.run.seen_artifacts, Slot::Build(k))
@@ -240,7 +242,7 @@ impl State {
         };
         see(seen, k, phase, subject, out);
         if status != Status::InProgress {
-            return self.close(slot, Some(subject), status, at, error, out);
+            return self.close(slot, status, out);
         }
         self.begin(at, out);
         if let Some(l) = self.run.dev_loop.as_mut() {
@@ -270,16 +272,13 @@ impl State {
     }
 
     /// A phase instance reported `status`: when that is a result, closes its slot and
-    /// returns how it finished (timed from its start, if it had one).
+    /// returns the result and the instance's start (`None`: it had none, counted).
     fn close(
         &mut self,
         slot: Slot,
-        subject: Option<&str>,
         status: Status,
-        at: Nanos,
-        error: &Option<ErrorInfo>,
         out: &mut Vec<Transition>,
-    ) -> Option<Finished> {
+    ) -> Option<(Outcome, Option<Nanos>)> {
         let result = outcome(status)?;
         let started = self.run.open.close(slot);
         // A build cancelled while it waited for a dependency gets `Canceled` and
@@ -289,7 +288,7 @@ impl State {
         if started.is_none() && !waited {
             out.push(Transition::Anomaly(Reason::TerminalWithoutStart));
         }
-        Some(self.finished(slot.phase(), subject, result, started, at, error))
+        Some((result, started))
     }
 
     /// A phase ended: reports it, counts its failure once and notes what it means for
