@@ -2,7 +2,9 @@
 //! arrives inside the events (Skaffold's timestamps). Depends on nothing else of ours.
 //!
 //! - `event`: the domain events the decoders produce, and why one is invalid.
-//! - `state`: the fold (`State::apply`), which owns per-run and cross-run state.
+//! - `state`: the fold (`State::apply`), which owns per-run and cross-run state: the
+//!   phases running now (`state::open`), what each phase's events mean
+//!   (`state::phases`) and the dev-loop iterations (`state::iteration`).
 //! - `transition`: what the fold concludes; the only thing sinks read.
 //! - `order` and `replay`: Skaffold's order across streams, and exact replay
 //!   de-duplication.

@@ -1,100 +1,19 @@
 //! The span builder: transitions in, finished spans out (pure: no I/O, no clock).
-//! See the module docs of `sink::otlp`.
+//! It owns which spans are open, their ids and parents, and when finished ones
+//! leave (children held for their root, a root's grace for late port forwards,
+//! skipped history); what each span says is `otlp::span`'s. See the module docs of
+//! `sink::otlp`.
 
-use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use opentelemetry::trace::{
-    Event as SpanEvent, SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceId, TraceState,
-};
-use opentelemetry::{Array, InstrumentationScope, KeyValue, Value};
-use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanLinks};
+use opentelemetry::trace::{Event as SpanEvent, SpanId, TraceId};
+use opentelemetry::{InstrumentationScope, KeyValue};
+use opentelemetry_sdk::trace::SpanData;
 
-use super::super::image::ImageRef;
-use super::super::resource::{Platform, ResourceRef};
 use super::super::semconv as k;
 use super::ids::{span_id, time, trace_id};
-use crate::core::{Finished, LoopKind, Nanos, Outcome, Phase, RunEnd, Transition};
-
-// === vocabulary ===
-
-/// `cicd.pipeline.result` / `cicd.pipeline.task.run.result` of an outcome.
-pub fn result_value(o: Outcome) -> &'static str {
-    match o {
-        Outcome::Success => "success",
-        Outcome::Failure => "failure",
-        Outcome::Canceled => "cancellation",
-    }
-}
-
-/// Why the exporter ended a span that Skaffold never ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EndReason {
-    /// Skaffold's event stream ended.
-    Disconnected,
-    /// A new Skaffold run (MetaEvent) started.
-    NewRun,
-    /// Skaffold sent a TerminationEvent.
-    Terminated,
-}
-
-impl EndReason {
-    /// The `skaffold.span.end_reason` value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EndReason::Disconnected => "disconnected",
-            EndReason::NewRun => "new_run",
-            EndReason::Terminated => "terminated",
-        }
-    }
-
-    fn result(self) -> &'static str {
-        match self {
-            EndReason::Terminated => "cancellation",
-            _ => "error",
-        }
-    }
-
-    fn description(self) -> &'static str {
-        match self {
-            EndReason::Disconnected => "Skaffold disconnected before this ended",
-            EndReason::NewRun => "a new Skaffold run started before this ended",
-            EndReason::Terminated => "Skaffold terminated before this ended",
-        }
-    }
-}
-
-/// Span name and `cicd.pipeline.task.type` of a phase.
-fn task(phase: Phase, subject: Option<&str>) -> (String, &'static str) {
-    let ty = match phase {
-        Phase::Build => "build",
-        Phase::Test => "test",
-        Phase::Deploy => "deploy",
-        Phase::StatusCheck => "status_check",
-        Phase::Resource => "rollout",
-        Phase::FileSync => "sync",
-        Phase::DevLoop => "dev_loop",
-        Phase::Render => "render",
-        Phase::Verify => "verify",
-        Phase::Exec => "exec",
-        Phase::DeploySubtask => "deploy",
-        Phase::RenderSubtask => "render",
-        Phase::VerifySubtask => "verify",
-        Phase::ExecSubtask => "exec",
-    };
-    let verb = match phase {
-        Phase::StatusCheck => "status check",
-        _ => ty,
-    };
-    let name = match subject {
-        // A sync names the image by its built tag: the span is named by the image name
-        // (span names stay low-cardinality; the tag is an attribute).
-        Some(s) if phase == Phase::FileSync => format!("{verb} {}", super::super::image::name(s)),
-        Some(s) => format!("{verb} {s}"),
-        None => verb.to_owned(),
-    };
-    (name, ty)
-}
+use super::span::{EndReason, Ending, Open, Root, RunLabels};
+use crate::core::{Finished, Nanos, Outcome, Phase, RunEnd, Transition};
 
 /// The phase whose span encloses a subtask's span.
 fn enclosing(phase: Phase) -> Option<Phase> {
@@ -111,43 +30,6 @@ fn enclosing(phase: Phase) -> Option<Phase> {
 // === the builder ===
 
 type Key = (Phase, Option<String>);
-
-#[derive(Debug, Clone)]
-struct Open {
-    trace: TraceId,
-    span: SpanId,
-    parent: SpanId,
-    iteration: i64,
-    start: Nanos,
-}
-
-#[derive(Debug, Clone)]
-struct Root {
-    trace: TraceId,
-    span: SpanId,
-    start: Nanos,
-    events: Vec<SpanEvent>,
-    built: bool,
-    deployed: bool,
-    failed_child: bool,
-    last_end: Nanos,
-}
-
-impl Root {
-    /// The root span of one trace, starting at `at`.
-    fn new(trace: TraceId, at: Nanos) -> Self {
-        Root {
-            trace,
-            span: span_id(trace, Phase::DevLoop.as_str(), None, 0),
-            start: at,
-            events: Vec::new(),
-            built: false,
-            deployed: false,
-            failed_child: false,
-            last_end: at,
-        }
-    }
-}
 
 /// A finished root waiting out its grace period, with the children it releases.
 #[derive(Debug, Clone)]
@@ -317,6 +199,17 @@ impl SpanBuilder {
     /// Spans tracked open (roots and children).
     pub fn open_spans(&self) -> usize {
         self.open.len() + self.roots.len()
+    }
+
+    /// What every span of the current run carries.
+    fn labels(&self) -> RunLabels<'_> {
+        let run = self.run.as_ref();
+        RunLabels {
+            pipeline: &self.pipeline,
+            run_id: run.map_or("", |r| r.run_id.as_str()),
+            version: run.and_then(|r| r.version.as_deref()),
+            scope: &self.scope,
+        }
     }
 
     fn run(&mut self, at: Nanos) -> &mut Run {
@@ -555,33 +448,15 @@ impl SpanBuilder {
                 return None;
             }
             let root = self.roots.remove(&iteration).unwrap_or_else(|| {
+                // Its start was not seen: it ran from what Skaffold said.
                 let run_at = self.run(f.finished_at).at;
-                let trace = trace_id(run_at, iteration);
                 Root {
-                    trace,
-                    span: span_id(trace, Phase::DevLoop.as_str(), None, 0),
                     start: f.started_at.unwrap_or(f.finished_at),
-                    events: Vec::new(),
-                    built: false,
-                    deployed: false,
-                    failed_child: false,
-                    last_end: f.finished_at,
+                    ..Root::new(trace_id(run_at, iteration), f.finished_at)
                 }
             });
             let trace = root.trace;
-            let error = f
-                .error
-                .as_ref()
-                .map(|e| (e.code.clone(), e.message.clone()));
-            let data = self.root_span(
-                root,
-                iteration,
-                f.finished_at,
-                result_value(f.outcome),
-                f.loop_kind,
-                error,
-                None,
-            );
+            let data = root.into_span(self.labels(), iteration, f.loop_kind, Ending::of(f));
             let skip = self.skip(f.finished_at);
             self.root_done(iteration, data, skip);
             return Some(trace);
@@ -599,10 +474,6 @@ impl SpanBuilder {
             }
         };
         let trace = open.trace;
-        let error = f
-            .error
-            .as_ref()
-            .map(|e| (e.code.clone(), e.message.clone()));
         let mut extra = Vec::new();
         if f.phase == Phase::FileSync {
             extra.push(KeyValue::new(
@@ -610,14 +481,11 @@ impl SpanBuilder {
                 i64::try_from(f.file_count).unwrap_or(i64::MAX),
             ));
         }
-        let data = self.child_span(
+        let data = open.to_span(
+            self.labels(),
             f.phase,
             f.subject.as_deref(),
-            &open,
-            f.finished_at,
-            result_value(f.outcome),
-            error,
-            None,
+            Ending::of(f),
             extra,
         );
         if let Some(root) = self.roots.get_mut(&open.iteration) {
@@ -670,15 +538,11 @@ impl SpanBuilder {
         // Deterministic order: by start time, then name.
         open.sort_by(|a, b| (a.1.start, &a.0).cmp(&(b.1.start, &b.0)));
         for (key, o) in open {
-            let desc = reason.description();
-            let data = self.child_span(
+            let data = o.to_span(
+                self.labels(),
                 key.0,
                 key.1.as_deref(),
-                &o,
-                at.max(o.start),
-                reason.result(),
-                (reason != EndReason::Terminated).then(|| (None, desc.to_owned())),
-                Some(reason),
+                Ending::by(reason, at),
                 Vec::new(),
             );
             self.hold(o.iteration, data);
@@ -687,29 +551,18 @@ impl SpanBuilder {
         let mut roots: Vec<(i64, Root)> = self.roots.drain().collect();
         roots.sort_by_key(|(i, _)| *i);
         for (iteration, root) in roots {
-            let data = if iteration < 0 {
+            let end = if iteration < 0 {
                 let result = if root.failed_child {
                     "failure"
                 } else {
                     "success"
                 };
-                let end = root.last_end.max(root.start);
-                self.root_span(root, iteration, end, result, None, None, None)
+                Ending::plain(root.last_end, result)
             } else {
                 self.abandoned_roots.insert(iteration);
-                let end = at.max(root.start);
-                let error = (reason != EndReason::Terminated)
-                    .then(|| (None, reason.description().to_owned()));
-                self.root_span(
-                    root,
-                    iteration,
-                    end,
-                    reason.result(),
-                    None,
-                    error,
-                    Some(reason),
-                )
+                Ending::by(reason, at)
             };
+            let data = root.into_span(self.labels(), iteration, None, end);
             self.root_done(iteration, data, skip);
         }
         self.release_pending();
@@ -720,195 +573,6 @@ impl SpanBuilder {
             self.ready.extend(rest.into_values().flatten());
         }
     }
-
-    #[allow(clippy::too_many_arguments)]
-    fn root_span(
-        &self,
-        root: Root,
-        iteration: i64,
-        end: Nanos,
-        result: &'static str,
-        loop_kind: Option<LoopKind>,
-        error: Option<(Option<String>, String)>,
-        reason: Option<EndReason>,
-    ) -> SpanData {
-        let action = match loop_kind {
-            Some(LoopKind::Sync) => "SYNC",
-            // `skaffold build`: artifacts built, nothing deployed, nothing failed.
-            _ if root.built && !root.deployed && iteration >= 0 && result == "success" => "BUILD",
-            _ => "RUN",
-        };
-        let run = self.run.as_ref();
-        let run_id = run.map_or_else(String::new, |r| r.run_id.clone());
-        // Spans outside any iteration (-1) belong to the run as a whole.
-        let run_id = if iteration < 0 {
-            run_id
-        } else {
-            format!("{run_id}-{iteration}")
-        };
-        let mut attrs = vec![
-            KeyValue::new(k::CICD_PIPELINE_NAME, self.pipeline.clone()),
-            KeyValue::new(k::CICD_PIPELINE_ACTION_NAME, action),
-            KeyValue::new(k::CICD_PIPELINE_RUN_ID, run_id),
-            KeyValue::new(k::CICD_PIPELINE_RESULT, result),
-        ];
-        if iteration >= 0 {
-            attrs.push(KeyValue::new(k::SKAFFOLD_ITERATION, iteration));
-        }
-        if let Some(v) = run.and_then(|r| r.version.clone()) {
-            attrs.push(KeyValue::new(k::SKAFFOLD_VERSION, v));
-        }
-        if let Some(kind) = loop_kind {
-            attrs.push(KeyValue::new(k::SKAFFOLD_LOOP_KIND, kind.as_str()));
-        }
-        let status = status(&mut attrs, error);
-        if let Some(r) = reason {
-            attrs.push(KeyValue::new(k::SKAFFOLD_SPAN_END_REASON, r.as_str()));
-        }
-        let mut events = SpanEvents::default();
-        events.events = root.events;
-        SpanData {
-            span_context: ctx(root.trace, root.span),
-            parent_span_id: SpanId::INVALID,
-            parent_span_is_remote: false,
-            span_kind: SpanKind::Server,
-            name: Cow::Owned(format!("{action} {}", self.pipeline)),
-            start_time: time(root.start),
-            end_time: time(end.max(root.start)),
-            attributes: attrs,
-            dropped_attributes_count: 0,
-            events,
-            links: SpanLinks::default(),
-            status,
-            instrumentation_scope: self.scope.clone(),
-        }
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn child_span(
-        &self,
-        phase: Phase,
-        subject: Option<&str>,
-        o: &Open,
-        end: Nanos,
-        result: &'static str,
-        error: Option<(Option<String>, String)>,
-        reason: Option<EndReason>,
-        extra: Vec<KeyValue>,
-    ) -> SpanData {
-        let (name, ty) = task(phase, subject);
-        let run_id = self
-            .run
-            .as_ref()
-            .map_or_else(String::new, |r| r.run_id.clone());
-        let mut attrs = vec![
-            KeyValue::new(k::CICD_PIPELINE_TASK_NAME, name.clone()),
-            KeyValue::new(
-                k::CICD_PIPELINE_TASK_RUN_ID,
-                if o.iteration < 0 {
-                    format!("{run_id}-{}", o.span)
-                } else {
-                    format!("{run_id}-{}-{}", o.iteration, o.span)
-                },
-            ),
-            KeyValue::new(k::CICD_PIPELINE_TASK_TYPE, ty),
-            KeyValue::new(k::CICD_PIPELINE_TASK_RUN_RESULT, result),
-        ];
-        if o.iteration >= 0 {
-            attrs.push(KeyValue::new(k::SKAFFOLD_ITERATION, o.iteration));
-        }
-        match (phase, subject) {
-            (Phase::Build, Some(s)) => {
-                attrs.push(KeyValue::new(k::CONTAINER_IMAGE_NAME, s.to_owned()));
-            }
-            (Phase::FileSync, Some(s)) => {
-                let image = ImageRef::parse(s);
-                attrs.push(KeyValue::new(
-                    k::CONTAINER_IMAGE_NAME,
-                    image.name.to_owned(),
-                ));
-                if let Some(tag) = image.tag {
-                    attrs.push(KeyValue::new(
-                        k::CONTAINER_IMAGE_TAGS,
-                        Value::Array(Array::String(vec![tag.to_owned().into()])),
-                    ));
-                }
-                if let Some(d) = image.repo_digest() {
-                    attrs.push(KeyValue::new(
-                        k::CONTAINER_IMAGE_REPO_DIGESTS,
-                        Value::Array(Array::String(vec![d.into()])),
-                    ));
-                }
-            }
-            (Phase::Resource, Some(s)) => {
-                let parts = ResourceRef::parse(s);
-                let k8s = parts.platform == Platform::Kubernetes;
-                attrs.push(KeyValue::new(k::SKAFFOLD_RESOURCE, s.to_owned()));
-                if let (Some(ns), true) = (parts.namespace, k8s) {
-                    attrs.push(KeyValue::new(k::K8S_NAMESPACE_NAME, ns.to_owned()));
-                }
-                if let Some(kind) = parts.kind {
-                    attrs.push(KeyValue::new(k::SKAFFOLD_RESOURCE_KIND, kind.to_owned()));
-                    // `k8s.<kind>.name` only for a Kubernetes object that has a name
-                    if let (Some(key), true) = (k::k8s_kind_name_key(kind), k8s)
-                        && !parts.name.is_empty()
-                    {
-                        attrs.push(KeyValue::new(key, parts.name.to_owned()));
-                    }
-                }
-                if !parts.name.is_empty() {
-                    attrs.push(KeyValue::new(
-                        k::SKAFFOLD_RESOURCE_NAME,
-                        parts.name.to_owned(),
-                    ));
-                }
-            }
-            (p, Some(s)) if p.is_subtask() => {
-                attrs.push(KeyValue::new(k::SKAFFOLD_SUBTASK_ID, s.to_owned()));
-            }
-            _ => {}
-        }
-        attrs.extend(extra);
-        let status = status(&mut attrs, error);
-        if let Some(r) = reason {
-            attrs.push(KeyValue::new(k::SKAFFOLD_SPAN_END_REASON, r.as_str()));
-        }
-        SpanData {
-            span_context: ctx(o.trace, o.span),
-            parent_span_id: o.parent,
-            parent_span_is_remote: false,
-            span_kind: SpanKind::Internal,
-            name: Cow::Owned(name),
-            start_time: time(o.start),
-            end_time: time(end.max(o.start)),
-            attributes: attrs,
-            dropped_attributes_count: 0,
-            events: SpanEvents::default(),
-            links: SpanLinks::default(),
-            status,
-            instrumentation_scope: self.scope.clone(),
-        }
-    }
-}
-
-fn ctx(trace: TraceId, span: SpanId) -> SpanContext {
-    SpanContext::new(trace, span, TraceFlags::SAMPLED, false, TraceState::NONE)
-}
-
-/// Error status and `error.type` for a failure (`(code, message)`); unset otherwise.
-fn status(attrs: &mut Vec<KeyValue>, error: Option<(Option<String>, String)>) -> Status {
-    match error {
-        Some((code, message)) => {
-            attrs.push(KeyValue::new(
-                k::ERROR_TYPE,
-                Value::from(code.unwrap_or_else(|| k::ERROR_TYPE_OTHER.to_owned())),
-            ));
-            Status::Error {
-                description: Cow::Owned(message),
-            }
-        }
-        None => Status::Unset,
-    }
 }
 
 #[cfg(test)]
@@ -916,7 +580,8 @@ mod tests {
     use super::*;
 
     use crate::core::{Event, EventKind, State, Status};
-    use opentelemetry::trace::Status as SpanStatus;
+    use opentelemetry::trace::{SpanKind, Status as SpanStatus};
+    use opentelemetry::{Array, Value};
 
     fn fold(b: &mut SpanBuilder, st: &mut State, evs: Vec<(Nanos, EventKind)>) {
         for (at, kind) in evs {

@@ -1,6 +1,7 @@
 //! Traces: one trace per dev-loop iteration, built from the fold's transitions and
 //! exported over OTLP. `ids` derives trace and span ids, `builder` turns transitions
-//! into spans, `export` queues and sends them.
+//! into spans (which are open, and when finished ones leave), `span` says what each
+//! span carries (name, attributes, status), `export` queues and sends them.
 //!
 //! [`SpanBuilder`] is pure (no I/O, no clock): transitions in, finished [`SpanData`]
 //! out, with Skaffold's timestamps as start and end times and ids derived from the
@@ -34,10 +35,12 @@
 mod builder;
 mod export;
 mod ids;
+mod span;
 
-pub use builder::{EndReason, SpanBuilder, SpanConfig, result_value};
+pub use builder::{SpanBuilder, SpanConfig};
 pub use export::{
     BATCH_DELAY, Driver, FAILURES_LOGGED, MAX_BATCH, OtlpStats, RETRY_FOR, SIGNALS,
     SKAFFOLD_GONE_AFTER, SpanSink, error_chain, spawn_exporter,
 };
 pub use ids::{TraceHex, span_id, trace_id};
+pub use span::{EndReason, result_value};

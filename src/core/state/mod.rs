@@ -25,12 +25,21 @@
 //!
 //! Every failure is counted once ([`Transition::Failure`]), at the innermost phase
 //! that reported it.
+//!
+//! The fold is split by what it tracks: `open` keeps the phases running now (one
+//! table for every kind), `phases` turns each phase's events into transitions, and
+//! `iteration` keeps the dev-loop iterations.
+
+mod iteration;
+mod open;
+mod phases;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
+use self::iteration::Loop;
+use self::open::OpenPhases;
 use super::event::{ErrorInfo, Event, EventKind, Nanos, Status};
-use super::reason::Reason;
-use super::transition::{Finished, LoopKind, Outcome, Phase, RunEnd, Transition};
+use super::transition::{Outcome, Phase, RunEnd, Transition};
 
 /// Most entries tracked at once per kind (open builds, syncs, subtasks and resources,
 /// artifacts with a failure streak, names seen in a run), so a flood of names cannot
@@ -45,6 +54,7 @@ pub const MAX_OPEN: usize = 250_000;
 /// run is as likely as one in 2^64 / n²).
 type Key = u64;
 
+#[inline]
 fn key(name: &str) -> Key {
     twox_hash::XxHash3_64::oneshot(name.as_bytes())
 }
@@ -65,12 +75,10 @@ pub struct State {
 /// Per-run state.
 #[derive(Debug, Default)]
 struct Run {
-    builds: HashMap<Key, Nanos>,
+    /// The phases running now, by kind, with their starts.
+    open: OpenPhases,
     seen_artifacts: HashSet<Key>,
     seen_images: HashSet<Key>,
-    test: Option<Nanos>,
-    deploy: Option<Nanos>,
-    status_check: Option<Nanos>,
     /// Resources of the current status check: first In Progress, and whether ended.
     resources: HashMap<Key, (Option<Nanos>, bool)>,
     /// The first failed resource of the current status check.
@@ -79,13 +87,6 @@ struct Run {
     /// the deployer: `--iterative-status-check` or deploy hooks, `deploy/deploy_mux.go`):
     /// the deploy's failure that follows is the same failure.
     check_failed_in_deploy: bool,
-    syncs: HashMap<Key, Nanos>,
-    /// v2 phases with one instance at a time.
-    render: Option<Nanos>,
-    verify: Option<Nanos>,
-    exec: Option<Nanos>,
-    /// v2 subtasks (deployers, renderers, ...) by kind and id.
-    subtasks: HashMap<(Phase, Key), Nanos>,
     ports: HashSet<i32>,
     dev_loop: Option<Loop>,
     /// The last iteration (from DevLoopEvents) that ended in this run: its later
@@ -100,67 +101,8 @@ struct Run {
     newest_at: Option<Nanos>,
 }
 
-impl Run {
-    fn slot(&mut self, phase: Phase) -> &mut Option<Nanos> {
-        match phase {
-            Phase::Test => &mut self.test,
-            Phase::Deploy => &mut self.deploy,
-            Phase::Render => &mut self.render,
-            Phase::Verify => &mut self.verify,
-            Phase::Exec => &mut self.exec,
-            _ => &mut self.status_check,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Default)]
-struct Loop {
-    iteration: i64,
-    started_at: Option<Nanos>,
-    built: bool,
-    synced: bool,
-    deployed: bool,
-    deploy_ended: bool,
-    derived: bool,
-    /// The first failure reported in this iteration (its code is the iteration's).
-    failure: Option<ErrorInfo>,
-    /// A phase of this iteration was cancelled.
-    canceled: bool,
-}
-
-impl Loop {
-    fn new(iteration: i64, at: Nanos, derived: bool) -> Self {
-        Self {
-            iteration,
-            started_at: Some(at),
-            derived,
-            ..Self::default()
-        }
-    }
-
-    fn kind(&self) -> LoopKind {
-        if self.iteration == 0 {
-            LoopKind::Initial
-        } else if self.built {
-            LoopKind::Rebuild
-        } else if self.synced && !self.deployed {
-            LoopKind::Sync
-        } else {
-            LoopKind::Redeploy
-        }
-    }
-
-    /// The iteration's result, given what its terminal event said.
-    fn outcome(&self, reported: Outcome) -> Outcome {
-        match reported {
-            _ if self.failure.is_some() => Outcome::Failure,
-            // Skaffold reports a Ctrl-C during a build as a failed iteration.
-            Outcome::Failure if self.canceled => Outcome::Canceled,
-            other => other,
-        }
-    }
-}
-
+/// What a phase's status means for it: its result, `None` while it runs.
+#[inline]
 fn outcome(status: Status) -> Option<Outcome> {
     match status {
         Status::Succeeded => Some(Outcome::Success),
@@ -330,468 +272,6 @@ impl State {
         out
     }
 
-    // === phases ===
-
-    fn build(
-        &mut self,
-        artifact: &str,
-        status: Status,
-        error: &Option<ErrorInfo>,
-        at: Nanos,
-        out: &mut Vec<Transition>,
-    ) {
-        let k = key(artifact);
-        if self.run.seen_artifacts.len() < MAX_OPEN && self.run.seen_artifacts.insert(k) {
-            out.push(Transition::SubjectSeen {
-                phase: Phase::Build,
-                subject: artifact.to_owned(),
-            });
-        }
-        match status {
-            Status::InProgress => {
-                self.begin(at, out);
-                if let Some(l) = self.run.dev_loop.as_mut() {
-                    l.built = true;
-                }
-                // Pre-v1.9 Skaffold sends "In Progress" twice (cache lookup, then the
-                // real build): the first one starts the clock.
-                if self.run.builds.contains_key(&k) {
-                    return;
-                }
-                if self.run.builds.len() >= MAX_OPEN {
-                    out.push(Transition::Anomaly(Reason::TooManyOpen));
-                    return;
-                }
-                self.run.builds.insert(k, at);
-                out.push(Transition::Started {
-                    phase: Phase::Build,
-                    subject: Some(artifact.to_owned()),
-                    at,
-                    iteration: self.iteration(),
-                });
-            }
-            _ => {
-                let Some(result) = outcome(status) else {
-                    return;
-                };
-                let started = self.run.builds.remove(&k);
-                // A build cancelled while it waited for a dependency gets `Canceled`
-                // and nothing before it, over both APIs (`build/scheduler.go`,
-                // `scheduler.build` after `waitForDependencies`): normal, not an anomaly.
-                if started.is_none() && result != Outcome::Canceled {
-                    out.push(Transition::Anomaly(Reason::TerminalWithoutStart));
-                }
-                let failures = self.build_streak(artifact, result, out);
-                let f = self.finished(Phase::Build, Some(artifact), result, started, at, error);
-                self.ended(f, out);
-                out.push(Transition::BuildStreak {
-                    artifact: artifact.to_owned(),
-                    failures,
-                });
-                self.after_terminal(Phase::Build, result, at, out);
-            }
-        }
-    }
-
-    /// Updates an artifact's failure streak. Only artifacts with failures are kept
-    /// (a success removes the entry), at most `MAX_OPEN` of them.
-    fn build_streak(&mut self, artifact: &str, result: Outcome, out: &mut Vec<Transition>) -> u64 {
-        let k = key(artifact);
-        let current = self.build_streaks.get(&k).copied().unwrap_or(0);
-        let next = match result {
-            Outcome::Success => 0,
-            Outcome::Failure => current + 1,
-            Outcome::Canceled => current,
-        };
-        if next == 0 {
-            self.build_streaks.remove(&k);
-        } else if self.build_streaks.contains_key(&k) || self.build_streaks.len() < MAX_OPEN {
-            self.build_streaks.insert(k, next);
-        } else {
-            out.push(Transition::Anomaly(Reason::TooManyOpen));
-        }
-        next
-    }
-
-    /// Test, deploy and status check: phases with one instance at a time.
-    fn single(
-        &mut self,
-        phase: Phase,
-        status: Status,
-        error: &Option<ErrorInfo>,
-        at: Nanos,
-        out: &mut Vec<Transition>,
-    ) {
-        match status {
-            Status::InProgress => {
-                // Only phases Skaffold < v1.9 reported open a derived iteration (the
-                // v2-only render / verify / exec never do, so v1 and v2 agree).
-                if matches!(phase, Phase::Test | Phase::Deploy) {
-                    self.begin(at, out);
-                }
-                if let Some(l) = self.run.dev_loop.as_mut()
-                    && phase == Phase::Deploy
-                {
-                    l.deployed = true;
-                }
-                if self.run.slot(phase).is_none() {
-                    *self.run.slot(phase) = Some(at);
-                    out.push(Transition::Started {
-                        phase,
-                        subject: None,
-                        at,
-                        iteration: self.iteration(),
-                    });
-                }
-            }
-            _ => {
-                let Some(result) = outcome(status) else {
-                    return;
-                };
-                let started = self.run.slot(phase).take();
-                if started.is_none() {
-                    out.push(Transition::Anomaly(Reason::TerminalWithoutStart));
-                }
-                let mut f = self.finished(phase, None, result, started, at, error);
-                if phase == Phase::StatusCheck && result == Outcome::Failure {
-                    // The code of a failed status check is that of its first failed
-                    // resource: v1 sends that one only with fail-fast
-                    // (`kubernetes/status/status_check.go`, `getSkaffoldDeployStatus`),
-                    // v2 `STATUSCHECK_UNKNOWN` (`ActionableErrV2` of a plain error);
-                    // the resources carry the same codes over both APIs.
-                    if let (Some(e), Some(first)) = (f.error.as_mut(), &self.run.check_failure)
-                        && first.code.is_some()
-                    {
-                        e.code.clone_from(&first.code);
-                    }
-                    self.run.check_failed_in_deploy = self.run.deploy.is_some();
-                }
-                let counted = !(phase == Phase::Deploy && self.run.check_failed_in_deploy);
-                if counted {
-                    self.ended(f, out);
-                } else {
-                    out.push(Transition::Finished(f));
-                }
-                if phase == Phase::Deploy {
-                    match result {
-                        Outcome::Success => self.deploy_streak = 0,
-                        Outcome::Failure => self.deploy_streak += 1,
-                        Outcome::Canceled => {}
-                    }
-                    out.push(Transition::DeployStreak(self.deploy_streak));
-                    if let Some(l) = self.run.dev_loop.as_mut() {
-                        l.deploy_ended = true;
-                    }
-                }
-                self.after_terminal(phase, result, at, out);
-            }
-        }
-    }
-
-    fn resource(
-        &mut self,
-        resource: &str,
-        status: Status,
-        error: &Option<ErrorInfo>,
-        at: Nanos,
-        out: &mut Vec<Transition>,
-    ) {
-        let check_start = self.run.status_check;
-        let k = key(resource);
-        if !self.run.resources.contains_key(&k) {
-            if self.run.resources.len() >= MAX_OPEN {
-                out.push(Transition::Anomaly(Reason::TooManyOpen));
-                // Untracked, but its rollout still counts (from the status check's
-                // start); only a repeated terminal would count again.
-                if let Some(result) = outcome(status) {
-                    let iteration = self.iteration();
-                    let mut f = self.finished(
-                        Phase::Resource,
-                        Some(resource),
-                        result,
-                        check_start,
-                        at,
-                        error,
-                    );
-                    f.iteration = iteration;
-                    out.push(Transition::Finished(f));
-                }
-                return;
-            }
-            // A rollout runs from the status check's start; without one from the
-            // resource's first event.
-            let start = check_start.unwrap_or(at);
-            self.run.resources.insert(k, (Some(start), false));
-            out.push(Transition::Started {
-                phase: Phase::Resource,
-                subject: Some(resource.to_owned()),
-                at: start,
-                iteration: self.iteration(),
-            });
-        }
-        let Some(result) = outcome(status) else {
-            return;
-        };
-        let iteration = self.iteration();
-        let Some(entry) = self.run.resources.get_mut(&k) else {
-            return;
-        };
-        if entry.1 {
-            // Polling repeats; one terminal per resource per status check.
-            return;
-        }
-        entry.1 = true;
-        let started = entry.0;
-        let mut f = self.finished(Phase::Resource, Some(resource), result, started, at, error);
-        f.iteration = iteration;
-        if result == Outcome::Failure && self.run.check_failure.is_none() {
-            // Not a failure of its own: the status check that contains it is counted.
-            self.run.check_failure.clone_from(&f.error);
-        }
-        out.push(Transition::Finished(f));
-    }
-
-    fn sync(
-        &mut self,
-        image: &str,
-        file_count: u64,
-        status: Status,
-        error: &Option<ErrorInfo>,
-        at: Nanos,
-        out: &mut Vec<Transition>,
-    ) {
-        let k = key(image);
-        if self.run.seen_images.len() < MAX_OPEN && self.run.seen_images.insert(k) {
-            out.push(Transition::SubjectSeen {
-                phase: Phase::FileSync,
-                subject: image.to_owned(),
-            });
-        }
-        match status {
-            Status::InProgress => {
-                self.begin(at, out);
-                if let Some(l) = self.run.dev_loop.as_mut() {
-                    l.synced = true;
-                }
-                if self.run.syncs.contains_key(&k) {
-                    return;
-                }
-                if self.run.syncs.len() >= MAX_OPEN {
-                    out.push(Transition::Anomaly(Reason::TooManyOpen));
-                    return;
-                }
-                self.run.syncs.insert(k, at);
-                out.push(Transition::Started {
-                    phase: Phase::FileSync,
-                    subject: Some(image.to_owned()),
-                    at,
-                    iteration: self.iteration(),
-                });
-            }
-            _ => {
-                let Some(result) = outcome(status) else {
-                    return;
-                };
-                let started = self.run.syncs.remove(&k);
-                if started.is_none() {
-                    out.push(Transition::Anomaly(Reason::TerminalWithoutStart));
-                }
-                let mut f = self.finished(Phase::FileSync, Some(image), result, started, at, error);
-                f.file_count = file_count;
-                self.ended(f, out);
-                self.after_terminal(Phase::FileSync, result, at, out);
-            }
-        }
-    }
-
-    fn dev_loop(
-        &mut self,
-        iteration: i64,
-        status: Status,
-        error: &Option<ErrorInfo>,
-        at: Nanos,
-        out: &mut Vec<Transition>,
-    ) {
-        if !self.run.has_dev_loop_events {
-            // Real iterations from now on; a derived one still open is dropped.
-            self.run.has_dev_loop_events = true;
-            self.run.dev_loop = None;
-        }
-        match status {
-            Status::InProgress => {
-                if let Some(open) = &self.run.dev_loop
-                    && open.iteration == iteration
-                {
-                    return; // repeated start
-                }
-                if self.run.dev_loop.is_some() {
-                    out.push(Transition::Anomaly(Reason::DevLoopWithoutEnd));
-                }
-                self.abandon_open(out);
-                self.run.dev_loop = Some(Loop::new(iteration, at, false));
-                out.push(Transition::Started {
-                    phase: Phase::DevLoop,
-                    subject: None,
-                    at,
-                    iteration: Some(iteration),
-                });
-            }
-            _ => {
-                let Some(result) = outcome(status) else {
-                    return;
-                };
-                match self.run.dev_loop.take() {
-                    Some(l) if l.iteration == iteration => {
-                        self.run.ended_loop = Some(iteration);
-                        self.close_loop(&l, result, at, error.clone(), out);
-                    }
-                    other => {
-                        self.run.dev_loop = other;
-                        if self.run.ended_loop == Some(iteration) {
-                            // A later terminal event of an iteration that already
-                            // ended (sync retries): the same iteration, absorbed.
-                            return;
-                        }
-                        out.push(Transition::Anomaly(Reason::TerminalWithoutStart));
-                        let l = Loop {
-                            iteration,
-                            ..Loop::default()
-                        };
-                        self.close_loop(&l, result, at, error.clone(), out);
-                    }
-                }
-            }
-        }
-    }
-
-    /// v2 subtasks: timed from their start to their end; no streaks, no iterations.
-    fn subtask(
-        &mut self,
-        phase: Phase,
-        id: &str,
-        status: Status,
-        error: &Option<ErrorInfo>,
-        at: Nanos,
-        out: &mut Vec<Transition>,
-    ) {
-        let key = (phase, key(id));
-        match status {
-            Status::InProgress => {
-                if self.run.subtasks.contains_key(&key) {
-                    return;
-                }
-                if self.run.subtasks.len() >= MAX_OPEN {
-                    out.push(Transition::Anomaly(Reason::TooManyOpen));
-                    return;
-                }
-                self.run.subtasks.insert(key, at);
-                out.push(Transition::Started {
-                    phase,
-                    subject: Some(id.to_owned()),
-                    at,
-                    iteration: self.iteration(),
-                });
-            }
-            _ => {
-                let Some(result) = outcome(status) else {
-                    return;
-                };
-                let started = self.run.subtasks.remove(&key);
-                if started.is_none() {
-                    out.push(Transition::Anomaly(Reason::TerminalWithoutStart));
-                }
-                out.push(Transition::Finished(self.finished(
-                    phase,
-                    Some(id),
-                    result,
-                    started,
-                    at,
-                    error,
-                )));
-            }
-        }
-    }
-
-    /// A phase ended: reports it, counts its failure once and notes what it means for
-    /// its iteration.
-    fn ended(&mut self, f: Finished, out: &mut Vec<Transition>) {
-        match f.outcome {
-            Outcome::Failure => {
-                out.push(Transition::Failure {
-                    phase: f.phase,
-                    code: f.error.as_ref().and_then(|e| e.code.clone()),
-                    at: f.finished_at,
-                });
-                if let Some(l) = self.run.dev_loop.as_mut()
-                    && l.failure.is_none()
-                {
-                    l.failure.clone_from(&f.error);
-                }
-            }
-            Outcome::Canceled => {
-                if let Some(l) = self.run.dev_loop.as_mut() {
-                    l.canceled = true;
-                }
-            }
-            Outcome::Success => {}
-        }
-        out.push(Transition::Finished(f));
-    }
-
-    // === derived iterations (Skaffold < v1.9) ===
-
-    /// A build, test, deploy or sync started: opens a derived iteration if needed.
-    fn begin(&mut self, at: Nanos, out: &mut Vec<Transition>) {
-        if self.run.has_dev_loop_events {
-            return;
-        }
-        if let Some(l) = &self.run.dev_loop
-            && l.deploy_ended
-            && self.run.status_check.is_none()
-        {
-            // Deployed, no status check followed: that iteration ended at the last event.
-            let l = self.run.dev_loop.take().expect("checked above");
-            let end = self.run.last_at.unwrap_or(at);
-            self.close_loop(&l, Outcome::Success, end, None, out);
-        }
-        if self.run.dev_loop.is_none() {
-            self.abandon_open(out);
-            let iteration = self.run.derived_iterations;
-            self.run.derived_iterations += 1;
-            self.run.dev_loop = Some(Loop::new(iteration, at, true));
-            out.push(Transition::Started {
-                phase: Phase::DevLoop,
-                subject: None,
-                at,
-                iteration: Some(iteration),
-            });
-        }
-    }
-
-    /// A new iteration starts: phases of earlier ones that never ended (a lost or
-    /// reordered terminal event) are dropped and counted, so their start cannot
-    /// stretch the next duration of the same phase across iterations.
-    fn abandon_open(&mut self, out: &mut Vec<Transition>) {
-        let r = &mut self.run;
-        let singles = [
-            &mut r.test,
-            &mut r.deploy,
-            &mut r.status_check,
-            &mut r.render,
-            &mut r.verify,
-            &mut r.exec,
-        ];
-        let mut stale = r.builds.len() + r.syncs.len() + r.subtasks.len();
-        for slot in singles {
-            stale += usize::from(slot.take().is_some());
-        }
-        r.builds.clear();
-        r.syncs.clear();
-        r.subtasks.clear();
-        r.resources.clear();
-        out.extend((0..stale).map(|_| Transition::Anomaly(Reason::PhaseWithoutEnd)));
-    }
-
     /// Skaffold's stream ended (it exited, or a log file ended). A derived iteration
     /// whose phases all ended is complete: `skaffold run --status-check=false` and
     /// `skaffold build` sessions have no status check or DevLoopEvent to close it.
@@ -810,140 +290,16 @@ impl State {
         out
     }
 
-    /// Closes a derived iteration whose phases all ended (see [`State::stream_ended`]).
-    fn close_derived(&mut self, out: &mut Vec<Transition>) {
-        let r = &self.run;
-        let idle = r.builds.is_empty()
-            && r.syncs.is_empty()
-            && r.subtasks.is_empty()
-            && [r.test, r.deploy, r.status_check, r.render, r.verify, r.exec]
-                .iter()
-                .all(Option::is_none);
-        let Some(end) = r.last_at else {
-            return;
-        };
-        if idle
-            && let Some(l) = &r.dev_loop
-            && l.derived
-            && (l.built || l.deployed || l.synced)
-        {
-            let l = self.run.dev_loop.take().expect("checked above");
-            self.close_loop(&l, Outcome::Success, end, None, out);
-        }
-    }
-
-    /// A phase ended: closes a derived iteration when the rule says so.
-    fn after_terminal(
-        &mut self,
-        phase: Phase,
-        result: Outcome,
-        at: Nanos,
-        out: &mut Vec<Transition>,
-    ) {
-        let others_open = !self.run.builds.is_empty() || !self.run.syncs.is_empty();
-        let Some(l) = self.run.dev_loop.as_mut() else {
-            return;
-        };
-        if !l.derived {
-            return;
-        }
-        let close = match phase {
-            // A failure ends the iteration once the builds and syncs still running
-            // (concurrent builds) have ended too.
-            _ if l.failure.is_some() => !others_open,
-            Phase::StatusCheck => true,
-            Phase::FileSync => !l.built && !l.deployed && !others_open,
-            _ => false,
-        };
-        if close {
-            let l = self.run.dev_loop.take().expect("checked above");
-            self.close_loop(&l, result, at, None, out);
-        }
-    }
-
-    // === helpers ===
-
-    /// The current iteration: the open one, else the last one that ended in this run
-    /// (its sync retries come after its end).
-    fn iteration(&self) -> Option<i64> {
-        self.run
-            .dev_loop
-            .as_ref()
-            .map(|l| l.iteration)
-            .or(self.run.ended_loop)
-    }
-
-    fn finished(
-        &self,
-        phase: Phase,
-        subject: Option<&str>,
-        outcome: Outcome,
-        started_at: Option<Nanos>,
-        finished_at: Nanos,
-        error: &Option<ErrorInfo>,
-    ) -> Finished {
-        Finished {
-            phase,
-            subject: subject.map(str::to_owned),
-            outcome,
-            started_at,
-            finished_at,
-            error: if outcome == Outcome::Failure {
-                Some(error.clone().unwrap_or_default())
-            } else {
-                None
-            },
-            file_count: 0,
-            iteration: self.iteration(),
-            loop_kind: None,
-        }
-    }
-
-    /// Ends an iteration. `reported` is what its terminal event said (derived
-    /// iterations: success); the result and the error code follow the iteration's
-    /// first failure. A failed iteration is a failure of its own (counted) only when
-    /// none of its phases failed.
-    fn close_loop(
-        &self,
-        l: &Loop,
-        reported: Outcome,
-        at: Nanos,
-        error: Option<ErrorInfo>,
-        out: &mut Vec<Transition>,
-    ) {
-        let outcome = l.outcome(reported);
-        let error =
-            (outcome == Outcome::Failure).then(|| l.failure.clone().or(error).unwrap_or_default());
-        if outcome == Outcome::Failure && l.failure.is_none() {
-            out.push(Transition::Failure {
-                phase: Phase::DevLoop,
-                code: error.as_ref().and_then(|e| e.code.clone()),
-                at,
-            });
-        }
-        out.push(Transition::Finished(Finished {
-            phase: Phase::DevLoop,
-            subject: None,
-            outcome,
-            started_at: l.started_at,
-            finished_at: at,
-            error,
-            file_count: 0,
-            iteration: Some(l.iteration),
-            loop_kind: Some(l.kind()),
-        }));
-    }
-
     /// Open phases, for diagnostics and the summary (sorted, stable).
     pub fn open_phases(&self) -> BTreeMap<&'static str, usize> {
-        let r = &self.run;
+        let open = &self.run.open;
         BTreeMap::from([
-            ("build", r.builds.len()),
-            ("test", r.test.iter().count()),
-            ("deploy", r.deploy.iter().count()),
-            ("status_check", r.status_check.iter().count()),
-            ("file_sync", r.syncs.len()),
-            ("dev_loop", r.dev_loop.iter().count()),
+            ("build", open.count(Phase::Build)),
+            ("test", open.count(Phase::Test)),
+            ("deploy", open.count(Phase::Deploy)),
+            ("status_check", open.count(Phase::StatusCheck)),
+            ("file_sync", open.count(Phase::FileSync)),
+            ("dev_loop", self.run.dev_loop.iter().count()),
         ])
     }
 }
@@ -952,6 +308,8 @@ impl State {
 mod tests {
     use super::*;
     use crate::core::event::ErrorInfo;
+    use crate::core::reason::Reason;
+    use crate::core::transition::LoopKind;
 
     const S: Nanos = 1_000_000_000;
 
