@@ -87,6 +87,8 @@ pub struct Pipeline {
     folded: u64,
     v2: V2Decoder,
     scratch: Vec<Event>,
+    /// The transitions of the event being folded (one buffer, reused).
+    transitions: Vec<Transition>,
     /// Events counted as invalid so far, and the last reason (replay reports them).
     invalid_count: u64,
     last_invalid: Option<String>,
@@ -233,6 +235,7 @@ impl Pipeline {
             folded: 0,
             v2: V2Decoder::new(),
             scratch: Vec::new(),
+            transitions: Vec::new(),
             invalid_count: 0,
             last_invalid: None,
             progress: None,
@@ -447,20 +450,23 @@ impl Pipeline {
         if secs > self.metrics.own.last_event_timestamp.get() {
             self.metrics.own.last_event_timestamp.set(secs);
         }
-        let transitions = self.state.apply(ev);
-        self.emit(ev, transitions);
+        let mut transitions = std::mem::take(&mut self.transitions);
+        self.state.apply_into(ev, &mut transitions);
+        self.emit(ev, &transitions);
+        transitions.clear();
+        self.transitions = transitions;
     }
 
     /// Hands the transitions `ev` caused to every sink.
-    fn emit(&mut self, ev: &Event, transitions: Vec<Transition>) {
+    fn emit(&mut self, ev: &Event, transitions: &[Transition]) {
         for t in transitions {
             if let Transition::Anomaly(reason) = &t {
                 self.log_once(*reason, &format!("{:?} event", ev.kind.name()));
             }
-            let trace = self.spans.as_mut().and_then(|s| s.builder.observe(&t));
-            self.metrics.observe_traced(&t, trace, ev.at);
+            let trace = self.spans.as_mut().and_then(|s| s.builder.observe(t));
+            self.metrics.observe_traced(t, trace, ev.at);
             for o in &mut self.observers {
-                o.observe(ev, &t);
+                o.observe(ev, t);
             }
         }
         if let Some(s) = &mut self.spans {
@@ -520,7 +526,7 @@ impl Pipeline {
                 error: None,
             },
         };
-        self.emit(&end, transitions);
+        self.emit(&end, &transitions);
     }
 
     /// Periodic housekeeping (wall clock): releases finished root spans once their

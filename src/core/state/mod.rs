@@ -140,6 +140,14 @@ impl State {
     /// Folds one event into the state and returns what it concluded.
     pub fn apply(&mut self, ev: &Event) -> Vec<Transition> {
         let mut out = Vec::new();
+        self.apply_into(ev, &mut out);
+        out
+    }
+
+    /// [`State::apply`] into `out` (empty), so the fold reuses one buffer instead of
+    /// allocating one per event.
+    pub fn apply_into(&mut self, ev: &Event, out: &mut Vec<Transition>) {
+        debug_assert!(out.is_empty(), "apply_into appends to an empty buffer");
         let at = ev.at;
         if std::mem::take(&mut self.session_pending) && !matches!(ev.kind, EventKind::Meta { .. }) {
             out.push(Transition::RunStarted { version: None, at });
@@ -147,7 +155,7 @@ impl State {
         match &ev.kind {
             EventKind::Meta { version } => {
                 // A complete derived iteration of the previous run ends with that run.
-                self.close_derived(&mut out);
+                self.close_derived(out);
                 if let Some(newest) = self.run.newest_at {
                     // Whatever the MetaEvent concluded about the old run happened
                     // at its time.
@@ -171,34 +179,34 @@ impl State {
                 artifact,
                 status,
                 error,
-            } => self.build(artifact, *status, error, at, &mut out),
+            } => self.build(artifact, *status, error, at, out),
             EventKind::Test { status, error } => {
-                self.single(Phase::Test, *status, error, at, &mut out);
+                self.single(Phase::Test, *status, error, at, out);
             }
             EventKind::Deploy { status, error } => {
                 if *status == Status::InProgress {
                     self.run.check_failed_in_deploy = false;
                 }
-                self.single(Phase::Deploy, *status, error, at, &mut out);
+                self.single(Phase::Deploy, *status, error, at, out);
             }
             EventKind::StatusCheck { status, error } => {
                 if *status == Status::InProgress {
                     self.run.resources.clear();
                     self.run.check_failure = None;
                 }
-                self.single(Phase::StatusCheck, *status, error, at, &mut out);
+                self.single(Phase::StatusCheck, *status, error, at, out);
             }
             EventKind::ResourceStatus {
                 resource,
                 status,
                 error,
-            } => self.resource(resource, *status, error, at, &mut out),
+            } => self.resource(resource, *status, error, at, out),
             EventKind::FileSync {
                 image,
                 file_count,
                 status,
                 error,
-            } => self.sync(image, *file_count, *status, error, at, &mut out),
+            } => self.sync(image, *file_count, *status, error, at, out),
             EventKind::PortForward {
                 local_port,
                 resource_type,
@@ -217,11 +225,11 @@ impl State {
                 iteration,
                 status,
                 error,
-            } => self.dev_loop(*iteration, *status, error, at, &mut out),
+            } => self.dev_loop(*iteration, *status, error, at, out),
             // Skaffold is terminating: a complete derived iteration ends here, then
             // the run.
             EventKind::Termination { .. } => {
-                self.close_derived(&mut out);
+                self.close_derived(out);
                 out.push(Transition::RunEnded {
                     last_at: self.run.newest_at.map_or(at, |n| n.max(at)),
                     by: RunEnd::Terminated { at },
@@ -235,7 +243,7 @@ impl State {
                     _ => {
                         self.run.last_at = Some(at);
                         self.run.newest_at = Some(self.run.newest_at.map_or(at, |n| n.max(at)));
-                        return out;
+                        return;
                     }
                 };
                 out.push(Transition::CacheChecked {
@@ -246,20 +254,20 @@ impl State {
                 });
             }
             EventKind::Render { status, error } => {
-                self.single(Phase::Render, *status, error, at, &mut out);
+                self.single(Phase::Render, *status, error, at, out);
             }
             EventKind::Verify { status, error } => {
-                self.single(Phase::Verify, *status, error, at, &mut out);
+                self.single(Phase::Verify, *status, error, at, out);
             }
             EventKind::Exec { status, error } => {
-                self.single(Phase::Exec, *status, error, at, &mut out);
+                self.single(Phase::Exec, *status, error, at, out);
             }
             EventKind::Subtask {
                 phase,
                 id,
                 status,
                 error,
-            } => self.subtask(*phase, id, *status, error, at, &mut out),
+            } => self.subtask(*phase, id, *status, error, at, out),
             EventKind::RunIdentified { run_id } => {
                 out.push(Transition::RunIdentified {
                     run_id: run_id.clone(),
@@ -269,7 +277,6 @@ impl State {
         }
         self.run.last_at = Some(at);
         self.run.newest_at = Some(self.run.newest_at.map_or(at, |n| n.max(at)));
-        out
     }
 
     /// Skaffold's stream ended (it exited, or a log file ended). A derived iteration
