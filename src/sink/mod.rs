@@ -6,9 +6,9 @@
 //! turns the image references Skaffold sends into label values and span attributes;
 //! `resource` does the same for the resources Skaffold status-checks; `otlp` builds and
 //! exports spans; `otlp_setup` turns the OTLP flags and `OTEL_*` variables into a
-//! running export (resource, exporters, shutdown); `semconv` holds every OpenTelemetry attribute key; `process` exposes
-//! the exporter's own process and build; `loop_log` logs one line per finished dev-loop
-//! iteration.
+//! running export (resource, exporters, shutdown); `semconv` holds every OpenTelemetry
+//! attribute key; `process` exposes the exporter's own process and build; `loop_log`
+//! logs one line per finished dev-loop iteration.
 
 pub mod contract;
 pub mod exposition;
