@@ -8,6 +8,7 @@
 //!   by record; `file::input` opens them (files, stdin) and follows a growing file.
 //! - `decode` (v1), `decode_v2`, `wire` (cheap looks at v2 bytes) and `json` turn wire
 //!   messages into domain events.
+//! - `limits`: what one message may cost to decode; `backoff`: the reconnect delays.
 //!
 //! Every source hands the fold [`Delivery`]s through one bounded queue: the
 //! connection's state (subscribed, paused, ended, Skaffold unreachable) travels in
