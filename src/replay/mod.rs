@@ -40,6 +40,7 @@ use anyhow::Context as _;
 
 pub use crate::config::{Format, Output, ReplayArgs};
 use crate::pipeline::{Pipeline, Progress};
+use crate::sink::contract::Own;
 use crate::sink::otlp_setup::OtlpSettings;
 use crate::source::file::input::Records as _;
 pub use crate::source::file::input::{Input, open_inputs, select_inputs};
@@ -162,12 +163,15 @@ pub async fn run(
     );
     let text = replayer.metrics_text(Format::Prometheus);
     let spans_lost = if args.otlp {
-        let get = |name: &str| sample(&text, name).unwrap_or(0.0);
-        let dropped = get("skaffold_exporter_spans_dropped_total");
-        let failed = get("skaffold_exporter_otlp_export_errors_total{signal=\"traces\"}");
+        // The contract's names, as this text shows them.
+        let get = |own: Own, labels: &str| {
+            sample(&text, &format!("{}{labels}", own.spec().exposed_name())).unwrap_or(0.0)
+        };
+        let dropped = get(Own::SpansDropped, "");
+        let failed = get(Own::OtlpExportErrors, "{signal=\"traces\"}");
         eprintln!(
             "replay: {} spans exported over OTLP",
-            get("skaffold_exporter_spans_exported_total")
+            get(Own::SpansExported, "")
         );
         if dropped > 0.0 || failed > 0.0 {
             eprintln!(
