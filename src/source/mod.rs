@@ -177,7 +177,7 @@ impl SourceMessage {
     /// A v2 event (tests and benches: the fingerprint is the hash of its encoding).
     pub fn v2(event: v2::Event) -> Self {
         Self::new(
-            fingerprint(&event.encode_to_vec()) ^ V2_SALT,
+            v2_fingerprint(&event.encode_to_vec()),
             Payload::V2(Box::new(event)),
         )
     }
@@ -227,6 +227,12 @@ pub const V2_SALT: u64 = 0x5f32_5f32_5f32_5f32;
 /// encoding; gateway: the same `protojson` output of the same process).
 pub fn fingerprint(bytes: &[u8]) -> u64 {
     twox_hash::XxHash3_64::oneshot(bytes)
+}
+
+/// The fingerprint of a v2 message: [`fingerprint`] salted with [`V2_SALT`] (a v1
+/// message's is unsalted).
+pub fn v2_fingerprint(bytes: &[u8]) -> u64 {
+    fingerprint(bytes) ^ V2_SALT
 }
 
 #[cfg(test)]
