@@ -27,5 +27,6 @@ pub mod self_metrics;
 pub mod semconv;
 
 pub use contract::{DEFAULT_BUCKETS, DEFAULT_BUCKETS_ARG};
+pub use labels::DEFAULT_MAX_LABEL_VALUES;
 pub use metrics::Metrics;
 pub use self_metrics::SelfMetrics;
