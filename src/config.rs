@@ -152,7 +152,10 @@ pub struct ExporterArgs {
 
 impl ExporterArgs {
     /// The OTLP settings: these flags plus the standard `OTEL_*` environment variables.
-    pub fn otlp_settings(&self) -> Result<crate::sink::otlp_setup::OtlpSettings, String> {
+    pub fn otlp_settings(
+        &self,
+    ) -> Result<crate::sink::otlp_setup::OtlpSettings, crate::sink::otlp_setup::OtlpConfigError>
+    {
         crate::sink::otlp_setup::OtlpSettings::from_env(
             |k| std::env::var(k).ok(),
             self.otlp_metrics,
