@@ -283,26 +283,30 @@ fn the_check_catches_a_source_naming_a_sink_and_a_cycle() {
 }
 
 #[test]
-fn the_architecture_page_names_only_paths_that_exist() {
+fn the_architecture_pages_name_only_paths_that_exist() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let page = std::fs::read_to_string(root.join("docs/architecture.md")).expect("read page");
-    let mut named = 0;
-    let mut missing = Vec::new();
-    for word in page.split(|c: char| c.is_whitespace() || matches!(c, ',' | '(' | ')' | '`')) {
-        let path = word.trim_end_matches(['.', ':', ';']);
-        if !(path.starts_with("src/") || path.starts_with("tests/") || path.starts_with("tools/"))
-            || path.contains('{')
-        {
-            continue;
+    for (page, at_least) in [("docs/architecture.md", 20), ("README.md", 5)] {
+        let text = std::fs::read_to_string(root.join(page)).expect("read page");
+        let mut named = 0;
+        let mut missing = Vec::new();
+        for word in text.split(|c: char| c.is_whitespace() || matches!(c, ',' | '(' | ')' | '`')) {
+            let path = word.trim_end_matches(['.', ':', ';']);
+            if !["src/", "tests/", "tools/"]
+                .iter()
+                .any(|p| path.starts_with(p))
+                || path.contains('{')
+            {
+                continue;
+            }
+            named += 1;
+            if !root.join(path).exists() {
+                missing.push(path.to_owned());
+            }
         }
-        named += 1;
-        if !root.join(path).exists() {
-            missing.push(path.to_owned());
-        }
+        assert!(named >= at_least, "{page}: found the paths ({named})");
+        assert!(
+            missing.is_empty(),
+            "{page} names paths that do not exist: {missing:?}"
+        );
     }
-    assert!(named > 20, "found the paths ({named})");
-    assert!(
-        missing.is_empty(),
-        "docs/architecture.md names paths that do not exist: {missing:?}"
-    );
 }
