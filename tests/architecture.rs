@@ -310,3 +310,32 @@ fn the_architecture_pages_name_only_paths_that_exist() {
         );
     }
 }
+
+/// The table in `src/lib.rs`'s module docs is the rule this file checks: the two say
+/// the same.
+#[test]
+fn the_rule_checked_is_the_rule_written_in_lib_rs() {
+    let lib = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("src/lib.rs"))
+        .expect("read lib.rs");
+    let mut written = BTreeMap::new();
+    for line in lib.lines() {
+        let Some(row) = line.strip_prefix("//! | `") else {
+            continue;
+        };
+        let mut cells = row.split('|');
+        let module = cells.next().unwrap_or("").trim().trim_end_matches('`');
+        let uses: BTreeSet<&str> = cells
+            .next()
+            .unwrap_or("")
+            .split(',')
+            .map(|u| u.trim().trim_matches('`'))
+            .filter(|u| !u.is_empty() && *u != "nothing of ours")
+            .collect();
+        written.insert(module, uses);
+    }
+    let checked: BTreeMap<&str, BTreeSet<&str>> = ALLOWED
+        .iter()
+        .map(|(m, uses)| (*m, uses.iter().copied().collect()))
+        .collect();
+    assert_eq!(written, checked);
+}
