@@ -6,7 +6,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::simulator::scenario::Flavor;
-use crate::sink::{DEFAULT_BUCKETS, DEFAULT_BUCKETS_ARG};
+use crate::sink::{DEFAULT_BUCKETS, DEFAULT_BUCKETS_ARG, DEFAULT_MAX_LABEL_VALUES};
 
 /// Default `--queue-capacity`: enough for the reader to stay busy while the fold
 /// takes a batch (`app::FOLD_BATCH`), small enough to keep memory low.
@@ -152,7 +152,10 @@ pub struct ExporterArgs {
 
 impl ExporterArgs {
     /// The OTLP settings: these flags plus the standard `OTEL_*` environment variables.
-    pub fn otlp_settings(&self) -> Result<crate::sink::otlp_setup::OtlpSettings, String> {
+    pub fn otlp_settings(
+        &self,
+    ) -> Result<crate::sink::otlp_setup::OtlpSettings, crate::sink::otlp_setup::OtlpConfigError>
+    {
         crate::sink::otlp_setup::OtlpSettings::from_env(
             |k| std::env::var(k).ok(),
             self.otlp_metrics,
@@ -170,7 +173,7 @@ pub struct MetricsArgs {
     #[arg(
         long,
         env = "SKAFFOLD_EXPORTER_MAX_LABEL_VALUES",
-        default_value_t = 200
+        default_value_t = DEFAULT_MAX_LABEL_VALUES
     )]
     pub max_label_values: usize,
     /// Histogram buckets in seconds, comma-separated and increasing.

@@ -48,7 +48,7 @@ fn main() -> ExitCode {
 
 async fn run(args: skaffold_exporter::config::ExporterArgs) -> anyhow::Result<()> {
     let source = SourceSettings::try_from(&args)?;
-    let otlp = args.otlp_settings().map_err(anyhow::Error::msg)?;
+    let otlp = args.otlp_settings()?;
     let settings = Settings::try_from(args)?;
     let running = app::start_all(settings, source, otlp).await?;
     let signal = app::shutdown_signal().await;
@@ -98,7 +98,7 @@ async fn demo(args: skaffold_exporter::config::DemoArgs) -> anyhow::Result<()> {
     ));
     let mut exporter = args.exporter;
     exporter.skaffold_addr = skaffold_addr.to_string();
-    let otlp = exporter.otlp_settings().map_err(anyhow::Error::msg)?;
+    let otlp = exporter.otlp_settings()?;
     let settings = Settings::try_from(exporter)?;
     let running = app::start_all(settings, source, otlp).await?;
     eprintln!(

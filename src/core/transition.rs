@@ -267,7 +267,8 @@ pub enum Transition {
     },
 }
 
-/// Receives every transition besides the Prometheus sink (spans, summaries, tests).
+/// Receives every transition beside the metrics and the spans (the per-iteration log
+/// line, replay's summary, tests).
 pub trait TransitionObserver: Send {
     /// Called for each transition, in order, with the event that caused it.
     fn observe(&mut self, event: &super::Event, transition: &Transition);

@@ -40,7 +40,8 @@ use anyhow::Context as _;
 
 pub use crate::config::{Format, Output, ReplayArgs};
 use crate::pipeline::{Pipeline, Progress};
-use crate::sink::otlp_setup::OtlpSettings;
+use crate::sink::contract::Own;
+use crate::sink::otlp_setup::{OtlpConfigError, OtlpSettings};
 use crate::source::file::input::Records as _;
 pub use crate::source::file::input::{Input, open_inputs, select_inputs};
 pub use replayer::{MAX_DIAGNOSTICS, Replayer};
@@ -50,6 +51,19 @@ use stdout::write_stdout;
 /// Skaffold sends events, so it gets more room than the live exporter's queue.
 pub const REPLAY_SPAN_QUEUE: usize = 16_384;
 
+/// Why `replay --otlp` cannot export.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReplayOtlpError {
+    /// An `OTEL_*` variable the exporter cannot honour.
+    #[error(transparent)]
+    Config(#[from] OtlpConfigError),
+    /// No traces endpoint, or tracing turned off: spans are what `--otlp` asks for.
+    #[error(
+        "replay --otlp exports spans, but no OTLP traces endpoint is configured: set OTEL_EXPORTER_OTLP_ENDPOINT or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT (and neither OTEL_TRACES_EXPORTER=none nor OTEL_SDK_DISABLED=true)"
+    )]
+    NoTracesEndpoint,
+}
+
 /// The OTLP settings of `replay --otlp`: the live exporter's, from the `OTEL_*`
 /// variables read through `env`, spans only. An error when no traces endpoint is
 /// configured (or tracing is turned off), since spans are what `--otlp` asks for.
@@ -57,10 +71,10 @@ pub fn otlp_settings(
     env: impl Fn(&str) -> Option<String>,
     pipeline_name: Option<String>,
     user_name: Option<String>,
-) -> Result<OtlpSettings, String> {
+) -> Result<OtlpSettings, ReplayOtlpError> {
     let mut s = OtlpSettings::from_env(env, false, pipeline_name, user_name)?;
     if s.traces.is_none() {
-        return Err("replay --otlp exports spans, but no OTLP traces endpoint is configured: set OTEL_EXPORTER_OTLP_ENDPOINT or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT (and neither OTEL_TRACES_EXPORTER=none nor OTEL_SDK_DISABLED=true)".into());
+        return Err(ReplayOtlpError::NoTracesEndpoint);
     }
     s.metrics = None;
     // A log file is history by definition: export every iteration of it.
@@ -85,8 +99,7 @@ pub async fn run(
             |k| std::env::var(k).ok(),
             args.pipeline_name.clone(),
             args.user_name.clone(),
-        )
-        .map_err(anyhow::Error::msg)?;
+        )?;
         Replayer::with_otlp(&buckets, max_label_values, &otlp)?
     } else {
         Replayer::new(&buckets, max_label_values)
@@ -162,12 +175,15 @@ pub async fn run(
     );
     let text = replayer.metrics_text(Format::Prometheus);
     let spans_lost = if args.otlp {
-        let get = |name: &str| sample(&text, name).unwrap_or(0.0);
-        let dropped = get("skaffold_exporter_spans_dropped_total");
-        let failed = get("skaffold_exporter_otlp_export_errors_total{signal=\"traces\"}");
+        // The contract's names, as this text shows them.
+        let get = |own: Own, labels: &str| {
+            sample(&text, &format!("{}{labels}", own.spec().exposed_name())).unwrap_or(0.0)
+        };
+        let dropped = get(Own::SpansDropped, "");
+        let failed = get(Own::OtlpExportErrors, "{signal=\"traces\"}");
         eprintln!(
             "replay: {} spans exported over OTLP",
-            get("skaffold_exporter_spans_exported_total")
+            get(Own::SpansExported, "")
         );
         if dropped > 0.0 || failed > 0.0 {
             eprintln!(
@@ -221,7 +237,7 @@ mod tests {
     use super::*;
     use std::collections::HashMap;
 
-    fn otlp(vars: &[(&str, &str)]) -> Result<OtlpSettings, String> {
+    fn otlp(vars: &[(&str, &str)]) -> Result<OtlpSettings, ReplayOtlpError> {
         let m: HashMap<&str, &str> = vars.iter().copied().collect();
         otlp_settings(
             |k| m.get(k).map(|v| (*v).to_owned()),
@@ -254,8 +270,12 @@ mod tests {
             ][..],
         ] {
             let e = otlp(off).unwrap_err();
-            assert!(e.contains("OTEL_EXPORTER_OTLP_ENDPOINT"), "{off:?}: {e}");
+            assert_eq!(e, ReplayOtlpError::NoTracesEndpoint, "{off:?}");
+            assert!(e.to_string().contains("OTEL_EXPORTER_OTLP_ENDPOINT"), "{e}");
         }
-        assert!(otlp(&[("OTEL_EXPORTER_OTLP_PROTOCOL", "carrier-pigeon")]).is_err());
+        assert_eq!(
+            otlp(&[("OTEL_EXPORTER_OTLP_PROTOCOL", "carrier-pigeon")]).unwrap_err(),
+            ReplayOtlpError::Config(OtlpConfigError::Protocol("carrier-pigeon".into()))
+        );
     }
 }

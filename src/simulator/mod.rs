@@ -14,6 +14,10 @@
 //!
 //! v2 events are kept as encoded bytes, so a test can also play a server that uses
 //! the pre-v1.26 message layout ([`Simulator::emit_v2_raw`]).
+//!
+//! `scenario` scripts sessions (the builders, their player, the demo's random
+//! session); `gateway` serves the HTTP gateway; `old_layout` encodes v2 messages in
+//! the v1.22–v1.25 layout.
 
 pub mod gateway;
 pub mod old_layout;

@@ -11,6 +11,9 @@ const MAX_FOLDED_TRACKED: usize = 100_000;
 /// The value that overflowing label values fold into.
 pub const OTHER: &str = "other";
 
+/// The default cap (`--max-label-values`): distinct values kept per label.
+pub const DEFAULT_MAX_LABEL_VALUES: usize = 200;
+
 /// Keeps at most `max` distinct values of one label.
 #[derive(Debug, Clone)]
 pub struct LabelCap {

@@ -27,7 +27,7 @@ use serde_json::Value;
 use super::json::{GatewayChunk, parse_gateway_chunk, parse_json, payload_from_json};
 use super::limits::{MAX_JSON_BYTES, TooBig};
 use super::supervisor::{ConnectError, Connector, EventStream, StreamError};
-use super::{Api, Payload, SourceMessage, V2_SALT, fingerprint};
+use super::{Api, Payload, SourceMessage, fingerprint, v2_fingerprint};
 use crate::core::InvalidEvent;
 use crate::skaffold::gateway::GatewayClient;
 
@@ -203,8 +203,11 @@ pub fn decode_line(
     if line.is_empty() {
         return Ok(None);
     }
-    let salt = if api == Api::V1 { 0 } else { V2_SALT };
-    let fp = fingerprint(line) ^ salt;
+    let fp = if api == Api::V1 {
+        fingerprint(line)
+    } else {
+        v2_fingerprint(line)
+    };
     let invalid = |e: InvalidEvent| Ok(Some(SourceMessage::new(fp, Payload::Invalid(e))));
     let value: Value = match parse_json(line) {
         Ok(v) => v,
@@ -339,7 +342,7 @@ mod tests {
         let again = [&a[..], b"\r\n"].concat();
         let fb = decode_line(Api::V2, &again, false).unwrap().unwrap();
         assert_eq!(fa.fingerprint, fb.fingerprint);
-        assert_eq!(fa.fingerprint, fingerprint(a) ^ V2_SALT);
+        assert_eq!(fa.fingerprint, v2_fingerprint(a));
         assert_eq!(fa.at, Some(1_617_817_808_970_854_000));
         assert!(matches!(fa.payload, Payload::V2(_)));
         // The same bytes over v1 never match a v2 message.

@@ -8,6 +8,7 @@
 //!   by record; `file::input` opens them (files, stdin) and follows a growing file.
 //! - `decode` (v1), `decode_v2`, `wire` (cheap looks at v2 bytes) and `json` turn wire
 //!   messages into domain events.
+//! - `limits`: what one message may cost to decode; `backoff`: the reconnect delays.
 //!
 //! Every source hands the fold [`Delivery`]s through one bounded queue: the
 //! connection's state (subscribed, paused, ended, Skaffold unreachable) travels in
@@ -176,7 +177,7 @@ impl SourceMessage {
     /// A v2 event (tests and benches: the fingerprint is the hash of its encoding).
     pub fn v2(event: v2::Event) -> Self {
         Self::new(
-            fingerprint(&event.encode_to_vec()) ^ V2_SALT,
+            v2_fingerprint(&event.encode_to_vec()),
             Payload::V2(Box::new(event)),
         )
     }
@@ -226,6 +227,12 @@ pub const V2_SALT: u64 = 0x5f32_5f32_5f32_5f32;
 /// encoding; gateway: the same `protojson` output of the same process).
 pub fn fingerprint(bytes: &[u8]) -> u64 {
     twox_hash::XxHash3_64::oneshot(bytes)
+}
+
+/// The fingerprint of a v2 message: [`fingerprint`] salted with [`V2_SALT`] (a v1
+/// message's is unsalted).
+pub fn v2_fingerprint(bytes: &[u8]) -> u64 {
+    fingerprint(bytes) ^ V2_SALT
 }
 
 #[cfg(test)]

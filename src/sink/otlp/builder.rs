@@ -241,7 +241,8 @@ impl SpanBuilder {
     }
 
     /// The fold has seen Skaffold's events of the current run up to `at` (its newest
-    /// timestamp): spans ended by [`SpanSink::close`] end there.
+    /// timestamp): spans ended by [`SpanSink::close`](super::SpanSink::close) end
+    /// there.
     pub fn seen_until(&mut self, at: Nanos) {
         if let Some(run) = self.run.as_mut() {
             run.last_at = run.last_at.max(at);

@@ -3,8 +3,8 @@
 //! into spans (which are open, and when finished ones leave), `span` says what each
 //! span carries (name, attributes, status), `export` queues and sends them.
 //!
-//! [`SpanBuilder`] is pure (no I/O, no clock): transitions in, finished [`SpanData`]
-//! out, with Skaffold's timestamps as start and end times and ids derived from the
+//! [`SpanBuilder`] is pure (no I/O, no clock): transitions in, finished
+//! [`SpanData`](opentelemetry_sdk::trace::SpanData) out, with Skaffold's timestamps as start and end times and ids derived from the
 //! Skaffold run (its MetaEvent timestamp), the iteration, the phase, the subject and
 //! its occurrence. Folding the same event log again (an exporter restart receives
 //! Skaffold's replay) therefore yields the same trace and span ids.

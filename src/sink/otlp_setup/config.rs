@@ -32,15 +32,48 @@ impl Protocol {
         }
     }
 
-    fn parse(s: &str) -> Result<Self, String> {
+    fn parse(s: &str) -> Result<Self, OtlpConfigError> {
         match s.trim() {
             "grpc" => Ok(Protocol::Grpc),
             "http/protobuf" => Ok(Protocol::HttpProtobuf),
-            other => Err(format!(
-                "unsupported OTLP protocol {other:?}: use grpc or http/protobuf"
-            )),
+            other => Err(OtlpConfigError::Protocol(other.to_owned())),
         }
     }
+}
+
+/// An `OTEL_*` variable the exporter cannot honour.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OtlpConfigError {
+    /// `OTEL_EXPORTER_OTLP_[SIGNAL_]PROTOCOL` other than `grpc` or `http/protobuf`.
+    #[error("unsupported OTLP protocol {0:?}: use grpc or http/protobuf")]
+    Protocol(String),
+    /// `OTEL_SDK_DISABLED` neither `true` nor `false`.
+    #[error("OTEL_SDK_DISABLED must be true or false, got {0:?}")]
+    SdkDisabled(String),
+    /// A compression other than `none` (none is built in).
+    #[error(
+        "{name}={value} is not supported: this build sends OTLP uncompressed (unset it, or set none)"
+    )]
+    Compression {
+        /// The variable.
+        name: &'static str,
+        /// Its value.
+        value: String,
+    },
+    /// `OTEL_TRACES_EXPORTER` other than `otlp` or `none`.
+    #[error("OTEL_TRACES_EXPORTER={0} is not supported: use otlp or none")]
+    TracesExporter(String),
+    /// `OTEL_METRICS_EXPORTER` other than `otlp`, `none` or `prometheus`.
+    #[error("OTEL_METRICS_EXPORTER={0} is not supported: use otlp or none")]
+    MetricsExporter(String),
+    /// A timeout or interval that is not a positive number of milliseconds.
+    #[error("{name} must be a positive number of milliseconds, got {value:?}")]
+    Millis {
+        /// The variable.
+        name: &'static str,
+        /// Its value.
+        value: String,
+    },
 }
 
 /// Where one signal goes.
@@ -111,17 +144,13 @@ impl OtlpSettings {
         otlp_metrics: bool,
         pipeline_name: Option<String>,
         user_name: Option<String>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, OtlpConfigError> {
         let get = |name: &str| env(name).filter(|v| !v.trim().is_empty());
         let disabled = match get("OTEL_SDK_DISABLED").map(|v| v.trim().to_ascii_lowercase()) {
             None => false,
             Some(v) if v == "true" => true,
             Some(v) if v == "false" => false,
-            Some(v) => {
-                return Err(format!(
-                    "OTEL_SDK_DISABLED must be true or false, got {v:?}"
-                ));
-            }
+            Some(v) => return Err(OtlpConfigError::SdkDisabled(v)),
         };
         // No compression is built in: the exporter would ignore the setting.
         for name in [
@@ -132,12 +161,10 @@ impl OtlpSettings {
             if let Some(v) = get(name)
                 && !v.trim().eq_ignore_ascii_case("none")
             {
-                return Err(format!(
-                    "{name}={v} is not supported: this build sends OTLP uncompressed (unset it, or set none)"
-                ));
+                return Err(OtlpConfigError::Compression { name, value: v });
             }
         }
-        let protocol = |signal: &str| -> Result<Protocol, String> {
+        let protocol = |signal: &str| -> Result<Protocol, OtlpConfigError> {
             match get(&format!("OTEL_EXPORTER_OTLP_{signal}_PROTOCOL"))
                 .or_else(|| get("OTEL_EXPORTER_OTLP_PROTOCOL"))
             {
@@ -145,52 +172,46 @@ impl OtlpSettings {
                 None => Ok(Protocol::HttpProtobuf),
             }
         };
-        let endpoint =
-            |signal: &str, path: &str, default: bool| -> Result<Option<Endpoint>, String> {
-                let protocol = protocol(signal)?;
-                if let Some(url) = get(&format!("OTEL_EXPORTER_OTLP_{signal}_ENDPOINT")) {
-                    return Ok(Some(Endpoint { url, protocol }));
-                }
-                let base = match get("OTEL_EXPORTER_OTLP_ENDPOINT") {
-                    Some(b) => b,
-                    None if default => match protocol {
-                        Protocol::Grpc => "http://localhost:4317".to_owned(),
-                        Protocol::HttpProtobuf => "http://localhost:4318".to_owned(),
-                    },
-                    None => return Ok(None),
-                };
-                let url = match protocol {
-                    Protocol::Grpc => base,
-                    Protocol::HttpProtobuf => format!("{}/{path}", base.trim_end_matches('/')),
-                };
-                Ok(Some(Endpoint { url, protocol }))
+        let endpoint = |signal: &str,
+                        path: &str,
+                        default: bool|
+         -> Result<Option<Endpoint>, OtlpConfigError> {
+            let protocol = protocol(signal)?;
+            if let Some(url) = get(&format!("OTEL_EXPORTER_OTLP_{signal}_ENDPOINT")) {
+                return Ok(Some(Endpoint { url, protocol }));
+            }
+            let base = match get("OTEL_EXPORTER_OTLP_ENDPOINT") {
+                Some(b) => b,
+                None if default => match protocol {
+                    Protocol::Grpc => "http://localhost:4317".to_owned(),
+                    Protocol::HttpProtobuf => "http://localhost:4318".to_owned(),
+                },
+                None => return Ok(None),
             };
+            let url = match protocol {
+                Protocol::Grpc => base,
+                Protocol::HttpProtobuf => format!("{}/{path}", base.trim_end_matches('/')),
+            };
+            Ok(Some(Endpoint { url, protocol }))
+        };
         let exporter = |name: &str| get(name).map(|v| v.trim().to_ascii_lowercase());
         let traces = match exporter("OTEL_TRACES_EXPORTER").as_deref() {
             _ if disabled => None,
             Some("none") => None,
             Some("otlp") | None => endpoint("TRACES", "v1/traces", false)?,
-            Some(other) => {
-                return Err(format!(
-                    "OTEL_TRACES_EXPORTER={other} is not supported: use otlp or none"
-                ));
-            }
+            Some(other) => return Err(OtlpConfigError::TracesExporter(other.to_owned())),
         };
         let metrics_on = match exporter("OTEL_METRICS_EXPORTER").as_deref() {
             Some("otlp") => true,
             Some("none") | None | Some("prometheus") => otlp_metrics,
-            Some(other) => {
-                return Err(format!(
-                    "OTEL_METRICS_EXPORTER={other} is not supported: use otlp or none"
-                ));
-            }
+            Some(other) => return Err(OtlpConfigError::MetricsExporter(other.to_owned())),
         };
         let metrics = if metrics_on && !disabled {
             endpoint("METRICS", "v1/metrics", true)?
         } else {
             None
         };
-        let millis = |name: &str| -> Result<Option<Duration>, String> {
+        let millis = |name: &'static str| -> Result<Option<Duration>, OtlpConfigError> {
             get(name)
                 .map(|v| {
                     v.trim()
@@ -198,8 +219,9 @@ impl OtlpSettings {
                         .ok()
                         .filter(|ms| *ms > 0)
                         .map(Duration::from_millis)
-                        .ok_or_else(|| {
-                            format!("{name} must be a positive number of milliseconds, got {v:?}")
+                        .ok_or_else(|| OtlpConfigError::Millis {
+                            name,
+                            value: v.clone(),
                         })
                 })
                 .transpose()
@@ -331,5 +353,52 @@ mod tests {
             )
             .is_err()
         );
+    }
+
+    #[test]
+    fn each_refused_variable_is_its_own_error_with_the_message_users_see() {
+        let refused = |vars: &[(&str, &str)]| settings(vars, true).unwrap_err();
+        let cases = [
+            (
+                refused(&[("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json")]),
+                OtlpConfigError::Protocol("http/json".into()),
+                r#"unsupported OTLP protocol "http/json": use grpc or http/protobuf"#,
+            ),
+            (
+                refused(&[("OTEL_SDK_DISABLED", " Maybe ")]),
+                OtlpConfigError::SdkDisabled("maybe".into()),
+                r#"OTEL_SDK_DISABLED must be true or false, got "maybe""#,
+            ),
+            (
+                refused(&[("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "gzip")]),
+                OtlpConfigError::Compression {
+                    name: "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION",
+                    value: "gzip".into(),
+                },
+                "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION=gzip is not supported: this build sends OTLP uncompressed (unset it, or set none)",
+            ),
+            (
+                refused(&[("OTEL_TRACES_EXPORTER", "Zipkin")]),
+                OtlpConfigError::TracesExporter("zipkin".into()),
+                "OTEL_TRACES_EXPORTER=zipkin is not supported: use otlp or none",
+            ),
+            (
+                refused(&[("OTEL_METRICS_EXPORTER", "console")]),
+                OtlpConfigError::MetricsExporter("console".into()),
+                "OTEL_METRICS_EXPORTER=console is not supported: use otlp or none",
+            ),
+            (
+                refused(&[("OTEL_METRIC_EXPORT_INTERVAL", "0")]),
+                OtlpConfigError::Millis {
+                    name: "OTEL_METRIC_EXPORT_INTERVAL",
+                    value: "0".into(),
+                },
+                r#"OTEL_METRIC_EXPORT_INTERVAL must be a positive number of milliseconds, got "0""#,
+            ),
+        ];
+        for (got, want, message) in cases {
+            assert_eq!(got, want);
+            assert_eq!(got.to_string(), message);
+        }
     }
 }

@@ -14,7 +14,8 @@ mod lifecycle;
 mod resource;
 
 pub use config::{
-    Endpoint, OtlpSettings, Protocol, SHUTDOWN_TIMEOUT, SPAN_QUEUE, parse_resource_attributes,
+    Endpoint, OtlpConfigError, OtlpSettings, Protocol, SHUTDOWN_TIMEOUT, SPAN_QUEUE,
+    parse_resource_attributes,
 };
 pub use lifecycle::{Telemetry, TelemetryError, metric_exporter, shutdown, span_exporter};
 pub use resource::{
@@ -25,7 +26,7 @@ pub use resource::{
 
 /// Settings read from `vars` as the environment, for the unit tests.
 #[cfg(test)]
-fn settings(vars: &[(&str, &str)], metrics: bool) -> Result<OtlpSettings, String> {
+fn settings(vars: &[(&str, &str)], metrics: bool) -> Result<OtlpSettings, OtlpConfigError> {
     let m: std::collections::HashMap<String, String> = vars
         .iter()
         .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
