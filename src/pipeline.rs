@@ -1,5 +1,5 @@
 //! The fold task's body: connection state and replay de-duplication → decode →
-//! `State::apply` → sinks.
+//! `State::apply_into` → sinks.
 //!
 //! One `Pipeline` is owned by one task; sources feed it [`Delivery`]s through a
 //! bounded queue: messages and, in band with them, the connection's state, so
@@ -213,7 +213,7 @@ impl Pipeline {
     pub fn builder<'a>() -> PipelineBuilder<'a> {
         PipelineBuilder {
             buckets: crate::sink::DEFAULT_BUCKETS.to_vec(),
-            max_label_values: 200,
+            max_label_values: crate::sink::DEFAULT_MAX_LABEL_VALUES,
             process_metrics: false,
             otlp: None,
             spans: None,
@@ -222,8 +222,8 @@ impl Pipeline {
         }
     }
 
-    /// A pipeline writing into `metrics`.
-    pub fn new(metrics: Metrics) -> Self {
+    /// A pipeline writing into `metrics` (see [`Pipeline::builder`]).
+    fn new(metrics: Metrics) -> Self {
         Self {
             state: State::new(),
             filter: ReplayFilter::new(),

@@ -1,6 +1,6 @@
 //! Subscribes to Skaffold's `Events` stream over gRPC, API v1
 //! (`proto.SkaffoldService`) or v2 (`proto.v2.SkaffoldV2Service`), and keeps
-//! subscribing through [`supervisor::run`]: Skaffold may not be up yet, may restart,
+//! subscribing through [`super::supervisor::run`]: Skaffold may not be up yet, may restart,
 //! or may exit.
 //!
 //! Messages are read as raw bytes (a pass-through codec) and decoded here, in the
@@ -23,7 +23,7 @@
 //! decided to have the pre-v1.26 layout (before anything of it was folded) switch to
 //! v1. The choice is kept for the life of the exporter, so one Skaffold process is
 //! never read through both APIs (which would count twice). A v2 stream in the
-//! pre-v1.26 layout is not dropped but read to its end (see [`supervisor`]).
+//! pre-v1.26 layout is not dropped but read to its end (see [`super::supervisor`]).
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -37,7 +37,7 @@ use tonic::transport::{Channel, Endpoint};
 use super::limits::MAX_EVENT_BYTES;
 use super::supervisor::{ConnectError, Connector, EventStream, StreamError};
 use super::wire::{Layout, PeekError, check_v1, check_v2, meta_layout, peek_v2};
-use super::{Api, Payload, SourceMessage, V2_SALT, fingerprint};
+use super::{Api, Payload, SourceMessage, fingerprint, v2_fingerprint};
 use crate::core::InvalidEvent;
 use crate::core::order::WINDOW;
 use crate::pb::{v1, v2};
@@ -342,7 +342,7 @@ pub fn decode_raw(api: Api, bytes: &[u8]) -> SourceMessage {
         ),
     };
     SourceMessage {
-        fingerprint: fingerprint(bytes) ^ V2_SALT,
+        fingerprint: v2_fingerprint(bytes),
         at,
         payload,
     }

@@ -43,7 +43,7 @@ use super::transition::{Outcome, Phase, RunEnd, Transition};
 
 /// Most entries tracked at once per kind (open builds, syncs, subtasks and resources,
 /// artifacts with a failure streak, names seen in a run), so a flood of names cannot
-/// grow memory without end. An entry is a 64-bit hash of the name (see [`key`]), some
+/// grow memory without end. An entry is a 64-bit hash of the name (see `key`), some
 /// 40 bytes whatever the name's length: 250,000 of each kind are at most ~10 MB each.
 /// Past the limit the event is still counted where it can be (a resource's rollout,
 /// a build's or a sync's result: what the sink folds into `other` still counts), and
