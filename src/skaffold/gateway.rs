@@ -36,25 +36,31 @@ impl GatewayClient {
         &self.base
     }
 
-    fn uri(&self, path: &str) -> Result<Uri, String> {
+    fn uri(&self, path: &str) -> Result<Uri, RequestError> {
         let base = self.base.to_string();
         format!("{}{path}", base.trim_end_matches('/'))
             .parse()
-            .map_err(|e| format!("invalid URL for {path}: {e}"))
+            .map_err(|source| RequestError::InvalidUrl {
+                path: path.to_owned(),
+                source,
+            })
     }
 
     /// Starts a GET; returns the response with its body still streaming.
-    pub async fn get(&self, path: &str) -> Result<http::Response<Incoming>, String> {
+    pub async fn get(&self, path: &str) -> Result<http::Response<Incoming>, RequestError> {
         let req = Request::get(self.uri(path)?)
             .header(http::header::ACCEPT, "application/json")
-            .body(Empty::new())
-            .map_err(|e| e.to_string())?;
-        self.client.request(req).await.map_err(|e| {
-            let source = std::error::Error::source(&e)
-                .map(|s| format!(": {s}"))
-                .unwrap_or_default();
-            format!("GET {}{path}: {e}{source}", self.base)
-        })
+            .body(Empty::new())?;
+        self.client
+            .request(req)
+            .await
+            .map_err(|error| RequestError::Send {
+                url: format!("{}{path}", self.base),
+                cause: std::error::Error::source(&error)
+                    .map(|s| format!(": {s}"))
+                    .unwrap_or_default(),
+                error,
+            })
     }
 
     /// GET with a deadline; returns the status and the whole body.
@@ -64,7 +70,10 @@ impl GatewayClient {
         deadline: Duration,
     ) -> Result<(StatusCode, Bytes), GatewayError> {
         let fetch = async {
-            let resp = self.get(path).await.map_err(GatewayError::Failed)?;
+            let resp = self
+                .get(path)
+                .await
+                .map_err(|e| GatewayError::Failed(e.to_string()))?;
             let status = resp.status();
             let body = resp
                 .into_body()
@@ -93,4 +102,30 @@ pub enum GatewayError {
     /// The connection or the request failed.
     #[error("{0}")]
     Failed(String),
+}
+
+/// Why a GET to the gateway could not be sent or got no response.
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    /// The base URL and the path do not make a URL.
+    #[error("invalid URL for {path}: {source}")]
+    InvalidUrl {
+        /// The path asked for.
+        path: String,
+        /// Why the URL is invalid.
+        source: http::uri::InvalidUri,
+    },
+    /// The request could not be built.
+    #[error("{0}")]
+    Build(#[from] http::Error),
+    /// Connecting or sending failed.
+    #[error("GET {url}: {error}{cause}")]
+    Send {
+        /// What was asked for.
+        url: String,
+        /// The client's error.
+        error: hyper_util::client::legacy::Error,
+        /// Its cause, `": ..."`, or empty.
+        cause: String,
+    },
 }

@@ -29,7 +29,7 @@ use super::limits::{MAX_JSON_BYTES, TooBig};
 use super::supervisor::{ConnectError, Connector, EventStream, StreamError};
 use super::{Api, Payload, SourceMessage, fingerprint, v2_fingerprint};
 use crate::core::InvalidEvent;
-use crate::skaffold::gateway::GatewayClient;
+use crate::skaffold::gateway::{GatewayClient, RequestError};
 
 /// gRPC code UNIMPLEMENTED, as a gateway error chunk carries it.
 const UNIMPLEMENTED: i64 = 12;
@@ -52,7 +52,7 @@ impl GatewayConnector {
         }
     }
 
-    async fn open(&self, api: Api) -> Result<http::Response<Incoming>, String> {
+    async fn open(&self, api: Api) -> Result<http::Response<Incoming>, RequestError> {
         let path = if api == Api::V1 {
             "/v1/events"
         } else {
@@ -71,7 +71,10 @@ impl Connector for GatewayConnector {
 
     async fn connect(&mut self) -> Result<GatewayStream, ConnectError> {
         let api = self.chosen.unwrap_or(Api::V2);
-        let mut resp = self.open(api).await.map_err(ConnectError::Unreachable)?;
+        let mut resp = self
+            .open(api)
+            .await
+            .map_err(|e| ConnectError::Unreachable(e.to_string()))?;
         let mut api = api;
         let missing = matches!(
             resp.status(),
@@ -87,7 +90,10 @@ impl Connector for GatewayConnector {
             tracing::info!(gateway = %self.client.base(), "Skaffold's gateway has no /v2/events (older than v1.22); using /v1/events (--api auto).");
             self.chosen = Some(Api::V1);
             api = Api::V1;
-            resp = self.open(api).await.map_err(ConnectError::Unreachable)?;
+            resp = self
+                .open(api)
+                .await
+                .map_err(|e| ConnectError::Unreachable(e.to_string()))?;
         }
         if resp.status() != StatusCode::OK {
             return Err(ConnectError::Unreachable(format!(
