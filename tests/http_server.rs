@@ -18,25 +18,11 @@ use skaffold_exporter::server::http::{Limits, Shared, serve_with};
 use support::child::Exporter;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// A raw HTTP/1.1 GET with extra header lines; returns the head and the raw body.
+/// A raw HTTP/1.1 GET with extra header lines; returns the head (lowercase) and the raw
+/// body.
 async fn get(addr: SocketAddr, path: &str, headers: &str) -> (String, Vec<u8>) {
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    s.write_all(
-        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{headers}Connection: close\r\n\r\n")
-            .as_bytes(),
-    )
-    .await
-    .unwrap();
-    let mut raw = Vec::new();
-    tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut raw))
-        .await
-        .expect("answered within 5 s")
-        .unwrap();
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
-    (
-        String::from_utf8_lossy(&raw[..split]).to_lowercase(),
-        raw[split + 4..].to_vec(),
-    )
+    let (head, body) = support::raw_get(addr, path, headers).await;
+    (head.to_lowercase(), body)
 }
 
 /// The value of header `name` (lowercase) in `head`.

@@ -79,27 +79,41 @@ pub fn series_count(text: &str, name: &str) -> usize {
         .count()
 }
 
+/// A raw HTTP/1.1 GET over a real socket with extra header lines (each ending in
+/// `\r\n`); returns the head and the raw body. The server must answer within 15 s
+/// (`/metrics` may wait up to 5 s for a replay to be folded).
+pub async fn raw_get(addr: std::net::SocketAddr, path: &str, headers: &str) -> (String, Vec<u8>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    s.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{headers}Connection: close\r\n\r\n")
+            .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut raw = Vec::new();
+    tokio::time::timeout(std::time::Duration::from_secs(15), s.read_to_end(&mut raw))
+        .await
+        .expect("answered within 15 s")
+        .unwrap();
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or(raw.len());
+    let body = raw.get(split + 4..).unwrap_or_default().to_vec();
+    (String::from_utf8_lossy(&raw[..split]).into_owned(), body)
+}
+
 /// GET over a real socket; returns (status, content-type, body).
 pub async fn http_get(
     addr: std::net::SocketAddr,
     path: &str,
     accept: Option<&str>,
 ) -> (u16, String, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
     let accept = accept
         .map(|a| format!("Accept: {a}\r\n"))
         .unwrap_or_default();
-    s.write_all(
-        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{accept}Connection: close\r\n\r\n")
-            .as_bytes(),
-    )
-    .await
-    .unwrap();
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).await.unwrap();
-    let raw = String::from_utf8_lossy(&raw).to_string();
-    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+    let (head, body) = raw_get(addr, path, &accept).await;
     let status = head
         .split(' ')
         .nth(1)
@@ -113,7 +127,7 @@ pub async fn http_get(
                 .then(|| v.trim().to_owned())
         })
         .unwrap_or_default();
-    (status, ctype, body.to_owned())
+    (status, ctype, String::from_utf8_lossy(&body).into_owned())
 }
 
 /// Exporter settings for tests: defaults, any free port, fast reconnects.
