@@ -69,15 +69,28 @@ fn time_scale_zero_or_less_is_refused_naming_the_flag() {
     }
 }
 
+/// Subscribes to the simulator's v1 `Events` as a bare client (the stream is not read
+/// until the caller reads it). The client is returned too: the caller keeps the
+/// connection for as long as the test needs the subscriber.
+async fn subscribe(
+    addr: std::net::SocketAddr,
+) -> (
+    SkaffoldServiceClient<tonic::transport::Channel>,
+    tonic::Streaming<skaffold_exporter::pb::v1::LogEntry>,
+) {
+    let mut client = SkaffoldServiceClient::connect(format!("http://{addr}"))
+        .await
+        .unwrap();
+    let stream = client.events(()).await.unwrap().into_inner();
+    (client, stream)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_subscriber_that_does_not_read_is_held_by_flow_control_and_loses_nothing() {
     let sim = Simulator::new();
     let (addr, _stop) = serve_skaffold(&sim).await;
-    let mut client = SkaffoldServiceClient::connect(format!("http://{addr}"))
-        .await
-        .unwrap();
     // Subscribed, and not reading.
-    let mut stream = client.events(()).await.unwrap().into_inner();
+    let (_client, mut stream) = subscribe(addr).await;
     // 40 MiB of events.
     let total = 20_000u64;
     for i in 0..total {
@@ -111,10 +124,7 @@ async fn a_stopping_skaffold_is_not_held_by_its_subscribers_and_the_exporter_see
         sim.emit(entry(i));
     }
     // One subscriber that never reads (its stream is held by flow control) ...
-    let mut client = SkaffoldServiceClient::connect(format!("http://{addr}"))
-        .await
-        .unwrap();
-    let _stuck = client.events(()).await.unwrap().into_inner();
+    let (_client, _stuck) = subscribe(addr).await;
     // ... and an exporter.
     let exp = app::start_with(settings(addr), SourceSettings::default())
         .await
@@ -245,10 +255,7 @@ async fn scaled_time_never_stamps_events_ahead_of_the_clock() {
     for scale in [0.05, 1.5] {
         let sim = Simulator::new();
         let (addr, _stop) = serve_skaffold(&sim).await;
-        let mut client = SkaffoldServiceClient::connect(format!("http://{addr}"))
-            .await
-            .unwrap();
-        let mut stream = client.events(()).await.unwrap().into_inner();
+        let (_client, mut stream) = subscribe(addr).await;
         let player = {
             let (sim, script) = (sim.clone(), script.clone());
             tokio::spawn(async move {
@@ -279,10 +286,7 @@ async fn scaled_time_never_stamps_events_ahead_of_the_clock() {
 async fn the_demo_skaffold_restarts_when_its_log_is_full_so_memory_stays_bounded() {
     let sim = Simulator::new();
     let (addr, _stop) = serve_skaffold(&sim).await;
-    let mut client = SkaffoldServiceClient::connect(format!("http://{addr}"))
-        .await
-        .unwrap();
-    let mut stream = client.events(()).await.unwrap().into_inner();
+    let (_client, mut stream) = subscribe(addr).await;
     let limit = 500;
     let player = tokio::spawn(scenario::run_demo(
         sim.clone(),
