@@ -117,15 +117,11 @@ impl Connector for GatewayConnector {
     }
 
     fn stream_failed(&mut self, err: &StreamError) -> bool {
-        if matches!(err, StreamError::Incompatible(_) | StreamError::Missing(_))
-            && self.api == Api::Auto
-            && self.chosen != Some(Api::V1)
-        {
+        let switched = super::fall_back_to_v1(self.api, &mut self.chosen, err);
+        if switched {
             tracing::warn!(gateway = %self.client.base(), "Falling back to /v1/events (--api auto).");
-            self.chosen = Some(Api::V1);
-            return true;
         }
-        false
+        switched
     }
 }
 

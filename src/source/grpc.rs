@@ -201,15 +201,11 @@ impl Connector for GrpcConnector {
     }
 
     fn stream_failed(&mut self, err: &StreamError) -> bool {
-        if matches!(err, StreamError::Incompatible(_) | StreamError::Missing(_))
-            && self.api == Api::Auto
-            && self.chosen != Some(Api::V1)
-        {
+        let switched = super::fall_back_to_v1(self.api, &mut self.chosen, err);
+        if switched {
             tracing::warn!(addr = %self.addr, "Falling back to event API v1 (--api auto).");
-            self.chosen = Some(Api::V1);
-            return true;
         }
-        false
+        switched
     }
 }
 

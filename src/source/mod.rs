@@ -69,6 +69,19 @@ impl Api {
     }
 }
 
+/// With `--api auto` (`asked`), a stream that ended because Skaffold does not offer
+/// v2 or sends it in a layout we cannot read switches the connector to v1, once: sets
+/// `chosen` and returns `true` (the connector logs it).
+fn fall_back_to_v1(asked: Api, chosen: &mut Option<Api>, err: &supervisor::StreamError) -> bool {
+    use supervisor::StreamError::{Incompatible, Missing};
+    if matches!(err, Incompatible(_) | Missing(_)) && asked == Api::Auto && *chosen != Some(Api::V1)
+    {
+        *chosen = Some(Api::V1);
+        return true;
+    }
+    false
+}
+
 /// Where the live exporter reads Skaffold's events.
 #[derive(Debug, Clone)]
 pub enum Origin {
@@ -238,6 +251,36 @@ pub fn v2_fingerprint(bytes: &[u8]) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_auto_falls_back_to_v1_and_only_once_and_only_for_a_missing_or_unreadable_v2() {
+        use supervisor::StreamError::{Failed, Incompatible, Missing};
+        let missing = Missing("UNIMPLEMENTED".into());
+        let mut chosen = None;
+        assert!(!fall_back_to_v1(
+            Api::Auto,
+            &mut chosen,
+            &Failed("reset".into())
+        ));
+        assert_eq!(chosen, None);
+        assert!(fall_back_to_v1(Api::Auto, &mut chosen, &missing));
+        assert_eq!(chosen, Some(Api::V1));
+        assert!(!fall_back_to_v1(
+            Api::Auto,
+            &mut chosen,
+            &Incompatible("old".into())
+        ));
+        let mut fixed = Some(Api::V2);
+        assert!(!fall_back_to_v1(Api::V2, &mut fixed, &missing));
+        assert_eq!(fixed, Some(Api::V2));
+        let mut v2 = Some(Api::V2);
+        assert!(fall_back_to_v1(
+            Api::Auto,
+            &mut v2,
+            &Incompatible("old".into())
+        ));
+        assert_eq!(v2, Some(Api::V1));
+    }
 
     #[test]
     fn deliveries_stay_small_they_are_moved_through_the_ordering_buffer_and_the_queue() {
