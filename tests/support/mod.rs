@@ -99,9 +99,16 @@ pub async fn raw_get(addr: std::net::SocketAddr, path: &str, headers: &str) -> (
     let split = raw
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
-        .unwrap_or(raw.len());
-    let body = raw.get(split + 4..).unwrap_or_default().to_vec();
-    (String::from_utf8_lossy(&raw[..split]).into_owned(), body)
+        .unwrap_or_else(|| {
+            panic!(
+                "GET {path}: no HTTP response head in {:?}",
+                String::from_utf8_lossy(&raw)
+            )
+        });
+    (
+        String::from_utf8_lossy(&raw[..split]).into_owned(),
+        raw[split + 4..].to_vec(),
+    )
 }
 
 /// GET over a real socket; returns (status, content-type, body).

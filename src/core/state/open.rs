@@ -106,7 +106,9 @@ impl OpenPhases {
             Phase::Render => self.render,
             Phase::Verify => self.verify,
             Phase::Exec => self.exec,
-            _ => self.status_check,
+            Phase::StatusCheck => self.status_check,
+            // Builds, syncs, subtasks and the dev loop are not one-at-a-time phases.
+            _ => None,
         }
     }
 
@@ -118,6 +120,8 @@ impl OpenPhases {
             Phase::Render => &mut self.render,
             Phase::Verify => &mut self.verify,
             Phase::Exec => &mut self.exec,
+            // `Slot::Single` holds only one-at-a-time phases (the fold makes them from
+            // Test, Deploy, StatusCheck, Render, Verify and Exec events).
             _ => &mut self.status_check,
         }
     }
