@@ -126,12 +126,12 @@ fn unreadable_inputs_are_reported_and_the_rest_is_still_printed() {
 
 #[test]
 fn a_reader_that_goes_away_ends_the_output_quietly() {
-    // The fixture 30 times over (~28 KB of output each): far more than a pipe holds, so
+    // The fixture 200 times over (~240 KB of metrics text): far more than a pipe holds, so
     // the replay is still writing when the reader goes away and gets EPIPE.
     let fixture = fixture();
     let mut child = Command::new(BIN)
         .arg("replay")
-        .args(std::iter::repeat_n(&fixture, 30))
+        .args(std::iter::repeat_n(&fixture, 200))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
