@@ -19,6 +19,8 @@
 //! `FUZZ_ITERATIONS=200000 FUZZ_SEED=$RANDOM cargo test --release --test fuzz -- --nocapture`
 //! (the seed is printed; a failure names the target and iteration).
 
+mod support;
+
 use std::collections::HashMap;
 use std::io::BufReader;
 use std::path::PathBuf;
@@ -59,15 +61,7 @@ fn twox(b: &[u8]) -> u64 {
 
 /// The messages of a `grpccapture` file (uvarint length + message).
 fn frames(file: &str) -> Vec<Vec<u8>> {
-    let bytes = std::fs::read(fixtures().join("real").join(file)).unwrap();
-    let mut buf = bytes.as_slice();
-    let mut out = Vec::new();
-    while !buf.is_empty() {
-        let len = prost::encoding::decode_varint(&mut buf).unwrap() as usize;
-        out.push(buf[..len].to_vec());
-        buf = &buf[len..];
-    }
-    out
+    support::capture_frames(&fixtures().join("real").join(file))
 }
 
 fn lines(file: &str) -> Vec<Vec<u8>> {

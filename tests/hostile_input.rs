@@ -25,15 +25,6 @@ fn reset_peak() {
     std::fs::write("/proc/self/clear_refs", "5").expect("resetting VmHWM");
 }
 
-fn vm_hwm_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmHWM in /proc/self/status")
-}
-
 /// A protobuf length-delimited field.
 fn len_field(number: u32, payload: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(payload.len() + 12);
@@ -107,7 +98,7 @@ fn child_process_entry() {
     let mut before = 0;
     let mut mark = || {
         reset_peak();
-        before = vm_hwm_kib();
+        before = support::vm_hwm_kib("self");
     };
     match case.as_str() {
         // 4 MiB of empty repeated messages, under the byte cap: 2M values.
@@ -205,7 +196,7 @@ fn child_process_entry() {
         }
         other => panic!("unknown case {other}"),
     }
-    let after = vm_hwm_kib();
+    let after = support::vm_hwm_kib("self");
     println!("GROWTH_KIB={}", after.saturating_sub(before));
 }
 
@@ -263,9 +254,9 @@ fn child_unchecked() {
     let err = len_field(5, &suggestions(2_000_000));
     let bytes = len_field(2, &len_field(2, &err));
     reset_peak();
-    let before = vm_hwm_kib();
+    let before = support::vm_hwm_kib("self");
     let entry = skaffold_exporter::pb::v1::LogEntry::decode(bytes.as_slice()).unwrap();
-    let after = vm_hwm_kib();
+    let after = support::vm_hwm_kib("self");
     assert!(entry.event.is_some());
     println!("GROWTH_KIB={}", after.saturating_sub(before));
 }

@@ -12,6 +12,8 @@
 //! count per failure"), and differ between the APIs only where Skaffold reports
 //! differently: the build Ctrl-C cancelled is `Failed` over v1, `Canceled` over v2.
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 
@@ -190,19 +192,6 @@ fn exposition(registry: &Registry) -> String {
 }
 
 /// Reads a capture of `grpccapture events`: uvarint length, message bytes, repeated.
-fn frames(path: &Path) -> Vec<Vec<u8>> {
-    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let mut buf = bytes.as_slice();
-    let mut out = Vec::new();
-    while !buf.is_empty() {
-        let len = prost::encoding::decode_varint(&mut buf).expect("frame length") as usize;
-        assert!(len <= buf.len(), "{}: truncated frame", path.display());
-        out.push(buf[..len].to_vec());
-        buf = &buf[len..];
-    }
-    out
-}
-
 /// A gRPC capture through the live decode path (`decode_raw`, as the gRPC source
 /// does), then the end of the stream (Skaffold exited).
 fn fold_grpc(api: Api, file: &str) -> String {
@@ -211,7 +200,7 @@ fn fold_grpc(api: Api, file: &str) -> String {
         registry,
         ..
     } = Pipeline::builder().build().expect("no OTLP to start");
-    let frames = frames(&dir().join(file));
+    let frames = support::capture_frames(&dir().join(file));
     assert!(!frames.is_empty(), "{file}: no messages");
     for f in &frames {
         let received = decode_raw(api, f);
@@ -580,8 +569,8 @@ fn fixtures_are_one_skaffold_v2_24_session() {
     }
     // Every v1 gRPC message is also in the v1 event-log file and gateway stream, and
     // every v2 one in the v2 ones: the same session, read six ways.
-    let v1 = frames(&dir().join("v1.grpc.bin")).len();
-    let v2 = frames(&dir().join("v2.grpc.bin")).len();
+    let v1 = support::capture_frames(&dir().join("v1.grpc.bin")).len();
+    let v2 = support::capture_frames(&dir().join("v2.grpc.bin")).len();
     let lines = |f: &str| {
         std::fs::read_to_string(dir().join(f))
             .unwrap()

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{events_folded, sample};
+use support::{events_folded, sample, vm_hwm_kib};
 
 const BIN: &str = env!("CARGO_BIN_EXE_skaffold-exporter");
 
@@ -60,16 +60,6 @@ fn an_over_long_line_is_malformed_and_the_lines_after_it_are_folded() {
     let (_, whole, _) = run(&["replay", "--output", "metrics", &fixture()]);
     assert_eq!(events_folded(&stdout), events_folded(&whole));
     assert!(!events_folded(&whole).is_empty());
-}
-
-/// Peak RSS of a running process (KiB).
-fn vm_hwm_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
 }
 
 #[test]

@@ -11,6 +11,31 @@ pub mod every_source;
 pub mod otlp;
 pub mod sessions;
 
+/// Peak resident memory (VmHWM, KiB) of process `pid` (`"self"` for this one).
+pub fn vm_hwm_kib(pid: impl std::fmt::Display) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM in /proc/PID/status")
+}
+
+/// The messages of a gRPC capture (each a varint length, then the message), as
+/// `grpccapture` writes them.
+pub fn capture_frames(path: &Path) -> Vec<Vec<u8>> {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut buf = bytes.as_slice();
+    let mut out = Vec::new();
+    while !buf.is_empty() {
+        let len = prost::encoding::decode_varint(&mut buf).expect("frame length") as usize;
+        assert!(len <= buf.len(), "{}: truncated frame", path.display());
+        out.push(buf[..len].to_vec());
+        buf = &buf[len..];
+    }
+    out
+}
+
 /// Compares `actual` with the golden file; rewrites it when UPDATE_GOLDEN=1.
 #[track_caller]
 pub fn assert_golden(path: &Path, actual: &str) {
