@@ -1,7 +1,8 @@
 //! Compiles Skaffold's API protos with `protox` (pure Rust, so no system `protoc` is
 //! needed) and hands the descriptor set to `tonic-prost-build`. The descriptor set is
 //! also kept in OUT_DIR: the JSON mapping (HTTP gateway, event log files, `/v1/state`)
-//! is done by `prost-reflect` from it.
+//! is done by `prost-reflect` from it. The lean subsets of the event messages
+//! (`proto/lean/`, what the fold reads) are compiled with `bytes::Bytes` for bytes.
 use protox::prost::Message as _;
 use std::path::PathBuf;
 
@@ -10,6 +11,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "skaffold/enums/enums.proto",
         "skaffold/v1/skaffold.proto",
         "skaffold/v2/skaffold.proto",
+        "lean/v1.proto",
+        "lean/v2.proto",
     ];
     let fds = protox::compile(protos, ["proto"])?;
     let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
@@ -18,6 +21,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build_server(true)
         .build_client(true)
         .type_attribute(".", "#[allow(clippy::all)]")
+        // The lean subsets (proto/lean/) decode Skaffold's strings as slices of the
+        // received message.
+        .bytes(".lean")
         .compile_fds(fds)?;
     println!("cargo:rerun-if-changed=proto");
     revision();

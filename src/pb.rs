@@ -18,6 +18,35 @@ mod generated {
     }
 }
 
+/// The lean subsets of Skaffold's event messages (`proto/lean/`): only the fields the
+/// fold reads, Skaffold's strings as `bytes::Bytes` slices of the received message.
+pub mod lean {
+    pub mod v1 {
+        tonic::include_proto!("lean.v1");
+    }
+    pub mod v2 {
+        tonic::include_proto!("lean.v2");
+    }
+}
+
+impl lean::v1::LogEntry {
+    /// The lean view of a full entry, by re-encoding it (JSON sources, files, tests).
+    pub fn of(entry: &v1::LogEntry) -> Self {
+        use prost::Message as _;
+        Self::decode(bytes::Bytes::from(entry.encode_to_vec()))
+            .expect("the lean LogEntry is a wire-compatible subset (tests/lean_proto.rs)")
+    }
+}
+
+impl lean::v2::Event {
+    /// The lean view of a full event, by re-encoding it (files, tests).
+    pub fn of(event: &v2::Event) -> Self {
+        use prost::Message as _;
+        Self::decode(bytes::Bytes::from(event.encode_to_vec()))
+            .expect("the lean Event is a wire-compatible subset (tests/lean_proto.rs)")
+    }
+}
+
 pub use generated::proto as v1;
 pub use generated::proto::enums;
 pub use generated::proto::v2;

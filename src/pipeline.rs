@@ -18,7 +18,7 @@ use crate::catch_up::Gate;
 use crate::core::{
     Admission, Attribution, Event, InvalidEvent, LogKind, Reason, ReplayFilter, State, Transition,
 };
-use crate::pb::{v1, v2};
+use crate::pb::{lean, v1, v2};
 use crate::sink::Metrics;
 use crate::sink::otlp::SpanSink;
 use crate::sink::otlp_setup::{OtlpSettings, Telemetry, TelemetryError};
@@ -369,7 +369,7 @@ impl Pipeline {
         match payload {
             Payload::V1(entry) => self.fold_entry(entry),
             Payload::Event(ev) => self.fold_event(ev),
-            Payload::V2(event) => self.fold_v2(event),
+            Payload::V2(event) => self.fold_lean_v2(event),
             Payload::SkippedLog(kind) => self.skipped_log(*kind),
             Payload::Invalid(e) => self.invalid(e, e.reason()),
         }
@@ -378,7 +378,12 @@ impl Pipeline {
     /// Folds one v2 event (no de-duplication: for files and fixtures). Log events are
     /// counted, and otherwise only looked at for file syncs.
     pub fn fold_v2(&mut self, event: &v2::Event) {
-        use v2::event::EventType as E;
+        self.fold_lean_v2(&lean::v2::Event::of(event));
+    }
+
+    /// Folds one v2 event, as the sources decode it (see [`Pipeline::fold_v2`]).
+    pub fn fold_lean_v2(&mut self, event: &lean::v2::Event) {
+        use lean::v2::event::EventType as E;
         match &event.event_type {
             Some(E::SkaffoldLogEvent(_)) => self.skipped_log(LogKind::Skaffold),
             Some(E::ApplicationLogEvent(_)) => {
@@ -436,7 +441,7 @@ impl Pipeline {
 
     /// Folds one entry (no de-duplication: for files and fixtures).
     pub fn fold_entry(&mut self, entry: &v1::LogEntry) {
-        match decode_v1(entry) {
+        match decode_v1(&lean::v1::LogEntry::of(entry)) {
             Ok(ev) => self.fold_event(&ev),
             Err(e) => self.invalid(&e, e.reason()),
         }

@@ -1,11 +1,14 @@
-//! Protobuf → domain: `decode_v1(&LogEntry) -> Result<Event, InvalidEvent>`.
+//! Protobuf → domain: `decode_v1(&LogEntry) -> Result<Event, InvalidEvent>`, from the
+//! lean `LogEntry` (`proto/lean/`: the fields the fold reads, strings as bytes checked
+//! as UTF-8 here, where they are read).
 //!
 //! Everything Skaffold may get wrong or leave out is checked here, so the fold only
 //! sees well-formed events: missing timestamps, unknown status strings, empty names,
 //! negative counts and timestamps outside 2000-2200 are rejected with a reason.
 
 use crate::core::{ErrorInfo, Event, EventKind, InvalidEvent, Nanos, Status, event};
-use crate::pb::{enums::StatusCode, v1};
+use crate::pb::enums::StatusCode;
+use crate::pb::lean::v1;
 
 /// Earliest and latest plausible event time (2000-01-01, 2200-01-01), in seconds.
 const SANE_SECONDS: std::ops::Range<i64> = 946_684_800..7_258_118_400;
@@ -67,7 +70,15 @@ pub(crate) fn truncated(s: &str, max: usize) -> String {
     s.chars().take(max).collect()
 }
 
-pub(crate) fn status(event: &'static str, s: &str) -> Result<Status, InvalidEvent> {
+/// A string field of a lean message as text; a field that is not UTF-8 makes the
+/// event undecodable (as it made the whole message undecodable for prost).
+pub(crate) fn text(s: &[u8]) -> Result<&str, InvalidEvent> {
+    std::str::from_utf8(s)
+        .map_err(|e| InvalidEvent::Undecodable(format!("a string field is not UTF-8: {e}")))
+}
+
+pub(crate) fn status(event: &'static str, s: &[u8]) -> Result<Status, InvalidEvent> {
+    let s = text(s)?;
     Status::parse(s).ok_or_else(|| InvalidEvent::UnknownStatus {
         event,
         status: truncated(s, 64),
@@ -77,8 +88,9 @@ pub(crate) fn status(event: &'static str, s: &str) -> Result<Status, InvalidEven
 pub(crate) fn name(
     event: &'static str,
     field: &'static str,
-    s: &str,
+    s: &[u8],
 ) -> Result<String, InvalidEvent> {
+    let s = text(s)?;
     if s.trim().is_empty() {
         return Err(InvalidEvent::MissingField { event, field });
     }
@@ -89,9 +101,9 @@ pub(crate) fn name(
 /// invalid.
 pub(crate) fn port_forward(
     local_port: i32,
-    resource_type: &str,
-    resource_name: &str,
-    namespace: &str,
+    resource_type: &[u8],
+    resource_name: &[u8],
+    namespace: &[u8],
 ) -> Result<EventKind, InvalidEvent> {
     if !(0..=65535).contains(&local_port) {
         return Err(InvalidEvent::AbsurdValue {
@@ -101,9 +113,9 @@ pub(crate) fn port_forward(
     }
     Ok(EventKind::PortForward {
         local_port,
-        resource_type: truncated(resource_type, MAX_NAME),
-        resource_name: truncated(resource_name, MAX_NAME),
-        namespace: truncated(namespace, MAX_NAME),
+        resource_type: truncated(text(resource_type)?, MAX_NAME),
+        resource_name: truncated(text(resource_name)?, MAX_NAME),
+        namespace: truncated(text(namespace)?, MAX_NAME),
     })
 }
 
@@ -117,10 +129,11 @@ pub(crate) fn file_count(count: i32) -> Result<u64, InvalidEvent> {
 }
 
 /// Builds the error of a failed event from the legacy `err`/`errCode` fields and the
-/// newer `actionableErr` (which wins when set).
+/// newer `actionableErr` (which wins when set). A message that is not UTF-8 is kept
+/// with its bad bytes replaced: the failure still counts.
 fn error(
     status: Status,
-    err: &str,
+    err: &[u8],
     code: i32,
     actionable: Option<&v1::ActionableErr>,
 ) -> Option<ErrorInfo> {
@@ -140,7 +153,7 @@ fn error(
     };
     Some(ErrorInfo {
         code,
-        message: truncated(message, 4096),
+        message: truncated(&String::from_utf8_lossy(message), 4096),
     })
 }
 
@@ -155,7 +168,7 @@ pub fn decode_v1(entry: &v1::LogEntry) -> Result<Event, InvalidEvent> {
     let at = timestamp_nanos(entry.timestamp.as_ref())?;
     let kind = match ev {
         E::MetaEvent(m) => EventKind::Meta {
-            version: event::parse_version(&m.entry),
+            version: event::parse_version(text(&m.entry)?),
         },
         E::BuildEvent(b) => {
             let st = status("build", &b.status)?;
@@ -217,21 +230,21 @@ pub fn decode_v1(entry: &v1::LogEntry) -> Result<Event, InvalidEvent> {
             EventKind::DevLoop {
                 iteration: i64::from(d.iteration),
                 status: st,
-                error: error(st, "", 0, d.err.as_ref()),
+                error: error(st, b"", 0, d.err.as_ref()),
             }
         }
         E::TerminationEvent(t) => {
             let st = status("termination", &t.status)?;
             EventKind::Termination {
                 status: st,
-                error: error(st, "", 0, t.err.as_ref()),
+                error: error(st, b"", 0, t.err.as_ref()),
             }
         }
         E::TestEvent(t) => {
             let st = status("test", &t.status)?;
             EventKind::Test {
                 status: st,
-                error: error(st, "", 0, t.actionable_err.as_ref()),
+                error: error(st, b"", 0, t.actionable_err.as_ref()),
             }
         }
     };
@@ -241,6 +254,12 @@ pub fn decode_v1(entry: &v1::LogEntry) -> Result<Event, InvalidEvent> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pb::v1;
+
+    /// Decodes a full entry as the gRPC source does (through its lean view).
+    fn decode_v1(e: &v1::LogEntry) -> Result<Event, InvalidEvent> {
+        super::decode_v1(&crate::pb::lean::v1::LogEntry::of(e))
+    }
 
     fn entry(ev: v1::event::EventType) -> v1::LogEntry {
         v1::LogEntry {

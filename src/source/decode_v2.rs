@@ -48,9 +48,9 @@ use std::collections::HashSet;
 
 use crate::core::{ErrorInfo, Event, EventKind, InvalidEvent, Nanos, Phase, Status, event};
 use crate::pb::enums::StatusCode;
-use crate::pb::v2::{self, event::EventType as E};
+use crate::pb::lean::v2::{self, event::EventType as E};
 use crate::source::decode::{
-    MAX_NAME, build_status, file_count, name, port_forward, status, status_code_name,
+    MAX_NAME, build_status, file_count, name, port_forward, status, status_code_name, text,
     timestamp_nanos, truncated,
 };
 
@@ -156,13 +156,13 @@ fn error(status: Status, code: i32, actionable: Option<&v2::ActionableErr>) -> O
     let (code, message) = match actionable {
         Some(a) => (
             status_code_name(a.err_code).or_else(|| status_code_name(code)),
-            a.message.as_str(),
+            &a.message[..],
         ),
-        None => (status_code_name(code), ""),
+        None => (status_code_name(code), &b""[..]),
     };
     Some(ErrorInfo {
         code,
-        message: truncated(message, 4096),
+        message: truncated(&String::from_utf8_lossy(message), 4096),
     })
 }
 
@@ -219,7 +219,8 @@ impl V2Decoder {
                 let run_id = m
                     .metadata
                     .as_ref()
-                    .map(|md| truncated(&md.run_id, MAX_NAME))
+                    .map(|md| text(&md.run_id).map(|r| truncated(r, MAX_NAME)))
+                    .transpose()?
                     .filter(|r| !r.is_empty());
                 let new_run = !self.run_started
                     || run_id
@@ -234,7 +235,7 @@ impl V2Decoder {
                     push(
                         out,
                         EventKind::Meta {
-                            version: event::parse_version(&m.entry),
+                            version: event::parse_version(text(&m.entry)?),
                         },
                     );
                     if let Some(run_id) = run_id {
@@ -246,7 +247,7 @@ impl V2Decoder {
                 if self.file_sync_events_seen {
                     return Ok(());
                 }
-                if let Some((image, files)) = parse_sync_line(&l.message) {
+                if let Some((image, files)) = parse_sync_line(text(&l.message)?) {
                     if files > i32::MAX as u64 {
                         return Err(InvalidEvent::AbsurdValue {
                             event: "file sync",
@@ -274,7 +275,7 @@ impl V2Decoder {
                 }
                 let st = status("build", &b.status)?;
                 let artifact = name("build", "artifact", &b.artifact)?;
-                match b.step.as_str() {
+                match text(&b.step)? {
                     "Cache" => push(
                         out,
                         EventKind::BuildCache {
@@ -318,16 +319,16 @@ impl V2Decoder {
                     out,
                     EventKind::Subtask {
                         phase: Phase::DeploySubtask,
-                        id: truncated(&d.id, MAX_NAME),
+                        id: truncated(text(&d.id)?, MAX_NAME),
                         status: st,
                         error: err.clone(),
                     },
                 );
                 if st == Status::InProgress {
                     self.deployers_open
-                        .insert(d.id.chars().take(MAX_NAME).collect());
+                        .insert(text(&d.id)?.chars().take(MAX_NAME).collect());
                 } else if st != Status::Information {
-                    self.deployers_open.remove(d.id.as_str());
+                    self.deployers_open.remove(text(&d.id)?);
                 }
                 match st {
                     Status::Succeeded => self.last_deployer_end = Some(at),
@@ -350,26 +351,26 @@ impl V2Decoder {
                 let st = status("render", &r.status)?;
                 push(
                     out,
-                    subtask(Phase::RenderSubtask, &r.id, st, r.actionable_err.as_ref()),
+                    subtask(Phase::RenderSubtask, &r.id, st, r.actionable_err.as_ref())?,
                 );
             }
             E::VerifyEvent(v) => {
                 let st = status("verify", &v.status)?;
                 push(
                     out,
-                    subtask(Phase::VerifySubtask, &v.id, st, v.actionable_err.as_ref()),
+                    subtask(Phase::VerifySubtask, &v.id, st, v.actionable_err.as_ref())?,
                 );
             }
             E::ExecEvent(x) => {
                 let st = status("exec", &x.status)?;
                 push(
                     out,
-                    subtask(Phase::ExecSubtask, &x.id, st, x.actionable_err.as_ref()),
+                    subtask(Phase::ExecSubtask, &x.id, st, x.actionable_err.as_ref())?,
                 );
             }
             E::StatusCheckSubtaskEvent(s) => {
                 let st = status("resource_status_check", &s.status)?;
-                let resource = if s.resource.trim().is_empty() {
+                let resource = if text(&s.resource)?.trim().is_empty() {
                     &s.id
                 } else {
                     &s.resource
@@ -432,7 +433,7 @@ impl V2Decoder {
         let st = status("task", &t.status)?;
         let err = error(st, 0, t.actionable_err.as_ref());
         let push = |out: &mut Vec<Event>, kind: EventKind| out.push(Event { at, kind });
-        match t.task.as_str() {
+        match text(&t.task)? {
             "DevLoop" => {
                 if t.iteration < 0 {
                     return Err(InvalidEvent::AbsurdValue {
@@ -631,19 +632,36 @@ fn sync_error(mut e: ErrorInfo) -> ErrorInfo {
     e
 }
 
-fn subtask(phase: Phase, id: &str, st: Status, ae: Option<&v2::ActionableErr>) -> EventKind {
-    EventKind::Subtask {
+fn subtask(
+    phase: Phase,
+    id: &[u8],
+    st: Status,
+    ae: Option<&v2::ActionableErr>,
+) -> Result<EventKind, InvalidEvent> {
+    Ok(EventKind::Subtask {
         phase,
-        id: truncated(id, MAX_NAME),
+        id: truncated(text(id)?, MAX_NAME),
         status: st,
         error: error(st, 0, ae),
-    }
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::pb::enums::StatusCode;
+    use crate::pb::v2::{self, event::EventType as E};
+
+    impl V2Decoder {
+        /// Decodes a full event as the gRPC source does (through its lean view).
+        fn decode_full(
+            &mut self,
+            ev: &v2::Event,
+            out: &mut Vec<Event>,
+        ) -> Result<(), InvalidEvent> {
+            self.decode(&crate::pb::lean::v2::Event::of(ev), out)
+        }
+    }
 
     fn at(ms: i64, kind: E) -> v2::Event {
         let t = 1_700_000_000_000 + ms;
@@ -713,7 +731,7 @@ mod tests {
         let mut d = V2Decoder::new();
         let mut out = Vec::new();
         for e in events {
-            d.decode(e, &mut out).unwrap();
+            d.decode_full(e, &mut out).unwrap();
         }
         out.into_iter()
             .map(|e| ((e.at - 1_700_000_000_000_000_000) / 1_000_000, e.kind))
@@ -726,7 +744,7 @@ mod tests {
         let mut out = Vec::new();
         let mut notes = Vec::new();
         for (i, e) in events.iter().enumerate() {
-            d.decode(e, &mut out).unwrap();
+            d.decode_full(e, &mut out).unwrap();
             if let Some(n) = d.take_unattributed_build() {
                 notes.push((i, n));
             }
@@ -1315,11 +1333,11 @@ mod tests {
             "Syncing 18446744073709551615 files for web\n",
             "Syncing 99999999999999999999999 files for web\n",
         ] {
-            let err = d.decode(&at(10, log(line)), &mut out).unwrap_err();
+            let err = d.decode_full(&at(10, log(line)), &mut out).unwrap_err();
             assert_eq!(err.reason(), "absurd_value", "{line}: {err}");
         }
         assert!(out.is_empty());
-        d.decode(&at(10, log("Syncing 2147483647 files for web\n")), &mut out)
+        d.decode_full(&at(10, log("Syncing 2147483647 files for web\n")), &mut out)
             .unwrap();
         assert!(matches!(
             out[..],
@@ -1364,18 +1382,18 @@ mod tests {
         let mut out = Vec::new();
         let empty = v2::Event::default();
         assert_eq!(
-            d.decode(&empty, &mut out).unwrap_err().reason(),
+            d.decode_full(&empty, &mut out).unwrap_err().reason(),
             "empty_event"
         );
         let bad = at(0, task("Deploy", 1, "Exploded"));
         assert_eq!(
-            d.decode(&bad, &mut out).unwrap_err().reason(),
+            d.decode_full(&bad, &mut out).unwrap_err().reason(),
             "unknown_status"
         );
         let mut no_time = at(0, task("Deploy", 1, "InProgress"));
         no_time.timestamp = None;
         assert_eq!(
-            d.decode(&no_time, &mut out).unwrap_err().reason(),
+            d.decode_full(&no_time, &mut out).unwrap_err().reason(),
             "missing_field"
         );
         assert!(out.is_empty());

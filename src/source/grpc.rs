@@ -40,7 +40,7 @@ use super::wire::{Layout, PeekError, check_v1, check_v2, meta_layout, peek_v2};
 use super::{Api, Payload, SourceMessage, fingerprint, v2_fingerprint};
 use crate::core::InvalidEvent;
 use crate::core::order::WINDOW;
-use crate::pb::{v1, v2};
+use crate::pb::lean;
 use crate::skaffold::RawCodec;
 use crate::source::decode::timestamp_nanos;
 
@@ -305,33 +305,36 @@ impl GrpcStream {
     }
 }
 
-/// Decodes one raw message of `api`'s stream (of the current layout, for v2).
-pub fn decode_raw(api: Api, bytes: &[u8]) -> SourceMessage {
+/// Decodes one raw message of `api`'s stream (of the current layout, for v2) into the
+/// lean messages (`proto/lean/`): their strings are slices of `bytes`, not copies.
+pub fn decode_raw(api: Api, bytes: &Bytes) -> SourceMessage {
     let too_big = |e: super::limits::TooBig| {
         Payload::Invalid(InvalidEvent::Undecodable(format!("message too large: {e}")))
     };
     if api == Api::V1 {
         // v1 needs no per-run state to decode: turn it into the domain event here.
-        let payload = match check_v1(bytes).map(|()| v1::LogEntry::decode(bytes)) {
+        let payload = match check_v1(bytes).map(|()| lean::v1::LogEntry::decode(bytes.clone())) {
             Err(e) => too_big(e),
-            Ok(Ok(entry)) => Payload::decoded_v1(&entry),
+            Ok(Ok(entry)) => Payload::decoded_lean_v1(&entry),
             Ok(Err(e)) => Payload::Invalid(InvalidEvent::Undecodable(e.to_string())),
         };
         return SourceMessage::new(fingerprint(bytes), payload);
     }
     let (at, payload) = match peek_v2(bytes) {
         Ok(super::wire::Peek::SkipLog(kind)) => (None, Payload::SkippedLog(kind)),
-        Ok(super::wire::Peek::Decode) => match check_v2(bytes).map(|()| v2::Event::decode(bytes)) {
-            Err(e) => (None, too_big(e)),
-            Ok(Ok(ev)) => (
-                timestamp_nanos(ev.timestamp.as_ref()).ok(),
-                Payload::V2(Box::new(ev)),
-            ),
-            Ok(Err(e)) => (
-                None,
-                Payload::Invalid(InvalidEvent::Undecodable(e.to_string())),
-            ),
-        },
+        Ok(super::wire::Peek::Decode) => {
+            match check_v2(bytes).map(|()| lean::v2::Event::decode(bytes.clone())) {
+                Err(e) => (None, too_big(e)),
+                Ok(Ok(ev)) => (
+                    timestamp_nanos(ev.timestamp.as_ref()).ok(),
+                    Payload::V2(Box::new(ev)),
+                ),
+                Ok(Err(e)) => (
+                    None,
+                    Payload::Invalid(InvalidEvent::Undecodable(e.to_string())),
+                ),
+            }
+        }
         Err(e) => (
             None,
             Payload::Invalid(InvalidEvent::Undecodable(e.to_string())),

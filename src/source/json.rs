@@ -16,7 +16,7 @@ use prost_reflect::{
 use serde_json::Value;
 
 use crate::core::InvalidEvent;
-use crate::pb::{self, v1, v2};
+use crate::pb::{self, lean, v1, v2};
 use crate::source::decode_v2::is_sync_line;
 use crate::source::wire::LogKind;
 use crate::source::{Api, Payload};
@@ -148,7 +148,7 @@ pub fn payload_from_json(api: Api, value: Value) -> Payload {
     if let Some(kind) = v2_skippable_log(&value) {
         return Payload::SkippedLog(kind);
     }
-    match event_v2_from_json(value) {
+    match message_from_json::<lean::v2::Event>("proto.v2.Event", value) {
         Ok(e) => Payload::V2(Box::new(e)),
         Err(e) => Payload::Invalid(e),
     }

@@ -30,7 +30,7 @@ pub mod wire;
 use prost::Message;
 
 use crate::core::{Event, InvalidEvent, LogKind, Nanos, ReaderHealth};
-use crate::pb::{v1, v2};
+use crate::pb::{lean, v1, v2};
 use decode::timestamp_nanos;
 
 /// Which of Skaffold's event APIs to subscribe to (`--api`).
@@ -122,9 +122,9 @@ pub enum Payload {
     /// A v1 `LogEntry` the reader already turned into the domain event (v1 needs no
     /// per-run state to decode, so live sources decode it where the bytes arrive).
     Event(Event),
-    /// A v2 `Event` (boxed: most payloads are far smaller, and payloads are moved
-    /// through the ordering buffer and the queue).
-    V2(Box<v2::Event>),
+    /// A v2 `Event`, lean (boxed: most payloads are far smaller, and payloads are
+    /// moved through the ordering buffer and the queue).
+    V2(Box<lean::v2::Event>),
     /// A v2 log event, skipped without decoding (counted).
     SkippedLog(LogKind),
     /// A message that could not be decoded at all (counted as invalid).
@@ -143,6 +143,12 @@ impl Payload {
 
     /// A v1 entry, decoded into its domain event (or the reason it is invalid).
     pub fn decoded_v1(entry: &v1::LogEntry) -> Self {
+        Self::decoded_lean_v1(&lean::v1::LogEntry::of(entry))
+    }
+
+    /// A lean v1 entry (as the gRPC source decodes it), decoded into its domain event
+    /// (or the reason it is invalid).
+    pub fn decoded_lean_v1(entry: &lean::v1::LogEntry) -> Self {
         match decode::decode_v1(entry) {
             Ok(ev) => Payload::Event(ev),
             Err(e) => Payload::Invalid(e),
@@ -191,7 +197,7 @@ impl SourceMessage {
     pub fn v2(event: v2::Event) -> Self {
         Self::new(
             v2_fingerprint(&event.encode_to_vec()),
-            Payload::V2(Box::new(event)),
+            Payload::V2(Box::new(lean::v2::Event::of(&event))),
         )
     }
 
