@@ -49,7 +49,7 @@ pub struct PromRecorder {
     /// Series already created, by instrument and label values: an update then costs a
     /// hash of the values, not a label set built and hashed into the family (the fold
     /// records every transition).
-    series: std::collections::HashMap<u64, (usize, Box<[String]>, Series)>,
+    series: rustc_hash::FxHashMap<u64, (usize, Box<[String]>, Series)>,
 }
 
 /// A handle on one series (shares its value with the family's).
@@ -117,7 +117,7 @@ impl PromRecorder {
             .collect();
         Self {
             slots,
-            series: std::collections::HashMap::new(),
+            series: rustc_hash::FxHashMap::default(),
         }
     }
 

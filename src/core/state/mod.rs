@@ -34,7 +34,10 @@ mod iteration;
 mod open;
 mod phases;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
+
+// The keys are XXH3 hashes already: hashing them again with SipHash only costs.
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
 use self::iteration::Loop;
 use self::open::OpenPhases;

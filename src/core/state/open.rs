@@ -8,7 +8,7 @@
 //! a start or an end *means* (iterations, streaks, failures) is the fold's
 //! (`state::phases`).
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 use std::collections::hash_map::Entry;
 use std::hash::Hash;
 

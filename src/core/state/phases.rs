@@ -5,7 +5,7 @@
 //! keeps the failure streaks. What the phases mean for their dev-loop iteration is in
 //! `state::iteration`.
 
-use std::collections::HashSet;
+use rustc_hash::FxHashSet as HashSet;
 
 use super::open::{Opening, Slot};
 use super::{Key, MAX_OPEN, State, key, outcome};
