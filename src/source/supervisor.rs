@@ -38,6 +38,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use futures_util::FutureExt as _;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -278,59 +279,73 @@ async fn read<S: EventStream, H: ReaderHealth>(
                 outlet.flush().await?;
                 return Err(Stopped);
             }
-            msg = stream.next() => match msg {
-                Ok(Some(m)) => {
-                    // Only a real event shows the peer is Skaffold: a gateway that
-                    // answers 200 with HTML (a proxy's login page) sends junk lines,
-                    // and must keep backing off.
-                    if !events && !matches!(m.payload, Payload::Invalid(_)) {
-                        events = true;
-                        backoff.reset();
-                    }
-                    received += 1;
-                    let now = origin.elapsed();
-                    match m.at {
-                        Some(at) if m.ordered() => {
-                            order.push(at, now, Delivery::Message(m), &mut outlet.batch);
-                            // Only events that take part in the order end a pause: an
-                            // application that logs a line every few milliseconds
-                            // (v2 log events, only counted) must not keep the stream
-                            // from ever pausing, which would hold the last events and
-                            // keep the replay from ever being reported folded.
-                            due = Some(now + WINDOW);
+            msg = stream.next() => {
+                // One clock read per wakeup: what is ready now arrived together.
+                let now = origin.elapsed();
+                let mut msg = msg;
+                loop {
+                    match msg {
+                        Ok(Some(m)) => {
+                            // Only a real event shows the peer is Skaffold: a gateway
+                            // that answers 200 with HTML (a proxy's login page) sends
+                            // junk lines, and must keep backing off.
+                            if !events && !matches!(m.payload, Payload::Invalid(_)) {
+                                events = true;
+                                backoff.reset();
+                            }
+                            received += 1;
+                            match m.at {
+                                Some(at) if m.ordered() => {
+                                    order.push(at, now, Delivery::Message(m), &mut outlet.batch);
+                                    // Only events that take part in the order end a
+                                    // pause: an application that logs a line every few
+                                    // milliseconds (v2 log events, only counted) must
+                                    // not keep the stream from ever pausing, which
+                                    // would hold the last events and keep the replay
+                                    // from ever being reported folded.
+                                    due = Some(now + WINDOW);
+                                }
+                                _ => outlet.batch.push(Delivery::Message(m)),
+                            }
                         }
-                        _ => outlet.batch.push(Delivery::Message(m)),
+                        Ok(None) => {
+                            tracing::info!(stream = stream_id, received, "Skaffold closed the event stream.");
+                            order.flush(&mut outlet.batch);
+                            outlet.flush().await?;
+                            return Ok(Ok(()));
+                        }
+                        Err(e) => {
+                            // Held messages may have overtaken a replay that broke
+                            // off: the fold decides about them once it knows where
+                            // the next stream comes from.
+                            let mut held = Vec::new();
+                            order.flush(&mut held);
+                            let held: Vec<SourceMessage> = held
+                                .into_iter()
+                                .filter_map(|d| match d {
+                                    Delivery::Message(m) => Some(m),
+                                    _ => None,
+                                })
+                                .collect();
+                            if !held.is_empty() {
+                                outlet.push(Delivery::HeldBack(held)).await?;
+                            }
+                            outlet.flush().await?;
+                            return Ok(Err(e));
+                        }
                     }
                     if outlet.batch.len() >= BATCH {
                         outlet.flush().await?;
+                        break;
+                    }
+                    // Take what was already received without another turn of the
+                    // select (a burst: Skaffold's replay).
+                    match stream.next().now_or_never() {
+                        Some(next) => msg = next,
+                        None => break,
                     }
                 }
-                Ok(None) => {
-                    tracing::info!(stream = stream_id, received, "Skaffold closed the event stream.");
-                    order.flush(&mut outlet.batch);
-                    outlet.flush().await?;
-                    return Ok(Ok(()));
-                }
-                Err(e) => {
-                    // Held messages may have overtaken a replay that broke off: the
-                    // fold decides about them once it knows where the next stream
-                    // comes from.
-                    let mut held = Vec::new();
-                    order.flush(&mut held);
-                    let held: Vec<SourceMessage> = held
-                        .into_iter()
-                        .filter_map(|d| match d {
-                            Delivery::Message(m) => Some(m),
-                            _ => None,
-                        })
-                        .collect();
-                    if !held.is_empty() {
-                        outlet.push(Delivery::HeldBack(held)).await?;
-                    }
-                    outlet.flush().await?;
-                    return Ok(Err(e));
-                }
-            },
+            }
             // Nothing more is ready right now: hand on what was gathered.
             () = std::future::ready(()), if !outlet.batch.is_empty() => {
                 outlet.flush().await?;
