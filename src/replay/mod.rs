@@ -38,7 +38,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context as _;
 
-pub use crate::config::{Format, Output, ReplayArgs};
+pub use crate::config::{Format, IdentityArgs, Output, ReplayArgs};
 use crate::pipeline::{Pipeline, Progress};
 use crate::sink::contract::Own;
 use crate::sink::otlp_setup::{OtlpConfigError, OtlpSettings};
@@ -69,10 +69,9 @@ pub enum ReplayOtlpError {
 /// configured (or tracing is turned off), since spans are what `--otlp` asks for.
 pub fn otlp_settings(
     env: impl Fn(&str) -> Option<String>,
-    pipeline_name: Option<String>,
-    user_name: Option<String>,
+    identity: &IdentityArgs,
 ) -> Result<OtlpSettings, ReplayOtlpError> {
-    let mut s = OtlpSettings::from_env(env, false, pipeline_name, user_name)?;
+    let mut s = identity.otlp_settings(env, false)?;
     if s.traces.is_none() {
         return Err(ReplayOtlpError::NoTracesEndpoint);
     }
@@ -95,11 +94,7 @@ pub async fn run(
         anyhow::bail!("--follow reads one input; got {}", args.files.len());
     }
     let mut replayer = if args.otlp {
-        let otlp = otlp_settings(
-            |k| std::env::var(k).ok(),
-            args.pipeline_name.clone(),
-            args.user_name.clone(),
-        )?;
+        let otlp = otlp_settings(|k| std::env::var(k).ok(), &args.identity)?;
         Replayer::with_otlp(&buckets, max_label_values, &otlp)?
     } else {
         Replayer::new(&buckets, max_label_values)
@@ -239,11 +234,11 @@ mod tests {
 
     fn otlp(vars: &[(&str, &str)]) -> Result<OtlpSettings, ReplayOtlpError> {
         let m: HashMap<&str, &str> = vars.iter().copied().collect();
-        otlp_settings(
-            |k| m.get(k).map(|v| (*v).to_owned()),
-            Some("shop".into()),
-            None,
-        )
+        let identity = IdentityArgs {
+            pipeline_name: Some("shop".into()),
+            user_name: None,
+        };
+        otlp_settings(|k| m.get(k).map(|v| (*v).to_owned()), &identity)
     }
 
     #[test]
