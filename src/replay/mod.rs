@@ -25,8 +25,10 @@
 //! This module wires the command together; the parts live where their kind lives:
 //! the flags with the other CLI settings ([`crate::config::ReplayArgs`]), the inputs
 //! with the other sources ([`crate::source::file::input`]), the fold and its counts
-//! in [`Replayer`], the table in [`summary`], the way out in [`stdout`].
+//! in [`Replayer`], the table in [`summary`], the way out in [`stdout`], the progress
+//! bar the reader's progress is drawn with in `progress`.
 
+mod progress;
 mod replayer;
 pub mod stdout;
 pub mod summary;
@@ -44,6 +46,7 @@ use crate::sink::contract::Own;
 use crate::sink::otlp_setup::{OtlpConfigError, OtlpSettings};
 use crate::source::file::input::Records as _;
 pub use crate::source::file::input::{Input, open_inputs, select_inputs};
+use progress::ProgressBar;
 pub use replayer::{MAX_DIAGNOSTICS, Replayer};
 use stdout::write_stdout;
 
@@ -134,13 +137,15 @@ pub async fn run(
             stop.store(true, Ordering::Release);
         });
     }
-    let progress = std::io::stderr().is_terminal();
+    // A followed input has no end to show progress towards.
+    let bar = std::io::stderr().is_terminal() && !args.follow;
     let follow = args.follow;
     let stop2 = stop.clone();
     let mut replayer = tokio::task::spawn_blocking(move || {
         let mut replayer = replayer;
         for input in inputs {
-            if let Err(e) = input.feed(&mut replayer, follow, &stop2, progress) {
+            let mut progress = ProgressBar::new(bar);
+            if let Err(e) = input.feed(&mut replayer, follow, &stop2, &mut progress) {
                 replayer.unreadable(format!("{e:#}"));
             }
         }
