@@ -396,9 +396,6 @@ impl Input {
                     r.feed(&name, line_no, oversize_line(hint, n));
                 }
                 Read::End => {
-                    if follow {
-                        r.caught_up();
-                    }
                     if !follow || stop.load(Ordering::Acquire) {
                         if !buf.is_empty() {
                             line_no += 1;
@@ -425,6 +422,9 @@ impl Input {
                         buf.clear();
                         continue;
                     }
+                    // Caught up once the file as read has been looked at: a change
+                    // from then on (even a same-size rewrite) is noticed.
+                    r.caught_up();
                     std::thread::sleep(FOLLOW_POLL);
                 }
             }
