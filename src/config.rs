@@ -6,6 +6,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::simulator::scenario::Flavor;
+use crate::sink::otlp_setup::{OtlpConfigError, OtlpSettings};
 use crate::sink::{DEFAULT_BUCKETS, DEFAULT_BUCKETS_ARG, DEFAULT_MAX_LABEL_VALUES};
 
 /// Default `--queue-capacity`: enough for the reader to stay busy while the fold
@@ -135,30 +136,51 @@ pub struct ExporterArgs {
     /// Largest reconnect delay.
     #[arg(long, env = "SKAFFOLD_EXPORTER_BACKOFF_MAX", default_value = "30s", value_parser = parse_duration)]
     pub backoff_max: Duration,
-    /// Pipeline name on traces (`cicd.pipeline.name`; root spans are `RUN <name>`).
-    /// Default: the name of the working directory's git repository, else `skaffold`.
-    #[arg(long, env = "SKAFFOLD_EXPORTER_PIPELINE_NAME")]
-    pub pipeline_name: Option<String>,
     /// Push the metrics over OTLP too (same as `OTEL_METRICS_EXPORTER=otlp`); endpoint,
     /// protocol and headers come from the standard `OTEL_EXPORTER_OTLP_*` variables.
     /// Traces are on whenever an OTLP endpoint is configured.
     #[arg(long, env = "SKAFFOLD_EXPORTER_OTLP_METRICS")]
     pub otlp_metrics: bool,
-    /// Identify the developer as `user.name` on OTLP telemetry. Default: only
-    /// `user.hash`, a salted hash of the OS user name.
-    #[arg(long, env = "SKAFFOLD_EXPORTER_USER_NAME")]
-    pub user_name: Option<String>,
+    /// Pipeline and developer names on OTLP telemetry.
+    #[command(flatten)]
+    pub identity: IdentityArgs,
 }
 
 impl ExporterArgs {
     /// The OTLP settings: these flags plus the standard `OTEL_*` environment variables.
+    pub fn otlp_settings(&self) -> Result<OtlpSettings, OtlpConfigError> {
+        self.identity
+            .otlp_settings(|k| std::env::var(k).ok(), self.otlp_metrics)
+    }
+}
+
+/// How OTLP telemetry names the pipeline and the developer: flags of the exporter and
+/// of `replay` (both with their `SKAFFOLD_EXPORTER_*` variables), declared once.
+#[derive(Debug, Clone, Default, Args)]
+pub struct IdentityArgs {
+    /// Pipeline name on what is sent over OTLP (`cicd.pipeline.name`; root spans are
+    /// `RUN <name>`). Default: the name of the working directory's git repository,
+    /// else `skaffold`.
+    #[arg(long, env = "SKAFFOLD_EXPORTER_PIPELINE_NAME")]
+    pub pipeline_name: Option<String>,
+    /// Identify the developer as `user.name=NAME` on what is sent over OTLP, instead
+    /// of the default `user.hash` (a salted hash of the OS user name).
+    #[arg(long, env = "SKAFFOLD_EXPORTER_USER_NAME")]
+    pub user_name: Option<String>,
+}
+
+impl IdentityArgs {
+    /// The OTLP settings: the standard `OTEL_*` variables read through `env`, these
+    /// names (checked there, for every command: a blank one counts as not given) and
+    /// `otlp_metrics` (`--otlp-metrics`).
     pub fn otlp_settings(
         &self,
-    ) -> Result<crate::sink::otlp_setup::OtlpSettings, crate::sink::otlp_setup::OtlpConfigError>
-    {
-        crate::sink::otlp_setup::OtlpSettings::from_env(
-            |k| std::env::var(k).ok(),
-            self.otlp_metrics,
+        env: impl Fn(&str) -> Option<String>,
+        otlp_metrics: bool,
+    ) -> Result<OtlpSettings, OtlpConfigError> {
+        OtlpSettings::from_env(
+            env,
+            otlp_metrics,
             self.pipeline_name.clone(),
             self.user_name.clone(),
         )
@@ -304,14 +326,9 @@ pub struct ReplayArgs {
     /// pushed (they are printed, or served with --serve).
     #[arg(long)]
     pub otlp: bool,
-    /// Pipeline name on traces (`cicd.pipeline.name`; root spans are `RUN <name>`).
-    /// Default: the name of the working directory's git repository, else `skaffold`.
-    #[arg(long, env = "SKAFFOLD_EXPORTER_PIPELINE_NAME")]
-    pub pipeline_name: Option<String>,
-    /// Identify the developer as `user.name` on the spans. Default: only `user.hash`,
-    /// a salted hash of the OS user name.
-    #[arg(long, env = "SKAFFOLD_EXPORTER_USER_NAME")]
-    pub user_name: Option<String>,
+    /// Pipeline and developer names on the spans (`--otlp`).
+    #[command(flatten)]
+    pub identity: IdentityArgs,
 }
 
 /// Parses `250ms`, `2s`, `1m`, or a bare number of seconds.
@@ -611,6 +628,50 @@ mod tests {
         }
         assert!(settings(&["x", "--queue-capacity", "1048576"]).is_ok());
         assert!(settings(&["x", "--backoff-min", "10ms"]).is_ok());
+    }
+
+    #[test]
+    fn the_exporter_and_replay_name_the_pipeline_and_developer_alike() {
+        let identity = |args: &[&str]| -> IdentityArgs {
+            match Cli::try_parse_from(args).unwrap() {
+                Cli {
+                    command: Some(Command::Replay(r)),
+                    ..
+                } => r.identity,
+                Cli { exporter, .. } => exporter.identity,
+            }
+        };
+        let names = ["--pipeline-name", "shop", "--user-name", "Alice A."];
+        let exporter = identity(&[&["x"][..], &names].concat());
+        let replay = identity(&[&["x", "replay", "f"][..], &names].concat());
+        for (what, i) in [("exporter", exporter), ("replay", replay)] {
+            let s = i.otlp_settings(|_| None, false).unwrap();
+            assert_eq!(s.pipeline_name.as_deref(), Some("shop"), "{what}");
+            assert_eq!(s.user_name.as_deref(), Some("Alice A."), "{what}");
+        }
+        // A blank name is no name, for both.
+        let blank = ["--pipeline-name", " ", "--user-name", ""];
+        for args in [
+            [&["x"][..], &blank].concat(),
+            [&["x", "replay", "f"][..], &blank].concat(),
+        ] {
+            let s = identity(&args).otlp_settings(|_| None, false).unwrap();
+            assert_eq!((s.pipeline_name, s.user_name), (None, None), "{args:?}");
+        }
+        // One help text per flag, whichever command shows it.
+        let cmd = <Cli as clap::CommandFactory>::command();
+        let replay = cmd.find_subcommand("replay").unwrap();
+        for id in ["pipeline_name", "user_name"] {
+            let help = |c: &clap::Command| {
+                let a = c.get_arguments().find(|a| a.get_id() == id).unwrap();
+                (
+                    a.get_long_help().or(a.get_help()).map(|h| h.to_string()),
+                    a.get_env().map(|e| e.to_owned()),
+                )
+            };
+            assert_eq!(help(&cmd), help(replay), "{id}");
+            assert!(help(&cmd).0.is_some_and(|h| h.contains("OTLP")), "{id}");
+        }
     }
 
     #[test]

@@ -892,6 +892,63 @@ fn skaffold_own_emitters_status_checks() {
     assert_eq!(v.sum("skaffold_errors_total", &[]), 2.0);
 }
 
+/// Ctrl-C while a rollout is pending (`kubernetes/status/status_check.go`): the
+/// cancelled resource sends no event, `getSkaffoldDeployStatus` returns
+/// STATUSCHECK_USER_CANCELLED with the plain error "1/1 deployment(s) status check
+/// cancelled"; v1's `StatusCheckEventEnded` sends that code, v2's `TaskFailed`
+/// classifies the error (`ActionableErrV2`: no status-check problem matches it) as
+/// STATUSCHECK_UNKNOWN. Both say `Failed`. The code is Skaffold's own difference
+/// (docs/metrics.md); everything else agrees.
+#[test]
+fn skaffold_own_emitters_cancelled_status_check() {
+    let v = emitted("cancelled-status-check");
+    let errors = "skaffold_errors_total";
+    for (view, text) in &v.0 {
+        let code = if view.ends_with("v1") {
+            "STATUSCHECK_USER_CANCELLED"
+        } else {
+            "STATUSCHECK_UNKNOWN"
+        };
+        assert_eq!(
+            sample(text, errors, &[("phase", "status_check"), ("code", code)]),
+            Some(1.0),
+            "{view}:\n{text}"
+        );
+    }
+    assert_eq!(v.sum(errors, &[]), 1.0);
+    let without_errors = Views(
+        v.0.iter()
+            .map(|(view, text)| {
+                let kept: Vec<&str> = text.lines().filter(|l| !l.starts_with(errors)).collect();
+                (*view, kept.join("\n"))
+            })
+            .collect(),
+    );
+    without_errors.agree_closely_and_nothing_invalid();
+    v.expect(
+        "skaffold_status_checks_total",
+        &[("result", "failure")],
+        Some(1.0),
+    );
+    v.expect(
+        "skaffold_dev_loops_total",
+        &[("kind", "rebuild"), ("result", "failure")],
+        Some(1.0),
+    );
+    // The cancelled rollout ends nowhere: only the initial iteration's one counts.
+    let rollouts = "skaffold_resource_rollout_duration_seconds_count";
+    v.expect(
+        rollouts,
+        &[("resource", "deployment/web"), ("result", "success")],
+        Some(1.0),
+    );
+    v.expect(
+        rollouts,
+        &[("resource", "deployment/web"), ("result", "failure")],
+        None,
+    );
+}
+
 /// The spans of Skaffold's own `sync-retries` file (`ext`: "" for v1, ".v2"):
 /// (iteration, name, result, whether its parent is its iteration's root), sorted.
 fn sync_retry_spans(ext: &str) -> Vec<(String, String, String, bool)> {

@@ -353,7 +353,7 @@ fn fuzz_file_reader() {
         )
         .expect("reading from memory does not fail");
         input
-            .feed(r, false, &AtomicBool::new(false), false)
+            .feed(r, false, &AtomicBool::new(false), &mut ())
             .expect("reading from memory does not fail");
     });
 }

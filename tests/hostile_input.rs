@@ -154,7 +154,7 @@ fn child_process_entry() {
             let mut r = Replayer::new(&DEFAULT_BUCKETS, 200);
             let input = Input::open(file.path().to_str().unwrap()).unwrap();
             input
-                .feed(&mut r, false, &AtomicBool::new(false), false)
+                .feed(&mut r, false, &AtomicBool::new(false), &mut ())
                 .unwrap();
             assert_eq!((r.records(), r.malformed(), r.folded()), (3, 1, 2));
             assert!(
@@ -173,7 +173,7 @@ fn child_process_entry() {
                     .unwrap();
             let mut r = Replayer::new(&DEFAULT_BUCKETS, 200);
             input
-                .feed(&mut r, false, &AtomicBool::new(false), false)
+                .feed(&mut r, false, &AtomicBool::new(false), &mut ())
                 .unwrap();
             assert_eq!((r.records(), r.malformed()), (1, 1));
         }
@@ -189,7 +189,7 @@ fn child_process_entry() {
             let mut r = Replayer::new(&DEFAULT_BUCKETS, 200);
             Input::open(file.path().to_str().unwrap())
                 .unwrap()
-                .feed(&mut r, false, &AtomicBool::new(false), false)
+                .feed(&mut r, false, &AtomicBool::new(false), &mut ())
                 .unwrap();
             assert_eq!(r.malformed(), 500_001);
             assert!(r.diagnostics().len() <= skaffold_exporter::replay::MAX_DIAGNOSTICS);

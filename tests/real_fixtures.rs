@@ -220,7 +220,7 @@ fn fold_file(file: &str) -> String {
         let mut r = Replayer::new(&DEFAULT_BUCKETS, 200);
         let input = Input::open(dir().join(file).to_str().unwrap()).unwrap();
         input
-            .feed(&mut r, false, &AtomicBool::new(false), false)
+            .feed(&mut r, false, &AtomicBool::new(false), &mut ())
             .unwrap();
         r.finish().await;
         assert_eq!(r.malformed(), 0, "{file}: {:?}", r.diagnostics());

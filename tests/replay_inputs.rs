@@ -10,6 +10,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use support::child::Exporter;
 use support::{events_folded, sample, vm_hwm_kib};
 
 const BIN: &str = env!("CARGO_BIN_EXE_skaffold-exporter");
@@ -177,35 +178,74 @@ fn a_write_error_exits_2_with_a_message() {
     assert_eq!(out.status.code(), Some(0));
 }
 
-/// Runs `replay --follow` on `path` while `change` acts on the file, stops it with
-/// SIGINT, and returns its report and stderr.
+/// Runs `replay --follow --serve` on `path`: waits until it is ready (the file read
+/// to its end and looked at) with one run folded, lets `change` act on the file,
+/// waits until a second run is folded, stops it with SIGINT; returns its report and
+/// stderr. Every wait is for a condition, with a generous deadline.
 fn follow(path: &Path, change: impl FnOnce()) -> (String, String) {
-    let mut child = Command::new(BIN)
-        .args(["replay", "--follow", "--output", "metrics"])
-        .arg(path)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mut x = Exporter::start(
+        &[
+            "replay",
+            "--follow",
+            "--serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--output",
+            "metrics",
+            path.to_str().unwrap(),
+        ],
+        |c| {
+            c.stdout(Stdio::piped());
+        },
+    );
+    // Read as it comes: a report larger than a pipe must not block the exit.
+    let mut stdout = x.child.stdout.take().unwrap();
+    let report = std::thread::spawn(move || {
+        let mut s = String::new();
+        stdout.read_to_string(&mut s).unwrap();
+        s
+    });
+    rt.block_on(x.wait_for_log("replay: serving http://"));
+    let log = x.log();
+    let addr: std::net::SocketAddr = log
+        .split("replay: serving http://")
+        .nth(1)
+        .and_then(|s| s.split("/metrics").next())
+        .unwrap()
+        .parse()
         .unwrap();
-    // Give it time to read the file to its end (polls every 200 ms).
-    std::thread::sleep(Duration::from_millis(1500));
+    let wait_until = |what: &str, ok: &dyn Fn(u16, &str) -> bool, path: &str| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let (status, _, body) = rt.block_on(support::http_get(addr, path, None));
+            if ok(status, &body) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{what}: {status} {body}\n{}",
+                x.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    wait_until("never ready", &|status, _| status == 200, "/readyz");
+    wait_until(
+        "the first run never folded",
+        &|_, body| metas(body) == Some(1.0),
+        "/metrics",
+    );
     change();
-    std::thread::sleep(Duration::from_millis(1500));
-    let status = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while child.try_wait().unwrap().is_none() {
-        assert!(Instant::now() < deadline, "replay --follow did not stop");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let out = child.wait_with_output().unwrap();
-    (
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    wait_until(
+        "the change never folded",
+        &|_, body| metas(body) == Some(2.0),
+        "/metrics",
+    );
+    x.signal(rustix::process::Signal::INT);
+    let (_, status) = rt.block_on(x.exit_within(Duration::from_secs(10)));
+    assert!(status.success(), "{status}\n{}", x.log());
+    (report.join().unwrap(), x.log())
 }
 
 fn metas(report: &str) -> Option<f64> {
@@ -242,7 +282,11 @@ fn follow_picks_up_a_same_size_rewrite() {
         let rewritten = text.replace("v2.24.0", "v2.24.1");
         assert_eq!(rewritten.len(), text.len());
         let mut f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        let before = f.metadata().unwrap().modified().unwrap();
         f.write_all(rewritten.as_bytes()).unwrap();
+        // Written later than the file was read, whatever the file system's clock
+        // granularity and however fast this runs.
+        f.set_modified(before + Duration::from_secs(2)).unwrap();
     });
     assert!(stderr.contains("rewritten"), "{stderr}");
     assert_eq!(metas(&report), Some(2.0), "{report}");

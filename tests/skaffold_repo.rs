@@ -38,7 +38,7 @@ fn replay(paths: &[PathBuf]) -> Replayer {
         .collect();
     let stop = AtomicBool::new(false);
     for i in select_inputs(inputs, &mut r) {
-        i.feed(&mut r, false, &stop, false).unwrap();
+        i.feed(&mut r, false, &stop, &mut ()).unwrap();
     }
     r
 }

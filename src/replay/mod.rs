@@ -25,8 +25,10 @@
 //! This module wires the command together; the parts live where their kind lives:
 //! the flags with the other CLI settings ([`crate::config::ReplayArgs`]), the inputs
 //! with the other sources ([`crate::source::file::input`]), the fold and its counts
-//! in [`Replayer`], the table in [`summary`], the way out in [`stdout`].
+//! in [`Replayer`], the table in [`summary`], the way out in [`stdout`], the progress
+//! bar the reader's progress is drawn with in `progress`.
 
+mod progress;
 mod replayer;
 pub mod stdout;
 pub mod summary;
@@ -38,12 +40,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context as _;
 
-pub use crate::config::{Format, Output, ReplayArgs};
+pub use crate::config::{Format, IdentityArgs, Output, ReplayArgs};
 use crate::pipeline::{Pipeline, Progress};
 use crate::sink::contract::Own;
 use crate::sink::otlp_setup::{OtlpConfigError, OtlpSettings};
 use crate::source::file::input::Records as _;
 pub use crate::source::file::input::{Input, open_inputs, select_inputs};
+use progress::ProgressBar;
 pub use replayer::{MAX_DIAGNOSTICS, Replayer};
 use stdout::write_stdout;
 
@@ -69,10 +72,9 @@ pub enum ReplayOtlpError {
 /// configured (or tracing is turned off), since spans are what `--otlp` asks for.
 pub fn otlp_settings(
     env: impl Fn(&str) -> Option<String>,
-    pipeline_name: Option<String>,
-    user_name: Option<String>,
+    identity: &IdentityArgs,
 ) -> Result<OtlpSettings, ReplayOtlpError> {
-    let mut s = OtlpSettings::from_env(env, false, pipeline_name, user_name)?;
+    let mut s = identity.otlp_settings(env, false)?;
     if s.traces.is_none() {
         return Err(ReplayOtlpError::NoTracesEndpoint);
     }
@@ -95,11 +97,7 @@ pub async fn run(
         anyhow::bail!("--follow reads one input; got {}", args.files.len());
     }
     let mut replayer = if args.otlp {
-        let otlp = otlp_settings(
-            |k| std::env::var(k).ok(),
-            args.pipeline_name.clone(),
-            args.user_name.clone(),
-        )?;
+        let otlp = otlp_settings(|k| std::env::var(k).ok(), &args.identity)?;
         Replayer::with_otlp(&buckets, max_label_values, &otlp)?
     } else {
         Replayer::new(&buckets, max_label_values)
@@ -139,13 +137,15 @@ pub async fn run(
             stop.store(true, Ordering::Release);
         });
     }
-    let progress = std::io::stderr().is_terminal();
+    // A followed input has no end to show progress towards.
+    let bar = std::io::stderr().is_terminal() && !args.follow;
     let follow = args.follow;
     let stop2 = stop.clone();
     let mut replayer = tokio::task::spawn_blocking(move || {
         let mut replayer = replayer;
         for input in inputs {
-            if let Err(e) = input.feed(&mut replayer, follow, &stop2, progress) {
+            let mut progress = ProgressBar::new(bar);
+            if let Err(e) = input.feed(&mut replayer, follow, &stop2, &mut progress) {
                 replayer.unreadable(format!("{e:#}"));
             }
         }
@@ -239,11 +239,11 @@ mod tests {
 
     fn otlp(vars: &[(&str, &str)]) -> Result<OtlpSettings, ReplayOtlpError> {
         let m: HashMap<&str, &str> = vars.iter().copied().collect();
-        otlp_settings(
-            |k| m.get(k).map(|v| (*v).to_owned()),
-            Some("shop".into()),
-            None,
-        )
+        let identity = IdentityArgs {
+            pipeline_name: Some("shop".into()),
+            user_name: None,
+        };
+        otlp_settings(|k| m.get(k).map(|v| (*v).to_owned()), &identity)
     }
 
     #[test]

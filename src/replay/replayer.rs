@@ -255,8 +255,7 @@ impl Records for Replayer {
                 }
                 if let Some(why) = self.pipeline.take_not_folded() {
                     self.skipped += 1;
-                    self.diagnostics
-                        .push(format!("{file}:{line}: not folded: {why}"));
+                    self.diagnose(format!("{file}:{line}: not folded: {why}"));
                 }
             }
             Item::StreamEnded { code, message } => self.diagnose(format!(
@@ -319,6 +318,37 @@ mod tests {
         assert_eq!((r.records(), r.malformed(), r.rejected()), (3, 1, 1));
         assert!(r.diagnostics()[0].starts_with("f:1: skipped (counted as invalid)"));
         assert!(r.diagnostics()[1].starts_with("f:2: malformed"));
+    }
+
+    #[test]
+    fn not_folded_notes_are_capped_like_the_others() {
+        let mut r = Replayer::new(&DEFAULT_BUCKETS, 200);
+        let task = |i: usize, status: &str, s: usize| {
+            let l = format!(
+                r#"{{"result":{{"timestamp":"2021-04-07T17:{:02}:{:02}Z","taskEvent":{{"id":"Build-{i}","task":"Build","iteration":{i},"status":"{status}"}}}}}}"#,
+                s / 60 % 60,
+                s % 60
+            );
+            item_from_bytes(l.as_bytes(), None).unwrap()
+        };
+        // A Skaffold v1.22 session: every Build task ends without per-artifact
+        // events, so each end is a "not folded" note.
+        let builds = MAX_DIAGNOSTICS + 7;
+        for i in 0..builds {
+            r.feed("f", 2 * i as u64 + 1, task(i, "InProgress", 2 * i));
+            r.feed("f", 2 * i as u64 + 2, task(i, "Succeeded", 2 * i + 1));
+        }
+        assert_eq!(r.skipped(), builds as u64, "every one is counted");
+        assert_eq!(r.diagnostics().len(), MAX_DIAGNOSTICS);
+        assert_eq!(r.diagnostics_omitted(), 7);
+        assert!(
+            r.diagnostics()
+                .iter()
+                .all(|d| d.contains(": not folded: Build task")),
+            "{:?}",
+            &r.diagnostics()[..3]
+        );
+        assert!(r.diagnostics()[0].starts_with("f:2: not folded"));
     }
 
     #[test]

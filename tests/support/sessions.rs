@@ -377,7 +377,7 @@ pub fn replay_paths<P: AsRef<std::path::Path>>(paths: &[P]) -> Replayer {
     let inputs = skaffold_exporter::replay::select_inputs(inputs, &mut r);
     let stop = std::sync::atomic::AtomicBool::new(false);
     for i in inputs {
-        i.feed(&mut r, false, &stop, false).unwrap();
+        i.feed(&mut r, false, &stop, &mut ()).unwrap();
     }
     r
 }

@@ -221,6 +221,15 @@ func (s *skaffold) statusCheck(code proto.StatusCode) error {
 	event.ResourceStatusCheckEventUpdated(r, pending)
 	eventV2.ResourceStatusCheckEventUpdated(r, sErrors.V2fromV1(pending))
 	pause()
+	if code == proto.StatusCode_STATUSCHECK_USER_CANCELLED {
+		// Ctrl-C: pollResourceStatus marks the resource cancelled, markProcessed
+		// counts it cancelled, printStatusCheckSummary sends nothing for it, and
+		// getSkaffoldDeployStatus reports every check cancelled with this code.
+		err := fmt.Errorf("%d/%d deployment(s) status check cancelled", 1, 1)
+		event.StatusCheckEventEnded(code, err)
+		eventV2.TaskFailed(constants.StatusCheck, err)
+		return err
+	}
 	if code == proto.StatusCode_STATUSCHECK_SUCCESS {
 		ae := &proto.ActionableErr{ErrCode: code}
 		event.ResourceStatusCheckEventCompleted(r, ae)
@@ -360,6 +369,11 @@ var scenarios = map[string]func(s *skaffold){
 		s.iterative = true
 		s.rebuild([]buildOutcome{built, cacheHit}, nil, proto.StatusCode_STATUSCHECK_SUCCESS)
 		s.rebuild([]buildOutcome{built, cacheHit}, nil, proto.StatusCode_STATUSCHECK_IMAGE_PULL_ERR)
+	},
+	"cancelled-status-check": func(s *skaffold) {
+		s.initial([]buildOutcome{built, built})
+		// Ctrl-C while the rollout is pending; Skaffold then exits.
+		s.rebuild([]buildOutcome{built, cacheHit}, nil, proto.StatusCode_STATUSCHECK_USER_CANCELLED)
 	},
 }
 

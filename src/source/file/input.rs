@@ -45,6 +45,27 @@ pub trait Records {
     fn caught_up(&mut self);
 }
 
+/// How far the reader is through an input, told to whoever shows it (`replay`'s
+/// progress bar): a source draws nothing. `()` is told nothing.
+pub trait ReadProgress {
+    /// Reading the lines of `name` begins; `size` in bytes when known (a regular
+    /// file).
+    fn begin(&mut self, name: &str, size: Option<u64>);
+    /// `offset` bytes have been read (told every [`PROGRESS_LINES`] lines).
+    fn advance(&mut self, offset: u64);
+    /// The input was read to its end.
+    fn end(&mut self);
+}
+
+impl ReadProgress for () {
+    fn begin(&mut self, _: &str, _: Option<u64>) {}
+    fn advance(&mut self, _: u64) {}
+    fn end(&mut self) {}
+}
+
+/// How many lines the reader reads between two [`ReadProgress::advance`] calls.
+pub const PROGRESS_LINES: u64 = 2048;
+
 /// Why an input could not be opened or read (the message names it).
 #[derive(Debug, thiserror::Error)]
 pub enum InputError {
@@ -304,14 +325,14 @@ impl Input {
 
     /// Feeds every record to `r`. With `follow`, keeps reading as the file grows
     /// until `stop` is set (and starts over when the file is replaced, truncated or
-    /// rewritten). `progress` draws a bar on stderr. An error means the input could
-    /// not be read from some line on; what was read before is folded.
+    /// rewritten). `progress` is told how far the lines are read. An error means the
+    /// input could not be read from some line on; what was read before is folded.
     pub fn feed(
         self,
         r: &mut impl Records,
         follow: bool,
         stop: &AtomicBool,
-        progress: bool,
+        progress: &mut impl ReadProgress,
     ) -> Result<(), InputError> {
         let Input {
             name,
@@ -348,21 +369,7 @@ impl Input {
                 blank, first, read, ..
             } => (blank, first, Some(read)),
         };
-        let bar = (progress && !follow)
-            .then_some(size)
-            .flatten()
-            .filter(|n| *n > 0)
-            .map(|n| {
-                let bar = indicatif::ProgressBar::new(n);
-                bar.set_style(
-                    indicatif::ProgressStyle::with_template(
-                        "{msg} {wide_bar} {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}",
-                    )
-                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-                );
-                bar.set_message(name.clone());
-                bar
-            });
+        progress.begin(&name, size);
         let mut offset = 0u64;
         let mut next = first_read;
         loop {
@@ -379,10 +386,8 @@ impl Input {
                     offset += buf.len() as u64;
                     r.feed_bytes(&name, line_no, &buf, hint);
                     buf.clear();
-                    if let Some(b) = &bar
-                        && line_no.is_multiple_of(2048)
-                    {
-                        b.set_position(offset);
+                    if line_no.is_multiple_of(PROGRESS_LINES) {
+                        progress.advance(offset);
                     }
                 }
                 Read::TooLong(n) => {
@@ -391,9 +396,6 @@ impl Input {
                     r.feed(&name, line_no, oversize_line(hint, n));
                 }
                 Read::End => {
-                    if follow {
-                        r.caught_up();
-                    }
                     if !follow || stop.load(Ordering::Acquire) {
                         if !buf.is_empty() {
                             line_no += 1;
@@ -420,13 +422,14 @@ impl Input {
                         buf.clear();
                         continue;
                     }
+                    // Caught up once the file as read has been looked at: a change
+                    // from then on (even a same-size rewrite) is noticed.
+                    r.caught_up();
                     std::thread::sleep(FOLLOW_POLL);
                 }
             }
         }
-        if let Some(b) = bar {
-            b.finish_and_clear();
-        }
+        progress.end();
         Ok(())
     }
 }
@@ -488,5 +491,71 @@ fn same_file(a: &str, b: &str) -> bool {
     match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
         (Ok(a), Ok(b)) => a == b,
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Records nothing but what it is told.
+    #[derive(Default)]
+    struct Sink(u64);
+
+    impl Records for Sink {
+        fn begin_input(&mut self) {}
+        fn feed(&mut self, _: &str, _: u64, _: Item) {
+            self.0 += 1;
+        }
+        fn malformed_input(&mut self, _: String) {}
+        fn note(&mut self, _: String) {}
+        fn unreadable(&mut self, _: String) {}
+        fn caught_up(&mut self) {}
+    }
+
+    /// What the reader told.
+    #[derive(Debug, Default, PartialEq)]
+    struct Told(Vec<String>);
+
+    impl ReadProgress for Told {
+        fn begin(&mut self, name: &str, size: Option<u64>) {
+            self.0.push(format!("begin {name} {size:?}"));
+        }
+        fn advance(&mut self, offset: u64) {
+            self.0.push(format!("advance {offset}"));
+        }
+        fn end(&mut self) {
+            self.0.push("end".into());
+        }
+    }
+
+    #[test]
+    fn the_reader_tells_its_progress_and_draws_nothing() {
+        let line = "{\"event\":{}}\n";
+        let lines = 2 * PROGRESS_LINES as usize + 5;
+        let text = line.repeat(lines);
+        let size = text.len() as u64;
+        let input = Input::from_reader(
+            "f",
+            Box::new(io::Cursor::new(text.into_bytes())),
+            None,
+            Some(size),
+        )
+        .unwrap();
+        let (mut sink, mut told) = (Sink::default(), Told::default());
+        input
+            .feed(&mut sink, false, &AtomicBool::new(false), &mut told)
+            .unwrap();
+        assert_eq!(sink.0, lines as u64);
+        let step = PROGRESS_LINES * line.len() as u64;
+        assert_eq!(
+            told.0,
+            [
+                format!("begin f Some({size})"),
+                format!("advance {step}"),
+                format!("advance {}", 2 * step),
+                "end".into(),
+            ]
+        );
     }
 }
