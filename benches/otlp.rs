@@ -144,8 +144,9 @@ fn main() {
             };
             count.store(0, Ordering::Release);
             let res = resource(&Default::default());
-            let (exporter, driver) = span_exporter(&ep, Some(Duration::from_secs(10)), &res).unwrap();
             let stats = OtlpStats::default();
+            let (exporter, driver) =
+                span_exporter(&ep, Some(Duration::from_secs(10)), &res, &stats).unwrap();
             let (tx, thread) = spawn_exporter(exporter, driver, 1 << 20, stats.clone());
             let session = session.clone();
             let t = Instant::now();

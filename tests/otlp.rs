@@ -573,6 +573,45 @@ async fn collector_down_leaves_metrics_intact_counts_losses_and_shuts_down_in_ti
     );
 }
 
+/// The OTLP HTTP exporter reports every transport failure as "network error": the
+/// log names the endpoint and the real cause, for both signals (the real binary, its
+/// stderr; nothing listens on the endpoint's port).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_http_endpoint_is_logged_with_the_cause() {
+    let dead = dead_port().await;
+    let sim = Simulator::new();
+    let (skaffold, _stop) = support::serve_skaffold(&sim).await;
+    let exp = support::child::Exporter::otlp_http(skaffold, dead, 200).await;
+    // Live timestamps: the spans are exported, not skipped as history.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as i64;
+    for e in session().entries(now) {
+        sim.emit(e);
+    }
+    for signal in ["traces", "metrics"] {
+        exp.wait_for_log(&format!(
+            "OTLP {signal} export to http://{dead}/v1/{signal} failed"
+        ))
+        .await;
+    }
+    for signal in ["traces", "metrics"] {
+        let logged = exp.lines();
+        let line = logged
+            .iter()
+            .find(|l| l.contains(&format!("OTLP {signal} export to")))
+            .unwrap();
+        // reqwest's chain: error sending request for url (...): client error
+        // (Connect): tcp connect error: Connection refused (os error 111)
+        assert!(
+            line.contains("network error: error sending request for url")
+                && line.to_lowercase().contains("connection refused"),
+            "{line}"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spans_left_open_when_skaffold_disconnects_end_with_result_error() {
     let collector = Collector::grpc().await;

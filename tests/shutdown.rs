@@ -22,21 +22,7 @@ async fn busy_exporter() -> (Exporter, Simulator) {
     sim.enable_v2();
     let (skaffold, stop) = support::serve_skaffold(&sim).await;
     std::mem::forget(stop);
-    let exp = Exporter::start(
-        &[
-            "--skaffold-addr",
-            &skaffold.to_string(),
-            "--listen",
-            "127.0.0.1:0",
-            "--otlp-metrics",
-        ],
-        |c| {
-            c.env("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{collector}"))
-                .env("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
-                .env("OTEL_METRIC_EXPORT_INTERVAL", "500");
-        },
-    );
-    exp.wait_for_log("Subscribed to Skaffold").await;
+    let exp = Exporter::otlp_http(skaffold, collector, 500).await;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()

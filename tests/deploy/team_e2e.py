@@ -23,6 +23,8 @@ a `demo --skaffold-listen` process with its own OTLP off):
 Checks: the Collector loads the file (no config error, no deprecation warning);
 the Collector is stopped for 20 s mid-run (readers and /metrics unaffected,
 queued spans arrive afterwards, nothing is lost beyond the documented bounds);
+after the exporters stop, a marker metric and span sent through the Collector
+reach Prometheus and Jaeger (so everything sent before them has: no fixed wait);
 Jaeger has one trace per dev-loop iteration, each with its root and the
 expected tree and CI/CD attributes, no span id twice, exporters told apart by
 resource attributes; every team-dashboard query returns, from the pushed
@@ -30,7 +32,8 @@ metrics, the value the exporters' own /metrics give (for carol: the witness's,
 each event once although her exporter re-folded Skaffold's history three
 times), carol's run kept one service.instance.id and its series no reset
 across her restarts; a second Prometheus 3 scraping carol every 100 ms sees
-no counter reset either, and increase() there equals the witness's; the redesigned
+no series of hers ever lower than before or above the witness's end, and each
+ends as the witness's; the redesigned
 failing-repeatedly alert fires for three failed CI runs of one pipeline, not
 for F S F F, and stops after a success; target_info has no per-commit labels;
 the CI exporter's identity comes from its uid. Ends with "N passed, M failed".
@@ -357,6 +360,40 @@ def run(bin_, eng, tmp, procs, r):
 
     col_grpc = f"http://127.0.0.1:{ports['col_grpc']}"
     col_http = f"http://127.0.0.1:{ports['col_http']}"
+
+    def markers_forwarded(timeout=60):
+        """Sends a marker metric and a marker span to the Collector (OTLP/HTTP
+        JSON, a resource of their own: no team label, no target_info) and waits
+        until Prometheus and Jaeger hold them. The Collector's batch processor
+        forwards in the order it received: what it acknowledged before the
+        markers has been forwarded by then. {signal: seconds it took, or None}."""
+        nonce = int.from_bytes(os.urandom(4), "big")
+        now = time.time_ns()
+        res = {"attributes": [{"key": "service.name", "value": {"stringValue": "team-e2e-marker"}}]}
+        trace_id = os.urandom(16).hex()
+        bodies = {
+            "metrics": {"resourceMetrics": [{"resource": res, "scopeMetrics": [{"metrics": [{
+                "name": "team_e2e_marker",
+                "gauge": {"dataPoints": [{"asDouble": nonce, "timeUnixNano": str(now)}]}}]}]}]},
+            "traces": {"resourceSpans": [{"resource": res, "scopeSpans": [{"spans": [{
+                "traceId": trace_id, "spanId": os.urandom(8).hex(), "name": "marker", "kind": 1,
+                "startTimeUnixNano": str(now), "endTimeUnixNano": str(now + 1000)}]}]}]},
+        }
+        for signal, body in bodies.items():
+            req = urllib.request.Request(f"{col_http}/v1/{signal}", json.dumps(body).encode(),
+                                         {"Content-Type": "application/json"})
+            urllib.request.urlopen(req, timeout=10).read()
+        t0 = time.monotonic()
+        arrived = {
+            "metrics": lambda: any(float(x["value"][1]) == nonce for x in prom.query("team_e2e_marker")),
+            "traces": lambda: json.loads(get(f"{jaeger}/api/traces/{trace_id}"))["data"],
+        }
+        took = {}
+        for signal, pred in arrived.items():
+            ok = wait_for(pred, max(0.0, timeout - (time.monotonic() - t0)), 0.25)
+            took[signal] = time.monotonic() - t0 if ok else None
+        return took
+
     dev_env = {"OTEL_METRIC_EXPORT_INTERVAL": "1000"}
     alice_dir, alice_rev = checkout("shop", "main")
     bob_dir, _ = checkout("cart", "feature/x")
@@ -499,7 +536,15 @@ def run(bin_, eng, tmp, procs, r):
     stop_times = {e.name: e.stop() for e in devs + [carol, witness]}
     r.check("every exporter stops within its shutdown timeout",
             all(t is not None and t < 8 for t in stop_times.values()), str(stop_times))
-    time.sleep(8)  # the Collector's batch timeout (5 s) and remote write
+    # Each exporter's exit flush and exit push were acknowledged by the Collector
+    # before the process ended. The Collector forwards what it holds on its batch
+    # timeout (5 s, later on a loaded machine), in the order received: a marker
+    # sent now arrives once everything before it has.
+    arrived = markers_forwarded()
+    r.check("the Collector forwards the exporters' last exports (a marker sent after them "
+            "reaches Prometheus and Jaeger)", all(arrived.values()),
+            ", ".join(f"{k} after {v:.1f} s" if v is not None else f"{k} not within 60 s"
+                      for k, v in arrived.items()))
 
     # --- metrics: what was pushed is what /metrics said -------------------------------
     print("== pushed metrics", flush=True)
@@ -560,15 +605,17 @@ def run(bin_, eng, tmp, procs, r):
                         return substituted(t["expr"], **extra)
         raise KeyError(title)
 
-    def counted_by_processes(name):
+    def counted_by_processes(name, by=None):
         """What every exporter process counted in `name` over all its pushes: per
         series, the value before each drop (a process that ended, the next one
-        continuing the run's series from its own start) plus the last one."""
-        n = 0.0
+        continuing the run's series from its own start) plus the last one. With
+        `by`, a dict per value of that label."""
+        n = {}
         for x in prom.query(f"{name}[2h]"):
             v = [float(val) for _, val in x["values"]]
-            n += sum(a for a, b in zip(v, v[1:]) if b < a) + (v[-1] if v else 0)
-        return n
+            k = x["metric"].get(by) if by else None
+            n[k] = n.get(k, 0.0) + sum(a for a, b in zip(v, v[1:]) if b < a) + (v[-1] if v else 0)
+        return n if by else n.get(None, 0.0)
 
     def scalar(expr):
         res = prom.query(expr)
@@ -730,17 +777,28 @@ def run(bin_, eng, tmp, procs, r):
         return float(res[0]["value"][1]) if res else None
 
     for name, want in truth.items():
-        sel = {j: f'{name}{{job="{j}"}}' for j in ("carol", "witness")}
-        resets = scraped(f"sum(resets({sel['carol']}[2h]))")
-        inc = {j: scraped(f"round(sum(increase({q}[2h])))") for j, q in sel.items()}
-        last = scraped(f"sum(last_over_time({sel['carol']}[2h]))")
-        # increase() leaves out a series' first sample (the witness's too): the
-        # restarted exporter must read exactly as one that never restarted.
-        r.check(f"scraped carol, {name}: no reset across 3 restarts; increase() "
-                "equals the never-restarted witness's, the last value her Skaffold's count",
-                resets == 0 and inc["carol"] == inc["witness"] and last == want,
-                f"resets {resets}, increase carol {inc['carol']} witness {inc['witness']}, "
-                f"last {last}, truth {want:.0f}")
+        # The raw samples, no extrapolation: increase() of two series scraped
+        # at different moments (carol's exporter is down during each restart,
+        # and on another port once) may differ by its extrapolation and by what
+        # happened before a series' first sample; what a restart must never do
+        # is make the counter go down (increase() would add it all again) or
+        # count an event twice (a sample above her Skaffold's count).
+        raw = {}
+        for x in prom_scrape.query(f'{name}{{job=~"carol|witness"}}[2h]'):
+            labels = frozenset((k, v) for k, v in x["metric"].items() if k not in ("__name__", "job", "instance"))
+            raw.setdefault(x["metric"]["job"], {})[labels] = [float(v) for _, v in x["values"]]
+        c, w = raw.get("carol", {}), raw.get("witness", {})
+        drops = sum(1 for v in c.values() for a, b in zip(v, v[1:]) if b < a)
+        above = sum(1 for k, v in c.items() if max(v) > w.get(k, [0.0])[-1])
+        last = {k: v[-1] for k, v in c.items()}
+        inc = {j: scraped(f'sum(increase({name}{{job="{j}"}}[2h]))') for j in ("carol", "witness")}
+        r.check(f"scraped carol, {name}: across 3 restarts no series ever lower than before "
+                "or above the witness's end, and they end as the witness's, at her Skaffold's count",
+                bool(c) and drops == 0 and above == 0 and last == {k: v[-1] for k, v in w.items()}
+                and sum(last.values()) == want,
+                f"{len(c)} series, {sum(len(v) for v in c.values())} samples, {drops} drops, "
+                f"{above} above, last {sum(last.values())}, truth {want:.0f}; "
+                f"increase() carol {inc['carol']}, witness {inc['witness']}")
 
     # --- traces in Jaeger ------------------------------------------------------------
     print("== traces in Jaeger", flush=True)
@@ -776,12 +834,25 @@ def run(bin_, eng, tmp, procs, r):
             by_inst.setdefault(res.get("user.hash"), []).append((t, s, tags, res))
     r.check("Jaeger: no span id twice", dup == 0, f"{dup} duplicates in {len(traces)} traces")
     # Jaeger's query drops exact duplicates: count what every exporter process
-    # sent (its final push of spans_exported_total) against what the store has.
+    # sent (its exit push of spans_exported_total) against what the store has
+    # (both complete: the markers went through).
     stored = sum(len(t["spans"]) for t in traces)
     pushed = counted_by_processes("skaffold_exporter_spans_exported_total")
+    detail = (f"store {stored}, pushed at exit {pushed:.0f} (on /metrics before the exit flush "
+              f"{exported:.0f})")
+    if stored != pushed:
+        # by developer (the CI runs share one): the exporters' count against the store's
+        sent = counted_by_processes("skaffold_exporter_spans_exported_total", by="developer")
+        held = {}
+        for t in traces:
+            for s in t["spans"]:
+                d = {tg["key"]: tg["value"] for tg in t["processes"][s["processID"]]["tags"]}.get("user.hash")
+                held[d] = held.get(d, 0) + 1
+        detail += "; by developer (sent, stored): " + ", ".join(
+            f"{str(d)[:8]} {sent.get(d, 0):.0f} {held.get(d, 0)}" for d in sorted(set(sent) | set(held), key=str)
+            if sent.get(d, 0) != held.get(d, 0))
     r.check("Jaeger: the store holds exactly the spans the exporters sent, none twice",
-            stored == pushed and stored >= exported,
-            f"store {stored}, pushed at exit {pushed:.0f} (on /metrics before the exit flush {exported:.0f})")
+            stored == pushed and stored >= exported, detail)
     r.check("Jaeger: every trace has exactly one root and no span whose parent is missing",
             rootless == 0 and multi == 0 and orphans == 0,
             f"{rootless} without root, {multi} with several, {orphans} orphans")

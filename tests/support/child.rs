@@ -41,6 +41,28 @@ impl Exporter {
         Self { child, lines }
     }
 
+    /// The binary reading Skaffold at `skaffold` and exporting over OTLP/HTTP to
+    /// `collector`: spans, and metrics (`--otlp-metrics`) every `interval_ms`.
+    /// Returns once it has subscribed.
+    pub async fn otlp_http(skaffold: SocketAddr, collector: SocketAddr, interval_ms: u32) -> Self {
+        let exp = Self::start(
+            &[
+                "--skaffold-addr",
+                &skaffold.to_string(),
+                "--listen",
+                "127.0.0.1:0",
+                "--otlp-metrics",
+            ],
+            |c| {
+                c.env("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{collector}"))
+                    .env("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
+                    .env("OTEL_METRIC_EXPORT_INTERVAL", interval_ms.to_string());
+            },
+        );
+        exp.wait_for_log("Subscribed to Skaffold").await;
+        exp
+    }
+
     /// Everything it wrote to stderr so far.
     pub fn log(&self) -> String {
         self.lines.lock().unwrap().join("\n")

@@ -28,6 +28,10 @@ pub struct OtlpStats {
     pub export_errors: Family<OwnLabel, Counter>,
     /// Where each signal is exported (for the failure logs).
     endpoints: std::sync::Arc<std::sync::Mutex<Vec<(&'static str, String)>>>,
+    /// Why each signal's last HTTP request failed to get an answer, noted by its
+    /// client ([`Self::note_transport`]): the OTLP HTTP exporter says only "network
+    /// error".
+    transport: std::sync::Arc<std::sync::Mutex<Vec<(&'static str, String)>>>,
 }
 
 /// Export failures logged per signal; later ones are only counted.
@@ -69,12 +73,32 @@ impl OtlpStats {
         e.push((signal, endpoint.to_owned()));
     }
 
+    /// Notes why `signal`'s last HTTP request got no answer (`None`: it got one), for
+    /// the failure log of the export it belonged to.
+    pub fn note_transport(&self, signal: &'static str, cause: Option<String>) {
+        let mut t = self.transport.lock().expect("never poisoned");
+        t.retain(|(s, _)| *s != signal);
+        if let Some(c) = cause {
+            t.push((signal, c));
+        }
+    }
+
     /// Counts a failed export of `signal` and logs the first [`FAILURES_LOGGED`] of
-    /// them, naming the endpoint, the cause and how long the attempt took (the OTLP
-    /// HTTP exporter reports every transport failure as "network error": a timeout
-    /// shows as an attempt as long as `OTEL_EXPORTER_OTLP_TIMEOUT`); the last of those
-    /// says that further failures are only counted.
+    /// them, naming the endpoint, the cause (with the transport failure its HTTP
+    /// client noted: the OTLP HTTP exporter itself says only "network error") and how
+    /// long the attempt took (a timeout shows as an attempt as long as
+    /// `OTEL_EXPORTER_OTLP_TIMEOUT`); the last of those says that further failures are
+    /// only counted.
     pub fn export_failed(&self, signal: &'static str, cause: &str, took: Duration, detail: &str) {
+        let transport = {
+            let mut t = self.transport.lock().expect("never poisoned");
+            let noted = t.iter().position(|(s, _)| *s == signal);
+            noted.map(|i| t.remove(i).1)
+        };
+        let cause = match transport {
+            Some(t) => format!("{cause}: {t}"),
+            None => cause.to_owned(),
+        };
         let n = self
             .export_errors
             .get_or_create(&Own::OtlpExportErrors.label(signal));

@@ -1,14 +1,16 @@
 //! The OTLP export's life: building the span and metric exporters for the
-//! configured endpoints, starting the span sink and the metrics push
+//! configured endpoints (over HTTP with a client that keeps the cause of a
+//! transport failure for the logs), starting the span sink and the metrics push
 //! ([`Telemetry::start`]), and flushing and stopping them within the shutdown
 //! timeout ([`shutdown`]).
 
 use std::time::Duration;
 
+use opentelemetry_http::{Bytes, HttpClient, HttpError, Request, Response};
 use opentelemetry_otlp::WithExportConfig;
 use opentelemetry_sdk::Resource;
 
-use super::super::otlp::{Driver, SpanSink};
+use super::super::otlp::{Driver, OtlpStats, SpanSink, error_chain};
 use super::super::otlp_metrics::{CountingExporter, MetricsPush};
 use super::super::semconv as k;
 use super::config::{Endpoint, OtlpSettings, Protocol};
@@ -20,25 +22,79 @@ use crate::core::Nanos;
 
 // === exporters ===
 
+/// The blocking HTTP client of an OTLP/HTTP exporter, noting in [`OtlpStats`] why a
+/// request got no answer (connection refused, timeout, DNS...): opentelemetry-otlp
+/// turns every such failure into "network error" and keeps the cause to itself.
+#[derive(Debug)]
+struct NotingClient {
+    inner: reqwest::blocking::Client,
+    signal: &'static str,
+    stats: OtlpStats,
+}
+
+impl NotingClient {
+    /// A client for `signal` whose requests give up after `timeout` (what the
+    /// exporter would have built itself). The blocking client runs a runtime of its
+    /// own: it is built outside the application's.
+    fn new(
+        signal: &'static str,
+        timeout: Duration,
+        stats: &OtlpStats,
+    ) -> Result<Self, opentelemetry_otlp::ExporterBuildError> {
+        use opentelemetry_otlp::ExporterBuildError::InternalFailure;
+        let inner = std::thread::spawn(move || {
+            reqwest::blocking::Client::builder()
+                .timeout(timeout)
+                .build()
+        })
+        .join()
+        .map_err(|_| InternalFailure("building the HTTP client panicked".into()))?
+        .map_err(|e| InternalFailure(format!("cannot build the HTTP client: {e}")))?;
+        Ok(Self {
+            inner,
+            signal,
+            stats: stats.clone(),
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl HttpClient for NotingClient {
+    async fn send_bytes(&self, request: Request<Bytes>) -> Result<Response<Bytes>, HttpError> {
+        let res = self.inner.send_bytes(request).await;
+        self.stats.note_transport(
+            self.signal,
+            res.as_ref().err().map(|e| error_chain(e.as_ref())),
+        );
+        res
+    }
+}
+
 /// Builds the span exporter for `ep` (call inside the tokio runtime: the gRPC
 /// channel is bound to it) and the way to drive it.
 pub fn span_exporter(
     ep: &Endpoint,
     timeout: Option<Duration>,
     resource: &Resource,
+    stats: &OtlpStats,
 ) -> Result<(opentelemetry_otlp::SpanExporter, Driver), TelemetryError> {
+    use opentelemetry_otlp::WithHttpConfig;
     use opentelemetry_sdk::trace::SpanExporter as _;
     let driver = driver(ep.protocol)?;
     let b = opentelemetry_otlp::SpanExporter::builder();
+    let timeout = timeout.unwrap_or(opentelemetry_otlp::OTEL_EXPORTER_OTLP_TIMEOUT_DEFAULT);
     let built = match ep.protocol {
         Protocol::Grpc => to_endpoint(b.with_tonic(), ep, timeout).build(),
-        Protocol::HttpProtobuf => to_endpoint(
-            b.with_http()
-                .with_protocol(opentelemetry_otlp::Protocol::HttpBinary),
-            ep,
-            timeout,
-        )
-        .build(),
+        Protocol::HttpProtobuf => NotingClient::new("traces", timeout, stats).and_then(|client| {
+            to_endpoint(
+                b.with_http()
+                    .with_http_client(client)
+                    .with_protocol(opentelemetry_otlp::Protocol::HttpBinary),
+                ep,
+                timeout,
+            )
+            .build()
+        }),
     };
     let mut exporter = built.map_err(|error| TelemetryError::SpanExporter {
         url: ep.url.clone(),
@@ -52,9 +108,12 @@ pub fn span_exporter(
 pub fn metric_exporter(
     ep: &Endpoint,
     timeout: Option<Duration>,
+    stats: &OtlpStats,
 ) -> Result<opentelemetry_otlp::MetricExporter, TelemetryError> {
+    use opentelemetry_otlp::WithHttpConfig;
     use opentelemetry_sdk::metrics::Temporality;
     let b = opentelemetry_otlp::MetricExporter::builder();
+    let timeout = timeout.unwrap_or(opentelemetry_otlp::OTEL_EXPORTER_OTLP_TIMEOUT_DEFAULT);
     let built = match ep.protocol {
         Protocol::Grpc => to_endpoint(
             b.with_tonic().with_temporality(Temporality::Cumulative),
@@ -62,14 +121,17 @@ pub fn metric_exporter(
             timeout,
         )
         .build(),
-        Protocol::HttpProtobuf => to_endpoint(
-            b.with_http()
-                .with_temporality(Temporality::Cumulative)
-                .with_protocol(opentelemetry_otlp::Protocol::HttpBinary),
-            ep,
-            timeout,
-        )
-        .build(),
+        Protocol::HttpProtobuf => NotingClient::new("metrics", timeout, stats).and_then(|client| {
+            to_endpoint(
+                b.with_http()
+                    .with_http_client(client)
+                    .with_temporality(Temporality::Cumulative)
+                    .with_protocol(opentelemetry_otlp::Protocol::HttpBinary),
+                ep,
+                timeout,
+            )
+            .build()
+        }),
     };
     built.map_err(|error| TelemetryError::MetricExporter {
         url: ep.url.clone(),
@@ -77,13 +139,9 @@ pub fn metric_exporter(
     })
 }
 
-/// An exporter builder `b` sending to `ep`, with `timeout` when one is set.
-fn to_endpoint<B: WithExportConfig>(b: B, ep: &Endpoint, timeout: Option<Duration>) -> B {
-    let b = b.with_endpoint(ep.url.clone());
-    match timeout {
-        Some(t) => b.with_timeout(t),
-        None => b,
-    }
+/// An exporter builder `b` sending to `ep`, each request given `timeout`.
+fn to_endpoint<B: WithExportConfig>(b: B, ep: &Endpoint, timeout: Duration) -> B {
+    b.with_endpoint(ep.url.clone()).with_timeout(timeout)
 }
 
 /// How an exporter over `protocol` is driven: gRPC through a handle to the
@@ -171,7 +229,7 @@ impl Telemetry {
         let stats = OtlpStats::default().register(registry);
         let spans = match &s.traces {
             Some(ep) => {
-                let (exporter, driver) = span_exporter(ep, s.timeout, &res)?;
+                let (exporter, driver) = span_exporter(ep, s.timeout, &res, &stats)?;
                 let (tx, thread) = spawn_exporter(exporter, driver, s.span_queue, stats.clone());
                 let mut builder = SpanBuilder::new(SpanConfig {
                     pipeline: s.pipeline(&git),
@@ -190,7 +248,7 @@ impl Telemetry {
         };
         let meter_provider = match &s.metrics {
             Some(ep) => {
-                let exporter = metric_exporter(ep, s.timeout)?;
+                let exporter = metric_exporter(ep, s.timeout, &stats)?;
                 let driver = driver(ep.protocol)?;
                 let interval = s.metric_interval.unwrap_or(Duration::from_secs(60));
                 let base = metric_resource_attributes(&attrs);
