@@ -92,8 +92,12 @@ pub struct OtlpSettings {
     pub traces: Option<Endpoint>,
     /// Where metrics go; `None`: no metrics push.
     pub metrics: Option<Endpoint>,
-    /// Per-request export timeout (`OTEL_EXPORTER_OTLP_TIMEOUT`); `None`: the exporter's.
+    /// Per-request span export timeout (`OTEL_EXPORTER_OTLP_TRACES_TIMEOUT`, else
+    /// `OTEL_EXPORTER_OTLP_TIMEOUT`); `None`: the exporter's default (10 s).
     pub timeout: Option<Duration>,
+    /// Per-request metrics export timeout (`OTEL_EXPORTER_OTLP_METRICS_TIMEOUT`, else
+    /// `OTEL_EXPORTER_OTLP_TIMEOUT`); `None`: the exporter's default (10 s).
+    pub metrics_timeout: Option<Duration>,
     /// Metrics push interval (`OTEL_METRIC_EXPORT_INTERVAL`, default 60 s).
     pub metric_interval: Option<Duration>,
     /// `--pipeline-name`.
@@ -226,14 +230,14 @@ impl OtlpSettings {
                 })
                 .transpose()
         };
-        let timeout = match millis("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT")? {
-            Some(t) => Some(t),
-            None => millis("OTEL_EXPORTER_OTLP_TIMEOUT")?,
-        };
+        let any = millis("OTEL_EXPORTER_OTLP_TIMEOUT")?;
+        let timeout = millis("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT")?.or(any);
+        let metrics_timeout = millis("OTEL_EXPORTER_OTLP_METRICS_TIMEOUT")?.or(any);
         Ok(OtlpSettings {
             traces,
             metrics,
             timeout,
+            metrics_timeout,
             metric_interval: millis("OTEL_METRIC_EXPORT_INTERVAL")?,
             pipeline_name: pipeline_name.filter(|p| !p.trim().is_empty()),
             user_name: user_name.filter(|u| !u.trim().is_empty()),
@@ -325,6 +329,19 @@ mod tests {
         assert_eq!((t.url.as_str(), t.protocol), ("http://t:9", Protocol::Grpc));
         assert_eq!(s.metrics.unwrap().url, "http://c:4317");
         assert_eq!(s.timeout, Some(Duration::from_millis(1500)));
+        assert_eq!(s.metrics_timeout, Some(Duration::from_millis(1500)));
+        // Each signal's own timeout wins over the shared one, for its signal only.
+        let s = settings(
+            &[
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318"),
+                ("OTEL_EXPORTER_OTLP_TIMEOUT", "1500"),
+                ("OTEL_EXPORTER_OTLP_METRICS_TIMEOUT", "700"),
+            ],
+            true,
+        )
+        .unwrap();
+        assert_eq!(s.timeout, Some(Duration::from_millis(1500)));
+        assert_eq!(s.metrics_timeout, Some(Duration::from_millis(700)));
         let s = settings(
             &[
                 ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c"),

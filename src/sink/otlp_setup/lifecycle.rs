@@ -248,7 +248,7 @@ impl Telemetry {
         };
         let meter_provider = match &s.metrics {
             Some(ep) => {
-                let exporter = metric_exporter(ep, s.timeout, &stats)?;
+                let exporter = metric_exporter(ep, s.metrics_timeout, &stats)?;
                 let driver = driver(ep.protocol)?;
                 let interval = s.metric_interval.unwrap_or(Duration::from_secs(60));
                 let base = metric_resource_attributes(&attrs);
