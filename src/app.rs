@@ -155,9 +155,11 @@ pub async fn start_all(
     };
     let grpc_addr = grpc_listener.as_ref().map(|l| l.local_addr()).transpose()?;
 
-    let (tx, mut rx) = mpsc::channel::<Vec<Delivery>>(crate::source::supervisor::queue_batches(
-        settings.queue_capacity,
-    ));
+    let batches = crate::source::supervisor::queue_batches(settings.queue_capacity);
+    let (tx, mut rx) = mpsc::channel::<Vec<Delivery>>(batches);
+    // Folded batches go back to the reader, to be freed on its thread (a few: when
+    // the reader is idle, the fold frees the rest itself).
+    let (recycle, recycled) = mpsc::channel::<Vec<Delivery>>(2 * FOLD_BATCH);
     let mut tasks = Vec::new();
     tasks.push(tokio::spawn(crate::catch_up::open_by(
         progress.history_folded.clone(),
@@ -178,7 +180,10 @@ pub async fn start_all(
         origin,
         source.api,
         retry,
-        tx,
+        crate::source::supervisor::Queue {
+            tx,
+            recycled: Some(recycled),
+        },
         own,
         shutdown_rx.clone(),
     )));
@@ -202,7 +207,9 @@ pub async fn start_all(
                         break;
                     }
                     for b in batch.drain(..) {
-                        pipeline.deliver_batch(b);
+                        pipeline.deliver_all(&b);
+                        // A full or closed return queue: dropped here instead.
+                        let _ = recycle.try_send(b);
                     }
                 }
                 // Span housekeeping (finished root spans are released after a grace

@@ -265,8 +265,14 @@ impl Pipeline {
     /// Takes one delivery from a live source, in order: connection changes, and
     /// messages (replays skipped, the rest folded).
     pub fn deliver(&mut self, delivery: Delivery) {
+        self.deliver_ref(&delivery);
+    }
+
+    /// [`Pipeline::deliver`], leaving the delivery to the caller (to be dropped where
+    /// it was allocated, see [`Pipeline::deliver_all`]).
+    pub fn deliver_ref(&mut self, delivery: &Delivery) {
         match delivery {
-            Delivery::Message(m) => self.handle(m),
+            Delivery::Message(m) => self.handle_ref(m),
             Delivery::Subscribed { .. } => {
                 self.filter.begin_stream();
                 self.metrics.own.connected.set(1);
@@ -274,7 +280,7 @@ impl Pipeline {
                     p.set_connected(true);
                 }
             }
-            Delivery::HeldBack(messages) => self.held_back.extend(messages),
+            Delivery::HeldBack(messages) => self.held_back.extend(messages.iter().cloned()),
             Delivery::Paused => {
                 if self.filter.settled() == Attribution::NewProcess {
                     tracing::info!(
@@ -314,17 +320,30 @@ impl Pipeline {
     /// Takes a batch of deliveries, in order. The fingerprints of its messages are
     /// looked up first, all together, so the memory reads overlap.
     pub fn deliver_batch(&mut self, batch: Vec<Delivery>) {
+        self.deliver_all(&batch);
+    }
+
+    /// [`Pipeline::deliver_batch`], leaving the batch to the caller: the live path
+    /// hands it back to the reader, so that what the reader allocated is freed on its
+    /// thread (glibc's allocator makes frees from another thread contend for the
+    /// allocating thread's arena: measured, up to twice the CPU per event).
+    pub fn deliver_all(&mut self, batch: &[Delivery]) {
         self.filter.warm(batch.iter().filter_map(|d| match d {
             Delivery::Message(m) => Some(m.fingerprint),
             _ => None,
         }));
         for d in batch {
-            self.deliver(d);
+            self.deliver_ref(d);
         }
     }
 
     /// Handles one message of the current stream: skips replays, folds the rest.
     pub fn handle(&mut self, msg: SourceMessage) {
+        self.handle_ref(&msg);
+    }
+
+    /// [`Pipeline::handle`] by reference.
+    fn handle_ref(&mut self, msg: &SourceMessage) {
         let admission = self.filter.admit(msg.fingerprint, msg.at);
         // A replayed event proves the stream comes from the Skaffold whose broken
         // stream held messages back: its replay brings them, in order.
@@ -349,7 +368,7 @@ impl Pipeline {
     /// replaced, so no replay will bring them.
     fn fold_held_back(&mut self) {
         for m in std::mem::take(&mut self.held_back) {
-            self.handle(m);
+            self.handle_ref(&m);
         }
     }
 

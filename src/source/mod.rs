@@ -97,7 +97,7 @@ pub async fn run<H: ReaderHealth>(
     origin: Origin,
     api: Api,
     retry: supervisor::Retry,
-    tx: tokio::sync::mpsc::Sender<Vec<Delivery>>,
+    tx: impl Into<supervisor::Queue>,
     health: H,
     shutdown: tokio::sync::watch::Receiver<bool>,
 ) {

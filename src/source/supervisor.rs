@@ -176,11 +176,31 @@ pub fn queue_batches(capacity: usize) -> usize {
     capacity.div_ceil(BATCH).max(1)
 }
 
+/// The reader's end of the fold's queue: batches go out on `tx`; when `recycled` is
+/// given, the fold sends every batch it has folded back on it, and the reader drops
+/// its contents and reuses it. So what the reader allocated is freed on the reader's
+/// thread: with glibc's allocator, frees from another thread contend for the
+/// allocating thread's arena (measured: up to twice the exporter's CPU per event).
+#[derive(Debug)]
+pub struct Queue {
+    /// Where batches go.
+    pub tx: mpsc::Sender<Vec<Delivery>>,
+    /// Folded batches coming back.
+    pub recycled: Option<mpsc::Receiver<Vec<Delivery>>>,
+}
+
+impl From<mpsc::Sender<Vec<Delivery>>> for Queue {
+    fn from(tx: mpsc::Sender<Vec<Delivery>>) -> Self {
+        Self { tx, recycled: None }
+    }
+}
+
 /// The reader's end of the fold's queue: gathers deliveries into batches (one queue
 /// operation per batch, not per event), waits when the queue is full, and reports a
 /// fold that makes no progress.
 struct Outlet<H> {
     tx: mpsc::Sender<Vec<Delivery>>,
+    recycled: Option<mpsc::Receiver<Vec<Delivery>>>,
     batch: Vec<Delivery>,
     health: H,
     shutdown: watch::Receiver<bool>,
@@ -217,7 +237,17 @@ impl<H: ReaderHealth> Outlet<H> {
         if self.batch.is_empty() {
             return Ok(());
         }
-        let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH));
+        // Free what the fold is done with (here, where it was allocated); keep one
+        // vector for the next batch.
+        let mut next = None;
+        if let Some(recycled) = self.recycled.as_mut() {
+            while let Ok(mut folded) = recycled.try_recv() {
+                folded.clear();
+                next.get_or_insert(folded);
+            }
+        }
+        let next = next.unwrap_or_else(|| Vec::with_capacity(BATCH));
+        let batch = std::mem::replace(&mut self.batch, next);
         let batch = match self.tx.try_send(batch) {
             Ok(()) => return Ok(()),
             Err(mpsc::error::TrySendError::Closed(_)) => return Err(Stopped),
@@ -376,10 +406,11 @@ async fn read<S: EventStream, H: ReaderHealth>(
 pub async fn run<C: Connector, H: ReaderHealth>(
     mut connector: C,
     retry: Retry,
-    tx: mpsc::Sender<Vec<Delivery>>,
+    queue: impl Into<Queue>,
     health: H,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let Queue { tx, recycled } = queue.into();
     let mut backoff = Backoff::new(retry.min, retry.max, fastrand::u64(..)).unwrap_or_else(|e| {
         tracing::warn!(error = %e, "Using the default reconnect backoff.");
         Backoff::new(Duration::from_millis(250), Duration::from_secs(30), 0)
@@ -388,6 +419,7 @@ pub async fn run<C: Connector, H: ReaderHealth>(
     let target = connector.target();
     let mut outlet = Outlet {
         tx,
+        recycled,
         batch: Vec::with_capacity(BATCH),
         health: health.clone(),
         shutdown: shutdown.clone(),
@@ -547,6 +579,7 @@ mod tests {
         let shutdown = watch::channel(false).0;
         let out = Outlet {
             tx,
+            recycled: None,
             batch: Vec::new(),
             health: health.clone(),
             shutdown: shutdown.subscribe(),
