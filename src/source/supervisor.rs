@@ -635,6 +635,34 @@ mod tests {
         assert_eq!(queue_batches(1), 1);
     }
 
+    #[tokio::test]
+    async fn folded_batches_come_back_to_the_reader_to_be_freed_and_reused() {
+        let (mut out, mut rx, _, _shutdown) = outlet(4);
+        let (back, recycled) = mpsc::channel(4);
+        out.recycled = Some(recycled);
+        out.send(Delivery::Paused).await.ok().unwrap();
+        let first = rx.try_recv().unwrap();
+        let reused = first.as_ptr();
+        // The fold hands back what it folded: two batches, one still holding a delivery.
+        back.try_send(first).unwrap();
+        back.try_send(vec![Delivery::Ended]).unwrap();
+        out.send(Delivery::Ended).await.ok().unwrap();
+        assert_eq!(
+            back.capacity(),
+            4,
+            "the reader took (and freed) every returned batch"
+        );
+        assert_eq!(rx.try_recv().unwrap(), vec![Delivery::Ended]);
+        out.send(Delivery::Unreachable).await.ok().unwrap();
+        let next = rx.try_recv().unwrap();
+        assert_eq!(next, vec![Delivery::Unreachable]);
+        assert_eq!(
+            next.as_ptr(),
+            reused,
+            "the next batch is built in a returned vector"
+        );
+    }
+
     // === the reconnect loop, with a fake connector, in paused time ===
 
     /// A stream that hands out its script, then stays open and silent.
