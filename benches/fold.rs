@@ -74,10 +74,10 @@ fn main() {
         .map(|i| skaffold_exporter::source::fingerprint(&i.to_le_bytes()))
         .collect();
     filter_only(&many);
-    pipeline.deliver(Delivery::Subscribed { stream: 1 });
+    pipeline.deliver(&Delivery::Subscribed { stream: 1 });
     let start = Instant::now();
     for m in messages {
-        pipeline.deliver(Delivery::Message(m));
+        pipeline.deliver(&Delivery::Message(m));
     }
     let secs = start.elapsed().as_secs_f64();
     println!(

@@ -207,7 +207,7 @@ pub async fn start_all(
                         break;
                     }
                     for b in batch.drain(..) {
-                        pipeline.deliver_all(&b);
+                        pipeline.deliver_batch(&b);
                         // A full or closed return queue: dropped here instead.
                         let _ = recycle.try_send(b);
                     }

@@ -264,15 +264,11 @@ impl Pipeline {
 
     /// Takes one delivery from a live source, in order: connection changes, and
     /// messages (replays skipped, the rest folded).
-    pub fn deliver(&mut self, delivery: Delivery) {
-        self.deliver_ref(&delivery);
-    }
-
-    /// [`Pipeline::deliver`], leaving the delivery to the caller (to be dropped where
-    /// it was allocated, see [`Pipeline::deliver_all`]).
-    pub fn deliver_ref(&mut self, delivery: &Delivery) {
+    /// The delivery stays the caller's, to be dropped where it was allocated (see
+    /// [`Pipeline::deliver_batch`]).
+    pub fn deliver(&mut self, delivery: &Delivery) {
         match delivery {
-            Delivery::Message(m) => self.handle_ref(m),
+            Delivery::Message(m) => self.handle(m),
             Delivery::Subscribed { .. } => {
                 self.filter.begin_stream();
                 self.metrics.own.connected.set(1);
@@ -318,32 +314,23 @@ impl Pipeline {
     }
 
     /// Takes a batch of deliveries, in order. The fingerprints of its messages are
-    /// looked up first, all together, so the memory reads overlap.
-    pub fn deliver_batch(&mut self, batch: Vec<Delivery>) {
-        self.deliver_all(&batch);
-    }
-
-    /// [`Pipeline::deliver_batch`], leaving the batch to the caller: the live path
-    /// hands it back to the reader, so that what the reader allocated is freed on its
-    /// thread (glibc's allocator makes frees from another thread contend for the
-    /// allocating thread's arena: measured, up to twice the CPU per event).
-    pub fn deliver_all(&mut self, batch: &[Delivery]) {
+    /// looked up first, all together, so the memory reads overlap. The batch stays
+    /// the caller's: the live path hands it back to the reader, so that what the
+    /// reader allocated is freed on its thread (glibc's allocator makes frees from
+    /// another thread contend for the allocating thread's arena: measured, up to
+    /// twice the CPU per event).
+    pub fn deliver_batch(&mut self, batch: &[Delivery]) {
         self.filter.warm(batch.iter().filter_map(|d| match d {
             Delivery::Message(m) => Some(m.fingerprint),
             _ => None,
         }));
         for d in batch {
-            self.deliver_ref(d);
+            self.deliver(d);
         }
     }
 
     /// Handles one message of the current stream: skips replays, folds the rest.
-    pub fn handle(&mut self, msg: SourceMessage) {
-        self.handle_ref(&msg);
-    }
-
-    /// [`Pipeline::handle`] by reference.
-    fn handle_ref(&mut self, msg: &SourceMessage) {
+    pub fn handle(&mut self, msg: &SourceMessage) {
         let admission = self.filter.admit(msg.fingerprint, msg.at);
         // A replayed event proves the stream comes from the Skaffold whose broken
         // stream held messages back: its replay brings them, in order.
@@ -368,7 +355,7 @@ impl Pipeline {
     /// replaced, so no replay will bring them.
     fn fold_held_back(&mut self) {
         for m in std::mem::take(&mut self.held_back) {
-            self.handle_ref(&m);
+            self.handle(&m);
         }
     }
 
