@@ -315,21 +315,23 @@ impl V2Decoder {
             E::DeploySubtaskEvent(d) => {
                 let st = status("deploy", &d.status)?;
                 let err = error(st, 0, d.actionable_err.as_ref());
+                // One form of the id for the event and the open set, so a long id
+                // that was opened is also closed.
+                let id = truncated(text(&d.id)?, MAX_NAME);
+                if st == Status::InProgress {
+                    self.deployers_open.insert(id.clone());
+                } else if st != Status::Information {
+                    self.deployers_open.remove(&id);
+                }
                 push(
                     out,
                     EventKind::Subtask {
                         phase: Phase::DeploySubtask,
-                        id: truncated(text(&d.id)?, MAX_NAME),
+                        id,
                         status: st,
                         error: err.clone(),
                     },
                 );
-                if st == Status::InProgress {
-                    self.deployers_open
-                        .insert(text(&d.id)?.chars().take(MAX_NAME).collect());
-                } else if st != Status::Information {
-                    self.deployers_open.remove(text(&d.id)?);
-                }
                 match st {
                     Status::Succeeded => self.last_deployer_end = Some(at),
                     Status::Failed | Status::Canceled => self.fail_deploy(at, st, err, out),
@@ -1113,6 +1115,34 @@ mod tests {
             ]
         );
         assert_eq!(evs.iter().filter(|(_, k)| k.name() == "subtask").count(), 2);
+    }
+
+    #[test]
+    fn a_deployer_with_an_overlong_id_is_closed_like_any_other() {
+        let long = |status: &str| match deployer(status) {
+            E::DeploySubtaskEvent(d) => E::DeploySubtaskEvent(v2::DeploySubtaskEvent {
+                id: "d".repeat(MAX_NAME + 10),
+                ..d
+            }),
+            _ => unreachable!(),
+        };
+        let evs = decode_all(&[
+            at(0, task("Deploy", 1, "InProgress")),
+            at(5, long("InProgress")),
+            at(900, long("Succeeded")),
+            at(905, task("StatusCheck", 1, "InProgress")),
+        ]);
+        // The status check starts after the deployer ended: the deploy ended with it.
+        assert!(
+            evs.contains(&(
+                900,
+                EventKind::Deploy {
+                    status: Status::Succeeded,
+                    error: None
+                }
+            )),
+            "{evs:?}"
+        );
     }
 
     #[test]
