@@ -244,6 +244,73 @@ async fn drain(addr: SocketAddr, api: &str, log: &Log, k: u64, n: usize) -> f64 
     n as f64 / secs
 }
 
+/// The bare client in a process of its own (this binary, `--bare-drain ADDR API N`),
+/// like the exporter: its own runtime, scheduled against the flood server's process
+/// the same way. Returns its rate and its CPU time per event (µs).
+async fn drain_process(addr: SocketAddr, api: &str, log: &Log, k: u64, n: usize) -> (f64, f64) {
+    use std::io::BufRead;
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["--bare-drain", &addr.to_string(), api, &n.to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start the bare client");
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    std::thread::spawn(move || {
+        while let Some(Ok(line)) = lines.next() {
+            let _ = tx.send(line);
+        }
+    });
+    assert_eq!(rx.recv().await.as_deref(), Some("subscribed"));
+    let start = log.release(k).await;
+    let done = rx.recv().await.expect("the bare client reports");
+    let secs = start.elapsed().as_secs_f64();
+    let _ = child.wait();
+    let cpu: f64 = done
+        .strip_prefix("done ")
+        .and_then(|c| c.parse().ok())
+        .expect("done <cpu seconds>");
+    (n as f64 / secs, cpu * 1e6 / n as f64)
+}
+
+/// The child side of [`drain_process`]: subscribes, says so, counts `n` messages,
+/// then prints `done <CPU seconds spent counting>`.
+fn bare_drain_main(addr: &str, api: &str, n: usize) {
+    // The exporter's runtime: multi-threaded, one worker per core.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let me = std::process::id();
+        let subscribed = || {
+            println!("subscribed");
+            cpu_seconds(me)
+        };
+        let (count, cpu) = if api == "v1" {
+            let mut c = v1::skaffold_service_client::SkaffoldServiceClient::new(channel)
+                .max_decoding_message_size(64 << 20);
+            let s = c.events(()).await.unwrap().into_inner();
+            let cpu = subscribed();
+            (count_messages(s, n).await, cpu)
+        } else {
+            let mut c = v2::skaffold_v2_service_client::SkaffoldV2ServiceClient::new(channel)
+                .max_decoding_message_size(64 << 20);
+            let s = c.events(()).await.unwrap().into_inner();
+            let cpu = subscribed();
+            (count_messages(s, n).await, cpu)
+        };
+        assert_eq!(count, n, "the drain received every message");
+        println!("done {}", cpu_seconds(me) - cpu);
+    });
+}
+
 // === the exporter ===
 
 /// CPU time `pid` has used, user and system (seconds).
@@ -445,6 +512,9 @@ struct Args {
     events: usize,
     apis: Vec<&'static str>,
     rounds: usize,
+    /// Run the bare client in this process (sharing the flood server's runtime)
+    /// instead of in a process of its own.
+    bare_in_process: bool,
 }
 
 fn args() -> Args {
@@ -452,11 +522,13 @@ fn args() -> Args {
         events: 1_000_000,
         apis: vec!["v1", "v2"],
         rounds: 3,
+        bare_in_process: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         match arg.as_str() {
             "--events" => a.events = it.next().and_then(|v| v.parse().ok()).expect("--events N"),
+            "--bare-in-process" => a.bare_in_process = true,
             "--rounds" => a.rounds = it.next().and_then(|v| v.parse().ok()).expect("--rounds N"),
             "--api" => {
                 a.apis = match it.next().as_deref() {
@@ -473,6 +545,11 @@ fn args() -> Args {
 }
 
 fn main() {
+    let argv: Vec<String> = std::env::args().collect();
+    if let Some(i) = argv.iter().position(|a| a == "--bare-drain") {
+        let n = argv[i + 3].parse().expect("--bare-drain ADDR API N");
+        return bare_drain_main(&argv[i + 1], &argv[i + 2], n);
+    }
     let args = args();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -523,9 +600,15 @@ fn main() {
                 let me = std::process::id();
                 k += 1;
                 let cpu = cpu_seconds(me);
-                let bare = drain(addr, api, &log, k, args.events).await;
-                // This process during the drain: flood server + bare client.
-                let bare_cpu = (cpu_seconds(me) - cpu) * 1e6 / args.events as f64;
+                let (bare, bare_cpu) = if args.bare_in_process {
+                    let bare = drain(addr, api, &log, k, args.events).await;
+                    (bare, f64::NAN)
+                } else {
+                    drain_process(addr, api, &log, k, args.events).await
+                };
+                // This process during the drain: flood server (+ the bare client when
+                // in process).
+                let drain_server_cpu = (cpu_seconds(me) - cpu) * 1e6 / args.events as f64;
                 k += 1;
                 let cpu = cpu_seconds(me);
                 let exp = exporter(addr, api, &log, k, args.events, want).await;
@@ -537,10 +620,17 @@ fn main() {
                     "  round {round}: bare tonic {:>9.0} ev/s | exporter {:>9.0} ev/s | ratio {:.2} | exporter max RSS {:.1} MiB, idle RSS {:.1} MiB | dropped {} | invalid {} | totals exact: {}",
                     bare, exp.rate, ratio, exp.max_rss, exp.idle_rss, exp.dropped, exp.invalid, exp.exact
                 );
-                println!(
-                    "           CPU per event: server + bare client {bare_cpu:.2} us; server {server_cpu:.2} us + exporter {:.2} us",
-                    exp.cpu_us
-                );
+                if args.bare_in_process {
+                    println!(
+                        "           CPU per event: server + bare client (one process) {drain_server_cpu:.2} us; server {server_cpu:.2} us + exporter {:.2} us",
+                        exp.cpu_us
+                    );
+                } else {
+                    println!(
+                        "           CPU per event: server {drain_server_cpu:.2} us + bare client {bare_cpu:.2} us; server {server_cpu:.2} us + exporter {:.2} us",
+                        exp.cpu_us
+                    );
+                }
             }
             let (lo, hi) = ratios
                 .iter()
