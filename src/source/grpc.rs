@@ -29,6 +29,7 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use bytes::{Buf, Bytes};
+use futures_util::{FutureExt as _, Stream as _};
 use http::uri::PathAndQuery;
 use prost::Message;
 use tonic::codec::{Codec, DecodeBuf, Decoder};
@@ -254,6 +255,21 @@ impl GrpcStream {
             .map_err(|status| StreamError::Failed(describe(&status)))
     }
 
+    /// A received message of a stream whose layout is decided, decoded.
+    fn decode(&self, frame: Frame) -> SourceMessage {
+        match frame {
+            Frame::Message(bytes) => decode_raw(self.api, &bytes),
+            Frame::TooBig(n) => SourceMessage {
+                fingerprint: 0,
+                at: None,
+                payload: Payload::Invalid(InvalidEvent::Undecodable(format!(
+                    "message too large: {}",
+                    super::limits::TooBig::Bytes(n, MAX_EVENT_BYTES)
+                ))),
+            },
+        }
+    }
+
     /// Reads until the layout is decided; `Err` when it is the pre-v1.26 one.
     async fn decide(&mut self) -> Result<(), StreamError> {
         while self.layout == LayoutState::Undecided {
@@ -368,16 +384,23 @@ impl EventStream for GrpcStream {
                 payload: Payload::Invalid(InvalidEvent::Undecodable("pre-v1.26 layout".into())),
             }));
         }
-        Ok(Some(match frame {
-            Frame::Message(bytes) => decode_raw(self.api, &bytes),
-            Frame::TooBig(n) => SourceMessage {
-                fingerprint: 0,
-                at: None,
-                payload: Payload::Invalid(InvalidEvent::Undecodable(format!(
-                    "message too large: {}",
-                    super::limits::TooBig::Bytes(n, MAX_EVENT_BYTES)
-                ))),
-            },
-        }))
+        Ok(Some(self.decode(frame)))
+    }
+
+    /// Polls the stream once, without a future around it: `next` is an async fn whose
+    /// state (200 bytes) was built and moved for every message of a burst.
+    fn ready(&mut self) -> Option<Result<Option<SourceMessage>, StreamError>> {
+        if self.layout != LayoutState::Current || !self.held.is_empty() || self.end.is_some() {
+            return self.next().now_or_never();
+        }
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        match std::pin::Pin::new(&mut self.inner).poll_next(&mut cx) {
+            std::task::Poll::Pending => None,
+            std::task::Poll::Ready(None) => Some(Ok(None)),
+            std::task::Poll::Ready(Some(Err(status))) => {
+                Some(Err(StreamError::Failed(describe(&status))))
+            }
+            std::task::Poll::Ready(Some(Ok(frame))) => Some(Ok(Some(self.decode(frame)))),
+        }
     }
 }

@@ -99,6 +99,13 @@ pub trait Connector: Send {
 pub trait EventStream: Send {
     /// The next message; `Ok(None)` when Skaffold closed the stream cleanly.
     fn next(&mut self) -> impl Future<Output = Result<Option<SourceMessage>, StreamError>> + Send;
+
+    /// The next message if it is already received, without waiting; `None` when
+    /// nothing is ready now. The reader takes a burst through this between turns of
+    /// its select (a stream with a cheaper way than polling `next` once provides it).
+    fn ready(&mut self) -> Option<Result<Option<SourceMessage>, StreamError>> {
+        self.next().now_or_never()
+    }
 }
 
 /// Reconnect backoff bounds.
@@ -370,7 +377,7 @@ async fn read<S: EventStream, H: ReaderHealth>(
                     }
                     // Take what was already received without another turn of the
                     // select (a burst: Skaffold's replay).
-                    match stream.next().now_or_never() {
+                    match stream.ready() {
                         Some(next) => msg = next,
                         None => break,
                     }
