@@ -431,7 +431,12 @@ impl Pipeline {
 
     /// Increments `skaffold_exporter_events_total{event}`.
     fn count_event(&mut self, event: &'static str) {
-        if let Some((_, c)) = self.event_counters.iter().find(|(k, _)| *k == event) {
+        // Event names are constants: the same name is nearly always the same pointer.
+        if let Some((_, c)) = self
+            .event_counters
+            .iter()
+            .find(|(k, _)| std::ptr::eq(*k, event) || *k == event)
+        {
             c.inc();
             return;
         }

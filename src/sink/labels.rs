@@ -1,8 +1,10 @@
 //! Cardinality caps for label values that come from users' data (artifacts, images,
 //! resources): the first `max` distinct values are kept, the rest fold into `other`.
 
-use std::collections::HashSet;
+use std::borrow::Cow;
 use std::hash::{DefaultHasher, Hash, Hasher};
+
+use rustc_hash::FxHashSet;
 
 /// How many distinct folded values are remembered (as 8-byte hashes), so that each
 /// is counted once; beyond it, further folded values are no longer counted.
@@ -18,8 +20,9 @@ pub const DEFAULT_MAX_LABEL_VALUES: usize = 200;
 #[derive(Debug, Clone)]
 pub struct LabelCap {
     max: usize,
-    kept: HashSet<String>,
-    folded: HashSet<u64>,
+    /// FxHash: at most `max` values, looked up for every transition that carries one.
+    kept: FxHashSet<String>,
+    folded: FxHashSet<u64>,
 }
 
 impl LabelCap {
@@ -27,8 +30,8 @@ impl LabelCap {
     pub fn new(max: usize) -> Self {
         Self {
             max,
-            kept: HashSet::new(),
-            folded: HashSet::new(),
+            kept: FxHashSet::default(),
+            folded: FxHashSet::default(),
         }
     }
 
@@ -39,18 +42,18 @@ impl LabelCap {
 
     /// The label value to use for `value`, and whether this is the first time that
     /// value was folded into `other` (so each folded value is counted once).
-    pub fn apply(&mut self, value: &str) -> (String, bool) {
+    pub fn apply<'v>(&mut self, value: &'v str) -> (Cow<'v, str>, bool) {
         if self.kept.contains(value) {
-            return (value.to_owned(), false);
+            return (Cow::Borrowed(value), false);
         }
         if self.kept.len() < self.max {
             self.kept.insert(value.to_owned());
-            return (value.to_owned(), false);
+            return (Cow::Borrowed(value), false);
         }
         let mut h = DefaultHasher::new();
         value.hash(&mut h);
         let first = self.folded.len() < MAX_FOLDED_TRACKED && self.folded.insert(h.finish());
-        (OTHER.to_owned(), first)
+        (Cow::Borrowed(OTHER), first)
     }
 }
 

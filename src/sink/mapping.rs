@@ -5,6 +5,7 @@
 //! receive the same updates. It owns the state that needs: the label cardinality caps
 //! and the Skaffold versions seen.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 
 use super::contract::{Exemplar, Instrument, Recorder};
@@ -64,7 +65,7 @@ impl Mapping {
         r.set(I::PortForwards, &[], 0);
     }
 
-    fn cap(&mut self, phase: Phase, value: &str, own: &SelfMetrics) -> String {
+    fn cap<'v>(&mut self, phase: Phase, value: &'v str, own: &SelfMetrics) -> Cow<'v, str> {
         let (cap, label, value) = match phase {
             Phase::Build => (&mut self.artifacts, "artifact", value),
             // A sync names the image by its built tag: the label is the image name, so
@@ -130,8 +131,9 @@ impl Mapping {
             Transition::CacheChecked { artifact, hit, .. } => {
                 let artifact = self.cap(Phase::Build, artifact, own);
                 if self.cache_artifacts_seen.len() < 100_000
-                    && self.cache_artifacts_seen.insert(artifact.clone())
+                    && !self.cache_artifacts_seen.contains(&*artifact)
                 {
+                    self.cache_artifacts_seen.insert(artifact.to_string());
                     for result in ["hit", "miss"] {
                         r.add(I::BuildCache, &[&artifact, result], 0);
                     }

@@ -121,55 +121,63 @@ impl PromRecorder {
         }
     }
 
-    /// The series of `i` with `labels`, created in its family if new.
-    fn series(&mut self, i: Instrument, labels: Labels<'_>) -> Option<Series> {
+    /// Updates the series of `i` with `labels` (created in its family if new).
+    fn update(&mut self, i: Instrument, labels: Labels<'_>, f: impl FnOnce(&Series)) {
         let key = series_key(i, labels);
-        if let Some((n, values, s)) = self.series.get(&key)
-            && *n == i as usize
-            && values.len() == labels.len()
-            && values.iter().zip(labels).all(|(a, b)| a == b)
-        {
-            return Some(s.clone());
-        }
+        let fresh = match self.series.get(&key) {
+            Some((n, values, s))
+                if *n == i as usize
+                    && values.len() == labels.len()
+                    && values.iter().zip(labels).all(|(a, b)| a == b) =>
+            {
+                return f(s);
+            }
+            // A hash shared with other labels (never seen in practice): not cached.
+            Some(_) => false,
+            None => true,
+        };
         let set = label_set(i, labels);
         let s = match &self.slots[i as usize] {
             Slot::Counter(f) => Series::Counter(f.get_or_create(&set).clone()),
             Slot::Histogram(f) => Series::Histogram(f.get_or_create(&set).clone()),
             Slot::Gauge(f) => Series::Gauge(f.get_or_create(&set).clone()),
-            Slot::Plain(_) => return None,
+            Slot::Plain(_) => return,
         };
-        // A hash shared with other labels (never seen in practice) is not cached.
-        self.series.entry(key).or_insert_with(|| {
+        f(&s);
+        if fresh {
             let values = labels.iter().map(|l| (*l).to_owned()).collect();
-            (i as usize, values, s.clone())
-        });
-        Some(s)
+            self.series.insert(key, (i as usize, values, s));
+        }
     }
 }
 
 impl Recorder for PromRecorder {
     fn add(&mut self, i: Instrument, labels: Labels<'_>, by: u64) {
-        if let Some(Series::Counter(c)) = self.series(i, labels) {
-            c.inc_by(by);
-        }
+        self.update(i, labels, |s| {
+            if let Series::Counter(c) = s {
+                c.inc_by(by);
+            }
+        });
     }
 
     fn observe(&mut self, i: Instrument, labels: Labels<'_>, value: f64, ex: Option<&Exemplar>) {
-        if let Some(Series::Histogram(h)) = self.series(i, labels) {
-            let ex = ex.map(|e| {
-                (
-                    TraceLabel {
-                        trace_id: e.trace_id.clone(),
-                    },
-                    e.at,
-                )
-            });
-            let (label, at) = match ex {
-                Some((l, at)) => (Some(l), Some(at)),
-                None => (None, None),
-            };
-            h.observe(value, label, at);
-        }
+        self.update(i, labels, |s| {
+            if let Series::Histogram(h) = s {
+                let ex = ex.map(|e| {
+                    (
+                        TraceLabel {
+                            trace_id: e.trace_id.clone(),
+                        },
+                        e.at,
+                    )
+                });
+                let (label, at) = match ex {
+                    Some((l, at)) => (Some(l), Some(at)),
+                    None => (None, None),
+                };
+                h.observe(value, label, at);
+            }
+        });
     }
 
     fn set(&mut self, i: Instrument, labels: Labels<'_>, value: i64) {
@@ -177,9 +185,11 @@ impl Recorder for PromRecorder {
             g.set(value);
             return;
         }
-        if let Some(Series::Gauge(g)) = self.series(i, labels) {
-            g.set(value);
-        }
+        self.update(i, labels, |s| {
+            if let Series::Gauge(g) = s {
+                g.set(value);
+            }
+        });
     }
 
     fn clear(&mut self, i: Instrument) {
