@@ -42,14 +42,20 @@ pub enum Status {
 impl Status {
     /// Parses a Skaffold status string; `None` for anything unknown.
     pub fn parse(s: &str) -> Option<Status> {
+        Self::parse_bytes(s.as_bytes())
+    }
+
+    /// [`Status::parse`] of a string field as received: every known status is ASCII,
+    /// so a match needs no UTF-8 check first.
+    pub fn parse_bytes(s: &[u8]) -> Option<Status> {
         Some(match s {
-            "Not Started" | "NotStarted" | "Not started" => Status::NotStarted,
-            "In Progress" | "InProgress" | "In progress" | "Started" => Status::InProgress,
-            "Complete" | "Completed" | "Succeeded" => Status::Succeeded,
-            "Failed" => Status::Failed,
-            "Canceled" | "Cancelled" => Status::Canceled,
-            "Information" => Status::Information,
-            "Terminated" => Status::Terminated,
+            b"Not Started" | b"NotStarted" | b"Not started" => Status::NotStarted,
+            b"In Progress" | b"InProgress" | b"In progress" | b"Started" => Status::InProgress,
+            b"Complete" | b"Completed" | b"Succeeded" => Status::Succeeded,
+            b"Failed" => Status::Failed,
+            b"Canceled" | b"Cancelled" => Status::Canceled,
+            b"Information" => Status::Information,
+            b"Terminated" => Status::Terminated,
             _ => return None,
         })
     }

@@ -78,10 +78,12 @@ pub(crate) fn text(s: &[u8]) -> Result<&str, InvalidEvent> {
 }
 
 pub(crate) fn status(event: &'static str, s: &[u8]) -> Result<Status, InvalidEvent> {
-    let s = text(s)?;
-    Status::parse(s).ok_or_else(|| InvalidEvent::UnknownStatus {
+    if let Some(st) = Status::parse_bytes(s) {
+        return Ok(st);
+    }
+    Err(InvalidEvent::UnknownStatus {
         event,
-        status: truncated(s, 64),
+        status: truncated(text(s)?, 64),
     })
 }
 
@@ -91,7 +93,10 @@ pub(crate) fn name(
     s: &[u8],
 ) -> Result<String, InvalidEvent> {
     let s = text(s)?;
-    if s.trim().is_empty() {
+    // A name nearly always starts with a visible ASCII character: then it is not
+    // blank, without a walk over it for Unicode white space.
+    let visible = s.as_bytes().first().is_some_and(u8::is_ascii_graphic);
+    if !visible && s.trim().is_empty() {
         return Err(InvalidEvent::MissingField { event, field });
     }
     Ok(truncated(s, MAX_NAME))
