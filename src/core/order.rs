@@ -68,6 +68,8 @@ struct Held<T> {
 pub struct Reorder<T> {
     held: VecDeque<Held<T>>,
     window: Duration,
+    /// `window` in Skaffold time (nanoseconds), computed once.
+    window_ns: Nanos,
     cap: usize,
     /// Newest Skaffold timestamp received.
     newest: Option<Nanos>,
@@ -87,6 +89,7 @@ impl<T> Reorder<T> {
         Self {
             held: VecDeque::new(),
             window,
+            window_ns: nanos(window),
             cap: cap.max(1),
             newest: None,
             frontier: None,
@@ -107,7 +110,7 @@ impl<T> Reorder<T> {
     /// A message stamped `at` by Skaffold arrived at `now`; hands on (appends to
     /// `out`, in order) what may leave.
     pub fn push(&mut self, at: Nanos, now: Duration, item: T, out: &mut Vec<T>) {
-        let w = nanos(self.window);
+        let w = self.window_ns;
         if let Some((_, last)) = self.frontier
             && now.saturating_sub(last) >= self.window
         {
@@ -144,7 +147,7 @@ impl<T> Reorder<T> {
         let Some(newest) = self.newest else {
             return;
         };
-        let mut limit = newest.saturating_sub(nanos(self.window));
+        let mut limit = newest.saturating_sub(self.window_ns);
         if let Some((f, _)) = self.frontier {
             limit = limit.min(f);
         }
