@@ -635,7 +635,18 @@ fn main() {
             let (lo, hi) = ratios
                 .iter()
                 .fold((f64::MAX, f64::MIN), |(lo, hi), r| (lo.min(*r), hi.max(*r)));
-            println!("  ratio range over {} rounds: {lo:.2}–{hi:.2}", args.rounds);
+            ratios.sort_by(f64::total_cmp);
+            let mid = ratios.len() / 2;
+            let median = if ratios.len() % 2 == 1 {
+                ratios[mid]
+            } else {
+                (ratios[mid - 1] + ratios[mid]) / 2.0
+            };
+            let at_least = ratios.iter().filter(|r| **r >= 0.8).count();
+            println!(
+                "  ratio range over {} rounds: {lo:.2}–{hi:.2}, median {median:.2}; at least 0.8 in {at_least} of {}",
+                args.rounds, args.rounds
+            );
             let _ = stop_tx.send(true);
         }
     });

@@ -10,6 +10,11 @@ use super::transition::Phase;
 /// Nanoseconds since the Unix epoch, as Skaffold stamped the event.
 pub type Nanos = i64;
 
+/// A name in an event (artifact, image, resource, ...): immutable UTF-8 text that a
+/// decoder takes as a slice of the received message (no copy; the message's buffer
+/// is shared), or from an owned string.
+pub type Name = bytestring::ByteString;
+
 /// One event from Skaffold.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Event {
@@ -81,7 +86,7 @@ pub enum EventKind {
     /// An artifact build.
     Build {
         /// Image name from skaffold.yaml.
-        artifact: String,
+        artifact: Name,
         /// Status.
         status: Status,
         /// Error, when failed.
@@ -111,7 +116,7 @@ pub enum EventKind {
     /// One resource inside a status check.
     ResourceStatus {
         /// `namespace:kind/name` or `kind/name`.
-        resource: String,
+        resource: Name,
         /// Status.
         status: Status,
         /// Error, when failed.
@@ -120,7 +125,7 @@ pub enum EventKind {
     /// A file sync to running containers.
     FileSync {
         /// Image the files went to.
-        image: String,
+        image: Name,
         /// Number of files.
         file_count: u64,
         /// Status.
@@ -133,11 +138,11 @@ pub enum EventKind {
         /// Local port.
         local_port: i32,
         /// Resource type (`service`, `pod`, ...).
-        resource_type: String,
+        resource_type: Name,
         /// Resource name.
-        resource_name: String,
+        resource_name: Name,
         /// Namespace.
-        namespace: String,
+        namespace: Name,
     },
     /// A dev-loop iteration boundary.
     DevLoop {
@@ -161,7 +166,7 @@ pub enum EventKind {
     /// `Cache`): `Succeeded` is a hit, `Failed` a miss, `InProgress` the lookup start.
     BuildCache {
         /// Image name from skaffold.yaml.
-        artifact: String,
+        artifact: Name,
         /// Status.
         status: Status,
     },
@@ -192,7 +197,7 @@ pub enum EventKind {
         /// Which kind of subtask (`Phase::DeploySubtask`, ...).
         phase: Phase,
         /// Skaffold's subtask id (deployer index, test name, ...).
-        id: String,
+        id: Name,
         /// Status.
         status: Status,
         /// Error, when failed.
@@ -358,7 +363,7 @@ mod tests {
         let kinds = [
             EventKind::Meta { version: None },
             EventKind::Build {
-                artifact: String::new(),
+                artifact: Name::new(),
                 status: s(),
                 error: None,
             },
@@ -375,21 +380,21 @@ mod tests {
                 error: None,
             },
             EventKind::ResourceStatus {
-                resource: String::new(),
+                resource: Name::new(),
                 status: s(),
                 error: None,
             },
             EventKind::FileSync {
-                image: String::new(),
+                image: Name::new(),
                 file_count: 0,
                 status: s(),
                 error: None,
             },
             EventKind::PortForward {
                 local_port: 0,
-                resource_type: String::new(),
-                resource_name: String::new(),
-                namespace: String::new(),
+                resource_type: Name::new(),
+                resource_name: Name::new(),
+                namespace: Name::new(),
             },
             EventKind::DevLoop {
                 iteration: 0,
@@ -417,12 +422,12 @@ mod tests {
                 run_id: String::new(),
             },
             EventKind::BuildCache {
-                artifact: String::new(),
+                artifact: Name::new(),
                 status: s(),
             },
             EventKind::Subtask {
                 phase: crate::core::Phase::DeploySubtask,
-                id: String::new(),
+                id: Name::new(),
                 status: s(),
                 error: None,
             },

@@ -19,7 +19,7 @@ pub mod replay;
 pub mod state;
 pub mod transition;
 
-pub use event::{ErrorInfo, Event, EventKind, InvalidEvent, LogKind, Nanos, Status};
+pub use event::{ErrorInfo, Event, EventKind, InvalidEvent, LogKind, Name, Nanos, Status};
 pub use health::ReaderHealth;
 pub use order::Reorder;
 pub use reason::Reason;

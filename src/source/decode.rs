@@ -6,7 +6,9 @@
 //! sees well-formed events: missing timestamps, unknown status strings, empty names,
 //! negative counts and timestamps outside 2000-2200 are rejected with a reason.
 
-use crate::core::{ErrorInfo, Event, EventKind, InvalidEvent, Nanos, Status, event};
+use bytes::Bytes;
+
+use crate::core::{ErrorInfo, Event, EventKind, InvalidEvent, Name, Nanos, Status, event};
 use crate::pb::enums::StatusCode;
 use crate::pb::lean::v1;
 
@@ -87,28 +89,40 @@ pub(crate) fn status(event: &'static str, s: &[u8]) -> Result<Status, InvalidEve
     })
 }
 
+/// A string field as a [`Name`]: a slice of the received message, checked as UTF-8,
+/// truncated to `MAX_NAME` characters (a copy only then).
+pub(crate) fn name_of(s: &Bytes) -> Result<Name, InvalidEvent> {
+    let n = Name::try_from(s.clone())
+        .map_err(|e| InvalidEvent::Undecodable(format!("a string field is not UTF-8: {e}")))?;
+    if n.len() <= MAX_NAME {
+        return Ok(n);
+    }
+    Ok(Name::from(truncated(&n, MAX_NAME)))
+}
+
+/// A name that must not be blank.
 pub(crate) fn name(
     event: &'static str,
     field: &'static str,
-    s: &[u8],
-) -> Result<String, InvalidEvent> {
-    let s = text(s)?;
+    s: &Bytes,
+) -> Result<Name, InvalidEvent> {
+    let n = name_of(s)?;
     // A name nearly always starts with a visible ASCII character: then it is not
     // blank, without a walk over it for Unicode white space.
-    let visible = s.as_bytes().first().is_some_and(u8::is_ascii_graphic);
-    if !visible && s.trim().is_empty() {
+    let visible = n.as_bytes().first().is_some_and(u8::is_ascii_graphic);
+    if !visible && n.trim().is_empty() {
         return Err(InvalidEvent::MissingField { event, field });
     }
-    Ok(truncated(s, MAX_NAME))
+    Ok(n)
 }
 
 /// A port forward (v1 and v2 `PortEvent` alike); a local port that is no port is
 /// invalid.
 pub(crate) fn port_forward(
     local_port: i32,
-    resource_type: &[u8],
-    resource_name: &[u8],
-    namespace: &[u8],
+    resource_type: &Bytes,
+    resource_name: &Bytes,
+    namespace: &Bytes,
 ) -> Result<EventKind, InvalidEvent> {
     if !(0..=65535).contains(&local_port) {
         return Err(InvalidEvent::AbsurdValue {
@@ -118,9 +132,9 @@ pub(crate) fn port_forward(
     }
     Ok(EventKind::PortForward {
         local_port,
-        resource_type: truncated(text(resource_type)?, MAX_NAME),
-        resource_name: truncated(text(resource_name)?, MAX_NAME),
-        namespace: truncated(text(namespace)?, MAX_NAME),
+        resource_type: name_of(resource_type)?,
+        resource_name: name_of(resource_name)?,
+        namespace: name_of(namespace)?,
     })
 }
 
@@ -260,6 +274,37 @@ pub fn decode_v1(entry: &v1::LogEntry) -> Result<Event, InvalidEvent> {
 mod tests {
     use super::*;
     use crate::pb::v1;
+
+    #[test]
+    fn a_name_is_a_slice_of_the_message_unless_truncated() {
+        let message = Bytes::from_static(b"..leeroy-web..");
+        let field = message.slice(2..12);
+        let n = name_of(&field).unwrap();
+        assert_eq!(n, "leeroy-web");
+        let within = message.as_ptr_range();
+        assert!(within.contains(&n.as_bytes().as_ptr()), "not a copy");
+
+        let long = Bytes::from("é".repeat(MAX_NAME + 3));
+        let n = name_of(&long).unwrap();
+        assert_eq!(n.chars().count(), MAX_NAME, "truncated by characters");
+        assert!(!long.as_ptr_range().contains(&n.as_bytes().as_ptr()));
+
+        let bad = Bytes::from_static(b"web\xff");
+        assert!(matches!(name_of(&bad), Err(InvalidEvent::Undecodable(_))));
+        assert!(matches!(
+            name("build", "artifact", &Bytes::from_static(b" \t")),
+            Err(InvalidEvent::MissingField { .. })
+        ));
+        // Blank by Unicode's white space, not only ASCII's.
+        assert!(matches!(
+            name("build", "artifact", &Bytes::from("\u{3000}")),
+            Err(InvalidEvent::MissingField { .. })
+        ));
+        assert_eq!(
+            name("build", "artifact", &Bytes::from_static(b" web")).unwrap(),
+            " web"
+        );
+    }
 
     /// Decodes a full entry as the gRPC source does (through its lean view).
     fn decode_v1(e: &v1::LogEntry) -> Result<Event, InvalidEvent> {

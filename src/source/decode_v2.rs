@@ -47,11 +47,13 @@
 use std::collections::HashSet;
 
 use crate::core::{ErrorInfo, Event, EventKind, InvalidEvent, Nanos, Phase, Status, event};
+use bytes::Bytes;
+
 use crate::pb::enums::StatusCode;
 use crate::pb::lean::v2::{self, event::EventType as E};
 use crate::source::decode::{
-    MAX_NAME, build_status, file_count, name, port_forward, status, status_code_name, text,
-    timestamp_nanos, truncated,
+    MAX_NAME, build_status, file_count, name, name_of, port_forward, status, status_code_name,
+    text, timestamp_nanos, truncated,
 };
 
 /// The log line that announces a file sync (`output.Default.Fprintf(out, "Syncing %d
@@ -259,7 +261,7 @@ impl V2Decoder {
                     push(
                         out,
                         EventKind::FileSync {
-                            image,
+                            image: image.into(),
                             file_count: files,
                             status: Status::InProgress,
                             error: None,
@@ -317,11 +319,13 @@ impl V2Decoder {
                 let err = error(st, 0, d.actionable_err.as_ref());
                 // One form of the id for the event and the open set, so a long id
                 // that was opened is also closed.
-                let id = truncated(text(&d.id)?, MAX_NAME);
+                let id = name_of(&d.id)?;
                 if st == Status::InProgress {
-                    self.deployers_open.insert(id.clone());
+                    // Owned: a name is a slice of its message's buffer, which the
+                    // set would otherwise keep alive.
+                    self.deployers_open.insert(id.to_string());
                 } else if st != Status::Information {
-                    self.deployers_open.remove(&id);
+                    self.deployers_open.remove(&*id);
                 }
                 push(
                     out,
@@ -610,7 +614,7 @@ impl V2Decoder {
             out.push(Event {
                 at,
                 kind: EventKind::FileSync {
-                    image,
+                    image: image.into(),
                     file_count,
                     status,
                     error,
@@ -636,13 +640,13 @@ fn sync_error(mut e: ErrorInfo) -> ErrorInfo {
 
 fn subtask(
     phase: Phase,
-    id: &[u8],
+    id: &Bytes,
     st: Status,
     ae: Option<&v2::ActionableErr>,
 ) -> Result<EventKind, InvalidEvent> {
     Ok(EventKind::Subtask {
         phase,
-        id: truncated(text(id)?, MAX_NAME),
+        id: name_of(id)?,
         status: st,
         error: error(st, 0, ae),
     })
@@ -1225,7 +1229,7 @@ mod tests {
                     file_count,
                     status,
                     ..
-                } => Some((*t, image.as_str(), *file_count, *status)),
+                } => Some((*t, &**image, *file_count, *status)),
                 _ => None,
             })
             .collect();

@@ -250,7 +250,7 @@ impl State {
                     }
                 };
                 out.push(Transition::CacheChecked {
-                    artifact: artifact.clone(),
+                    artifact: artifact.to_string(),
                     hit,
                     at,
                     iteration: self.iteration(),

@@ -834,7 +834,7 @@ mod tests {
             (
                 at,
                 EventKind::FileSync {
-                    image: image.clone(),
+                    image: image.clone().into(),
                     file_count: 2,
                     status,
                     error: None,
