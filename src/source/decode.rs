@@ -92,28 +92,38 @@ pub(crate) fn status(event: &'static str, s: &[u8]) -> Result<Status, InvalidEve
 /// A string field as a [`Name`]: a slice of the received message, checked as UTF-8,
 /// truncated to `MAX_NAME` characters (a copy only then).
 pub(crate) fn name_of(s: &Bytes) -> Result<Name, InvalidEvent> {
-    let n = Name::try_from(s.clone())
-        .map_err(|e| InvalidEvent::Undecodable(format!("a string field is not UTF-8: {e}")))?;
-    if n.len() <= MAX_NAME {
-        return Ok(n);
-    }
-    Ok(Name::from(truncated(&n, MAX_NAME)))
+    utf8(s).map(cut)
 }
 
-/// A name that must not be blank.
+/// A string field as a whole [`Name`] (a slice of the received message), checked as
+/// UTF-8.
+fn utf8(s: &Bytes) -> Result<Name, InvalidEvent> {
+    Name::try_from(s.clone())
+        .map_err(|e| InvalidEvent::Undecodable(format!("a string field is not UTF-8: {e}")))
+}
+
+/// `n`'s first `MAX_NAME` characters.
+fn cut(n: Name) -> Name {
+    if n.len() <= MAX_NAME {
+        return n;
+    }
+    Name::from(truncated(&n, MAX_NAME))
+}
+
+/// A name that must not be blank (as a whole, before it is truncated).
 pub(crate) fn name(
     event: &'static str,
     field: &'static str,
     s: &Bytes,
 ) -> Result<Name, InvalidEvent> {
-    let n = name_of(s)?;
+    let n = utf8(s)?;
     // A name nearly always starts with a visible ASCII character: then it is not
     // blank, without a walk over it for Unicode white space.
     let visible = n.as_bytes().first().is_some_and(u8::is_ascii_graphic);
     if !visible && n.trim().is_empty() {
         return Err(InvalidEvent::MissingField { event, field });
     }
-    Ok(n)
+    Ok(cut(n))
 }
 
 /// A port forward (v1 and v2 `PortEvent` alike); a local port that is no port is
@@ -303,6 +313,12 @@ mod tests {
         assert_eq!(
             name("build", "artifact", &Bytes::from_static(b" web")).unwrap(),
             " web"
+        );
+        // Blank only as far as it is kept: still a name (checked before truncation).
+        let late = Bytes::from(format!("{}web", " ".repeat(MAX_NAME)));
+        assert_eq!(
+            name("build", "artifact", &late).unwrap(),
+            " ".repeat(MAX_NAME)
         );
     }
 
