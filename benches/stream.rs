@@ -266,7 +266,8 @@ async fn drain_process(addr: SocketAddr, api: &str, log: &Log, k: u64, n: usize)
     let start = log.release(k).await;
     let done = rx.recv().await.expect("the bare client reports");
     let secs = start.elapsed().as_secs_f64();
-    let _ = child.wait();
+    // It exits right after `done`; waited for off the flood server's workers.
+    let _ = tokio::task::spawn_blocking(move || child.wait()).await;
     let cpu: f64 = done
         .strip_prefix("done ")
         .and_then(|c| c.parse().ok())
