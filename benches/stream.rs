@@ -221,27 +221,39 @@ fn v2_stream(n: usize) -> Vec<Bytes> {
 // === the bare client ===
 
 async fn drain(addr: SocketAddr, api: &str, log: &Log, k: u64, n: usize) -> f64 {
+    let (count, start) = subscribe_and_count(addr, api, n, || log.release(k)).await;
+    let secs = start.elapsed().as_secs_f64();
+    assert_eq!(count, n, "the drain received every message");
+    n as f64 / secs
+}
+
+/// The bare client: connects, subscribes to `api`'s `Events`, calls `subscribed`,
+/// then counts (decoded) messages until `n` arrived or the stream ended. Returns the
+/// count and what `subscribed` returned.
+async fn subscribe_and_count<F: Future>(
+    addr: impl std::fmt::Display,
+    api: &str,
+    n: usize,
+    subscribed: impl FnOnce() -> F,
+) -> (usize, F::Output) {
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
         .unwrap()
         .connect()
         .await
         .unwrap();
-    let (count, start) = if api == "v1" {
+    if api == "v1" {
         let mut c = v1::skaffold_service_client::SkaffoldServiceClient::new(channel)
             .max_decoding_message_size(64 << 20);
         let s = c.events(()).await.unwrap().into_inner();
-        let start = log.release(k).await;
-        (count_messages(s, n).await, start)
+        let out = subscribed().await;
+        (count_messages(s, n).await, out)
     } else {
         let mut c = v2::skaffold_v2_service_client::SkaffoldV2ServiceClient::new(channel)
             .max_decoding_message_size(64 << 20);
         let s = c.events(()).await.unwrap().into_inner();
-        let start = log.release(k).await;
-        (count_messages(s, n).await, start)
-    };
-    let secs = start.elapsed().as_secs_f64();
-    assert_eq!(count, n, "the drain received every message");
-    n as f64 / secs
+        let out = subscribed().await;
+        (count_messages(s, n).await, out)
+    }
 }
 
 /// The bare client in a process of its own (this binary, `--bare-drain ADDR API N`),
@@ -284,29 +296,12 @@ fn bare_drain_main(addr: &str, api: &str, n: usize) {
         .build()
         .unwrap();
     rt.block_on(async move {
-        let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-            .unwrap()
-            .connect()
-            .await
-            .unwrap();
         let me = std::process::id();
-        let subscribed = || {
+        let (count, cpu) = subscribe_and_count(addr, api, n, || async {
             println!("subscribed");
             cpu_seconds(me)
-        };
-        let (count, cpu) = if api == "v1" {
-            let mut c = v1::skaffold_service_client::SkaffoldServiceClient::new(channel)
-                .max_decoding_message_size(64 << 20);
-            let s = c.events(()).await.unwrap().into_inner();
-            let cpu = subscribed();
-            (count_messages(s, n).await, cpu)
-        } else {
-            let mut c = v2::skaffold_v2_service_client::SkaffoldV2ServiceClient::new(channel)
-                .max_decoding_message_size(64 << 20);
-            let s = c.events(()).await.unwrap().into_inner();
-            let cpu = subscribed();
-            (count_messages(s, n).await, cpu)
-        };
+        })
+        .await;
         assert_eq!(count, n, "the drain received every message");
         println!("done {}", cpu_seconds(me) - cpu);
     });
