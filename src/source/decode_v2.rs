@@ -46,9 +46,9 @@
 
 use std::collections::HashSet;
 
-use crate::core::{ErrorInfo, Event, EventKind, InvalidEvent, Nanos, Phase, Status, event};
 use bytes::Bytes;
 
+use crate::core::{ErrorInfo, Event, EventKind, InvalidEvent, Nanos, Phase, Status, event};
 use crate::pb::enums::StatusCode;
 use crate::pb::lean::v2::{self, event::EventType as E};
 use crate::source::decode::{
