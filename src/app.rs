@@ -24,8 +24,8 @@ use crate::server::grpc::Passthrough;
 use crate::server::http::{self, Shared};
 use crate::sink::otlp_setup::{OtlpSettings, Sidecar, SlotClaim, Telemetry, host_name};
 use crate::skaffold::Upstream;
-use crate::source::supervisor::Retry;
-use crate::source::{Delivery, Origin};
+use crate::source::Origin;
+use crate::source::supervisor::{Batch, Retry};
 
 /// Resolves on ctrl-c or SIGTERM (kept here for `main`).
 pub use crate::signal::{Signal, exit_on_second_signal, shutdown_signal};
@@ -156,10 +156,10 @@ pub async fn start_all(
     let grpc_addr = grpc_listener.as_ref().map(|l| l.local_addr()).transpose()?;
 
     let batches = crate::source::supervisor::queue_batches(settings.queue_capacity);
-    let (tx, mut rx) = mpsc::channel::<Vec<Delivery>>(batches);
+    let (tx, mut rx) = mpsc::channel::<Batch>(batches);
     // Folded batches go back to the reader, to be freed on its thread (a few: when
     // the reader is idle, the fold frees the rest itself).
-    let (recycle, recycled) = mpsc::channel::<Vec<Delivery>>(2 * FOLD_BATCH);
+    let (recycle, recycled) = mpsc::channel::<Batch>(2 * FOLD_BATCH);
     let mut tasks = Vec::new();
     tasks.push(tokio::spawn(crate::catch_up::open_by(
         progress.history_folded.clone(),
@@ -207,7 +207,7 @@ pub async fn start_all(
                         break;
                     }
                     for b in batch.drain(..) {
-                        pipeline.deliver_batch(&b);
+                        pipeline.deliver_batch(&b.deliveries);
                         // A full or closed return queue: dropped here instead.
                         let _ = recycle.try_send(b);
                     }

@@ -15,6 +15,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::registry::Registry;
 
 use crate::catch_up::Gate;
+use crate::core::order::{HELD_BYTES, HELD_CAP};
 use crate::core::{
     Admission, Attribution, Event, InvalidEvent, LogKind, Reason, ReplayFilter, State, Transition,
 };
@@ -276,7 +277,10 @@ impl Pipeline {
                     p.set_connected(true);
                 }
             }
-            Delivery::HeldBack(messages) => self.held_back.extend(messages.iter().cloned()),
+            Delivery::HeldBack(messages) => {
+                self.held_back.extend(messages.iter().cloned());
+                self.bound_held_back();
+            }
             Delivery::Paused => {
                 if self.filter.settled() == Attribution::NewProcess {
                     tracing::info!(
@@ -349,6 +353,28 @@ impl Pipeline {
             }
             Admission::Fold => self.fold_payload(&msg.payload),
         }
+    }
+
+    /// Streams that keep breaking before the fold learns where the next one comes
+    /// from pile up held-back messages: beyond what one stream may hold
+    /// (`core::order::HELD_CAP` messages, `HELD_BYTES` kept alive), the oldest are
+    /// folded now. They lose their place in Skaffold's order, but still count exactly
+    /// once (a later replay of them is recognised and skipped).
+    fn bound_held_back(&mut self) {
+        let mut bytes: u64 = self.held_back.iter().map(|m| u64::from(m.keeps)).sum();
+        let mut excess = 0;
+        while excess < self.held_back.len()
+            && (self.held_back.len() - excess > HELD_CAP || bytes > HELD_BYTES)
+        {
+            bytes -= u64::from(self.held_back[excess].keeps);
+            excess += 1;
+        }
+        if excess == 0 {
+            return;
+        }
+        let rest = self.held_back.split_off(excess);
+        self.fold_held_back();
+        self.held_back = rest;
     }
 
     /// Folds the messages a broken stream held back: their Skaffold is gone or was
@@ -580,5 +606,60 @@ impl Pipeline {
                 "Skipped an event the exporter cannot interpret; further ones with this reason are only counted (skaffold_exporter_invalid_events_total)."
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A held-back event message keeping `keeps` bytes alive.
+    fn held(fingerprint: u64, keeps: u32) -> SourceMessage {
+        let at = fingerprint as i64 * 1_000_000;
+        SourceMessage {
+            fingerprint,
+            at: Some(at),
+            keeps,
+            payload: Payload::Event(Event {
+                at,
+                kind: crate::core::EventKind::Debug,
+            }),
+        }
+    }
+
+    #[test]
+    fn streams_that_keep_breaking_fold_their_oldest_held_back_messages_once() {
+        let mut p = Pipeline::builder().build().unwrap().pipeline;
+        p.deliver(&Delivery::Subscribed { stream: 1 });
+        let first: Vec<SourceMessage> = (0..HELD_CAP as u64).map(|i| held(i, 1)).collect();
+        p.deliver(&Delivery::HeldBack(first));
+        p.deliver(&Delivery::Ended);
+        assert_eq!((p.folded(), p.held_back.len()), (0, HELD_CAP));
+        // The next stream breaks too before anything tells where it comes from.
+        p.deliver(&Delivery::Subscribed { stream: 2 });
+        let second: Vec<SourceMessage> = (0..10).map(|i| held(10_000 + i, 1)).collect();
+        p.deliver(&Delivery::HeldBack(second));
+        assert_eq!(p.folded(), 10, "the ten oldest were folded");
+        assert_eq!(p.held_back.len(), HELD_CAP);
+        assert_eq!(p.held_back[0].fingerprint, 10);
+        // One message keeping more than the byte bound: everything before it goes.
+        p.deliver(&Delivery::HeldBack(vec![held(
+            20_000,
+            HELD_BYTES as u32 - 5,
+        )]));
+        assert_eq!(
+            p.held_back.len(),
+            6,
+            "5 + (8 MiB - 5) bytes are kept, no more"
+        );
+        assert_eq!(p.folded(), 10 + HELD_CAP as u64 - 5);
+        // Every message is folded exactly once; a replay of one is recognised.
+        p.finish();
+        assert_eq!(p.folded(), 10 + HELD_CAP as u64 + 1);
+        p.deliver(&Delivery::Ended);
+        p.deliver(&Delivery::Subscribed { stream: 3 });
+        p.handle(&held(3, 1));
+        assert_eq!(p.metrics.own.replayed_skipped.get(), 1);
+        assert_eq!(p.folded(), 10 + HELD_CAP as u64 + 1);
     }
 }

@@ -25,7 +25,9 @@
 //!    every few milliseconds would otherwise keep the stream from ever pausing.
 //! 4. **End.** When the stream ends, everything held leaves, before the end is
 //!    reported.
-//! 5. **Bound.** At most `cap` messages are held; beyond, the oldest leave.
+//! 5. **Bound.** At most `cap` messages, keeping at most `cap_bytes` of received bytes
+//!    (what each message may keep alive, as its source counts it), are held; beyond,
+//!    the oldest leave (one message over `cap_bytes` leaves at once).
 //!
 //! Worst-case added latency of a live event outside a replay: `2 W` (it leaves when
 //! an event `W` newer has arrived and `W` has passed, or `W` after the last arrival:
@@ -55,11 +57,20 @@ pub const WINDOW: Duration = Duration::from_millis(100);
 /// (`Reorder::push` was 8 % of the exporter's CPU in the 1M-event replay profile).
 pub const HELD_CAP: usize = 1024;
 
+/// The default bound on the received bytes held messages keep alive: 8 MiB, room
+/// for two messages at the size limit (`source::limits::MAX_EVENT_BYTES`). Skaffold's
+/// events are a few hundred bytes: 1024 of them keep well under 1 MiB, so only a
+/// peer flooding large messages meets this bound (each held message can keep its
+/// whole message, or the receive buffer it shares, alive).
+pub const HELD_BYTES: u64 = 8 * 1024 * 1024;
+
 #[derive(Debug)]
 struct Held<T> {
     at: Nanos,
     /// Arrival time; `None` for a late message (rule 2: not held for `W`).
     arrived: Option<Duration>,
+    /// Received bytes it keeps alive.
+    bytes: u32,
     item: T,
 }
 
@@ -71,6 +82,9 @@ pub struct Reorder<T> {
     /// `window` in Skaffold time (nanoseconds), computed once.
     window_ns: Nanos,
     cap: usize,
+    cap_bytes: u64,
+    /// Received bytes the held messages keep alive.
+    held_bytes: u64,
     /// Newest Skaffold timestamp received.
     newest: Option<Nanos>,
     /// Rule 2: newest timestamp among late messages, and when the last one arrived.
@@ -84,13 +98,16 @@ fn nanos(d: Duration) -> Nanos {
 }
 
 impl<T> Reorder<T> {
-    /// An empty re-orderer with window `window` holding at most `cap` messages.
-    pub fn new(window: Duration, cap: usize) -> Self {
+    /// An empty re-orderer with window `window` holding at most `cap` messages, which
+    /// keep at most `cap_bytes` alive.
+    pub fn new(window: Duration, cap: usize, cap_bytes: u64) -> Self {
         Self {
             held: VecDeque::new(),
             window,
             window_ns: nanos(window),
             cap: cap.max(1),
+            cap_bytes,
+            held_bytes: 0,
             newest: None,
             frontier: None,
             last_arrival: None,
@@ -107,9 +124,14 @@ impl<T> Reorder<T> {
         self.held.is_empty()
     }
 
-    /// A message stamped `at` by Skaffold arrived at `now`; hands on (appends to
-    /// `out`, in order) what may leave.
-    pub fn push(&mut self, at: Nanos, now: Duration, item: T, out: &mut Vec<T>) {
+    /// Received bytes the held messages keep alive.
+    pub fn held_bytes(&self) -> u64 {
+        self.held_bytes
+    }
+
+    /// A message stamped `at` by Skaffold, keeping `bytes` of received bytes alive,
+    /// arrived at `now`; hands on (appends to `out`, in order) what may leave.
+    pub fn push(&mut self, at: Nanos, now: Duration, bytes: u32, item: T, out: &mut Vec<T>) {
         let w = self.window_ns;
         if let Some((_, last)) = self.frontier
             && now.saturating_sub(last) >= self.window
@@ -132,7 +154,13 @@ impl<T> Reorder<T> {
         // timestamp order): nearly always at the back; else found by bisection, not by
         // a walk over up to `cap` messages.
         let arrived = (!late).then_some(now);
-        let held = Held { at, arrived, item };
+        self.held_bytes += u64::from(bytes);
+        let held = Held {
+            at,
+            arrived,
+            bytes,
+            item,
+        };
         if self.held.back().is_none_or(|h| h.at <= at) {
             self.held.push_back(held);
         } else {
@@ -155,10 +183,15 @@ impl<T> Reorder<T> {
         let may_leave = |h: &Held<T>| {
             h.at <= limit && h.arrived.is_none_or(|a| now.saturating_sub(a) >= window)
         };
-        while self.held.front().is_some_and(may_leave) || self.held.len() > self.cap {
-            if let Some(h) = self.held.pop_front() {
-                out.push(h.item);
-            }
+        while self.held.front().is_some_and(may_leave)
+            || self.held.len() > self.cap
+            || self.held_bytes > self.cap_bytes
+        {
+            let Some(h) = self.held.pop_front() else {
+                break;
+            };
+            self.held_bytes -= u64::from(h.bytes);
+            out.push(h.item);
         }
     }
 
@@ -181,6 +214,7 @@ impl<T> Reorder<T> {
             return false;
         }
         self.frontier = None;
+        self.held_bytes = 0;
         out.extend(self.held.drain(..).map(|h| h.item));
         true
     }
@@ -188,6 +222,7 @@ impl<T> Reorder<T> {
     /// The stream ended: everything held leaves (rule 4), and the next stream starts
     /// afresh.
     pub fn flush(&mut self, out: &mut Vec<T>) {
+        self.held_bytes = 0;
         out.extend(self.held.drain(..).map(|h| h.item));
         self.newest = None;
         self.frontier = None;
@@ -210,14 +245,14 @@ mod tests {
         msgs.iter()
             .map(|&(id, at, now)| {
                 let mut out = Vec::new();
-                r.push(at * MS, ms(now), id, &mut out);
+                r.push(at * MS, ms(now), 1, id, &mut out);
                 out
             })
             .collect()
     }
 
     fn reorder() -> Reorder<u32> {
-        Reorder::new(WINDOW, HELD_CAP)
+        Reorder::new(WINDOW, HELD_CAP, HELD_BYTES)
     }
 
     #[test]
@@ -321,13 +356,34 @@ mod tests {
 
     #[test]
     fn rule_5_at_most_cap_messages_are_held() {
-        let mut r = Reorder::new(WINDOW, 3);
+        let mut r = Reorder::new(WINDOW, 3, HELD_BYTES);
         let out = run(
             &mut r,
             &[(1, 0, 0), (2, 1, 0), (3, 2, 0), (4, 3, 0), (5, 4, 0)],
         );
         assert_eq!(out.concat(), [1, 2]);
         assert_eq!(r.len(), 3);
+    }
+
+    #[test]
+    fn rule_5_at_most_cap_bytes_are_kept_alive_by_held_messages() {
+        let mut r = Reorder::new(WINDOW, HELD_CAP, 10);
+        let mut out = Vec::new();
+        // All stamped alike (a flood): only the byte bound lets them leave.
+        for (id, bytes) in [(1, 4), (2, 4), (3, 1), (4, 3), (5, 2)] {
+            r.push(0, ms(0), bytes, id, &mut out);
+        }
+        assert_eq!(out, [1], "4 + 4 + 1 + 3 > 10: the oldest left");
+        assert_eq!((r.len(), r.held_bytes()), (4, 10));
+        // A message over the bound on its own leaves at once, after what was held
+        // before it.
+        r.push(0, ms(0), 11, 6, &mut out);
+        assert_eq!(out, [1, 2, 3, 4, 5, 6]);
+        assert_eq!(r.held_bytes(), 0);
+        r.push(0, ms(0), 2, 7, &mut out);
+        let mut rest = Vec::new();
+        r.flush(&mut rest);
+        assert_eq!((rest, r.held_bytes()), (vec![7], 0));
     }
 
     #[test]
@@ -338,7 +394,7 @@ mod tests {
         let mut out = Vec::new();
         for i in 0..50u32 {
             let t = u64::from(i) * 99;
-            r.push(i64::from(i) * 99 * MS, ms(t), i, &mut out);
+            r.push(i64::from(i) * 99 * MS, ms(t), 1, i, &mut out);
             for id in out.drain(..) {
                 waited.push(t - u64::from(id) * 99);
             }

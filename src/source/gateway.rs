@@ -219,10 +219,9 @@ pub fn decode_line(
         Err(e) => return invalid(e),
     };
     match parse_gateway_chunk(value) {
-        Ok(GatewayChunk::Result(v)) => Ok(Some(SourceMessage::new(
-            fp,
-            payload_from_json(api, v).digest(),
-        ))),
+        Ok(GatewayChunk::Result(v)) => Ok(Some(
+            SourceMessage::new(fp, payload_from_json(api, v).digest()).keeping(line.len()),
+        )),
         Ok(GatewayChunk::Error { code, message }) => {
             let text = format!(
                 "the gateway ended the stream with an error chunk (gRPC code {code}): {message}"

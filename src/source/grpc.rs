@@ -222,6 +222,9 @@ pub struct GrpcStream {
     held_bytes: usize,
     /// How the stream ended, when it did while messages were still held.
     end: Option<Result<(), StreamError>>,
+    /// The largest message received since the last one that kept something alive
+    /// (see `decode`).
+    unkept: u32,
 }
 
 /// Where a v2 stream's layout decision stands.
@@ -245,6 +248,7 @@ impl GrpcStream {
             held: VecDeque::new(),
             held_bytes: 0,
             end: None,
+            unkept: 0,
         }
     }
 
@@ -255,19 +259,25 @@ impl GrpcStream {
             .map_err(|status| StreamError::Failed(describe(&status)))
     }
 
-    /// A received message of a stream whose layout is decided, decoded.
-    fn decode(&self, frame: Frame) -> SourceMessage {
-        match frame {
-            Frame::Message(bytes) => decode_raw(self.api, &bytes),
-            Frame::TooBig(n) => SourceMessage {
-                fingerprint: 0,
-                at: None,
-                payload: Payload::Invalid(InvalidEvent::Undecodable(format!(
-                    "message too large: {}",
-                    super::limits::TooBig::Bytes(n, MAX_EVENT_BYTES)
-                ))),
-            },
-        }
+    /// A received message of a stream whose layout is decided, decoded, with the bytes
+    /// it may keep alive: its own, plus the largest message since the last one that
+    /// kept something (tonic slices consecutive messages out of one receive buffer, so
+    /// a small event after a large undecodable message can keep that one's buffer).
+    fn decode(&mut self, frame: Frame) -> SourceMessage {
+        let (size, m) = match frame {
+            Frame::Message(bytes) => (bytes.len(), decode_raw(self.api, &bytes)),
+            Frame::TooBig(n) => (
+                n,
+                SourceMessage::new(
+                    0,
+                    Payload::Invalid(InvalidEvent::Undecodable(format!(
+                        "message too large: {}",
+                        super::limits::TooBig::Bytes(n, MAX_EVENT_BYTES)
+                    ))),
+                ),
+            ),
+        };
+        keeping_buffer(&mut self.unkept, size, m)
     }
 
     /// Reads until the layout is decided; `Err` when it is the pre-v1.26 one.
@@ -321,6 +331,18 @@ impl GrpcStream {
     }
 }
 
+/// `m`, received as `size` bytes, with the bytes it may keep alive: a message that
+/// keeps something is counted as keeping the largest message since the last such one
+/// as well (`unkept`), whose receive buffer it may share.
+fn keeping_buffer(unkept: &mut u32, size: usize, mut m: SourceMessage) -> SourceMessage {
+    if m.retains() {
+        m.keeps = m.keeps.saturating_add(std::mem::take(unkept));
+    } else {
+        *unkept = (*unkept).max(u32::try_from(size).unwrap_or(u32::MAX));
+    }
+    m
+}
+
 /// Decodes one raw message of `api`'s stream (of the current layout, for v2) into the
 /// lean messages (`proto/lean/`): their strings are slices of `bytes`, not copies.
 pub fn decode_raw(api: Api, bytes: &Bytes) -> SourceMessage {
@@ -334,7 +356,7 @@ pub fn decode_raw(api: Api, bytes: &Bytes) -> SourceMessage {
             Ok(Ok(entry)) => Payload::decoded_lean_v1(&entry),
             Ok(Err(e)) => Payload::Invalid(InvalidEvent::Undecodable(e.to_string())),
         };
-        return SourceMessage::new(fingerprint(bytes), payload);
+        return SourceMessage::new(fingerprint(bytes), payload).keeping(bytes.len());
     }
     let (at, payload) = match peek_v2(bytes) {
         Ok(super::wire::Peek::SkipLog(kind)) => (None, Payload::SkippedLog(kind)),
@@ -359,8 +381,10 @@ pub fn decode_raw(api: Api, bytes: &Bytes) -> SourceMessage {
     SourceMessage {
         fingerprint: v2_fingerprint(bytes),
         at,
+        keeps: 0,
         payload,
     }
+    .keeping(bytes.len())
 }
 
 impl EventStream for GrpcStream {
@@ -378,11 +402,10 @@ impl EventStream for GrpcStream {
         };
         if self.layout == LayoutState::Old {
             // Only counted (see `supervisor::drain`).
-            return Ok(Some(SourceMessage {
-                fingerprint: 0,
-                at: None,
-                payload: Payload::Invalid(InvalidEvent::Undecodable("pre-v1.26 layout".into())),
-            }));
+            return Ok(Some(SourceMessage::new(
+                0,
+                Payload::Invalid(InvalidEvent::Undecodable("pre-v1.26 layout".into())),
+            )));
         }
         Ok(Some(self.decode(frame)))
     }
@@ -402,5 +425,37 @@ impl EventStream for GrpcStream {
             }
             std::task::Poll::Ready(Some(Ok(frame))) => Some(Ok(Some(self.decode(frame)))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use prost::Message as _;
+
+    use super::*;
+    use crate::simulator::scenario::Script;
+
+    #[test]
+    fn an_event_after_messages_that_kept_nothing_counts_the_largest_as_kept_too() {
+        let entry = Script::new()
+            .dev_loop(0, 0, "In Progress")
+            .entries(1_700_000_000_000_000_000)
+            .remove(0);
+        let bytes = Bytes::from(entry.encode_to_vec());
+        let n = bytes.len();
+        let event = || decode_raw(Api::V1, &bytes);
+        assert_eq!(event().keeps as usize, n, "an event keeps its own bytes");
+        let junk = SourceMessage::new(0, Payload::Invalid(InvalidEvent::Undecodable("x".into())));
+        let mut unkept = 0;
+        // Undecodable messages (one of them too large to decode) keep nothing...
+        for size in [10, 5 << 20, 100] {
+            let m = keeping_buffer(&mut unkept, size, junk.clone());
+            assert_eq!(m.keeps, 0);
+        }
+        // ...but the next event may share the largest one's receive buffer.
+        let m = keeping_buffer(&mut unkept, n, event());
+        assert_eq!(m.keeps as usize, n + (5 << 20));
+        let m = keeping_buffer(&mut unkept, n, event());
+        assert_eq!(m.keeps as usize, n, "counted once");
     }
 }

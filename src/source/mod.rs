@@ -164,6 +164,13 @@ pub struct SourceMessage {
     pub fingerprint: u64,
     /// Skaffold's timestamp, when the message carries one we could read.
     pub at: Option<Nanos>,
+    /// Received bytes this message may keep alive until it is folded and freed: 0
+    /// when its payload keeps nothing of what was received (skipped, invalid); else
+    /// its size as received, plus, where messages are sliced out of a shared receive
+    /// buffer (gRPC), the largest message just before it that kept nothing (the
+    /// buffer it keeps alive may be that one's). The reader bounds the bytes held for
+    /// Skaffold's order and queued for the fold by it (see `supervisor`).
+    pub keeps: u32,
     /// The message.
     pub payload: Payload,
 }
@@ -180,25 +187,46 @@ impl SourceMessage {
         Self {
             fingerprint,
             at,
+            keeps: 0,
             payload,
         }
+    }
+
+    /// Whether its payload may keep received bytes alive (a decoded event).
+    pub fn retains(&self) -> bool {
+        matches!(
+            self.payload,
+            Payload::V1(_) | Payload::Event(_) | Payload::V2(_)
+        )
+    }
+
+    /// The message, counted as keeping `bytes` received bytes alive if its payload
+    /// keeps any (see [`SourceMessage::keeps`]).
+    #[must_use]
+    pub fn keeping(mut self, bytes: usize) -> Self {
+        self.keeps = if self.retains() {
+            u32::try_from(bytes).unwrap_or(u32::MAX)
+        } else {
+            0
+        };
+        self
     }
 
     /// A v1 entry, decoded as a live source does (tests and benches: the fingerprint
     /// is the hash of its encoding).
     pub fn v1(entry: v1::LogEntry) -> Self {
-        Self::new(
-            fingerprint(&entry.encode_to_vec()),
-            Payload::decoded_v1(&entry),
-        )
+        let bytes = entry.encode_to_vec();
+        Self::new(fingerprint(&bytes), Payload::decoded_v1(&entry)).keeping(bytes.len())
     }
 
     /// A v2 event (tests and benches: the fingerprint is the hash of its encoding).
     pub fn v2(event: v2::Event) -> Self {
+        let bytes = event.encode_to_vec();
         Self::new(
-            v2_fingerprint(&event.encode_to_vec()),
+            v2_fingerprint(&bytes),
             Payload::V2(Box::new(lean::v2::Event::of(&event))),
         )
+        .keeping(bytes.len())
     }
 
     /// Whether its place in Skaffold's order matters to the fold (log events that are
@@ -236,6 +264,17 @@ pub enum Delivery {
     Ended,
     /// A (re)connect attempt failed: Skaffold is gone, not just a stream.
     Unreachable,
+}
+
+impl Delivery {
+    /// Received bytes it may keep alive (see [`SourceMessage::keeps`]).
+    pub fn keeps(&self) -> u64 {
+        match self {
+            Delivery::Message(m) => u64::from(m.keeps),
+            Delivery::HeldBack(messages) => messages.iter().map(|m| u64::from(m.keeps)).sum(),
+            _ => 0,
+        }
+    }
 }
 
 /// Mixed into v2 fingerprints so a v1 and a v2 message can never look alike.

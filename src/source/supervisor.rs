@@ -18,6 +18,16 @@
 //! [`Delivery::HeldBack`] (see there): those events may have overtaken a replay that
 //! the next stream will deliver.
 //!
+//! **Bounded in bytes as well as in count.** Every message says how many received
+//! bytes it may keep alive (`SourceMessage::keeps`: a decoded message keeps slices
+//! of what was received). What is held for Skaffold's order keeps at most
+//! `core::order::HELD_BYTES` alive, and what is queued for the fold (and folded, not
+//! yet freed) at most [`QUEUE_BYTES`]: each [`Batch`] holds its share of that budget
+//! until it is dropped, and the reader waits for it like for room in the queue.
+//! Skaffold's events are small, so only a peer flooding large messages meets these
+//! bounds; memory then stays under about twice their sum (receive buffers grow by
+//! doubling), instead of up to 5120 messages at the size limit.
+//!
 //! **Connection state in band.** [`Delivery::Subscribed`], [`Delivery::Paused`] (the
 //! stream went quiet for [`WINDOW`]: at the first pause, its replay has been
 //! delivered; reported at the first pause and after each burst of messages),
@@ -39,13 +49,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures_util::FutureExt as _;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::backoff::Backoff;
 use super::{Delivery, Payload, SourceMessage};
-use crate::core::order::{HELD_CAP, Reorder, WINDOW};
+use crate::core::order::{HELD_BYTES, HELD_CAP, Reorder, WINDOW};
 use crate::core::{ReaderHealth, Reason};
 
 /// How long the reader waits on a full queue before it reports the fold as stalled.
@@ -178,6 +188,35 @@ async fn drain<S: EventStream, H: ReaderHealth>(
 /// Most deliveries sent to the fold in one batch.
 pub const BATCH: usize = 128;
 
+/// The most received bytes the messages queued for the fold (or folded and not yet
+/// freed) may keep alive: 32 MiB, eight messages at the size limit. The default queue
+/// of 4096 Skaffold events keeps about 1 MiB.
+pub const QUEUE_BYTES: u32 = 32 * 1024 * 1024;
+
+/// Deliveries on their way to the fold, in order. A batch holds its share of
+/// [`QUEUE_BYTES`] until it is dropped, after its deliveries.
+#[derive(Debug)]
+pub struct Batch {
+    /// The deliveries.
+    pub deliveries: Vec<Delivery>,
+    /// Its share of the byte budget (none when its messages keep nothing).
+    keeps: Option<OwnedSemaphorePermit>,
+}
+
+impl Batch {
+    /// The emptied vector, to be reused; the batch's share of the budget is given
+    /// back once its deliveries are freed.
+    fn into_empty(self) -> Vec<Delivery> {
+        let Batch {
+            mut deliveries,
+            keeps,
+        } = self;
+        deliveries.clear();
+        drop(keeps);
+        deliveries
+    }
+}
+
 /// The queue's capacity in batches for `--queue-capacity` deliveries.
 pub fn queue_batches(capacity: usize) -> usize {
     capacity.div_ceil(BATCH).max(1)
@@ -191,23 +230,25 @@ pub fn queue_batches(capacity: usize) -> usize {
 #[derive(Debug)]
 pub struct Queue {
     /// Where batches go.
-    pub tx: mpsc::Sender<Vec<Delivery>>,
+    pub tx: mpsc::Sender<Batch>,
     /// Folded batches coming back.
-    pub recycled: Option<mpsc::Receiver<Vec<Delivery>>>,
+    pub recycled: Option<mpsc::Receiver<Batch>>,
 }
 
-impl From<mpsc::Sender<Vec<Delivery>>> for Queue {
-    fn from(tx: mpsc::Sender<Vec<Delivery>>) -> Self {
+impl From<mpsc::Sender<Batch>> for Queue {
+    fn from(tx: mpsc::Sender<Batch>) -> Self {
         Self { tx, recycled: None }
     }
 }
 
 /// The reader's end of the fold's queue: gathers deliveries into batches (one queue
-/// operation per batch, not per event), waits when the queue is full, and reports a
-/// fold that makes no progress.
+/// operation per batch, not per event), waits when the queue is full or its byte
+/// budget spent, and reports a fold that makes no progress.
 struct Outlet<H> {
-    tx: mpsc::Sender<Vec<Delivery>>,
-    recycled: Option<mpsc::Receiver<Vec<Delivery>>>,
+    tx: mpsc::Sender<Batch>,
+    recycled: Option<mpsc::Receiver<Batch>>,
+    /// [`QUEUE_BYTES`], less what queued batches keep.
+    budget: Arc<Semaphore>,
     batch: Vec<Delivery>,
     health: H,
     shutdown: watch::Receiver<bool>,
@@ -239,7 +280,7 @@ impl<H: ReaderHealth> Outlet<H> {
         self.flush().await
     }
 
-    /// Hands the batch on, waiting while the queue is full.
+    /// Hands the batch on, waiting while the queue is full or its byte budget spent.
     async fn flush(&mut self) -> Result<(), Stopped> {
         if self.batch.is_empty() {
             return Ok(());
@@ -248,42 +289,66 @@ impl<H: ReaderHealth> Outlet<H> {
         // vector for the next batch.
         let mut next = None;
         if let Some(recycled) = self.recycled.as_mut() {
-            while let Ok(mut folded) = recycled.try_recv() {
-                folded.clear();
-                next.get_or_insert(folded);
+            while let Ok(folded) = recycled.try_recv() {
+                let empty = folded.into_empty();
+                next.get_or_insert(empty);
             }
         }
         let next = next.unwrap_or_else(|| Vec::with_capacity(BATCH));
-        let batch = std::mem::replace(&mut self.batch, next);
-        let batch = match self.tx.try_send(batch) {
+        let deliveries = std::mem::replace(&mut self.batch, next);
+        let cost = deliveries.iter().map(Delivery::keeps).sum::<u64>();
+        // A batch over the whole budget waits for all of it.
+        let cost = u32::try_from(cost).map_or(QUEUE_BYTES, |c| c.min(QUEUE_BYTES));
+        let keeps = if cost == 0 {
+            None
+        } else {
+            let permit = match self.budget.clone().try_acquire_many_owned(cost) {
+                Ok(p) => Ok(p),
+                Err(_) => {
+                    let wanted = self.budget.clone().acquire_many_owned(cost);
+                    self.waiting(wanted).await?
+                }
+            };
+            Some(permit.map_err(|_| Stopped)?)
+        };
+        let batch = match self.tx.try_send(Batch { deliveries, keeps }) {
             Ok(()) => return Ok(()),
             Err(mpsc::error::TrySendError::Closed(_)) => return Err(Stopped),
             Err(mpsc::error::TrySendError::Full(b)) => b,
         };
-        let waiting = Instant::now();
-        let mut shutdown = self.shutdown.clone();
-        let permit = tokio::select! {
-            p = self.tx.reserve() => p,
-            () = stopping(&mut shutdown) => return Err(Stopped),
-            _ = tokio::time::sleep(self.stall) => {
-                self.health.fold_stalled(true);
-                tracing::error!(
-                    capacity = self.tx.max_capacity() * BATCH,
-                    waited_s = self.stall.as_secs_f64(),
-                    "The fold has taken nothing from its full queue: the reader is waiting (Skaffold is held back by flow control; nothing is lost). Is the exporter starved of CPU?"
-                );
-                let mut shutdown = self.shutdown.clone();
-                let p = tokio::select! {
-                    p = self.tx.reserve() => p,
-                    () = stopping(&mut shutdown) => return Err(Stopped),
-                };
-                self.health.fold_stalled(false);
-                tracing::warn!(waited_s = waiting.elapsed().as_secs_f64(), "The fold is taking events again.");
-                p
-            }
-        };
+        let permit = self.waiting(self.tx.reserve()).await?;
         permit.map_err(|_| Stopped)?.send(batch);
         Ok(())
+    }
+
+    /// Waits for `room` (in the queue or its byte budget): if that takes [`STALL`]
+    /// (`stall`), the fold is reported stalled until it comes.
+    async fn waiting<F: Future>(&self, room: F) -> Result<F::Output, Stopped> {
+        let waiting = Instant::now();
+        let mut shutdown = self.shutdown.clone();
+        tokio::pin!(room);
+        tokio::select! {
+            r = &mut room => return Ok(r),
+            () = stopping(&mut shutdown) => return Err(Stopped),
+            () = tokio::time::sleep(self.stall) => {}
+        }
+        self.health.fold_stalled(true);
+        tracing::error!(
+            capacity = self.tx.max_capacity() * BATCH,
+            bytes_free = self.budget.available_permits(),
+            waited_s = self.stall.as_secs_f64(),
+            "The fold has taken nothing from its full queue: the reader is waiting (Skaffold is held back by flow control; nothing is lost). Is the exporter starved of CPU?"
+        );
+        let r = tokio::select! {
+            r = &mut room => r,
+            () = stopping(&mut shutdown) => return Err(Stopped),
+        };
+        self.health.fold_stalled(false);
+        tracing::warn!(
+            waited_s = waiting.elapsed().as_secs_f64(),
+            "The fold is taking events again."
+        );
+        Ok(r)
     }
 }
 
@@ -296,7 +361,7 @@ async fn read<S: EventStream, H: ReaderHealth>(
 ) -> Result<Result<(), StreamError>, Stopped> {
     let origin = Instant::now();
     // Holds messages (as deliveries) and hands them on in Skaffold's order.
-    let mut order: Reorder<Delivery> = Reorder::new(WINDOW, HELD_CAP);
+    let mut order: Reorder<Delivery> = Reorder::new(WINDOW, HELD_CAP, HELD_BYTES);
     let mut shutdown = outlet.shutdown.clone();
     let stop = stopping(&mut shutdown);
     tokio::pin!(stop);
@@ -333,7 +398,14 @@ async fn read<S: EventStream, H: ReaderHealth>(
                             received += 1;
                             match m.at {
                                 Some(at) if m.ordered() => {
-                                    order.push(at, now, Delivery::Message(m), &mut outlet.batch);
+                                    let keeps = m.keeps;
+                                    order.push(
+                                        at,
+                                        now,
+                                        keeps,
+                                        Delivery::Message(m),
+                                        &mut outlet.batch,
+                                    );
                                     // Only events that take part in the order end a
                                     // pause: an application that logs a line every few
                                     // milliseconds (v2 log events, only counted) must
@@ -427,6 +499,7 @@ pub async fn run<C: Connector, H: ReaderHealth>(
     let mut outlet = Outlet {
         tx,
         recycled,
+        budget: Arc::new(Semaphore::new(QUEUE_BYTES as usize)),
         batch: Vec::with_capacity(BATCH),
         health: health.clone(),
         shutdown: shutdown.clone(),
@@ -577,7 +650,7 @@ mod tests {
         capacity: usize,
     ) -> (
         Outlet<Health>,
-        mpsc::Receiver<Vec<Delivery>>,
+        mpsc::Receiver<Batch>,
         Health,
         watch::Sender<bool>,
     ) {
@@ -587,6 +660,7 @@ mod tests {
         let out = Outlet {
             tx,
             recycled: None,
+            budget: Arc::new(Semaphore::new(QUEUE_BYTES as usize)),
             batch: Vec::new(),
             health: health.clone(),
             shutdown: shutdown.subscribe(),
@@ -612,11 +686,55 @@ mod tests {
         assert!(health.counts().stalled, "reported as stalled");
         assert_eq!(health.counts().stalls, 1);
         // ...until the fold takes something: then everything arrives, in order.
-        assert_eq!(rx.recv().await, Some(vec![Delivery::Paused]));
+        assert_eq!(rx.recv().await.unwrap().deliveries, [Delivery::Paused]);
         waiting.await.unwrap();
-        assert_eq!(rx.recv().await, Some(vec![Delivery::Ended]));
+        assert_eq!(rx.recv().await.unwrap().deliveries, [Delivery::Ended]);
         assert!(!health.counts().stalled, "no longer stalled");
         assert_eq!(health.counts().stalls, 1);
+    }
+
+    #[tokio::test]
+    async fn queued_messages_keep_at_most_the_byte_budget_alive_and_the_reader_waits_for_room() {
+        let (mut out, mut rx, health, _shutdown) = outlet(64);
+        let budget = out.budget.clone();
+        let big = |i: u64, keeps: u32| {
+            let mut m = message(i);
+            m.keeps = keeps;
+            Delivery::Message(m)
+        };
+        out.send(big(1, QUEUE_BYTES / 2)).await.ok().unwrap();
+        out.send(big(2, QUEUE_BYTES / 2)).await.ok().unwrap();
+        assert_eq!(budget.available_permits(), 0);
+        // The queue has room but the budget is spent: the reader waits (and reports
+        // a stalled fold), it does not drop.
+        let waiting = tokio::spawn(async move {
+            out.send(big(3, 1))
+                .await
+                .ok()
+                .expect("sent once there is room");
+            // More than the whole budget on its own: waits for all of it, then goes.
+            out.send(big(4, u32::MAX))
+                .await
+                .ok()
+                .expect("sent once all is free");
+            out
+        });
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        assert!(!waiting.is_finished());
+        assert!(health.counts().stalled, "reported as stalled");
+        // The fold took the first batch, but its messages are alive until dropped.
+        let first = rx.recv().await.unwrap();
+        assert_eq!(first.deliveries, [big(1, QUEUE_BYTES / 2)]);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!waiting.is_finished(), "still kept alive");
+        drop(first);
+        for want in [big(2, QUEUE_BYTES / 2), big(3, 1)] {
+            assert_eq!(rx.recv().await.unwrap().deliveries, [want]);
+        }
+        let out = waiting.await.unwrap();
+        assert_eq!(rx.recv().await.unwrap().deliveries, [big(4, u32::MAX)]);
+        assert!(!health.counts().stalled);
+        assert_eq!(out.budget.available_permits(), QUEUE_BYTES as usize);
     }
 
     #[tokio::test]
@@ -626,6 +744,7 @@ mod tests {
             Delivery::Message(SourceMessage {
                 fingerprint: i,
                 at: Some(i as i64),
+                keeps: 0,
                 payload: super::super::Payload::SkippedLog(crate::core::LogKind::Skaffold),
             })
         };
@@ -634,10 +753,10 @@ mod tests {
         }
         assert!(rx.try_recv().is_err(), "not full yet");
         out.push(m(999)).await.ok().unwrap();
-        assert_eq!(rx.try_recv().unwrap().len(), BATCH);
+        assert_eq!(rx.try_recv().unwrap().deliveries.len(), BATCH);
         out.push(m(1)).await.ok().unwrap();
         out.send(Delivery::Paused).await.ok().unwrap();
-        assert_eq!(rx.try_recv().unwrap(), vec![m(1), Delivery::Paused]);
+        assert_eq!(rx.try_recv().unwrap().deliveries, [m(1), Delivery::Paused]);
         assert_eq!(queue_batches(4096), 32);
         assert_eq!(queue_batches(1), 1);
     }
@@ -649,20 +768,24 @@ mod tests {
         out.recycled = Some(recycled);
         out.send(Delivery::Paused).await.ok().unwrap();
         let first = rx.try_recv().unwrap();
-        let reused = first.as_ptr();
+        let reused = first.deliveries.as_ptr();
         // The fold hands back what it folded: two batches, one still holding a delivery.
         back.try_send(first).unwrap();
-        back.try_send(vec![Delivery::Ended]).unwrap();
+        back.try_send(Batch {
+            deliveries: vec![Delivery::Ended],
+            keeps: None,
+        })
+        .unwrap();
         out.send(Delivery::Ended).await.ok().unwrap();
         assert_eq!(
             back.capacity(),
             4,
             "the reader took (and freed) every returned batch"
         );
-        assert_eq!(rx.try_recv().unwrap(), vec![Delivery::Ended]);
+        assert_eq!(rx.try_recv().unwrap().deliveries, [Delivery::Ended]);
         out.send(Delivery::Unreachable).await.ok().unwrap();
-        let next = rx.try_recv().unwrap();
-        assert_eq!(next, vec![Delivery::Unreachable]);
+        let next = rx.try_recv().unwrap().deliveries;
+        assert_eq!(next, [Delivery::Unreachable]);
         assert_eq!(
             next.as_ptr(),
             reused,
@@ -712,6 +835,7 @@ mod tests {
         SourceMessage {
             fingerprint: i,
             at: Some(at),
+            keeps: 0,
             payload: super::super::Payload::Event(crate::core::Event {
                 at,
                 kind: crate::core::EventKind::Debug,
@@ -755,7 +879,12 @@ mod tests {
         ));
         let mut got = Vec::new();
         while got.len() < n {
-            got.extend(rx.recv().await.expect("the supervisor keeps running"));
+            got.extend(
+                rx.recv()
+                    .await
+                    .expect("the supervisor keeps running")
+                    .deliveries,
+            );
         }
         stop.send(true).unwrap();
         task.await.unwrap();
