@@ -1,0 +1,407 @@
+//! A hostile gRPC peer flooding large messages cannot make the exporter's memory grow
+//! without bound. The exporter's ordering buffer and fold queue are bounded by count,
+//! and a received event may be a slice of the buffer its message arrived in: held
+//! events must not pin megabytes each.
+//!
+//! The peer (tonic's server side over hyper, a real socket) serves one API's `Events`
+//! to the real exporter binary (default flags, `--api` fixed) as fast as flow
+//! control allows, then holds the stream open, as Skaffold does. Every event of a
+//! case has the same Skaffold timestamp, so the ordering buffer holds all of them
+//! until the stream pauses (its count cap, 1024, is never reached). Cases:
+//!
+//! - `big_events`: builds of 8 artifacts, In Progress then Failed, each event
+//!   carrying a ~3.5 MiB error text (a build log; under `limits::MAX_EVENT_BYTES`,
+//!   read only on Failed, where it is truncated to 4 KiB) and a short artifact name;
+//! - `junk_then_small`: pairs of a 5 MiB message (over `MAX_EVENT_BYTES`, under
+//!   `grpc::MAX_FRAME_BYTES`: counted `undecodable`, never decoded) and a small
+//!   build event, which arrives in the receive buffer the junk grew.
+//!
+//! Each case waits until `/metrics` accounts for every message (events folded by
+//! kind, builds by result, invalid events by reason, exactly), then asserts that the
+//! exporter's peak RSS (`VmHWM`) stayed under [`PEAK_BUDGET_MIB`]. Pinning every
+//! held message's buffer would take [`BIG_EVENTS`] × 3.5 MiB (560 MiB) and
+//! [`JUNK_PAIRS`] × 5 MiB (1.5 GiB). (The ordering buffer also lets go when the
+//! reader has waited 100 ms for an event: on a loaded machine the junk between two
+//! small events can take that long to arrive, so fewer are held at once.)
+
+mod support;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt as _};
+use prost::Message as _;
+use tonic::Status;
+
+use skaffold_exporter::pb::{v1, v2};
+use skaffold_exporter::skaffold::RawCodec;
+use skaffold_exporter::source::grpc::{V1_EVENTS, V2_EVENTS};
+use support::child::Exporter;
+
+/// Most the exporter's peak RSS may reach during a flood (MiB).
+const PEAK_BUDGET_MIB: u64 = 200;
+
+const MIB: usize = 1024 * 1024;
+/// Error text of each `big_events` event: under the 4 MiB decoding limit with the
+/// rest of the message.
+const BIG_TEXT: usize = 7 * MIB / 2;
+/// Size of each junk message of `junk_then_small`: over the 4 MiB decoding limit,
+/// under the 16 MiB frame limit.
+const JUNK: usize = 5 * MIB;
+/// Events of `big_events` (even: In Progress, Failed).
+const BIG_EVENTS: usize = 160;
+/// Junk + small event pairs of `junk_then_small` (even: the small events are In
+/// Progress, Complete).
+const JUNK_PAIRS: usize = 300;
+/// Artifacts the builds cycle through.
+const ARTIFACTS: usize = 8;
+/// The Skaffold timestamp of every event (seconds).
+const AT: i64 = 1_700_000_000;
+
+// === the hostile peer ===
+
+/// Makes message `i` of a flood.
+type Make = Arc<dyn Fn(usize) -> Bytes + Send + Sync>;
+
+/// `Events` of one API: `count` messages made on demand (so the peer holds only
+/// what is in flight), then the stream stays open.
+#[derive(Clone)]
+struct Flood {
+    path: &'static str,
+    make: Make,
+    count: usize,
+    /// Messages handed to the encoder so far.
+    sent: Arc<AtomicUsize>,
+}
+
+type Messages = Pin<Box<dyn Stream<Item = Result<Bytes, Status>> + Send>>;
+
+impl tonic::server::ServerStreamingService<Bytes> for Flood {
+    type Response = Bytes;
+    type ResponseStream = Messages;
+    type Future = std::future::Ready<Result<tonic::Response<Messages>, Status>>;
+
+    fn call(&mut self, _req: tonic::Request<Bytes>) -> Self::Future {
+        let flood = self.clone();
+        let messages = futures_util::stream::iter(0..flood.count)
+            .map(move |i| {
+                let m = (flood.make)(i);
+                flood.sent.fetch_add(1, Ordering::Relaxed);
+                Ok(m)
+            })
+            .chain(futures_util::stream::pending());
+        std::future::ready(Ok(tonic::Response::new(Box::pin(messages) as Messages)))
+    }
+}
+
+/// Serves `flood` on a free loopback port (HTTP/2, any other call UNIMPLEMENTED).
+async fn serve(flood: Flood) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((io, _)) = listener.accept().await {
+            let flood = flood.clone();
+            let service =
+                hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                    let flood = flood.clone();
+                    async move {
+                        if req.uri().path() != flood.path {
+                            let path = req.uri().path().to_owned();
+                            return Ok::<_, Infallible>(Status::unimplemented(path).into_http());
+                        }
+                        let mut grpc = tonic::server::Grpc::new(RawCodec);
+                        Ok(grpc.server_streaming(flood, req).await)
+                    }
+                });
+            tokio::spawn(
+                hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                    .serve_connection(hyper_util::rt::TokioIo::new(io), service),
+            );
+        }
+    });
+    addr
+}
+
+// === the messages ===
+
+fn timestamp() -> Option<prost_types::Timestamp> {
+    Some(prost_types::Timestamp {
+        seconds: AT,
+        nanos: 0,
+    })
+}
+
+/// Build `k` (of artifact `app-{k % ARTIFACTS}`): its start or its end (`end`, with
+/// status `end_status`), with an error text of `text` bytes.
+fn v1_build(k: usize, end: Option<&str>, text: usize) -> Bytes {
+    let entry = v1::LogEntry {
+        timestamp: timestamp(),
+        event: Some(v1::Event {
+            event_type: Some(v1::event::EventType::BuildEvent(v1::BuildEvent {
+                artifact: format!("app-{}", k % ARTIFACTS),
+                status: end.unwrap_or("In Progress").to_owned(),
+                err: build_log(k, text),
+                ..Default::default()
+            })),
+        }),
+        entry: format!("Build event for artifact app-{}", k % ARTIFACTS),
+    };
+    Bytes::from(entry.encode_to_vec())
+}
+
+/// The v2 counterpart of [`v1_build`].
+fn v2_build(k: usize, end: Option<&str>, text: usize) -> Bytes {
+    let event = v2::Event {
+        timestamp: timestamp(),
+        event_type: Some(v2::event::EventType::BuildSubtaskEvent(
+            v2::BuildSubtaskEvent {
+                id: "0".into(),
+                task_id: "Build-0".into(),
+                artifact: format!("app-{}", k % ARTIFACTS),
+                step: "Build".into(),
+                status: end.unwrap_or("InProgress").to_owned(),
+                actionable_err: (text > 0).then(|| v2::ActionableErr {
+                    message: build_log(k, text),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+        )),
+    };
+    Bytes::from(event.encode_to_vec())
+}
+
+/// The v2 stream's first event, which tells the exporter the layout is current.
+fn v2_meta() -> Bytes {
+    let event = v2::Event {
+        timestamp: timestamp(),
+        event_type: Some(v2::event::EventType::MetaEvent(v2::MetaEvent {
+            entry: "Starting Skaffold: &{Version:v2.24.0 ConfigVersion:skaffold/v4beta13}".into(),
+            metadata: None,
+        })),
+    };
+    Bytes::from(event.encode_to_vec())
+}
+
+/// `len` bytes of build output, different for each build.
+fn build_log(k: usize, len: usize) -> String {
+    static LINES: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    if len == 0 {
+        return String::new();
+    }
+    let lines = LINES.get_or_init(|| {
+        "#7 [builder 3/7] RUN go build -o /app ./cmd/app\n".repeat(BIG_TEXT / 48 + 1)
+    });
+    let head = format!("build {k} failed:\n");
+    let mut log = String::with_capacity(len);
+    log.push_str(&head);
+    log.push_str(&lines[..len - head.len()]);
+    log
+}
+
+/// Message `i` of `big_events`: build `i / 2`'s start (even) or failure (odd).
+fn big_event(api: &str, i: usize) -> Bytes {
+    let end = (i % 2 == 1).then_some("Failed");
+    if api == "v1" {
+        v1_build(i / 2, end, BIG_TEXT)
+    } else {
+        v2_build(i / 2, end, BIG_TEXT)
+    }
+}
+
+/// Message `i` of `junk_then_small`: `junk` (even), then build `i / 4`'s start or
+/// success (odd).
+fn junk_or_small(api: &str, i: usize, junk: &Bytes) -> Bytes {
+    if i.is_multiple_of(2) {
+        return junk.clone();
+    }
+    let small = i / 2;
+    if api == "v1" {
+        v1_build(small / 2, (small % 2 == 1).then_some("Complete"), 0)
+    } else {
+        v2_build(small / 2, (small % 2 == 1).then_some("Succeeded"), 0)
+    }
+}
+
+// === the run ===
+
+/// What `/metrics` must show once every message is accounted for.
+#[derive(Debug, Clone, Copy)]
+struct Want {
+    /// `skaffold_exporter_events_total{event="build"}`.
+    build_events: f64,
+    /// `skaffold_builds_total`, summed over artifacts, by `result`.
+    builds: (&'static str, f64),
+    /// `skaffold_exporter_invalid_events_total{reason="undecodable"}`; no other
+    /// reason may be above zero.
+    undecodable: f64,
+}
+
+/// Sum of the samples of `name` whose labels contain every `labels` pair.
+fn sum(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.rsplit_once(' '))
+        .filter(|(series, _)| {
+            series.split('{').next() == Some(name)
+                && labels
+                    .iter()
+                    .all(|(k, v)| series.contains(&format!("{k}=\"{v}\"")))
+        })
+        .filter_map(|(_, v)| v.parse::<f64>().ok())
+        .sum()
+}
+
+/// (build events, builds with `want`'s result, undecodable events) on `text`.
+fn seen(text: &str, want: Want) -> (f64, f64, f64) {
+    (
+        sum(
+            text,
+            "skaffold_exporter_events_total",
+            &[("event", "build")],
+        ),
+        sum(text, "skaffold_builds_total", &[("result", want.builds.0)]),
+        sum(
+            text,
+            "skaffold_exporter_invalid_events_total",
+            &[("reason", "undecodable")],
+        ),
+    )
+}
+
+/// Floods the exporter with `count` messages of `make` over `api`; once `/metrics`
+/// accounts for all of them as `want` says, returns the exporter's peak RSS (MiB).
+async fn flood(case: &str, api: &'static str, count: usize, make: Make, want: Want) -> u64 {
+    let path = if api == "v1" { V1_EVENTS } else { V2_EVENTS };
+    // Over v2 the exporter decides the layout from the MetaEvent, Skaffold's first.
+    let (make, count) = if api == "v1" {
+        (make, count)
+    } else {
+        let after_meta: Make = Arc::new(move |i| if i == 0 { v2_meta() } else { make(i - 1) });
+        (after_meta, count + 1)
+    };
+    let sent = Arc::new(AtomicUsize::new(0));
+    let addr = serve(Flood {
+        path,
+        make,
+        count,
+        sent: sent.clone(),
+    })
+    .await;
+    let start = Instant::now();
+    let exp = Exporter::start(
+        &[
+            "--skaffold-addr",
+            &addr.to_string(),
+            "--api",
+            api,
+            "--listen",
+            "127.0.0.1:0",
+        ],
+        |_| {},
+    );
+    let pid = exp.child.id();
+    let metrics = exp.http_addr().await;
+    let expected = (want.build_events, want.builds.1, want.undecodable);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let text = loop {
+        let (_, _, text) = support::http_get(metrics, "/metrics", None).await;
+        if seen(&text, want) == expected {
+            break text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{case} over {api}: (build events, {} builds, undecodable) {:?} of {expected:?}; {} of {count} messages sent; log:\n{}",
+            want.builds.0,
+            seen(&text, want),
+            sent.load(Ordering::Relaxed),
+            exp.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let peak = support::vm_hwm_kib(pid) / 1024;
+    let took = start.elapsed();
+    // Nothing more arrives: nothing was counted twice, no other invalid event.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (_, _, after) = support::http_get(metrics, "/metrics", None).await;
+    assert_eq!(
+        seen(&after, want),
+        expected,
+        "{case} over {api}: counted again"
+    );
+    let invalid: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("skaffold_exporter_invalid_events_total{"))
+        .filter(|l| !l.ends_with(" 0") && !l.contains("reason=\"undecodable\""))
+        .collect();
+    assert!(invalid.is_empty(), "{case} over {api}: {invalid:?}");
+    assert_eq!(sent.load(Ordering::Relaxed), count);
+    assert_eq!(
+        support::sample(&text, "skaffold_exporter_connected", &[]),
+        Some(1.0),
+        "{case} over {api}: the stream stays up"
+    );
+    eprintln!(
+        "{case} over {api}: {count} messages folded or counted in {:.1} s; exporter peak RSS {peak} MiB (budget {PEAK_BUDGET_MIB} MiB)",
+        took.as_secs_f64()
+    );
+    peak
+}
+
+#[track_caller]
+fn assert_within_budget(case: &str, peak: u64) {
+    assert!(
+        peak < PEAK_BUDGET_MIB,
+        "{case}: the exporter's peak RSS reached {peak} MiB (budget {PEAK_BUDGET_MIB} MiB)"
+    );
+}
+
+async fn big_events(api: &'static str) {
+    let make: Make = Arc::new(move |i| big_event(api, i));
+    let builds = BIG_EVENTS as f64 / 2.0;
+    let want = Want {
+        build_events: BIG_EVENTS as f64,
+        builds: ("failure", builds),
+        undecodable: 0.0,
+    };
+    let peak = flood("big_events", api, BIG_EVENTS, make, want).await;
+    assert_within_budget("big_events", peak);
+}
+
+async fn junk_then_small(api: &'static str) {
+    // One junk message, sent again and again (the peer only copies it out).
+    let junk = Bytes::from(vec![0xff; JUNK]);
+    let make: Make = Arc::new(move |i| junk_or_small(api, i, &junk));
+    let want = Want {
+        build_events: JUNK_PAIRS as f64,
+        builds: ("success", JUNK_PAIRS as f64 / 2.0),
+        undecodable: JUNK_PAIRS as f64,
+    };
+    let peak = flood("junk_then_small", api, 2 * JUNK_PAIRS, make, want).await;
+    assert_within_budget("junk_then_small", peak);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn v1_big_events_held_for_ordering_stay_within_the_memory_budget() {
+    big_events("v1").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn v1_small_events_after_junk_frames_stay_within_the_memory_budget() {
+    junk_then_small("v1").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn v2_big_events_held_for_ordering_stay_within_the_memory_budget() {
+    big_events("v2").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn v2_small_events_after_junk_frames_stay_within_the_memory_budget() {
+    junk_then_small("v2").await;
+}
