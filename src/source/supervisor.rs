@@ -305,8 +305,11 @@ impl<H: ReaderHealth> Outlet<H> {
             let permit = match self.budget.clone().try_acquire_many_owned(cost) {
                 Ok(p) => Ok(p),
                 Err(_) => {
-                    let wanted = self.budget.clone().acquire_many_owned(cost);
-                    self.waiting(wanted).await?
+                    let mut recycled = self.recycled.take();
+                    let wanted = budget_room(self.budget.clone(), cost, recycled.as_mut());
+                    let permit = self.waiting(wanted).await;
+                    self.recycled = recycled;
+                    permit?
                 }
             };
             Some(permit.map_err(|_| Stopped)?)
@@ -349,6 +352,27 @@ impl<H: ReaderHealth> Outlet<H> {
             "The fold is taking events again."
         );
         Ok(r)
+    }
+}
+
+/// Waits for `cost` bytes of `budget`, freeing meanwhile what the fold sends back on
+/// `recycled`: the batches it folded hold their share until the reader frees them, so
+/// that share may be what it waits for.
+async fn budget_room(
+    budget: Arc<Semaphore>,
+    cost: u32,
+    recycled: Option<&mut mpsc::Receiver<Batch>>,
+) -> Result<OwnedSemaphorePermit, tokio::sync::AcquireError> {
+    let acquire = budget.acquire_many_owned(cost);
+    let Some(recycled) = recycled else {
+        return acquire.await;
+    };
+    tokio::pin!(acquire);
+    loop {
+        tokio::select! {
+            p = &mut acquire => return p,
+            Some(folded) = recycled.recv() => drop(folded.into_empty()),
+        }
     }
 }
 
@@ -735,6 +759,37 @@ mod tests {
         assert_eq!(rx.recv().await.unwrap().deliveries, [big(4, u32::MAX)]);
         assert!(!health.counts().stalled);
         assert_eq!(out.budget.available_permits(), QUEUE_BYTES as usize);
+    }
+
+    #[tokio::test]
+    async fn a_reader_waiting_for_bytes_frees_the_batches_the_fold_sends_back() {
+        let (mut out, mut rx, _, _shutdown) = outlet(64);
+        let (back, recycled) = mpsc::channel(4);
+        out.recycled = Some(recycled);
+        let big = |i: u64| {
+            let mut m = message(i);
+            m.keeps = QUEUE_BYTES / 2;
+            Delivery::Message(m)
+        };
+        out.send(big(1)).await.ok().unwrap();
+        out.send(big(2)).await.ok().unwrap();
+        let waiting = tokio::spawn(async move {
+            out.send(big(3))
+                .await
+                .ok()
+                .expect("sent once there is room");
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        // The fold folds both batches and hands them back instead of dropping them:
+        // only the waiting reader can free their share.
+        for _ in 0..2 {
+            back.send(rx.recv().await.unwrap()).await.unwrap();
+        }
+        tokio::time::timeout(Duration::from_secs(5), waiting)
+            .await
+            .expect("the reader freed the returned batches and went on")
+            .unwrap();
+        assert_eq!(rx.recv().await.unwrap().deliveries, [big(3)]);
     }
 
     #[tokio::test]
