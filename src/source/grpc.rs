@@ -28,7 +28,7 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use bytes::{Buf, Bytes};
+use bytes::{Buf, BufMut as _, Bytes, BytesMut};
 use futures_util::{FutureExt as _, Stream as _};
 use http::uri::PathAndQuery;
 use prost::Message;
@@ -95,6 +95,14 @@ pub enum Frame {
     TooBig(usize),
 }
 
+/// Messages up to this size are copied into a shared chunk ([`CHUNK_BYTES`]); larger
+/// ones into an allocation of their own, of their size.
+pub const SHARED_MAX: usize = 1024;
+
+/// Size of the chunks small messages are copied into: the most a small message (and
+/// the names sliced out of it) can keep alive besides its own bytes.
+pub const CHUNK_BYTES: usize = 8 * 1024;
+
 /// Reads an `Events` stream's messages as raw bytes (decoded in the reader task, see
 /// the module docs); a message over `limits::MAX_EVENT_BYTES` is dropped at once.
 #[derive(Debug, Clone, Copy, Default)]
@@ -104,29 +112,58 @@ impl Codec for EventCodec {
     type Encode = Bytes;
     type Decode = Frame;
     type Encoder = RawCodec;
-    type Decoder = EventCodec;
+    type Decoder = EventDecoder;
 
     fn encoder(&mut self) -> RawCodec {
         RawCodec
     }
 
-    fn decoder(&mut self) -> EventCodec {
-        EventCodec
+    fn decoder(&mut self) -> EventDecoder {
+        EventDecoder::default()
     }
 }
 
-impl Decoder for EventCodec {
+/// Copies each message out of tonic's receive buffer, so that what a decoded event
+/// keeps alive (its message: names and lean payloads are slices of it) is known: its
+/// own bytes, and for a small message at most one [`CHUNK_BYTES`] chunk shared with
+/// its neighbours. Sliced out of tonic's buffer instead, a small event received right
+/// after a large message could keep that message's whole buffer alive, and events
+/// leave the ordering buffer out of arrival order. tonic's buffer, never shared, is
+/// reused for the whole stream.
+#[derive(Debug, Default)]
+pub struct EventDecoder {
+    /// Where small messages are copied; each is split off as it is complete.
+    chunk: BytesMut,
+}
+
+impl EventDecoder {
+    /// The next `n` bytes of `src` (one message) as a frame.
+    fn frame(&mut self, src: &mut impl Buf, n: usize) -> Frame {
+        if n > MAX_EVENT_BYTES {
+            src.advance(n);
+            return Frame::TooBig(n);
+        }
+        let message = src.take(n);
+        if n > SHARED_MAX {
+            let mut own = BytesMut::with_capacity(n);
+            own.put(message);
+            return Frame::Message(own.freeze());
+        }
+        if self.chunk.capacity() - self.chunk.len() < n {
+            self.chunk = BytesMut::with_capacity(CHUNK_BYTES);
+        }
+        self.chunk.put(message);
+        Frame::Message(self.chunk.split().freeze())
+    }
+}
+
+impl Decoder for EventDecoder {
     type Item = Frame;
     type Error = tonic::Status;
 
     fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Frame>, tonic::Status> {
         let n = src.remaining();
-        Ok(Some(if n > MAX_EVENT_BYTES {
-            src.advance(n);
-            Frame::TooBig(n)
-        } else {
-            Frame::Message(src.copy_to_bytes(n))
-        }))
+        Ok(Some(self.frame(src, n)))
     }
 }
 
@@ -222,9 +259,6 @@ pub struct GrpcStream {
     held_bytes: usize,
     /// How the stream ended, when it did while messages were still held.
     end: Option<Result<(), StreamError>>,
-    /// The largest message received since the last one that kept something alive
-    /// (see `decode`).
-    unkept: u32,
 }
 
 /// Where a v2 stream's layout decision stands.
@@ -248,7 +282,6 @@ impl GrpcStream {
             held: VecDeque::new(),
             held_bytes: 0,
             end: None,
-            unkept: 0,
         }
     }
 
@@ -259,25 +292,18 @@ impl GrpcStream {
             .map_err(|status| StreamError::Failed(describe(&status)))
     }
 
-    /// A received message of a stream whose layout is decided, decoded, with the bytes
-    /// it may keep alive: its own, plus the largest message since the last one that
-    /// kept something (tonic slices consecutive messages out of one receive buffer, so
-    /// a small event after a large undecodable message can keep that one's buffer).
-    fn decode(&mut self, frame: Frame) -> SourceMessage {
-        let (size, m) = match frame {
-            Frame::Message(bytes) => (bytes.len(), decode_raw(self.api, &bytes)),
-            Frame::TooBig(n) => (
-                n,
-                SourceMessage::new(
-                    0,
-                    Payload::Invalid(InvalidEvent::Undecodable(format!(
-                        "message too large: {}",
-                        super::limits::TooBig::Bytes(n, MAX_EVENT_BYTES)
-                    ))),
-                ),
+    /// A received message of a stream whose layout is decided, decoded.
+    fn decode(&self, frame: Frame) -> SourceMessage {
+        match frame {
+            Frame::Message(bytes) => decode_raw(self.api, &bytes),
+            Frame::TooBig(n) => SourceMessage::new(
+                0,
+                Payload::Invalid(InvalidEvent::Undecodable(format!(
+                    "message too large: {}",
+                    super::limits::TooBig::Bytes(n, MAX_EVENT_BYTES)
+                ))),
             ),
-        };
-        keeping_buffer(&mut self.unkept, size, m)
+        }
     }
 
     /// Reads until the layout is decided; `Err` when it is the pre-v1.26 one.
@@ -329,18 +355,6 @@ impl GrpcStream {
         }
         Ok(())
     }
-}
-
-/// `m`, received as `size` bytes, with the bytes it may keep alive: a message that
-/// keeps something is counted as keeping the largest message since the last such one
-/// as well (`unkept`), whose receive buffer it may share.
-fn keeping_buffer(unkept: &mut u32, size: usize, mut m: SourceMessage) -> SourceMessage {
-    if m.retains() {
-        m.keeps = m.keeps.saturating_add(std::mem::take(unkept));
-    } else {
-        *unkept = (*unkept).max(u32::try_from(size).unwrap_or(u32::MAX));
-    }
-    m
 }
 
 /// Decodes one raw message of `api`'s stream (of the current layout, for v2) into the
@@ -430,32 +444,53 @@ impl EventStream for GrpcStream {
 
 #[cfg(test)]
 mod tests {
-    use prost::Message as _;
-
     use super::*;
-    use crate::simulator::scenario::Script;
+
+    /// Frames `messages` one by one, as tonic hands them to the decoder.
+    fn decode_all(messages: &[&[u8]]) -> Vec<Bytes> {
+        let mut d = EventDecoder::default();
+        messages
+            .iter()
+            .map(|m| {
+                let mut src: &[u8] = m;
+                match d.frame(&mut src, m.len()) {
+                    Frame::Message(b) => b,
+                    other => panic!("{other:?}"),
+                }
+            })
+            .collect()
+    }
 
     #[test]
-    fn an_event_after_messages_that_kept_nothing_counts_the_largest_as_kept_too() {
-        let entry = Script::new()
-            .dev_loop(0, 0, "In Progress")
-            .entries(1_700_000_000_000_000_000)
-            .remove(0);
-        let bytes = Bytes::from(entry.encode_to_vec());
-        let n = bytes.len();
-        let event = || decode_raw(Api::V1, &bytes);
-        assert_eq!(event().keeps as usize, n, "an event keeps its own bytes");
-        let junk = SourceMessage::new(0, Payload::Invalid(InvalidEvent::Undecodable("x".into())));
-        let mut unkept = 0;
-        // Undecodable messages (one of them too large to decode) keep nothing...
-        for size in [10, 5 << 20, 100] {
-            let m = keeping_buffer(&mut unkept, size, junk.clone());
-            assert_eq!(m.keeps, 0);
-        }
-        // ...but the next event may share the largest one's receive buffer.
-        let m = keeping_buffer(&mut unkept, n, event());
-        assert_eq!(m.keeps as usize, n + (5 << 20));
-        let m = keeping_buffer(&mut unkept, n, event());
-        assert_eq!(m.keeps as usize, n, "counted once");
+    fn messages_are_copied_out_small_ones_into_shared_chunks_large_ones_on_their_own() {
+        let small = [7u8; 100];
+        let large = vec![9u8; SHARED_MAX + 1];
+        let got = decode_all(&[&small, &small, &large, &small]);
+        assert_eq!(got[0].as_ref(), small);
+        assert_eq!(got[2].as_ref(), large.as_slice());
+        // Consecutive small messages share a chunk; a large one does not.
+        let gap = got[1].as_ptr() as usize - got[0].as_ptr() as usize;
+        assert_eq!(gap, small.len());
+        let chunk = got[0].as_ptr() as usize..got[0].as_ptr() as usize + CHUNK_BYTES;
+        assert!(!chunk.contains(&(got[2].as_ptr() as usize)));
+        assert!(chunk.contains(&(got[3].as_ptr() as usize)));
+        // A full chunk is left to its messages; the next one starts a new chunk.
+        let many: Vec<&[u8]> = vec![&small; CHUNK_BYTES / small.len() + 1];
+        let got = decode_all(&many);
+        let first = got[0].as_ptr() as usize;
+        assert!(got.iter().all(|b| b.as_ref() == small));
+        assert!(!(first..first + CHUNK_BYTES).contains(&(got[got.len() - 1].as_ptr() as usize)));
+    }
+
+    #[test]
+    fn a_message_over_the_limit_is_skipped_with_its_size() {
+        let mut d = EventDecoder::default();
+        let big = vec![0u8; MAX_EVENT_BYTES + 1];
+        let mut src: &[u8] = &big;
+        assert!(matches!(
+            d.frame(&mut src, big.len()),
+            Frame::TooBig(n) if n == MAX_EVENT_BYTES + 1
+        ));
+        assert!(src.is_empty(), "skipped");
     }
 }

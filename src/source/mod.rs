@@ -165,11 +165,12 @@ pub struct SourceMessage {
     /// Skaffold's timestamp, when the message carries one we could read.
     pub at: Option<Nanos>,
     /// Received bytes this message may keep alive until it is folded and freed: 0
-    /// when its payload keeps nothing of what was received (skipped, invalid); else
-    /// its size as received, plus, where messages are sliced out of a shared receive
-    /// buffer (gRPC), the largest message just before it that kept nothing (the
-    /// buffer it keeps alive may be that one's). The reader bounds the bytes held for
-    /// Skaffold's order and queued for the fold by it (see `supervisor`).
+    /// when its payload keeps nothing of what was received (skipped, invalid), else
+    /// its size as received (a decoded payload's strings are slices of it; the gRPC
+    /// source copies each message out of tonic's buffer, a small one into a chunk
+    /// shared with its neighbours: see `grpc::EventDecoder`). The reader bounds the
+    /// bytes held for Skaffold's order and queued for the fold by it (see
+    /// `supervisor`).
     pub keeps: u32,
     /// The message.
     pub payload: Payload,
