@@ -157,8 +157,10 @@ pub async fn start_all(
 
     let batches = crate::source::supervisor::queue_batches(settings.queue_capacity);
     let (tx, mut rx) = mpsc::channel::<Batch>(batches);
-    // Folded batches go back to the reader, to be freed on its thread (a few: when
-    // the reader is idle, the fold frees the rest itself).
+    // Folded batches go back to the reader, to be freed on its thread (up to this
+    // channel's capacity: beyond, the fold frees them itself). A returned batch keeps
+    // its share of the queue's byte budget until the reader frees it (at its next
+    // flush, or while it waits for that budget).
     let (recycle, recycled) = mpsc::channel::<Batch>(2 * FOLD_BATCH);
     let mut tasks = Vec::new();
     tasks.push(tokio::spawn(crate::catch_up::open_by(

@@ -27,7 +27,8 @@
 //!    reported.
 //! 5. **Bound.** At most `cap` messages, keeping at most `cap_bytes` of received bytes
 //!    (what each message may keep alive, as its source counts it), are held; beyond,
-//!    the oldest leave (one message over `cap_bytes` leaves at once).
+//!    the oldest leave (a message over `cap_bytes` on its own leaves at once, after
+//!    everything held before it).
 //!
 //! Worst-case added latency of a live event outside a replay: `2 W` (it leaves when
 //! an event `W` newer has arrived and `W` has passed, or `W` after the last arrival:

@@ -23,10 +23,11 @@
 //! of what was received). What is held for Skaffold's order keeps at most
 //! `core::order::HELD_BYTES` alive, and what is queued for the fold (and folded, not
 //! yet freed) at most [`QUEUE_BYTES`]: each [`Batch`] holds its share of that budget
-//! until it is dropped, and the reader waits for it like for room in the queue.
-//! Skaffold's events are small, so only a peer flooding large messages meets these
-//! bounds; memory then stays under about twice their sum (receive buffers grow by
-//! doubling), instead of up to 5120 messages at the size limit.
+//! until it is dropped (a batch that would take more is sent in parts), and the
+//! reader waits for it like for room in the queue. Skaffold's events are small, so
+//! only a peer flooding large messages meets these bounds. (A small message can also
+//! keep the rest of its 8 KiB chunk alive, see `grpc::EventDecoder`: bounded by the
+//! counts, 1024 held and `--queue-capacity` queued.)
 //!
 //! **Connection state in band.** [`Delivery::Subscribed`], [`Delivery::Paused`] (the
 //! stream went quiet for [`WINDOW`]: at the first pause, its replay has been
@@ -295,9 +296,36 @@ impl<H: ReaderHealth> Outlet<H> {
             }
         }
         let next = next.unwrap_or_else(|| Vec::with_capacity(BATCH));
-        let deliveries = std::mem::replace(&mut self.batch, next);
-        let cost = deliveries.iter().map(Delivery::keeps).sum::<u64>();
-        // A batch over the whole budget waits for all of it.
+        let mut deliveries = std::mem::replace(&mut self.batch, next);
+        // In parts of at most `QUEUE_BYTES` (every delivery keeps less on its own:
+        // a message at most `MAX_JSON_BYTES`, what a stream held back `HELD_BYTES`).
+        loop {
+            let mut cost = 0u64;
+            let mut end = deliveries.len();
+            for (i, d) in deliveries.iter().enumerate() {
+                let keeps = d.keeps();
+                if i > 0 && cost + keeps > u64::from(QUEUE_BYTES) {
+                    end = i;
+                    break;
+                }
+                cost += keeps;
+            }
+            let rest = (end < deliveries.len()).then(|| deliveries.split_off(end));
+            self.send_batch(deliveries, cost).await?;
+            match rest {
+                Some(rest) => deliveries = rest,
+                None => return Ok(()),
+            }
+        }
+    }
+
+    /// Sends `deliveries`, which keep `cost` received bytes alive, once the byte
+    /// budget and the queue have room for them.
+    async fn send_batch(&mut self, deliveries: Vec<Delivery>, cost: u64) -> Result<(), Stopped> {
+        debug_assert!(
+            cost <= u64::from(QUEUE_BYTES),
+            "{cost} bytes in one delivery"
+        );
         let cost = u32::try_from(cost).map_or(QUEUE_BYTES, |c| c.min(QUEUE_BYTES));
         let keeps = if cost == 0 {
             None
@@ -340,7 +368,7 @@ impl<H: ReaderHealth> Outlet<H> {
             capacity = self.tx.max_capacity() * BATCH,
             bytes_free = self.budget.available_permits(),
             waited_s = self.stall.as_secs_f64(),
-            "The fold has taken nothing from its full queue: the reader is waiting (Skaffold is held back by flow control; nothing is lost). Is the exporter starved of CPU?"
+            "The fold has taken nothing from its full queue, or not freed what it took (32 MiB of received bytes): the reader is waiting (Skaffold is held back by flow control; nothing is lost). Is the exporter starved of CPU?"
         );
         let r = tokio::select! {
             r = &mut room => r,
@@ -736,8 +764,10 @@ mod tests {
                 .await
                 .ok()
                 .expect("sent once there is room");
-            // More than the whole budget on its own: waits for all of it, then goes.
-            out.send(big(4, u32::MAX))
+            // Together more than the whole budget: sent in two parts.
+            let half = QUEUE_BYTES / 2 + 1;
+            out.push(big(4, half)).await.ok().unwrap();
+            out.send(big(5, half))
                 .await
                 .ok()
                 .expect("sent once all is free");
@@ -755,8 +785,10 @@ mod tests {
         for want in [big(2, QUEUE_BYTES / 2), big(3, 1)] {
             assert_eq!(rx.recv().await.unwrap().deliveries, [want]);
         }
+        let half = QUEUE_BYTES / 2 + 1;
+        assert_eq!(rx.recv().await.unwrap().deliveries, [big(4, half)]);
         let out = waiting.await.unwrap();
-        assert_eq!(rx.recv().await.unwrap().deliveries, [big(4, u32::MAX)]);
+        assert_eq!(rx.recv().await.unwrap().deliveries, [big(5, half)]);
         assert!(!health.counts().stalled);
         assert_eq!(out.budget.available_permits(), QUEUE_BYTES as usize);
     }
