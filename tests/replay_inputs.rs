@@ -63,8 +63,23 @@ fn an_over_long_line_is_malformed_and_the_lines_after_it_are_folded() {
     assert!(!events_folded(&whole).is_empty());
 }
 
+/// Bytes process `pid` has read so far (`rchar` of /proc/PID/io: every read(2) and
+/// its kin, whatever the file).
+fn bytes_read(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/io"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("rchar:"))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("rchar in /proc/PID/io")
+}
+
 #[test]
 fn replay_of_an_endless_stdin_reads_on_in_bounded_memory() {
+    const PEAK_KIB: u64 = 64 * 1024;
+    // Four times the memory bound: a replay that kept what it read could not stay
+    // under it (it used to grow ~400 MB/s).
+    const ENOUGH: u64 = 4 * PEAK_KIB * 1024;
     let zero = std::fs::File::open("/dev/zero").unwrap();
     let mut child = Command::new(BIN)
         .args(["replay", "-"])
@@ -73,13 +88,31 @@ fn replay_of_an_endless_stdin_reads_on_in_bounded_memory() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    // Long enough to read hundreds of MB (it used to grow ~400 MB/s).
-    std::thread::sleep(Duration::from_secs(3));
-    let peak = vm_hwm_kib(child.id());
-    assert!(child.try_wait().unwrap().is_none(), "it stopped reading");
-    child.kill().unwrap();
+    // Waits for it to have read ENOUGH, then takes its peak; the child is killed
+    // before any assertion, so a failure leaves nothing reading /dev/zero.
+    let wait = Duration::from_secs(60);
+    let deadline = Instant::now() + wait;
+    let outcome = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Err(format!("it stopped reading: it exited ({status})"));
+        }
+        let read = bytes_read(child.id());
+        if read >= ENOUGH {
+            let peak = vm_hwm_kib(child.id());
+            break match child.try_wait().unwrap() {
+                None => Ok(peak),
+                Some(status) => Err(format!("it stopped reading: it exited ({status})")),
+            };
+        }
+        if Instant::now() >= deadline {
+            break Err(format!("it stopped reading: {read} bytes in {wait:?}"));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let _ = child.kill();
     child.wait().unwrap();
-    assert!(peak < 64 * 1024, "peak RSS {peak} KiB");
+    let peak = outcome.unwrap_or_else(|e| panic!("{e}"));
+    assert!(peak < PEAK_KIB, "peak RSS {peak} KiB");
 }
 
 /// The same report (series order within a family is not stable).

@@ -2,7 +2,9 @@
 //! thread (a full queue drops and counts), which batches, retries and counts failures
 //! (see the module docs of `sink::otlp`).
 
+use std::collections::HashMap;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use opentelemetry_sdk::trace::{SpanData, SpanExporter as _};
@@ -26,12 +28,19 @@ pub struct OtlpStats {
     pub spans_dropped: Counter,
     /// Failed export requests, by signal.
     pub export_errors: Family<OwnLabel, Counter>,
-    /// Where each signal is exported (for the failure logs).
-    endpoints: std::sync::Arc<std::sync::Mutex<Vec<(&'static str, String)>>>,
-    /// Why each signal's last HTTP request failed to get an answer, noted by its
-    /// client ([`Self::note_transport`]): the OTLP HTTP exporter says only "network
-    /// error".
-    transport: std::sync::Arc<std::sync::Mutex<Vec<(&'static str, String)>>>,
+    /// What each signal's failure logs name, by signal.
+    notes: Arc<Mutex<HashMap<&'static str, SignalNotes>>>,
+}
+
+/// What the failure log of one signal's export names besides the error itself.
+#[derive(Debug, Default)]
+struct SignalNotes {
+    /// Where the signal is exported ([`OtlpStats::set_endpoint`]).
+    endpoint: Option<String>,
+    /// Why the signal's last HTTP request failed to get an answer, noted by its
+    /// client ([`OtlpStats::note_transport`]): the OTLP HTTP exporter says only
+    /// "network error". Taken by the failure log it belongs to.
+    transport: Option<String>,
 }
 
 /// Export failures logged per signal; later ones are only counted.
@@ -68,19 +77,23 @@ impl OtlpStats {
 
     /// Notes where `signal` (`traces`, `metrics`) is exported, for the failure logs.
     pub fn set_endpoint(&self, signal: &'static str, endpoint: &str) {
-        let mut e = self.endpoints.lock().expect("never poisoned");
-        e.retain(|(s, _)| *s != signal);
-        e.push((signal, endpoint.to_owned()));
+        self.with_notes(signal, |n| n.endpoint = Some(endpoint.to_owned()));
     }
 
     /// Notes why `signal`'s last HTTP request got no answer (`None`: it got one), for
     /// the failure log of the export it belonged to.
     pub fn note_transport(&self, signal: &'static str, cause: Option<String>) {
-        let mut t = self.transport.lock().expect("never poisoned");
-        t.retain(|(s, _)| *s != signal);
-        if let Some(c) = cause {
-            t.push((signal, c));
-        }
+        self.with_notes(signal, |n| n.transport = cause);
+    }
+
+    /// Runs `f` on `signal`'s notes, under their lock.
+    fn with_notes<T>(&self, signal: &'static str, f: impl FnOnce(&mut SignalNotes) -> T) -> T {
+        f(self
+            .notes
+            .lock()
+            .expect("never poisoned")
+            .entry(signal)
+            .or_default())
     }
 
     /// Counts a failed export of `signal` and logs the first [`FAILURES_LOGGED`] of
@@ -90,11 +103,8 @@ impl OtlpStats {
     /// `OTEL_EXPORTER_OTLP_TIMEOUT`); the last of those says that further failures are
     /// only counted.
     pub fn export_failed(&self, signal: &'static str, cause: &str, took: Duration, detail: &str) {
-        let transport = {
-            let mut t = self.transport.lock().expect("never poisoned");
-            let noted = t.iter().position(|(s, _)| *s == signal);
-            noted.map(|i| t.remove(i).1)
-        };
+        let (transport, endpoint) =
+            self.with_notes(signal, |n| (n.transport.take(), n.endpoint.clone()));
         let cause = match transport {
             Some(t) => format!("{cause}: {t}"),
             None => cause.to_owned(),
@@ -107,13 +117,7 @@ impl OtlpStats {
         if count > FAILURES_LOGGED {
             return;
         }
-        let endpoint = self
-            .endpoints
-            .lock()
-            .expect("never poisoned")
-            .iter()
-            .find(|(s, _)| *s == signal)
-            .map_or_else(|| "the collector".to_owned(), |(_, e)| e.clone());
+        let endpoint = endpoint.unwrap_or_else(|| "the collector".to_owned());
         let more = if count == FAILURES_LOGGED {
             "; further failures are not logged, only counted in skaffold_exporter_otlp_export_errors_total"
         } else {
