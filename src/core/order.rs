@@ -58,12 +58,12 @@ pub const WINDOW: Duration = Duration::from_millis(100);
 /// (`Reorder::push` was 8 % of the exporter's CPU in the 1M-event replay profile).
 pub const HELD_CAP: usize = 1024;
 
-/// The default bound on the received bytes held messages keep alive: 8 MiB, room
-/// for two messages at the size limit (`source::limits::MAX_EVENT_BYTES`). Skaffold's
-/// events are a few hundred bytes: 1024 of them keep well under 1 MiB, so only a
-/// peer flooding large messages meets this bound (each held message can keep its
-/// whole message, or the receive buffer it shares, alive).
-pub const HELD_BYTES: u64 = 8 * 1024 * 1024;
+/// The default bound on the received bytes held messages keep alive: 16 MiB, room
+/// for `HELD_CAP` small messages (each may keep the 8 KiB chunk it was copied into,
+/// see `source::grpc::EventDecoder`) and two messages at the size limit
+/// (`source::limits::MAX_EVENT_BYTES`). Only a peer flooding large messages meets it
+/// before the count bound.
+pub const HELD_BYTES: u64 = 16 * 1024 * 1024;
 
 #[derive(Debug)]
 struct Held<T> {

@@ -99,8 +99,8 @@ pub enum Frame {
 /// ones into an allocation of their own, of their size.
 pub const SHARED_MAX: usize = 1024;
 
-/// Size of the chunks small messages are copied into: the most a small message (and
-/// the names sliced out of it) can keep alive besides its own bytes.
+/// Size of the chunks small messages are copied into: what a small message (and the
+/// names sliced out of it) may keep alive, and what it counts as keeping.
 pub const CHUNK_BYTES: usize = 8 * 1024;
 
 /// Reads an `Events` stream's messages as raw bytes (decoded in the reader task, see
@@ -294,16 +294,7 @@ impl GrpcStream {
 
     /// A received message of a stream whose layout is decided, decoded.
     fn decode(&self, frame: Frame) -> SourceMessage {
-        match frame {
-            Frame::Message(bytes) => decode_raw(self.api, &bytes),
-            Frame::TooBig(n) => SourceMessage::new(
-                0,
-                Payload::Invalid(InvalidEvent::Undecodable(format!(
-                    "message too large: {}",
-                    super::limits::TooBig::Bytes(n, MAX_EVENT_BYTES)
-                ))),
-            ),
-        }
+        decode_frame(self.api, frame)
     }
 
     /// Reads until the layout is decided; `Err` when it is the pre-v1.26 one.
@@ -354,6 +345,25 @@ impl GrpcStream {
             self.held.push_back(frame);
         }
         Ok(())
+    }
+}
+
+/// A received message of `api`'s stream (of the current layout, for v2), decoded. A
+/// decoded message of at most [`SHARED_MAX`] bytes keeps its chunk alive: it counts as
+/// keeping [`CHUNK_BYTES`].
+fn decode_frame(api: Api, frame: Frame) -> SourceMessage {
+    match frame {
+        Frame::Message(bytes) if bytes.len() <= SHARED_MAX => {
+            decode_raw(api, &bytes).keeping(CHUNK_BYTES)
+        }
+        Frame::Message(bytes) => decode_raw(api, &bytes),
+        Frame::TooBig(n) => SourceMessage::new(
+            0,
+            Payload::Invalid(InvalidEvent::Undecodable(format!(
+                "message too large: {}",
+                super::limits::TooBig::Bytes(n, MAX_EVENT_BYTES)
+            ))),
+        ),
     }
 }
 
@@ -444,7 +454,10 @@ impl EventStream for GrpcStream {
 
 #[cfg(test)]
 mod tests {
+    use prost::Message as _;
+
     use super::*;
+    use crate::simulator::scenario::Script;
 
     /// Frames `messages` one by one, as tonic hands them to the decoder.
     fn decode_all(messages: &[&[u8]]) -> Vec<Bytes> {
@@ -480,6 +493,49 @@ mod tests {
         let first = got[0].as_ptr() as usize;
         assert!(got.iter().all(|b| b.as_ref() == small));
         assert!(!(first..first + CHUNK_BYTES).contains(&(got[got.len() - 1].as_ptr() as usize)));
+    }
+
+    #[test]
+    fn messages_are_copies_never_slices_of_the_receive_buffer_whatever_their_size() {
+        let mut d = EventDecoder::default();
+        for n in [0, 1, SHARED_MAX, SHARED_MAX + 1, MAX_EVENT_BYTES] {
+            // What tonic hands over: a view of its own buffer.
+            let mut tonics = BytesMut::from(vec![n as u8; n + 3].as_slice());
+            let range = tonics.as_ptr() as usize..tonics.as_ptr() as usize + n + 3;
+            let frame = d.frame(&mut tonics, n);
+            let Frame::Message(b) = frame else {
+                panic!("{n} bytes: {frame:?}");
+            };
+            assert_eq!(b.len(), n);
+            assert!(b.iter().all(|&x| x == n as u8));
+            assert!(
+                n == 0 || !range.contains(&(b.as_ptr() as usize)),
+                "{n} bytes: a slice"
+            );
+            assert_eq!(tonics.len(), 3, "{n} bytes taken, no more");
+        }
+    }
+
+    #[test]
+    fn a_small_event_counts_as_keeping_its_chunk_a_large_one_its_size() {
+        let entry = |err: usize| {
+            let mut e = Script::new()
+                .dev_loop(0, 0, "In Progress")
+                .entries(1_700_000_000_000_000_000)
+                .remove(0);
+            e.entry = "x".repeat(err);
+            Bytes::from(e.encode_to_vec())
+        };
+        let small = entry(10);
+        let m = decode_frame(Api::V1, Frame::Message(small.clone()));
+        assert!(small.len() <= SHARED_MAX);
+        assert_eq!(m.keeps as usize, CHUNK_BYTES);
+        let large = entry(2 * CHUNK_BYTES);
+        let m = decode_frame(Api::V1, Frame::Message(large.clone()));
+        assert_eq!(m.keeps as usize, large.len());
+        let junk = decode_frame(Api::V1, Frame::Message(Bytes::from_static(b"\xff")));
+        assert_eq!(junk.keeps, 0, "undecodable: keeps nothing");
+        assert_eq!(decode_frame(Api::V1, Frame::TooBig(5 << 20)).keeps, 0);
     }
 
     #[test]

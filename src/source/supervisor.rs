@@ -22,12 +22,10 @@
 //! bytes it may keep alive (`SourceMessage::keeps`: a decoded message keeps slices
 //! of what was received). What is held for Skaffold's order keeps at most
 //! `core::order::HELD_BYTES` alive, and what is queued for the fold (and folded, not
-//! yet freed) at most [`QUEUE_BYTES`]: each [`Batch`] holds its share of that budget
-//! until it is dropped (a batch that would take more is sent in parts), and the
-//! reader waits for it like for room in the queue. Skaffold's events are small, so
-//! only a peer flooding large messages meets these bounds. (A small message can also
-//! keep the rest of its 8 KiB chunk alive, see `grpc::EventDecoder`: bounded by the
-//! counts, 1024 held and `--queue-capacity` queued.)
+//! yet freed) at most [`queue_bytes`]: each [`Batch`] holds its share of that budget
+//! until it is dropped (a batch that would take more than [`PART_BYTES`] is sent in
+//! parts), and the reader waits for it like for room in the queue. Skaffold's events
+//! are small, so only a peer flooding large messages meets these bounds.
 //!
 //! **Connection state in band.** [`Delivery::Subscribed`], [`Delivery::Paused`] (the
 //! stream went quiet for [`WINDOW`]: at the first pause, its replay has been
@@ -59,7 +57,8 @@ use super::{Delivery, Payload, SourceMessage};
 use crate::core::order::{HELD_BYTES, HELD_CAP, Reorder, WINDOW};
 use crate::core::{ReaderHealth, Reason};
 
-/// How long the reader waits on a full queue before it reports the fold as stalled.
+/// How long the reader waits for room (in the queue or its byte budget) before it
+/// reports the fold as stalled.
 pub const STALL: Duration = Duration::from_secs(5);
 
 /// Why a stream ended, or cannot be used.
@@ -189,13 +188,25 @@ async fn drain<S: EventStream, H: ReaderHealth>(
 /// Most deliveries sent to the fold in one batch.
 pub const BATCH: usize = 128;
 
-/// The most received bytes the messages queued for the fold (or folded and not yet
-/// freed) may keep alive: 32 MiB, eight messages at the size limit. The default queue
-/// of 4096 Skaffold events keeps about 1 MiB.
-pub const QUEUE_BYTES: u32 = 32 * 1024 * 1024;
+/// The most received bytes one batch sent to the fold keeps alive (a larger one is
+/// sent in parts): 32 MiB, eight messages at the size limit, and the least the
+/// queue's byte budget is.
+pub const PART_BYTES: u32 = 32 * 1024 * 1024;
 
-/// Deliveries on their way to the fold, in order. A batch holds its share of
-/// [`QUEUE_BYTES`] until it is dropped, after its deliveries.
+/// The byte budget of a queue of `capacity` deliveries: the most received bytes the
+/// messages queued for the fold, being folded, or folded and not yet freed may keep
+/// alive. Twice `capacity` times what a small event may keep (`grpc::CHUNK_BYTES`:
+/// room for what the fold holds and hands back besides the queue), at least
+/// [`PART_BYTES`]: 64 MiB for the default 4096. Skaffold's events never come near it;
+/// a peer flooding large messages meets it.
+pub fn queue_bytes(capacity: usize) -> usize {
+    (2 * capacity)
+        .saturating_mul(super::grpc::CHUNK_BYTES)
+        .max(PART_BYTES as usize)
+}
+
+/// Deliveries on their way to the fold, in order. A batch holds its share of the
+/// queue's byte budget ([`queue_bytes`]) until it is dropped, after its deliveries.
 #[derive(Debug)]
 pub struct Batch {
     /// The deliveries.
@@ -248,12 +259,12 @@ impl From<mpsc::Sender<Batch>> for Queue {
 struct Outlet<H> {
     tx: mpsc::Sender<Batch>,
     recycled: Option<mpsc::Receiver<Batch>>,
-    /// [`QUEUE_BYTES`], less what queued batches keep.
+    /// The queue's byte budget ([`queue_bytes`]), less what queued batches keep.
     budget: Arc<Semaphore>,
     batch: Vec<Delivery>,
     health: H,
     shutdown: watch::Receiver<bool>,
-    /// How long a full queue may stay full before the fold counts as stalled.
+    /// How long the reader may wait for room before the fold counts as stalled.
     stall: Duration,
 }
 
@@ -297,14 +308,16 @@ impl<H: ReaderHealth> Outlet<H> {
         }
         let next = next.unwrap_or_else(|| Vec::with_capacity(BATCH));
         let mut deliveries = std::mem::replace(&mut self.batch, next);
-        // In parts of at most `QUEUE_BYTES` (every delivery keeps less on its own:
-        // a message at most `MAX_JSON_BYTES`, what a stream held back `HELD_BYTES`).
+        // In parts of at most `BATCH` deliveries (what the ordering buffer releases at
+        // once can be more) keeping at most `PART_BYTES` (every delivery keeps less
+        // on its own: a message at most `MAX_JSON_BYTES`, what a stream held back
+        // `HELD_BYTES`).
         loop {
             let mut cost = 0u64;
             let mut end = deliveries.len();
             for (i, d) in deliveries.iter().enumerate() {
                 let keeps = d.keeps();
-                if i > 0 && cost + keeps > u64::from(QUEUE_BYTES) {
+                if i > 0 && (i >= BATCH || cost + keeps > u64::from(PART_BYTES)) {
                     end = i;
                     break;
                 }
@@ -323,10 +336,10 @@ impl<H: ReaderHealth> Outlet<H> {
     /// budget and the queue have room for them.
     async fn send_batch(&mut self, deliveries: Vec<Delivery>, cost: u64) -> Result<(), Stopped> {
         debug_assert!(
-            cost <= u64::from(QUEUE_BYTES),
+            cost <= u64::from(PART_BYTES),
             "{cost} bytes in one delivery"
         );
-        let cost = u32::try_from(cost).map_or(QUEUE_BYTES, |c| c.min(QUEUE_BYTES));
+        let cost = u32::try_from(cost).map_or(PART_BYTES, |c| c.min(PART_BYTES));
         let keeps = if cost == 0 {
             None
         } else {
@@ -368,7 +381,7 @@ impl<H: ReaderHealth> Outlet<H> {
             capacity = self.tx.max_capacity() * BATCH,
             bytes_free = self.budget.available_permits(),
             waited_s = self.stall.as_secs_f64(),
-            "The fold has taken nothing from its full queue, or not freed what it took (32 MiB of received bytes): the reader is waiting (Skaffold is held back by flow control; nothing is lost). Is the exporter starved of CPU?"
+            "The fold has taken nothing from its full queue, or not freed the messages it took (its byte budget): the reader is waiting (Skaffold is held back by flow control; nothing is lost). Is the exporter starved of CPU?"
         );
         let r = tokio::select! {
             r = &mut room => r,
@@ -542,6 +555,7 @@ pub async fn run<C: Connector, H: ReaderHealth>(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let Queue { tx, recycled } = queue.into();
+    let tx_capacity = tx.max_capacity();
     let mut backoff = Backoff::new(retry.min, retry.max, fastrand::u64(..)).unwrap_or_else(|e| {
         tracing::warn!(error = %e, "Using the default reconnect backoff.");
         Backoff::new(Duration::from_millis(250), Duration::from_secs(30), 0)
@@ -551,7 +565,7 @@ pub async fn run<C: Connector, H: ReaderHealth>(
     let mut outlet = Outlet {
         tx,
         recycled,
-        budget: Arc::new(Semaphore::new(QUEUE_BYTES as usize)),
+        budget: Arc::new(Semaphore::new(queue_bytes(tx_capacity * BATCH))),
         batch: Vec::with_capacity(BATCH),
         health: health.clone(),
         shutdown: shutdown.clone(),
@@ -712,7 +726,7 @@ mod tests {
         let out = Outlet {
             tx,
             recycled: None,
-            budget: Arc::new(Semaphore::new(QUEUE_BYTES as usize)),
+            budget: Arc::new(Semaphore::new(PART_BYTES as usize)),
             batch: Vec::new(),
             health: health.clone(),
             shutdown: shutdown.subscribe(),
@@ -754,8 +768,8 @@ mod tests {
             m.keeps = keeps;
             Delivery::Message(m)
         };
-        out.send(big(1, QUEUE_BYTES / 2)).await.ok().unwrap();
-        out.send(big(2, QUEUE_BYTES / 2)).await.ok().unwrap();
+        out.send(big(1, PART_BYTES / 2)).await.ok().unwrap();
+        out.send(big(2, PART_BYTES / 2)).await.ok().unwrap();
         assert_eq!(budget.available_permits(), 0);
         // The queue has room but the budget is spent: the reader waits (and reports
         // a stalled fold), it does not drop.
@@ -765,7 +779,7 @@ mod tests {
                 .ok()
                 .expect("sent once there is room");
             // Together more than the whole budget: sent in two parts.
-            let half = QUEUE_BYTES / 2 + 1;
+            let half = PART_BYTES / 2 + 1;
             out.push(big(4, half)).await.ok().unwrap();
             out.send(big(5, half))
                 .await
@@ -778,19 +792,26 @@ mod tests {
         assert!(health.counts().stalled, "reported as stalled");
         // The fold took the first batch, but its messages are alive until dropped.
         let first = rx.recv().await.unwrap();
-        assert_eq!(first.deliveries, [big(1, QUEUE_BYTES / 2)]);
+        assert_eq!(first.deliveries, [big(1, PART_BYTES / 2)]);
         tokio::time::sleep(Duration::from_millis(20)).await;
         assert!(!waiting.is_finished(), "still kept alive");
         drop(first);
-        for want in [big(2, QUEUE_BYTES / 2), big(3, 1)] {
+        for want in [big(2, PART_BYTES / 2), big(3, 1)] {
             assert_eq!(rx.recv().await.unwrap().deliveries, [want]);
         }
-        let half = QUEUE_BYTES / 2 + 1;
-        assert_eq!(rx.recv().await.unwrap().deliveries, [big(4, half)]);
+        let half = PART_BYTES / 2 + 1;
+        let fourth = rx.recv().await.unwrap();
+        assert_eq!(fourth.deliveries, [big(4, half)]);
+        // The second part waits for the bytes the first keeps.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!waiting.is_finished(), "the second part waits");
+        assert!(rx.is_empty());
+        assert!(budget.available_permits() < half as usize);
+        drop(fourth);
         let out = waiting.await.unwrap();
         assert_eq!(rx.recv().await.unwrap().deliveries, [big(5, half)]);
         assert!(!health.counts().stalled);
-        assert_eq!(out.budget.available_permits(), QUEUE_BYTES as usize);
+        assert_eq!(out.budget.available_permits(), PART_BYTES as usize);
     }
 
     #[tokio::test]
@@ -800,7 +821,7 @@ mod tests {
         out.recycled = Some(recycled);
         let big = |i: u64| {
             let mut m = message(i);
-            m.keeps = QUEUE_BYTES / 2;
+            m.keeps = PART_BYTES / 2;
             Delivery::Message(m)
         };
         out.send(big(1)).await.ok().unwrap();
@@ -822,6 +843,19 @@ mod tests {
             .expect("the reader freed the returned batches and went on")
             .unwrap();
         assert_eq!(rx.recv().await.unwrap().deliveries, [big(3)]);
+    }
+
+    #[tokio::test]
+    async fn what_the_ordering_buffer_releases_at_once_goes_in_batches() {
+        let (mut out, mut rx, _, _shutdown) = outlet(64);
+        // A pause can release up to HELD_CAP messages into the batch at once.
+        out.batch
+            .extend((0..BATCH as u64 * 2 + 5).map(|i| Delivery::Message(message(i))));
+        out.flush().await.ok().unwrap();
+        let sizes: Vec<usize> = std::iter::from_fn(|| rx.try_recv().ok())
+            .map(|b| b.deliveries.len())
+            .collect();
+        assert_eq!(sizes, [BATCH, BATCH, 5]);
     }
 
     #[tokio::test]
