@@ -1,10 +1,10 @@
 //! A hostile gRPC peer flooding large messages cannot make the exporter's memory grow
 //! without bound. A decoded event keeps its message alive (names and lean payloads
 //! are slices of it), so counting held and queued events is not enough: the ordering
-//! buffer keeps at most `core::order::HELD_BYTES` (8 MiB) of messages and the fold's
-//! queue `source::supervisor::QUEUE_BYTES` (32 MiB); and messages are copied out of
-//! tonic's receive buffer (`grpc::EventDecoder`), whose growth after a large message
-//! a small event sliced out of it would keep alive.
+//! buffer keeps at most `core::order::HELD_BYTES` (16 MiB) of messages and the fold's
+//! queue `source::supervisor::queue_bytes` (64 MiB by default); and messages are
+//! copied out of tonic's receive buffer (`grpc::EventDecoder`), whose growth after a
+//! large message a small event sliced out of it would keep alive.
 //!
 //! The peer (tonic's server side over hyper, a real socket) serves one API's `Events`
 //! to the real exporter binary (default flags, `--api` fixed) as fast as flow
@@ -32,7 +32,7 @@
 //! [`JUNK_PAIRS`] × 5 MiB (1.5 GiB): measured before the byte bounds, 588 MiB and
 //! 1.5 GiB. With the byte bounds but events still sliced out of tonic's buffer,
 //! `junk_late_held` reached 522-527 MiB and `undecided` 460 MiB. Now every case
-//! stays at 32-60 MiB. (The ordering buffer also lets go when the reader has waited
+//! stays at 32-71 MiB. (The ordering buffer also lets go when the reader has waited
 //! 100 ms for an event: on a loaded machine the junk between two small events can
 //! take that long to arrive, so fewer are held at once.)
 
@@ -55,10 +55,10 @@ use skaffold_exporter::skaffold::RawCodec;
 use skaffold_exporter::source::grpc::{V1_EVENTS, V2_EVENTS};
 use support::child::Exporter;
 
-/// Most the exporter's peak RSS may reach during a flood (MiB): at most 8 MiB of
-/// messages held for ordering and 32 MiB queued for the fold, tonic's receive
-/// buffer (reused; up to about twice the largest message, 30 MiB for the 15 MiB
-/// junk), the exporter's own 10-20 MiB and a message being decoded.
+/// Most the exporter's peak RSS may reach during a flood (MiB). The bounds allow
+/// more (16 MiB held for ordering, as much held back, 64 MiB queued, tonic's
+/// receive buffer up to about twice the largest message, the exporter's own 10-20
+/// MiB), but these floods stay far below them: measured 32-71 MiB.
 const PEAK_BUDGET_MIB: u64 = 110;
 
 const MIB: usize = 1024 * 1024;
@@ -311,12 +311,12 @@ struct Want {
     /// `skaffold_exporter_events_total{event="build"}`.
     build_events: f64,
     /// `skaffold_builds_total`, summed over artifacts, by `result`.
-    builds: (&'static str, f64),
+    builds: &'static [(&'static str, f64)],
     /// `skaffold_exporter_invalid_events_total{reason="undecodable"}`; no other
-    /// reason may be above zero but `tolerated`.
+    /// reason may be above zero but `tolerated`, up to the count given.
     undecodable: f64,
     /// Other reasons the case may cause (see there).
-    tolerated: &'static [&'static str],
+    tolerated: &'static [(&'static str, f64)],
 }
 
 /// Sum of the samples of `name` whose labels contain every `labels` pair.
@@ -335,20 +335,23 @@ fn sum(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
 }
 
 /// (build events, builds with `want`'s result, undecodable events) on `text`.
-fn seen(text: &str, want: Want) -> (f64, f64, f64) {
-    (
-        sum(
-            text,
-            "skaffold_exporter_events_total",
-            &[("event", "build")],
-        ),
-        sum(text, "skaffold_builds_total", &[("result", want.builds.0)]),
-        sum(
-            text,
-            "skaffold_exporter_invalid_events_total",
-            &[("reason", "undecodable")],
-        ),
+fn seen(text: &str, want: Want) -> Vec<f64> {
+    std::iter::once(sum(
+        text,
+        "skaffold_exporter_events_total",
+        &[("event", "build")],
+    ))
+    .chain(
+        want.builds
+            .iter()
+            .map(|(result, _)| sum(text, "skaffold_builds_total", &[("result", result)])),
     )
+    .chain([sum(
+        text,
+        "skaffold_exporter_invalid_events_total",
+        &[("reason", "undecodable")],
+    )])
+    .collect()
 }
 
 /// Floods the exporter with `count` messages of `make` over `api`; once `/metrics`
@@ -396,7 +399,10 @@ async fn flood_with(
     );
     let pid = exp.child.id();
     let metrics = exp.http_addr().await;
-    let expected = (want.build_events, want.builds.1, want.undecodable);
+    let expected: Vec<f64> = std::iter::once(want.build_events)
+        .chain(want.builds.iter().map(|(_, n)| *n))
+        .chain([want.undecodable])
+        .collect();
     let deadline = Instant::now() + Duration::from_secs(120);
     let text = loop {
         let (_, _, text) = support::http_get(metrics, "/metrics", None).await;
@@ -405,8 +411,8 @@ async fn flood_with(
         }
         assert!(
             Instant::now() < deadline,
-            "{case} over {api}: (build events, {} builds, undecodable) {:?} of {expected:?}; {} of {count} messages sent; log:\n{}",
-            want.builds.0,
+            "{case} over {api}: (build events, {:?} builds, undecodable) {:?} of {expected:?}; {} of {count} messages sent; log:\n{}",
+            want.builds,
             seen(&text, want),
             sent.load(Ordering::Relaxed),
             exp.log()
@@ -428,10 +434,10 @@ async fn flood_with(
         .filter(|l| l.starts_with("skaffold_exporter_invalid_events_total{"))
         .filter(|l| !l.ends_with(" 0") && !l.contains("reason=\"undecodable\""))
         .filter(|l| {
-            !want
-                .tolerated
-                .iter()
-                .any(|r| l.contains(&format!("reason=\"{r}\"")))
+            !want.tolerated.iter().any(|(r, most)| {
+                l.contains(&format!("reason=\"{r}\""))
+                    && l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()) <= Some(*most)
+            })
         })
         .collect();
     assert!(
@@ -462,10 +468,9 @@ fn assert_within_budget(case: &str, peak: u64) {
 
 async fn big_events(api: &'static str) {
     let make: Make = Arc::new(move |i| big_event(api, i));
-    let builds = BIG_EVENTS as f64 / 2.0;
     let want = Want {
         build_events: BIG_EVENTS as f64,
-        builds: ("failure", builds),
+        builds: &[("failure", BIG_EVENTS as f64 / 2.0)],
         undecodable: 0.0,
         tolerated: &[],
     };
@@ -479,7 +484,7 @@ async fn junk_then_small(api: &'static str) {
     let make: Make = Arc::new(move |i| junk_or_small(api, i, &junk));
     let want = Want {
         build_events: JUNK_PAIRS as f64,
-        builds: ("success", JUNK_PAIRS as f64 / 2.0),
+        builds: &[("success", JUNK_PAIRS as f64 / 2.0)],
         undecodable: JUNK_PAIRS as f64,
         tolerated: &[],
     };
@@ -495,13 +500,19 @@ async fn junk_late_held(api: &'static str) {
     let make: Make = Arc::new(move |i| junk_late_or_held(api, i, &junk));
     let want = Want {
         build_events: 2.0 * TRIPLES as f64,
-        builds: ("failure", TRIPLES as f64 / 2.0),
+        // The late builds fail, the held ones succeed (an end without its start
+        // still counts as a build: see `tolerated`).
+        builds: &[
+            ("failure", TRIPLES as f64 / 2.0),
+            ("success", TRIPLES as f64 / 2.0),
+        ],
         undecodable: TRIPLES as f64,
-        // Over v2, iterations are derived from the builds: when a pause releases the
-        // held builds between late ones (a loaded machine), a late failure ends the
-        // iteration a held build started, and that build's end is then counted as
-        // an end without a start. Still counted as a build event, never lost.
-        tolerated: &["terminal_without_start"],
+        // Iterations are derived from the builds (there are no dev-loop events here):
+        // when a pause releases held builds between late ones (a loaded machine), a
+        // late failure ends the iteration a held build started, and that build's end
+        // is then counted as an end without a start (seen over v2). Still counted as
+        // a build, never lost; at most one per held build.
+        tolerated: &[("terminal_without_start", TRIPLES as f64 / 2.0)],
     };
     let peak = flood("junk_late_held", api, 3 * TRIPLES, make, want).await;
     assert_within_budget("junk_late_held", peak);
@@ -526,7 +537,7 @@ async fn v2_messages_held_before_the_layout_is_known_stay_within_the_memory_budg
     let make: Make = Arc::new(move |i| junk_or_small("v2", i, &junk));
     let want = Want {
         build_events: PAIRS as f64,
-        builds: ("success", PAIRS as f64 / 2.0),
+        builds: &[("success", PAIRS as f64 / 2.0)],
         undecodable: PAIRS as f64,
         tolerated: &[],
     };

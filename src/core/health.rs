@@ -9,8 +9,8 @@
 pub trait ReaderHealth: Clone + Send + Sync + 'static {
     /// Subscribed again after the first subscription.
     fn reconnected(&self);
-    /// The fold has taken nothing from its full queue for a while (`true`: counted as
-    /// one stall), or takes again (`false`).
+    /// The fold has made no room in its queue (or its byte budget) for a while
+    /// (`true`: counted as one stall), or does again (`false`).
     fn fold_stalled(&self, stalled: bool);
     /// One message the reader dropped as undecodable, by bounded reason.
     fn invalid(&self, reason: super::Reason);

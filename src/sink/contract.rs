@@ -427,7 +427,7 @@ families! {
             "",
             P,
             &[],
-            "1 while the fold has taken nothing from its full queue for more than 5 s (the reader waits; nothing is lost), else 0",
+            "1 while the reader has waited more than 5 s for room in the fold's queue or its byte budget (the reader waits; nothing is lost), else 0",
         ),
         FoldStalls => spec(
             "skaffold_exporter_fold_stalls",
@@ -435,7 +435,7 @@ families! {
             "",
             C,
             &[],
-            "Times the fold took nothing from its full queue for more than 5 s (the reader waited; nothing was lost)",
+            "Times the reader waited more than 5 s for room in the fold's queue or its byte budget (nothing was lost)",
         ),
         LabelValuesFolded => spec(
             "skaffold_exporter_label_values_folded",

@@ -35,10 +35,10 @@ pub struct SelfMetrics {
     pub invalid: Family<OwnLabel, Counter>,
     /// Skaffold's timestamp of the newest event folded.
     pub last_event_timestamp: Gauge<f64, AtomicU64>,
-    /// 1 while the reader has waited more than 5 s on a full queue (the fold is making
-    /// no progress; nothing is lost).
+    /// 1 while the reader has waited more than 5 s for room in the fold's queue or its
+    /// byte budget (the fold is making no progress; nothing is lost).
     pub fold_stalled: Gauge,
-    /// Times the reader waited more than 5 s on a full queue.
+    /// Times the reader waited more than 5 s for room in the queue or its byte budget.
     pub fold_stalls: Counter,
     /// Label values folded into `other` by the cardinality cap.
     pub label_values_folded: Family<OwnLabel, Counter>,
