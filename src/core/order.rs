@@ -28,7 +28,7 @@
 //! 5. **Bound.** At most `cap` messages, keeping at most `cap_bytes` of received bytes
 //!    (what each message may keep alive, as its source counts it), are held; beyond,
 //!    the oldest leave (a message over `cap_bytes` on its own leaves at once, after
-//!    everything held before it).
+//!    everything held that is stamped before it).
 //!
 //! Worst-case added latency of a live event outside a replay: `2 W` (it leaves when
 //! an event `W` newer has arrived and `W` has passed, or `W` after the last arrival:

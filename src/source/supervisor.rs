@@ -335,10 +335,7 @@ impl<H: ReaderHealth> Outlet<H> {
     /// Sends `deliveries`, which keep `cost` received bytes alive, once the byte
     /// budget and the queue have room for them.
     async fn send_batch(&mut self, deliveries: Vec<Delivery>, cost: u64) -> Result<(), Stopped> {
-        debug_assert!(
-            cost <= u64::from(PART_BYTES),
-            "{cost} bytes in one delivery"
-        );
+        debug_assert!(cost <= u64::from(PART_BYTES), "{cost} bytes in one part");
         let cost = u32::try_from(cost).map_or(PART_BYTES, |c| c.min(PART_BYTES));
         let keeps = if cost == 0 {
             None
