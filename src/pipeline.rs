@@ -650,7 +650,7 @@ mod tests {
         assert_eq!(
             p.held_back.len(),
             6,
-            "5 + (8 MiB - 5) bytes are kept, no more"
+            "5 + (HELD_BYTES - 5) bytes are kept, no more"
         );
         assert_eq!(p.folded(), 10 + HELD_CAP as u64 - 5);
         // Every message is folded exactly once; a replay of one is recognised.

@@ -292,11 +292,6 @@ impl GrpcStream {
             .map_err(|status| StreamError::Failed(describe(&status)))
     }
 
-    /// A received message of a stream whose layout is decided, decoded.
-    fn decode(&self, frame: Frame) -> SourceMessage {
-        decode_frame(self.api, frame)
-    }
-
     /// Reads until the layout is decided; `Err` when it is the pre-v1.26 one.
     async fn decide(&mut self) -> Result<(), StreamError> {
         while self.layout == LayoutState::Undecided {
@@ -431,7 +426,7 @@ impl EventStream for GrpcStream {
                 Payload::Invalid(InvalidEvent::Undecodable("pre-v1.26 layout".into())),
             )));
         }
-        Ok(Some(self.decode(frame)))
+        Ok(Some(decode_frame(self.api, frame)))
     }
 
     /// Polls the stream once, without a future around it: `next` is an async fn whose
@@ -447,7 +442,9 @@ impl EventStream for GrpcStream {
             std::task::Poll::Ready(Some(Err(status))) => {
                 Some(Err(StreamError::Failed(describe(&status))))
             }
-            std::task::Poll::Ready(Some(Ok(frame))) => Some(Ok(Some(self.decode(frame)))),
+            std::task::Poll::Ready(Some(Ok(frame))) => {
+                Some(Ok(Some(decode_frame(self.api, frame))))
+            }
         }
     }
 }

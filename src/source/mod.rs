@@ -233,11 +233,7 @@ impl SourceMessage {
     /// Whether its place in Skaffold's order matters to the fold (log events that are
     /// only counted, and messages that could not be decoded, go straight through).
     pub fn ordered(&self) -> bool {
-        self.at.is_some()
-            && matches!(
-                self.payload,
-                Payload::V1(_) | Payload::Event(_) | Payload::V2(_)
-            )
+        self.at.is_some() && self.retains()
     }
 }
 
