@@ -292,7 +292,7 @@ fn grpc(target: &str, api: Api, file: &str) {
                 let donor = &corpus[m.rng.usize(0..corpus.len())];
                 m.mutate(&mut bytes, donor);
             }
-            fold(r, decode_raw(api, &bytes::Bytes::from(bytes)));
+            fold(r, decode_raw(api, bytes::Bytes::from(bytes)));
         }
     });
 }

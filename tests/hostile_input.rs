@@ -106,14 +106,14 @@ fn child_process_entry() {
             let err = len_field(5, &suggestions(2_000_000));
             let bytes = len_field(2, &len_field(2, &err));
             mark();
-            let m = decode_raw(Api::V1, &bytes::Bytes::from(bytes));
+            let m = decode_raw(Api::V1, bytes::Bytes::from(bytes));
             assert!(invalid(&m.payload).contains("values"), "{m:?}");
         }
         "grpc_v2_suggestions" => {
             let err = len_field(6, &suggestions(2_000_000));
             let bytes = len_field(6, &err);
             mark();
-            let m = decode_raw(Api::V2, &bytes::Bytes::from(bytes));
+            let m = decode_raw(Api::V2, bytes::Bytes::from(bytes));
             assert!(invalid(&m.payload).contains("values"), "{m:?}");
         }
         // One gateway line of `[0,0,...]`, just under the 8 MiB JSON cap, then one

@@ -203,7 +203,7 @@ fn fold_grpc(api: Api, file: &str) -> String {
     let frames = support::capture_frames(&dir().join(file));
     assert!(!frames.is_empty(), "{file}: no messages");
     for f in &frames {
-        let received = decode_raw(api, &bytes::Bytes::from(f.clone()));
+        let received = decode_raw(api, bytes::Bytes::from(f.clone()));
         pipeline.fold_payload(&received.payload);
     }
     pipeline.disconnected();

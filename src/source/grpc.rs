@@ -349,9 +349,9 @@ impl GrpcStream {
 fn decode_frame(api: Api, frame: Frame) -> SourceMessage {
     match frame {
         Frame::Message(bytes) if bytes.len() <= SHARED_MAX => {
-            decode_raw(api, &bytes).keeping(CHUNK_BYTES)
+            decode_raw(api, bytes).keeping(CHUNK_BYTES)
         }
-        Frame::Message(bytes) => decode_raw(api, &bytes),
+        Frame::Message(bytes) => decode_raw(api, bytes),
         Frame::TooBig(n) => SourceMessage::new(
             0,
             Payload::Invalid(InvalidEvent::Undecodable(format!(
@@ -364,23 +364,29 @@ fn decode_frame(api: Api, frame: Frame) -> SourceMessage {
 
 /// Decodes one raw message of `api`'s stream (of the current layout, for v2) into the
 /// lean messages (`proto/lean/`): their strings are slices of `bytes`, not copies.
-pub fn decode_raw(api: Api, bytes: &Bytes) -> SourceMessage {
+/// Takes the message by value: decoding from it, not from a clone, saves a reference
+/// count increment and decrement per message on the chunk it shares with its
+/// neighbours (see [`EventDecoder`]).
+pub fn decode_raw(api: Api, bytes: Bytes) -> SourceMessage {
     let too_big = |e: super::limits::TooBig| {
         Payload::Invalid(InvalidEvent::Undecodable(format!("message too large: {e}")))
     };
+    let len = bytes.len();
     if api == Api::V1 {
+        let fingerprint = fingerprint(&bytes);
         // v1 needs no per-run state to decode: turn it into the domain event here.
-        let payload = match check_v1(bytes).map(|()| lean::v1::LogEntry::decode(bytes.clone())) {
+        let payload = match check_v1(&bytes).map(|()| lean::v1::LogEntry::decode(bytes)) {
             Err(e) => too_big(e),
             Ok(Ok(entry)) => Payload::decoded_lean_v1(&entry),
             Ok(Err(e)) => Payload::Invalid(InvalidEvent::Undecodable(e.to_string())),
         };
-        return SourceMessage::new(fingerprint(bytes), payload).keeping(bytes.len());
+        return SourceMessage::new(fingerprint, payload).keeping(len);
     }
-    let (at, payload) = match peek_v2(bytes) {
+    let fingerprint = v2_fingerprint(&bytes);
+    let (at, payload) = match peek_v2(&bytes) {
         Ok(super::wire::Peek::SkipLog(kind)) => (None, Payload::SkippedLog(kind)),
         Ok(super::wire::Peek::Decode) => {
-            match check_v2(bytes).map(|()| lean::v2::Event::decode(bytes.clone())) {
+            match check_v2(&bytes).map(|()| lean::v2::Event::decode(bytes)) {
                 Err(e) => (None, too_big(e)),
                 Ok(Ok(ev)) => (
                     timestamp_nanos(ev.timestamp.as_ref()).ok(),
@@ -398,12 +404,12 @@ pub fn decode_raw(api: Api, bytes: &Bytes) -> SourceMessage {
         ),
     };
     SourceMessage {
-        fingerprint: v2_fingerprint(bytes),
+        fingerprint,
         at,
         keeps: 0,
         payload,
     }
-    .keeping(bytes.len())
+    .keeping(len)
 }
 
 impl EventStream for GrpcStream {
