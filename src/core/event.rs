@@ -10,10 +10,12 @@ use super::transition::Phase;
 /// Nanoseconds since the Unix epoch, as Skaffold stamped the event.
 pub type Nanos = i64;
 
-/// A name in an event (artifact, image, resource, ...): immutable UTF-8 text that a
-/// decoder takes as a slice of the received message (no copy; the message's buffer
-/// is shared), or from an owned string.
-pub type Name = bytestring::ByteString;
+/// A name in an event (artifact, image, resource, ...): UTF-8 text, a copy of the
+/// received field, held in the event itself up to 24 bytes (nearly every name) and on
+/// the heap beyond. A decoded event points into nothing of the message it came from,
+/// so the gRPC source drops each v1 message where it decoded it, and the fold reads
+/// only the events it is handed (see `source::grpc`).
+pub type Name = compact_str::CompactString;
 
 /// One event from Skaffold.
 #[derive(Debug, Clone, PartialEq)]
@@ -363,7 +365,7 @@ mod tests {
         let kinds = [
             EventKind::Meta { version: None },
             EventKind::Build {
-                artifact: Name::new(),
+                artifact: Name::default(),
                 status: s(),
                 error: None,
             },
@@ -380,21 +382,21 @@ mod tests {
                 error: None,
             },
             EventKind::ResourceStatus {
-                resource: Name::new(),
+                resource: Name::default(),
                 status: s(),
                 error: None,
             },
             EventKind::FileSync {
-                image: Name::new(),
+                image: Name::default(),
                 file_count: 0,
                 status: s(),
                 error: None,
             },
             EventKind::PortForward {
                 local_port: 0,
-                resource_type: Name::new(),
-                resource_name: Name::new(),
-                namespace: Name::new(),
+                resource_type: Name::default(),
+                resource_name: Name::default(),
+                namespace: Name::default(),
             },
             EventKind::DevLoop {
                 iteration: 0,
@@ -422,12 +424,12 @@ mod tests {
                 run_id: String::new(),
             },
             EventKind::BuildCache {
-                artifact: Name::new(),
+                artifact: Name::default(),
                 status: s(),
             },
             EventKind::Subtask {
                 phase: crate::core::Phase::DeploySubtask,
-                id: Name::new(),
+                id: Name::default(),
                 status: s(),
                 error: None,
             },

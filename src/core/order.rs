@@ -59,8 +59,8 @@ pub const WINDOW: Duration = Duration::from_millis(100);
 pub const HELD_CAP: usize = 1024;
 
 /// The default bound on the received bytes held messages keep alive: 16 MiB, room
-/// for `HELD_CAP` small messages (each may keep the 8 KiB chunk it was copied into,
-/// see `source::grpc::EventDecoder`) and two messages at the size limit
+/// for `HELD_CAP` small messages (a small v2 one may keep the 8 KiB chunk it was
+/// copied into, see `source::grpc::EventDecoder`) and two messages at the size limit
 /// (`source::limits::MAX_EVENT_BYTES`). Only a peer flooding large messages meets it
 /// before the count bound.
 pub const HELD_BYTES: u64 = 16 * 1024 * 1024;

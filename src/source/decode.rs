@@ -89,34 +89,27 @@ pub(crate) fn status(event: &'static str, s: &[u8]) -> Result<Status, InvalidEve
     })
 }
 
-/// A string field as a [`Name`]: a slice of the received message, checked as UTF-8,
-/// truncated to `MAX_NAME` characters (a copy only then).
-pub(crate) fn name_of(s: &Bytes) -> Result<Name, InvalidEvent> {
-    utf8(s).map(cut)
+/// A string field as a [`Name`]: a copy of it, checked as UTF-8, truncated to
+/// `MAX_NAME` characters. Held inline up to 24 bytes (see [`Name`]).
+pub(crate) fn name_of(s: &[u8]) -> Result<Name, InvalidEvent> {
+    text(s).map(cut)
 }
 
-/// A string field as a whole [`Name`] (a slice of the received message), checked as
-/// UTF-8.
-fn utf8(s: &Bytes) -> Result<Name, InvalidEvent> {
-    Name::try_from(s.clone())
-        .map_err(|e| InvalidEvent::Undecodable(format!("a string field is not UTF-8: {e}")))
-}
-
-/// `n`'s first `MAX_NAME` characters.
-fn cut(n: Name) -> Name {
-    if n.len() <= MAX_NAME {
-        return n;
+/// `s`'s first `MAX_NAME` characters, as a [`Name`].
+fn cut(s: &str) -> Name {
+    if s.len() <= MAX_NAME {
+        return Name::new(s);
     }
-    Name::from(truncated(&n, MAX_NAME))
+    s.chars().take(MAX_NAME).collect()
 }
 
 /// A name that must not be blank (as a whole, before it is truncated).
 pub(crate) fn name(
     event: &'static str,
     field: &'static str,
-    s: &Bytes,
+    s: &[u8],
 ) -> Result<Name, InvalidEvent> {
-    let n = utf8(s)?;
+    let n = text(s)?;
     // A name nearly always starts with a visible ASCII character: then it is not
     // blank, without a walk over it for Unicode white space.
     let visible = n.as_bytes().first().is_some_and(u8::is_ascii_graphic);
@@ -286,13 +279,16 @@ mod tests {
     use crate::pb::v1;
 
     #[test]
-    fn a_name_is_a_slice_of_the_message_unless_truncated() {
+    fn a_name_is_a_copy_of_its_field_inline_when_short_truncated_when_long() {
         let message = Bytes::from_static(b"..leeroy-web..");
         let field = message.slice(2..12);
         let n = name_of(&field).unwrap();
         assert_eq!(n, "leeroy-web");
         let within = message.as_ptr_range();
-        assert!(within.contains(&n.as_bytes().as_ptr()), "not a copy");
+        assert!(!within.contains(&n.as_bytes().as_ptr()), "a copy");
+        assert!(!n.is_heap_allocated(), "held inline");
+        let long = "gcr.io/k8s-skaffold/leeroy-web";
+        assert!(name_of(long.as_bytes()).unwrap().is_heap_allocated());
 
         let long = Bytes::from("é".repeat(MAX_NAME + 3));
         let n = name_of(&long).unwrap();

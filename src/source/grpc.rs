@@ -7,7 +7,10 @@
 //! reader task, so decoding runs beside the fold: the fingerprint for replay
 //! de-duplication is the hash of the bytes Skaffold sent, a message our proto cannot
 //! decode is counted instead of ending the stream, and v2 log events are skipped
-//! before decoding (see [`super::wire`]).
+//! before decoding (see [`super::wire`]). A v1 message becomes its domain event here
+//! and is dropped here: the event's names are copies (see `core::Name`), so nothing
+//! the fold reads or frees points into memory this task wrote and still writes (the
+//! reference count of the chunk the message shares with its neighbours).
 //!
 //! **v2 layout, decided once per stream.** Skaffold v1.22–v1.25 numbered some v2
 //! messages differently. Which layout a stream has is decided from what identifies
@@ -123,8 +126,8 @@ impl Codec for EventCodec {
     }
 }
 
-/// Copies each message out of tonic's receive buffer, so that what a decoded event
-/// keeps alive (its message: names and lean payloads are slices of it) is known: its
+/// Copies each message out of tonic's receive buffer, so that what a decoded v2 event
+/// keeps alive (its message: its lean payload's strings are slices of it) is known: its
 /// own bytes, and for a small message at most one [`CHUNK_BYTES`] chunk shared with
 /// its neighbours. Sliced out of tonic's buffer instead, a small event received right
 /// after a large message could keep that message's whole buffer alive, and events
@@ -344,11 +347,12 @@ impl GrpcStream {
 }
 
 /// A received message of `api`'s stream (of the current layout, for v2), decoded. A
-/// decoded message of at most [`SHARED_MAX`] bytes keeps its chunk alive: it counts as
-/// keeping [`CHUNK_BYTES`].
+/// decoded v2 message of at most [`SHARED_MAX`] bytes keeps its chunk alive: it
+/// counts as keeping [`CHUNK_BYTES`]. A v1 message is dropped where it was decoded:
+/// its event keeps only copies of parts of it (see [`decode_raw`]).
 fn decode_frame(api: Api, frame: Frame) -> SourceMessage {
     match frame {
-        Frame::Message(bytes) if bytes.len() <= SHARED_MAX => {
+        Frame::Message(bytes) if api != Api::V1 && bytes.len() <= SHARED_MAX => {
             decode_raw(api, bytes).keeping(CHUNK_BYTES)
         }
         Frame::Message(bytes) => decode_raw(api, bytes),
@@ -520,8 +524,8 @@ mod tests {
     }
 
     #[test]
-    fn a_small_event_counts_as_keeping_its_chunk_a_large_one_its_size() {
-        let entry = |err: usize| {
+    fn a_small_v2_event_keeps_its_chunk_a_large_one_and_any_v1_event_its_size() {
+        let v1 = |err: usize| {
             let mut e = Script::new()
                 .dev_loop(0, 0, "In Progress")
                 .entries(1_700_000_000_000_000_000)
@@ -529,13 +533,43 @@ mod tests {
             e.entry = "x".repeat(err);
             Bytes::from(e.encode_to_vec())
         };
-        let small = entry(10);
-        let m = decode_frame(Api::V1, Frame::Message(small.clone()));
+        let v2 = |n: usize| {
+            use crate::pb::v2;
+            let e = v2::Event {
+                timestamp: Some(prost_types::Timestamp {
+                    seconds: 1_700_000_000,
+                    nanos: 0,
+                }),
+                event_type: Some(v2::event::EventType::BuildSubtaskEvent(
+                    v2::BuildSubtaskEvent {
+                        id: "x".repeat(n),
+                        task_id: "Build-1".into(),
+                        artifact: "web".into(),
+                        step: "Build".into(),
+                        status: "InProgress".into(),
+                        ..Default::default()
+                    },
+                )),
+            };
+            Bytes::from(e.encode_to_vec())
+        };
+        // v2: decoded in the fold from a view of the message, which a small one shares
+        // with its neighbours in a chunk.
+        let small = v2(10);
+        let m = decode_frame(Api::V2, Frame::Message(small.clone()));
         assert!(small.len() <= SHARED_MAX);
+        assert!(m.retains(), "{m:?}");
         assert_eq!(m.keeps as usize, CHUNK_BYTES);
-        let large = entry(2 * CHUNK_BYTES);
-        let m = decode_frame(Api::V1, Frame::Message(large.clone()));
+        let large = v2(2 * CHUNK_BYTES);
+        let m = decode_frame(Api::V2, Frame::Message(large.clone()));
         assert_eq!(m.keeps as usize, large.len());
+        // v1: decoded here and the message dropped; its event owns copies of parts of
+        // it, no more than its size.
+        for message in [v1(10), v1(2 * CHUNK_BYTES)] {
+            let m = decode_frame(Api::V1, Frame::Message(message.clone()));
+            assert!(m.retains(), "{m:?}");
+            assert_eq!(m.keeps as usize, message.len());
+        }
         let junk = decode_frame(Api::V1, Frame::Message(Bytes::from_static(b"\xff")));
         assert_eq!(junk.keeps, 0, "undecodable: keeps nothing");
         assert_eq!(decode_frame(Api::V1, Frame::TooBig(5 << 20)).keeps, 0);

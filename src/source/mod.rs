@@ -166,9 +166,10 @@ pub struct SourceMessage {
     pub at: Option<Nanos>,
     /// Received bytes this message may keep alive until it is folded and freed: 0
     /// when its payload keeps nothing of what was received (skipped, invalid), else
-    /// its size as received (a decoded payload's strings are slices of it; the gRPC
-    /// source copies each message out of tonic's buffer, a small one into a chunk
-    /// shared with its neighbours: see `grpc::EventDecoder`). The reader bounds the
+    /// its size as received: a v2 payload's strings are slices of it (the gRPC source
+    /// copies each message out of tonic's buffer, a small one into a chunk shared with
+    /// its neighbours, which it then counts as keeping: see `grpc::EventDecoder`); a v1
+    /// event's names and errors are copies of parts of it, no larger. The reader bounds the
     /// bytes held for Skaffold's order and queued for the fold by it (see
     /// `supervisor`).
     pub keeps: u32,

@@ -19,8 +19,8 @@
 //! the next stream will deliver.
 //!
 //! **Bounded in bytes as well as in count.** Every message says how many received
-//! bytes it may keep alive (`SourceMessage::keeps`: a decoded message keeps slices
-//! of what was received). What is held for Skaffold's order keeps at most
+//! bytes it may keep alive (`SourceMessage::keeps`: a decoded v2 message keeps
+//! slices of what was received, a v1 event copies of parts of it). What is held for Skaffold's order keeps at most
 //! `core::order::HELD_BYTES` alive, and what is queued for the fold (and folded, not
 //! yet freed) at most [`queue_bytes`]: each [`Batch`] holds its share of that budget
 //! until it is dropped (a batch that would take more than [`PART_BYTES`] is sent in
