@@ -100,7 +100,7 @@ fn cut(s: &str) -> Name {
     if s.len() <= MAX_NAME {
         return Name::new(s);
     }
-    s.chars().take(MAX_NAME).collect()
+    Name::from(truncated(s, MAX_NAME))
 }
 
 /// A name that must not be blank (as a whole, before it is truncated).

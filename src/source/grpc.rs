@@ -367,10 +367,12 @@ fn decode_frame(api: Api, frame: Frame) -> SourceMessage {
 }
 
 /// Decodes one raw message of `api`'s stream (of the current layout, for v2) into the
-/// lean messages (`proto/lean/`): their strings are slices of `bytes`, not copies.
-/// Takes the message by value: decoding from it, not from a clone, saves a reference
-/// count increment and decrement per message on the chunk it shares with its
-/// neighbours (see [`EventDecoder`]).
+/// lean messages (`proto/lean/`): their strings are slices of `bytes`, not copies. A v1
+/// entry then becomes its domain event (names copied, see `core::Name`) and the
+/// message is dropped here; a v2 event is handed on as its lean message. Takes the
+/// message by value: decoding from it, not from a clone, saves a reference count
+/// increment and decrement per message on the chunk it shares with its neighbours
+/// (see [`EventDecoder`]).
 pub fn decode_raw(api: Api, bytes: Bytes) -> SourceMessage {
     let too_big = |e: super::limits::TooBig| {
         Payload::Invalid(InvalidEvent::Undecodable(format!("message too large: {e}")))

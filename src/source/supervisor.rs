@@ -20,12 +20,13 @@
 //!
 //! **Bounded in bytes as well as in count.** Every message says how many received
 //! bytes it may keep alive (`SourceMessage::keeps`: a decoded v2 message keeps
-//! slices of what was received, a v1 event copies of parts of it). What is held for Skaffold's order keeps at most
-//! `core::order::HELD_BYTES` alive, and what is queued for the fold (and folded, not
-//! yet freed) at most [`queue_bytes`]: each [`Batch`] holds its share of that budget
-//! until it is dropped (a batch that would take more than [`PART_BYTES`] is sent in
-//! parts), and the reader waits for it like for room in the queue. Skaffold's events
-//! are small, so only a peer flooding large messages meets these bounds.
+//! slices of what was received, a v1 event copies of parts of it). What is held for
+//! Skaffold's order keeps at most `core::order::HELD_BYTES` alive, and what is queued
+//! for the fold (and folded, not yet freed) at most [`queue_bytes`]: each [`Batch`]
+//! holds its share of that budget until it is dropped (a batch that would take more
+//! than [`PART_BYTES`] is sent in parts), and the reader waits for it like for room in
+//! the queue. Skaffold's events are small, so only a peer flooding large messages
+//! meets these bounds.
 //!
 //! **Connection state in band.** [`Delivery::Subscribed`], [`Delivery::Paused`] (the
 //! stream went quiet for [`WINDOW`]: at the first pause, its replay has been
