@@ -81,12 +81,14 @@ echo "real-skaffold: skaffold version: $("$SKAFFOLD" version)"
 # --- work area -----------------------------------------------------------------
 work=$(mktemp -d /tmp/real-skaffold.XXXXXX)
 cleanup() {
+  local rc=$?
   stop_all
-  if [ -n "$KEEP" ] || [ "$FAILED" -gt 0 ]; then
+  if [ -n "$KEEP" ] || [ "$FAILED" -gt 0 ] || [ "$rc" -ne 0 ]; then
     echo "real-skaffold: logs and captures kept in $work"
   else
     rm -rf "$work"
   fi
+  rm -f "$USED_PORTS_FILE"
 }
 trap cleanup EXIT
 proj="$work/project" ctl="$work/ctl"
@@ -141,7 +143,7 @@ http:
   addr: 127.0.0.1:$REG
 EOF
 start registry "$work/registry.log" docker-registry serve "$work/registry.yml"
-wait_for "the registry on 127.0.0.1:$REG" 20 curl -fsS "http://127.0.0.1:$REG/v2/"
+wait_up registry "the registry on 127.0.0.1:$REG" 20 curl -fsS "http://127.0.0.1:$REG/v2/"
 
 sk_common=(--default-repo "127.0.0.1:$REG" --config "$work/skaffold-global.yaml" --update-check=false
   --interactive=false --port-forward=off --force-colors -v warn)
@@ -304,12 +306,21 @@ start eg "$work/exporter-gateway.log" "$EXP_BIN" --listen "127.0.0.1:$EG" --skaf
 # told apart from what it already folded while live events flow.
 start_proxy() {
   start proxy "$work/proxy.$1.log" "$CAPTURE" proxy -listen "127.0.0.1:$PX" -addr "127.0.0.1:$RPC" -out "$work/state-upstream.bin"
-  wait_for "the recording proxy" 20 port_open "$PX"
+  wait_up proxy "the recording proxy on 127.0.0.1:$PX" 20 port_open "$PX"
 }
-start_proxy first
+# The first start may take another port (no exporter uses it yet): a proxy that could
+# not listen on the one picked tells why, and the next try picks another.
+for try in 1 2 3; do
+  start_proxy "first-$try" && break
+  [ "$try" -lt 3 ] || exit 1
+  stop proxy KILL
+  PX=$(free_port)
+done
 start ep "$work/exporter-proxied.log" "$EXP_BIN" --listen "127.0.0.1:$EP" --grpc-listen "127.0.0.1:$EPG" \
   --skaffold-addr "127.0.0.1:$PX" --api auto "${exp_common[@]}"
-for p in "$E2" "$E1" "$EG" "$EP"; do wait_for "an exporter on $p" 20 curl -fsS "http://127.0.0.1:$p/healthz"; done
+for x in "e2:$E2" "e1:$E1" "eg:$EG" "ep:$EP"; do
+  wait_up "${x%%:*}" "an exporter on ${x#*:}" 20 curl -fsS "http://127.0.0.1:${x#*:}/healthz"
+done
 
 echo "real-skaffold: registry 127.0.0.1:$REG, Skaffold gRPC $RPC, gateway $HTTP; exporters v2 $E2, v1 $E1, gateway $EG, late $EL, proxied $EP (passthrough $EPG, through the proxy $PX)"
 cd "$proj"
@@ -324,8 +335,8 @@ echo 2 >"$ctl/build-sleep-app-c"
 mark
 start skaffold "$work/skaffold-dev.log" "${sk_env[@]}" "$SKAFFOLD" dev "${sk_common[@]}" \
   --rpc-port "$RPC" --rpc-http-port "$HTTP" --event-log-file "$work/events.json" --cache-file "$work/cache-dev.yaml"
-wait_for "Skaffold's gRPC port" 60 port_open "$RPC"
-wait_for "Skaffold's HTTP gateway" 60 port_open "$HTTP"
+wait_up skaffold "Skaffold's gRPC port" 60 port_open "$RPC"
+wait_up skaffold "Skaffold's HTTP gateway" 60 port_open "$HTTP"
 start cap_v1 "$work/capture-v1.log" "$CAPTURE" events -addr "127.0.0.1:$RPC" -api v1 -out "$work/v1.grpc.bin"
 start cap_v2 "$work/capture-v2.log" "$CAPTURE" events -addr "127.0.0.1:$RPC" -api v2 -out "$work/v2.grpc.bin"
 start cap_g1 "$work/capture-g1.log" curl -sN "http://127.0.0.1:$HTTP/v1/events" -o "$work/gateway-v1.jsonl"

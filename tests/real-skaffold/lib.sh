@@ -6,12 +6,13 @@
 PIDS=()
 
 # start NAME LOGFILE CMD... : runs CMD in the background, remembers its pid under NAME.
-declare -A PID_OF
+declare -A PID_OF LOG_OF
 start() {
   local name=$1 logf=$2
   shift 2
   "$@" >"$logf" 2>&1 &
   PID_OF[$name]=$!
+  LOG_OF[$name]=$logf
   PIDS+=("$!")
 }
 
@@ -40,14 +41,20 @@ stop_all() {
 }
 
 # --- ports -------------------------------------------------------------------
-USED_PORTS=" "
+# free_port: a loopback port nothing listens on, below the kernel's ephemeral range
+# (an outgoing connection's local port can then never take it between this check and
+# the listener's bind), and never one this script handed out before: the ports given
+# are kept in a file, as free_port runs in the subshell of a `$(...)`.
+USED_PORTS_FILE=$(mktemp /tmp/real-skaffold-ports.XXXXXX)
+EPHEMERAL_LOW=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
 free_port() {
-  local p
+  local p low=10000 high=$((EPHEMERAL_LOW - 1))
+  [ "$high" -gt $((low + 1000)) ] || { low=20000 high=60000; }
   while :; do
-    p=$((20000 + RANDOM % 40000))
-    case "$USED_PORTS" in *" $p "*) continue ;; esac
+    p=$((low + (RANDOM * 32768 + RANDOM) % (high - low + 1)))
+    grep -qx "$p" "$USED_PORTS_FILE" && continue
     if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-      USED_PORTS="$USED_PORTS$p "
+      echo "$p" >>"$USED_PORTS_FILE"
       echo "$p"
       return
     fi
@@ -62,6 +69,27 @@ wait_for() {
   until "$@" >/dev/null 2>&1; do
     if [ "$(date +%s)" -ge "$deadline" ]; then
       echo "real-skaffold: timed out after ${secs}s waiting for $desc" >&2
+      return 1
+    fi
+    sleep 0.2
+  done
+}
+
+# wait_up NAME DESC SECONDS CMD...: wait_for, for a process started as NAME: fails at
+# once when that process has exited, and prints the tail of its log on any failure.
+wait_up() {
+  local name=$1 desc=$2 secs=$3 pid=${PID_OF[$1]}
+  shift 3
+  local deadline=$(($(date +%s) + secs))
+  until "$@" >/dev/null 2>&1; do
+    if ! kill -0 "$pid" 2>/dev/null; then
+      echo "real-skaffold: $name exited before $desc was ready; the end of ${LOG_OF[$name]}:" >&2
+      tail -n 20 "${LOG_OF[$name]}" >&2
+      return 1
+    fi
+    if [ "$(date +%s)" -ge "$deadline" ]; then
+      echo "real-skaffold: timed out after ${secs}s waiting for $desc; the end of ${LOG_OF[$name]}:" >&2
+      tail -n 20 "${LOG_OF[$name]}" >&2
       return 1
     fi
     sleep 0.2
