@@ -37,10 +37,7 @@ fn main() {
 
     let events: Vec<_> = entries
         .iter()
-        .filter_map(|e| {
-            let lean = skaffold_exporter::pb::lean::v1::LogEntry::of(e);
-            skaffold_exporter::source::decode::decode_v1(&lean).ok()
-        })
+        .filter_map(|e| skaffold_exporter::source::decode::decode_v1_full(e).ok())
         .collect();
     let mut pipeline = Pipeline::builder().build().expect("no OTLP").pipeline;
     let start = Instant::now();

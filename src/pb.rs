@@ -20,6 +20,8 @@ mod generated {
 
 /// The lean subsets of Skaffold's event messages (`proto/lean/`): only the fields the
 /// fold reads, Skaffold's strings as `bytes::Bytes` slices of the received message.
+/// The gRPC source decodes v2 into them; v1 it reads in place with the same fields
+/// (`source::v1_view`), checked against the lean v1 decode by `tests/lean_proto.rs`.
 pub mod lean {
     pub mod v1 {
         tonic::include_proto!("lean.v1");
@@ -30,7 +32,7 @@ pub mod lean {
 }
 
 impl lean::v1::LogEntry {
-    /// The lean view of a full entry, by re-encoding it (JSON sources, files, tests).
+    /// The lean view of a full entry, by re-encoding it (tests).
     pub fn of(entry: &v1::LogEntry) -> Self {
         use prost::Message as _;
         Self::decode(bytes::Bytes::from(entry.encode_to_vec()))

@@ -23,7 +23,7 @@ use crate::pb::{lean, v1, v2};
 use crate::sink::Metrics;
 use crate::sink::otlp::SpanSink;
 use crate::sink::otlp_setup::{OtlpSettings, Telemetry, TelemetryError};
-use crate::source::decode::decode_v1;
+use crate::source::decode::decode_v1_full;
 use crate::source::decode_v2::V2Decoder;
 use crate::source::{Delivery, Payload, SourceMessage};
 
@@ -478,7 +478,7 @@ impl Pipeline {
 
     /// Folds one entry (no de-duplication: for files and fixtures).
     pub fn fold_entry(&mut self, entry: &v1::LogEntry) {
-        match decode_v1(&lean::v1::LogEntry::of(entry)) {
+        match decode_v1_full(entry) {
             Ok(ev) => self.fold_event(&ev),
             Err(e) => self.invalid(&e, e.reason()),
         }

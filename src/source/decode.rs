@@ -1,16 +1,14 @@
 //! Protobuf → domain: `decode_v1(&LogEntry) -> Result<Event, InvalidEvent>`, from the
-//! lean `LogEntry` (`proto/lean/`: the fields the fold reads, strings as bytes checked
-//! as UTF-8 here, where they are read).
+//! lean `LogEntry` read in place (`source::v1_view`: the fields the fold reads,
+//! strings as bytes checked as UTF-8 here, where they are read).
 //!
 //! Everything Skaffold may get wrong or leave out is checked here, so the fold only
 //! sees well-formed events: missing timestamps, unknown status strings, empty names,
 //! negative counts and timestamps outside 2000-2200 are rejected with a reason.
 
-use bytes::Bytes;
-
 use crate::core::{ErrorInfo, Event, EventKind, InvalidEvent, Name, Nanos, Status, event};
 use crate::pb::enums::StatusCode;
-use crate::pb::lean::v1;
+use crate::source::v1_view::{self as v1, Malformed};
 
 /// Earliest and latest plausible event time (2000-01-01, 2200-01-01), in seconds.
 const SANE_SECONDS: std::ops::Range<i64> = 946_684_800..7_258_118_400;
@@ -123,9 +121,9 @@ pub(crate) fn name(
 /// invalid.
 pub(crate) fn port_forward(
     local_port: i32,
-    resource_type: &Bytes,
-    resource_name: &Bytes,
-    namespace: &Bytes,
+    resource_type: &[u8],
+    resource_name: &[u8],
+    namespace: &[u8],
 ) -> Result<EventKind, InvalidEvent> {
     if !(0..=65535).contains(&local_port) {
         return Err(InvalidEvent::AbsurdValue {
@@ -157,7 +155,7 @@ fn error(
     status: Status,
     err: &[u8],
     code: i32,
-    actionable: Option<&v1::ActionableErr>,
+    actionable: Option<&v1::ActionableErr<'_>>,
 ) -> Option<ErrorInfo> {
     if status != Status::Failed {
         return None;
@@ -165,11 +163,7 @@ fn error(
     let (code, message) = match actionable {
         Some(a) => (
             status_code_name(a.err_code).or_else(|| status_code_name(code)),
-            if a.message.is_empty() {
-                err
-            } else {
-                &a.message
-            },
+            if a.message.is_empty() { err } else { a.message },
         ),
         None => (status_code_name(code), err),
     };
@@ -179,9 +173,21 @@ fn error(
     })
 }
 
+/// Decodes one encoded v1 `LogEntry` (read in place, see `source::v1_view`).
+pub fn decode_v1_bytes(bytes: &[u8]) -> Result<Event, InvalidEvent> {
+    let entry = v1::read(bytes).map_err(|e: Malformed| InvalidEvent::Undecodable(e.to_string()))?;
+    decode_v1(&entry)
+}
+
+/// Decodes one v1 `LogEntry` of the full proto (JSON sources, files, tests).
+pub fn decode_v1_full(entry: &crate::pb::v1::LogEntry) -> Result<Event, InvalidEvent> {
+    use prost::Message as _;
+    decode_v1_bytes(&entry.encode_to_vec())
+}
+
 /// Decodes one v1 `LogEntry`.
-pub fn decode_v1(entry: &v1::LogEntry) -> Result<Event, InvalidEvent> {
-    use v1::event::EventType as E;
+pub fn decode_v1(entry: &v1::LogEntry<'_>) -> Result<Event, InvalidEvent> {
+    use v1::EventType as E;
     let ev = entry
         .event
         .as_ref()
@@ -190,59 +196,56 @@ pub fn decode_v1(entry: &v1::LogEntry) -> Result<Event, InvalidEvent> {
     let at = timestamp_nanos(entry.timestamp.as_ref())?;
     let kind = match ev {
         E::MetaEvent(m) => EventKind::Meta {
-            version: event::parse_version(text(&m.entry)?),
+            version: event::parse_version(text(m.entry)?),
         },
         E::BuildEvent(b) => {
-            let st = status("build", &b.status)?;
-            let err = error(st, &b.err, b.err_code, b.actionable_err.as_ref());
+            let st = status("build", b.status)?;
+            let err = error(st, b.err, b.err_code, b.actionable_err.as_ref());
             let st = build_status(st, err.as_ref().and_then(|e| e.code.as_deref()));
             EventKind::Build {
-                artifact: name("build", "artifact", &b.artifact)?,
+                artifact: name("build", "artifact", b.artifact)?,
                 status: st,
                 error: err.filter(|_| st == Status::Failed),
             }
         }
         E::DeployEvent(d) => {
-            let st = status("deploy", &d.status)?;
+            let st = status("deploy", d.status)?;
             EventKind::Deploy {
                 status: st,
-                error: error(st, &d.err, d.err_code, d.actionable_err.as_ref()),
+                error: error(st, d.err, d.err_code, d.actionable_err.as_ref()),
             }
         }
-        E::PortEvent(p) => port_forward(
-            p.local_port,
-            &p.resource_type,
-            &p.resource_name,
-            &p.namespace,
-        )?,
+        E::PortEvent(p) => {
+            port_forward(p.local_port, p.resource_type, p.resource_name, p.namespace)?
+        }
         E::StatusCheckEvent(s) => {
-            let st = status("status_check", &s.status)?;
+            let st = status("status_check", s.status)?;
             EventKind::StatusCheck {
                 status: st,
-                error: error(st, &s.err, s.err_code, s.actionable_err.as_ref()),
+                error: error(st, s.err, s.err_code, s.actionable_err.as_ref()),
             }
         }
         E::ResourceStatusCheckEvent(r) => {
-            let st = status("resource_status_check", &r.status)?;
+            let st = status("resource_status_check", r.status)?;
             EventKind::ResourceStatus {
-                resource: name("resource_status_check", "resource", &r.resource)?,
+                resource: name("resource_status_check", "resource", r.resource)?,
                 status: st,
-                error: error(st, &r.err, r.status_code, r.actionable_err.as_ref()),
+                error: error(st, r.err, r.status_code, r.actionable_err.as_ref()),
             }
         }
         E::FileSyncEvent(f) => {
-            let st = status("file_sync", &f.status)?;
+            let st = status("file_sync", f.status)?;
             let file_count = file_count(f.file_count)?;
             EventKind::FileSync {
-                image: name("file_sync", "image", &f.image)?,
+                image: name("file_sync", "image", f.image)?,
                 file_count,
                 status: st,
-                error: error(st, &f.err, f.err_code, f.actionable_err.as_ref()),
+                error: error(st, f.err, f.err_code, f.actionable_err.as_ref()),
             }
         }
-        E::DebuggingContainerEvent(_) => EventKind::Debug,
+        E::DebuggingContainerEvent => EventKind::Debug,
         E::DevLoopEvent(d) => {
-            let st = status("dev_loop", &d.status)?;
+            let st = status("dev_loop", d.status)?;
             if d.iteration < 0 {
                 return Err(InvalidEvent::AbsurdValue {
                     event: "dev_loop",
@@ -256,14 +259,14 @@ pub fn decode_v1(entry: &v1::LogEntry) -> Result<Event, InvalidEvent> {
             }
         }
         E::TerminationEvent(t) => {
-            let st = status("termination", &t.status)?;
+            let st = status("termination", t.status)?;
             EventKind::Termination {
                 status: st,
                 error: error(st, b"", 0, t.err.as_ref()),
             }
         }
         E::TestEvent(t) => {
-            let st = status("test", &t.status)?;
+            let st = status("test", t.status)?;
             EventKind::Test {
                 status: st,
                 error: error(st, b"", 0, t.actionable_err.as_ref()),
@@ -275,6 +278,8 @@ pub fn decode_v1(entry: &v1::LogEntry) -> Result<Event, InvalidEvent> {
 
 #[cfg(test)]
 mod tests {
+    use bytes::Bytes;
+
     use super::*;
     use crate::pb::v1;
 
@@ -320,7 +325,7 @@ mod tests {
 
     /// Decodes a full entry as the gRPC source does (through its lean view).
     fn decode_v1(e: &v1::LogEntry) -> Result<Event, InvalidEvent> {
-        super::decode_v1(&crate::pb::lean::v1::LogEntry::of(e))
+        super::decode_v1_full(e)
     }
 
     fn entry(ev: v1::event::EventType) -> v1::LogEntry {

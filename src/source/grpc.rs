@@ -7,10 +7,10 @@
 //! reader task, so decoding runs beside the fold: the fingerprint for replay
 //! de-duplication is the hash of the bytes Skaffold sent, a message our proto cannot
 //! decode is counted instead of ending the stream, and v2 log events are skipped
-//! before decoding (see [`super::wire`]). A v1 message becomes its domain event here
-//! and is dropped here: the event's names are copies (see `core::Name`), so nothing
-//! the fold reads or frees points into memory this task wrote and still writes (the
-//! reference count of the chunk the message shares with its neighbours).
+//! before decoding (see [`super::wire`]). A v1 message is read in place
+//! (`source::v1_view`), becomes its domain event here and is dropped here: the event's
+//! names are copies (see `core::Name`), so nothing the fold reads or frees points into
+//! memory this task wrote and still writes.
 //!
 //! **v2 layout, decided once per stream.** Skaffold v1.22–v1.25 numbered some v2
 //! messages differently. Which layout a stream has is decided from what identifies
@@ -106,10 +106,13 @@ pub const SHARED_MAX: usize = 1024;
 /// names sliced out of it) may keep alive, and what it counts as keeping.
 pub const CHUNK_BYTES: usize = 8 * 1024;
 
-/// Reads an `Events` stream's messages as raw bytes (decoded in the reader task, see
-/// the module docs); a message over `limits::MAX_EVENT_BYTES` is dropped at once.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct EventCodec;
+/// Reads an `Events` stream's messages of `api` as raw bytes (decoded in the reader
+/// task, see the module docs); a message over `limits::MAX_EVENT_BYTES` is dropped at
+/// once.
+#[derive(Debug, Clone, Copy)]
+pub struct EventCodec {
+    api: Api,
+}
 
 impl Codec for EventCodec {
     type Encode = Bytes;
@@ -122,29 +125,46 @@ impl Codec for EventCodec {
     }
 
     fn decoder(&mut self) -> EventDecoder {
-        EventDecoder::default()
+        EventDecoder::for_api(self.api)
     }
 }
 
-/// Copies each message out of tonic's receive buffer, so that what a decoded v2 event
-/// keeps alive (its message: its lean payload's strings are slices of it) is known: its
-/// own bytes, and for a small message at most one [`CHUNK_BYTES`] chunk shared with
-/// its neighbours. Sliced out of tonic's buffer instead, a small event received right
-/// after a large message could keep that message's whole buffer alive, and events
-/// leave the ordering buffer out of arrival order. tonic's buffer, never shared, is
-/// reused for the whole stream.
+/// Copies each v2 message out of tonic's receive buffer, so that what a decoded v2
+/// event keeps alive (its message: its lean payload's strings are slices of it) is
+/// known: its own bytes, and for a small message at most one [`CHUNK_BYTES`] chunk
+/// shared with its neighbours. Sliced out of tonic's buffer instead, a small event
+/// received right after a large message could keep that message's whole buffer
+/// alive, and events leave the ordering buffer out of arrival order.
+///
+/// A v1 message is a view of tonic's buffer instead, not a copy: it is read in place
+/// into an event that owns copies of its names and dropped before tonic reads on (see
+/// [`decode_raw`]), so it keeps nothing alive, and tonic's buffer, unshared again by
+/// then, is reused for the whole stream.
 #[derive(Debug, Default)]
 pub struct EventDecoder {
     /// Where small messages are copied; each is split off as it is complete.
     chunk: BytesMut,
+    /// Whether messages are views of tonic's buffer (v1), not copies.
+    views: bool,
 }
 
 impl EventDecoder {
+    /// A decoder for the messages of `api`.
+    pub fn for_api(api: Api) -> Self {
+        Self {
+            chunk: BytesMut::new(),
+            views: api == Api::V1,
+        }
+    }
+
     /// The next `n` bytes of `src` (one message) as a frame.
     fn frame(&mut self, src: &mut impl Buf, n: usize) -> Frame {
         if n > MAX_EVENT_BYTES {
             src.advance(n);
             return Frame::TooBig(n);
+        }
+        if self.views {
+            return Frame::Message(src.copy_to_bytes(n));
         }
         let message = src.take(n);
         if n > SHARED_MAX {
@@ -179,7 +199,7 @@ async fn open(channel: Channel, api: Api) -> Result<tonic::Streaming<Frame>, ton
     // The request is google.protobuf.Empty: zero bytes.
     let req = tonic::Request::new(Bytes::new());
     Ok(grpc
-        .server_streaming(req, PathAndQuery::from_static(path), EventCodec)
+        .server_streaming(req, PathAndQuery::from_static(path), EventCodec { api })
         .await?
         .into_inner())
 }
@@ -366,13 +386,13 @@ fn decode_frame(api: Api, frame: Frame) -> SourceMessage {
     }
 }
 
-/// Decodes one raw message of `api`'s stream (of the current layout, for v2) into the
-/// lean messages (`proto/lean/`): their strings are slices of `bytes`, not copies. A v1
-/// entry then becomes its domain event (names copied, see `core::Name`) and the
-/// message is dropped here; a v2 event is handed on as its lean message. Takes the
-/// message by value: decoding from it, not from a clone, saves a reference count
-/// increment and decrement per message on the chunk it shares with its neighbours
-/// (see [`EventDecoder`]).
+/// Decodes one raw message of `api`'s stream (of the current layout, for v2). A v1
+/// entry is read in place (`source::v1_view`: its strings are views of `bytes`) into
+/// its domain event (names copied, see `core::Name`) and the message is dropped here.
+/// A v2 event is decoded into its lean message (`proto/lean/`: its strings are slices
+/// of `bytes`, not copies) and handed on; taking the message by value, not a clone,
+/// saves a reference count increment and decrement per message on the chunk it shares
+/// with its neighbours (see [`EventDecoder`]).
 pub fn decode_raw(api: Api, bytes: Bytes) -> SourceMessage {
     let too_big = |e: super::limits::TooBig| {
         Payload::Invalid(InvalidEvent::Undecodable(format!("message too large: {e}")))
@@ -381,10 +401,9 @@ pub fn decode_raw(api: Api, bytes: Bytes) -> SourceMessage {
     if api == Api::V1 {
         let fingerprint = fingerprint(&bytes);
         // v1 needs no per-run state to decode: turn it into the domain event here.
-        let payload = match check_v1(&bytes).map(|()| lean::v1::LogEntry::decode(bytes)) {
+        let payload = match check_v1(&bytes) {
             Err(e) => too_big(e),
-            Ok(Ok(entry)) => Payload::decoded_lean_v1(&entry),
-            Ok(Err(e)) => Payload::Invalid(InvalidEvent::Undecodable(e.to_string())),
+            Ok(()) => Payload::decoded_v1_bytes(&bytes),
         };
         return SourceMessage::new(fingerprint, payload).keeping(len);
     }
@@ -505,8 +524,8 @@ mod tests {
     }
 
     #[test]
-    fn messages_are_copies_never_slices_of_the_receive_buffer_whatever_their_size() {
-        let mut d = EventDecoder::default();
+    fn v2_messages_are_copies_never_slices_of_the_receive_buffer_whatever_their_size() {
+        let mut d = EventDecoder::for_api(Api::V2);
         for n in [0, 1, SHARED_MAX, SHARED_MAX + 1, MAX_EVENT_BYTES] {
             // What tonic hands over: a view of its own buffer.
             let mut tonics = BytesMut::from(vec![n as u8; n + 3].as_slice());
@@ -523,6 +542,26 @@ mod tests {
             );
             assert_eq!(tonics.len(), 3, "{n} bytes taken, no more");
         }
+    }
+
+    #[test]
+    fn v1_messages_are_views_of_the_receive_buffer_not_copies() {
+        let mut d = EventDecoder::for_api(Api::V1);
+        for n in [1, SHARED_MAX + 1, MAX_EVENT_BYTES] {
+            let mut tonics = BytesMut::from(vec![7u8; n + 3].as_slice());
+            let start = tonics.as_ptr() as usize;
+            let Frame::Message(b) = d.frame(&mut tonics, n) else {
+                panic!("{n} bytes");
+            };
+            assert_eq!(b.len(), n);
+            assert_eq!(b.as_ptr() as usize, start, "{n} bytes: a view");
+            assert_eq!(tonics.len(), 3, "{n} bytes taken, no more");
+        }
+        let mut over = BytesMut::from(vec![0u8; MAX_EVENT_BYTES + 1].as_slice());
+        assert!(matches!(
+            d.frame(&mut over, MAX_EVENT_BYTES + 1),
+            Frame::TooBig(_)
+        ));
     }
 
     #[test]

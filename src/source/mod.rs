@@ -6,8 +6,8 @@
 //!   [`Origin`] (the gRPC port or the gateway) through them.
 //! - `file`: event log files and gateway captures (`skaffold-exporter replay`), record
 //!   by record; `file::input` opens them (files, stdin) and follows a growing file.
-//! - `decode` (v1), `decode_v2`, `wire` (cheap looks at v2 bytes) and `json` turn wire
-//!   messages into domain events.
+//! - `decode` (v1), `decode_v2`, `v1_view` (a v1 message read in place), `wire`
+//!   (cheap looks at v2 bytes) and `json` turn wire messages into domain events.
 //! - `limits`: what one message may cost to decode; `backoff`: the reconnect delays.
 //!
 //! Every source hands the fold [`Delivery`]s through one bounded queue: the
@@ -25,6 +25,7 @@ pub mod grpc;
 pub mod json;
 pub mod limits;
 pub mod supervisor;
+pub mod v1_view;
 pub mod wire;
 
 use prost::Message;
@@ -143,13 +144,17 @@ impl Payload {
 
     /// A v1 entry, decoded into its domain event (or the reason it is invalid).
     pub fn decoded_v1(entry: &v1::LogEntry) -> Self {
-        Self::decoded_lean_v1(&lean::v1::LogEntry::of(entry))
+        Self::of(decode::decode_v1_full(entry))
     }
 
-    /// A lean v1 entry (as the gRPC source decodes it), decoded into its domain event
-    /// (or the reason it is invalid).
-    pub fn decoded_lean_v1(entry: &lean::v1::LogEntry) -> Self {
-        match decode::decode_v1(entry) {
+    /// An encoded v1 entry (as the gRPC source receives it), decoded into its domain
+    /// event (or the reason it is invalid).
+    pub fn decoded_v1_bytes(bytes: &[u8]) -> Self {
+        Self::of(decode::decode_v1_bytes(bytes))
+    }
+
+    fn of(decoded: Result<Event, InvalidEvent>) -> Self {
+        match decoded {
             Ok(ev) => Payload::Event(ev),
             Err(e) => Payload::Invalid(e),
         }
@@ -167,9 +172,10 @@ pub struct SourceMessage {
     /// Received bytes this message may keep alive until it is folded and freed: 0
     /// when its payload keeps nothing of what was received (skipped, invalid), else
     /// its size as received: a v2 payload's strings are slices of it (the gRPC source
-    /// copies each message out of tonic's buffer, a small one into a chunk shared with
-    /// its neighbours, which it then counts as keeping: see `grpc::EventDecoder`); a v1
-    /// event's names and errors are copies of parts of it, no larger. The reader
+    /// copies each v2 message out of tonic's buffer, a small one into a chunk shared
+    /// with its neighbours, which it then counts as keeping: see
+    /// `grpc::EventDecoder`); a v1 event's names and errors are copies of parts of it,
+    /// no larger. The reader
     /// bounds the bytes held for Skaffold's order and queued for the fold by it (see
     /// `supervisor`).
     pub keeps: u32,
