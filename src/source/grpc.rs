@@ -34,7 +34,6 @@ use std::time::Duration;
 use bytes::{Buf, BufMut as _, Bytes, BytesMut};
 use futures_util::{FutureExt as _, Stream as _};
 use http::uri::PathAndQuery;
-use prost::Message;
 use tonic::codec::{Codec, DecodeBuf, Decoder};
 use tonic::transport::{Channel, Endpoint};
 
@@ -44,7 +43,6 @@ use super::wire::{Layout, PeekError, check_v1, check_v2, meta_layout, peek_v2};
 use super::{Api, Payload, SourceMessage, fingerprint, v2_fingerprint};
 use crate::core::InvalidEvent;
 use crate::core::order::WINDOW;
-use crate::pb::lean;
 use crate::skaffold::RawCodec;
 use crate::source::decode::timestamp_nanos;
 
@@ -411,12 +409,9 @@ pub fn decode_raw(api: Api, bytes: Bytes) -> SourceMessage {
     let (at, payload) = match peek_v2(&bytes) {
         Ok(super::wire::Peek::SkipLog(kind)) => (None, Payload::SkippedLog(kind)),
         Ok(super::wire::Peek::Decode) => {
-            match check_v2(&bytes).map(|()| lean::v2::Event::decode(bytes)) {
+            match check_v2(&bytes).map(|()| super::spare::decode(bytes)) {
                 Err(e) => (None, too_big(e)),
-                Ok(Ok(ev)) => (
-                    timestamp_nanos(ev.timestamp.as_ref()).ok(),
-                    Payload::V2(Box::new(ev)),
-                ),
+                Ok(Ok(ev)) => (timestamp_nanos(ev.timestamp.as_ref()).ok(), Payload::V2(ev)),
                 Ok(Err(e)) => (
                     None,
                     Payload::Invalid(InvalidEvent::Undecodable(e.to_string())),

@@ -8,7 +8,8 @@
 //!   by record; `file::input` opens them (files, stdin) and follows a growing file.
 //! - `decode` (v1), `decode_v2`, `v1_view` (a v1 message read in place), `wire`
 //!   (cheap looks at v2 bytes) and `json` turn wire messages into domain events.
-//! - `limits`: what one message may cost to decode; `backoff`: the reconnect delays.
+//! - `limits`: what one message may cost to decode; `backoff`: the reconnect delays;
+//!   `spare`: boxes of v2 events reused by the reader.
 //!
 //! Every source hands the fold [`Delivery`]s through one bounded queue: the
 //! connection's state (subscribed, paused, ended, Skaffold unreachable) travels in
@@ -24,6 +25,7 @@ pub mod gateway;
 pub mod grpc;
 pub mod json;
 pub mod limits;
+pub mod spare;
 pub mod supervisor;
 pub mod v1_view;
 pub mod wire;

@@ -218,13 +218,22 @@ pub struct Batch {
 
 impl Batch {
     /// The emptied vector, to be reused; the batch's share of the budget is given
-    /// back once its deliveries are freed.
+    /// back once its deliveries are freed. The boxes of v2 events are kept for the
+    /// next ones (`super::spare`).
     fn into_empty(self) -> Vec<Delivery> {
         let Batch {
             mut deliveries,
             keeps,
         } = self;
-        deliveries.clear();
+        for d in deliveries.drain(..) {
+            if let Delivery::Message(SourceMessage {
+                payload: Payload::V2(event),
+                ..
+            }) = d
+            {
+                super::spare::keep(event);
+            }
+        }
         drop(keeps);
         deliveries
     }
