@@ -92,6 +92,8 @@ impl GrpcConnector {
 pub enum Frame {
     /// Its bytes.
     Message(Bytes),
+    /// A v1 message, decoded where tonic received it (see [`EventDecoder`]).
+    Decoded(SourceMessage),
     /// Over `limits::MAX_EVENT_BYTES`: only its size is kept.
     TooBig(usize),
 }
@@ -134,16 +136,15 @@ impl Codec for EventCodec {
 /// received right after a large message could keep that message's whole buffer
 /// alive, and events leave the ordering buffer out of arrival order.
 ///
-/// A v1 message is a view of tonic's buffer instead, not a copy: it is read in place
-/// into an event that owns copies of its names and dropped before tonic reads on (see
-/// [`decode_raw`]), so it keeps nothing alive, and tonic's buffer, unshared again by
-/// then, is reused for the whole stream.
+/// A v1 message is neither copied nor sliced: it is read in place in tonic's buffer
+/// into its domain event, which owns copies of its names ([`decode_v1_raw`]), so
+/// nothing keeps tonic's buffer, which is reused for the whole stream.
 #[derive(Debug, Default)]
 pub struct EventDecoder {
     /// Where small messages are copied; each is split off as it is complete.
     chunk: BytesMut,
-    /// Whether messages are views of tonic's buffer (v1), not copies.
-    views: bool,
+    /// Whether messages are v1 ones, decoded in place.
+    v1: bool,
 }
 
 impl EventDecoder {
@@ -151,7 +152,7 @@ impl EventDecoder {
     pub fn for_api(api: Api) -> Self {
         Self {
             chunk: BytesMut::new(),
-            views: api == Api::V1,
+            v1: api == Api::V1,
         }
     }
 
@@ -161,8 +162,14 @@ impl EventDecoder {
             src.advance(n);
             return Frame::TooBig(n);
         }
-        if self.views {
-            return Frame::Message(src.copy_to_bytes(n));
+        if self.v1 {
+            // tonic's buffer is contiguous: the message is in its first chunk.
+            if src.chunk().len() >= n {
+                let m = decode_v1_raw(&src.chunk()[..n]);
+                src.advance(n);
+                return Frame::Decoded(m);
+            }
+            return Frame::Decoded(decode_v1_raw(&src.copy_to_bytes(n)));
         }
         let message = src.take(n);
         if n > SHARED_MAX {
@@ -341,7 +348,7 @@ impl GrpcStream {
                     self.held_bytes += bytes.len();
                     meta_layout(bytes)
                 }
-                Frame::TooBig(_) => None,
+                Frame::TooBig(_) | Frame::Decoded(_) => None,
             };
             match layout {
                 Some(Layout::Old(why)) => {
@@ -374,6 +381,7 @@ fn decode_frame(api: Api, frame: Frame) -> SourceMessage {
             decode_raw(api, bytes).keeping(CHUNK_BYTES)
         }
         Frame::Message(bytes) => decode_raw(api, bytes),
+        Frame::Decoded(m) => m,
         Frame::TooBig(n) => SourceMessage::new(
             0,
             Payload::Invalid(InvalidEvent::Undecodable(format!(
@@ -384,6 +392,20 @@ fn decode_frame(api: Api, frame: Frame) -> SourceMessage {
     }
 }
 
+/// [`decode_raw`] for a v1 message, read where it lies: v1 needs no per-run state to
+/// decode, so it becomes its domain event here.
+pub fn decode_v1_raw(bytes: &[u8]) -> SourceMessage {
+    let payload = match check_v1(bytes) {
+        Err(e) => too_big(e),
+        Ok(()) => Payload::decoded_v1_bytes(bytes),
+    };
+    SourceMessage::new(fingerprint(bytes), payload).keeping(bytes.len())
+}
+
+fn too_big(e: super::limits::TooBig) -> Payload {
+    Payload::Invalid(InvalidEvent::Undecodable(format!("message too large: {e}")))
+}
+
 /// Decodes one raw message of `api`'s stream (of the current layout, for v2). A v1
 /// entry is read in place (`source::v1_view`: its strings are views of `bytes`) into
 /// its domain event (names copied, see `core::Name`) and the message is dropped here.
@@ -392,19 +414,10 @@ fn decode_frame(api: Api, frame: Frame) -> SourceMessage {
 /// saves a reference count increment and decrement per message on the chunk it shares
 /// with its neighbours (see [`EventDecoder`]).
 pub fn decode_raw(api: Api, bytes: Bytes) -> SourceMessage {
-    let too_big = |e: super::limits::TooBig| {
-        Payload::Invalid(InvalidEvent::Undecodable(format!("message too large: {e}")))
-    };
-    let len = bytes.len();
     if api == Api::V1 {
-        let fingerprint = fingerprint(&bytes);
-        // v1 needs no per-run state to decode: turn it into the domain event here.
-        let payload = match check_v1(&bytes) {
-            Err(e) => too_big(e),
-            Ok(()) => Payload::decoded_v1_bytes(&bytes),
-        };
-        return SourceMessage::new(fingerprint, payload).keeping(len);
+        return decode_v1_raw(&bytes);
     }
+    let len = bytes.len();
     let fingerprint = v2_fingerprint(&bytes);
     let (at, payload) = match peek_v2(&bytes) {
         Ok(super::wire::Peek::SkipLog(kind)) => (None, Payload::SkippedLog(kind)),
@@ -540,17 +553,27 @@ mod tests {
     }
 
     #[test]
-    fn v1_messages_are_views_of_the_receive_buffer_not_copies() {
+    fn v1_messages_are_decoded_in_the_receive_buffer() {
         let mut d = EventDecoder::for_api(Api::V1);
-        for n in [1, SHARED_MAX + 1, MAX_EVENT_BYTES] {
-            let mut tonics = BytesMut::from(vec![7u8; n + 3].as_slice());
-            let start = tonics.as_ptr() as usize;
-            let Frame::Message(b) = d.frame(&mut tonics, n) else {
+        let entry = Script::new()
+            .dev_loop(0, 0, "In Progress")
+            .entries(1_700_000_000_000_000_000)
+            .remove(0)
+            .encode_to_vec();
+        for junk in [vec![], vec![0xff; SHARED_MAX + 1]] {
+            let message = [entry.as_slice(), &junk].concat();
+            let n = message.len();
+            let mut tonics = BytesMut::from([message.as_slice(), b"abc"].concat().as_slice());
+            let Frame::Decoded(m) = d.frame(&mut tonics, n) else {
                 panic!("{n} bytes");
             };
-            assert_eq!(b.len(), n);
-            assert_eq!(b.as_ptr() as usize, start, "{n} bytes: a view");
-            assert_eq!(tonics.len(), 3, "{n} bytes taken, no more");
+            assert_eq!(
+                m,
+                decode_raw(Api::V1, Bytes::from(message)),
+                "as decode_raw"
+            );
+            assert_eq!(matches!(m.payload, Payload::Invalid(_)), !junk.is_empty());
+            assert_eq!(tonics.as_ref(), b"abc", "{n} bytes taken, no more");
         }
         let mut over = BytesMut::from(vec![0u8; MAX_EVENT_BYTES + 1].as_slice());
         assert!(matches!(
