@@ -1,10 +1,11 @@
 //! A hostile gRPC peer flooding large messages cannot make the exporter's memory grow
-//! without bound. A decoded event keeps its message alive (names and lean payloads
-//! are slices of it), so counting held and queued events is not enough: the ordering
-//! buffer keeps at most `core::order::HELD_BYTES` (16 MiB) of messages and the fold's
-//! queue `source::supervisor::queue_bytes` (64 MiB by default); and messages are
-//! copied out of tonic's receive buffer (`grpc::EventDecoder`), whose growth after a
-//! large message a small event sliced out of it would keep alive.
+//! without bound. A decoded v2 event keeps its message alive (its lean payload is
+//! slices of it; a v1 event owns copies of its names, at most its message's size), so
+//! counting held and queued events is not enough: the ordering buffer keeps at most
+//! `core::order::HELD_BYTES` (16 MiB) of messages and the fold's queue
+//! `source::supervisor::queue_bytes` (64 MiB by default); and v2 messages are copied
+//! out of tonic's receive buffer (`grpc::EventDecoder`; v1 ones are decoded in it),
+//! whose growth after a large message a small event sliced out of it would keep alive.
 //!
 //! The peer (tonic's server side over hyper, a real socket) serves one API's `Events`
 //! to the real exporter binary (default flags, `--api` fixed) as fast as flow

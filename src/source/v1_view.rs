@@ -1,12 +1,13 @@
 //! An encoded v1 `LogEntry`, read in place: the fields of the lean `LogEntry`
 //! (`proto/lean/v1.proto`, what the fold reads) as views of the received bytes.
 //!
-//! The gRPC source decodes every v1 message into its domain event where it arrives
-//! and drops the message (see `source::grpc`); nothing of it outlives the decode, so
-//! its strings need not be `Bytes`. Read through prost, each string field was a
-//! reference-counted slice of the message: two atomic operations per field, most of
-//! the reader's CPU per event after the copy out of tonic's buffer. Read here, a
-//! field is a `&[u8]` and nothing is counted, copied or allocated.
+//! The gRPC source decodes every v1 message into its domain event where it lies in
+//! tonic's receive buffer (see `source::grpc::EventDecoder`); nothing of it outlives
+//! the decode, so its strings need not be `Bytes`. Read through prost, each string
+//! field was a reference-counted slice of the message: two atomic operations per
+//! field, with the copy of the message a large part of the reader's CPU per event
+//! (the reader, not the fold, sets the exporter's pace). Read here, a field is a
+//! `&[u8]` and nothing is counted, copied or allocated.
 //!
 //! The semantics are protobuf's, as prost implements them, for this schema: the last
 //! value of a scalar or string field wins, a message field given twice is merged,
