@@ -88,9 +88,9 @@ cleanup() {
   else
     rm -rf "$work"
   fi
-  rm -f "$USED_PORTS_FILE"
 }
 trap cleanup EXIT
+USED_PORTS_FILE="$work/ports"
 proj="$work/project" ctl="$work/ctl"
 cp -r "$here/project" "$proj"
 mkdir -p "$ctl" "$work/home" "$work/registry" "$work/scrapes"
@@ -306,7 +306,10 @@ start eg "$work/exporter-gateway.log" "$EXP_BIN" --listen "127.0.0.1:$EG" --skaf
 # told apart from what it already folded while live events flow.
 start_proxy() {
   start proxy "$work/proxy.$1.log" "$CAPTURE" proxy -listen "127.0.0.1:$PX" -addr "127.0.0.1:$RPC" -out "$work/state-upstream.bin"
-  wait_up proxy "the recording proxy on 127.0.0.1:$PX" 20 port_open "$PX"
+  # Its own line, printed once it holds the port (a port that is merely open could be
+  # another process's).
+  wait_up proxy "the recording proxy on 127.0.0.1:$PX" 20 \
+    grep -q "proxying 127.0.0.1:$PX to" "$work/proxy.$1.log"
 }
 # The first start may take another port (no exporter uses it yet): a proxy that could
 # not listen on the one picked tells why, and the next try picks another.

@@ -385,8 +385,9 @@ fn pieces() -> Vec<Vec<u8>> {
         ]
         .concat(),
     ];
-    // Groups nested past prost's recursion limit, and just within it.
-    for depth in [99, 100, 101] {
+    // Groups nested past prost's recursion limit, and just within it: at the top, and
+    // inside Event -> BuildEvent -> ActionableErr (three levels down).
+    let groups = |depth: usize| {
         let mut g = Vec::new();
         for _ in 0..depth {
             g.extend(key(15, 3));
@@ -394,7 +395,20 @@ fn pieces() -> Vec<Vec<u8>> {
         for _ in 0..depth {
             g.extend(key(15, 4));
         }
-        p.push(g);
+        g
+    };
+    let framed = |number: u32, body: &[u8]| {
+        let mut f = key(number, 2);
+        prost::encoding::encode_varint(body.len() as u64, &mut f);
+        f.extend_from_slice(body);
+        f
+    };
+    for depth in [99, 100, 101] {
+        p.push(groups(depth));
+    }
+    for depth in [96, 97, 98] {
+        let err = framed(5, &groups(depth));
+        p.push(framed(2, &framed(2, &err)));
     }
     p
 }

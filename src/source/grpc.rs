@@ -3,8 +3,9 @@
 //! subscribing through [`super::supervisor::run`]: Skaffold may not be up yet, may restart,
 //! or may exit.
 //!
-//! Messages are read as raw bytes (a pass-through codec) and decoded here, in the
-//! reader task, so decoding runs beside the fold: the fingerprint for replay
+//! Messages are read as raw bytes (v2: a pass-through codec; v1: decoded inside the
+//! codec's decoder, where they lie in tonic's buffer) and decoded here, in the reader
+//! task, so decoding runs beside the fold: the fingerprint for replay
 //! de-duplication is the hash of the bytes Skaffold sent, a message our proto cannot
 //! decode is counted instead of ending the stream, and v2 log events are skipped
 //! before decoding (see [`super::wire`]). A v1 message is read in place
@@ -106,9 +107,9 @@ pub const SHARED_MAX: usize = 1024;
 /// names sliced out of it) may keep alive, and what it counts as keeping.
 pub const CHUNK_BYTES: usize = 8 * 1024;
 
-/// Reads an `Events` stream's messages of `api` as raw bytes (decoded in the reader
-/// task, see the module docs); a message over `limits::MAX_EVENT_BYTES` is dropped at
-/// once.
+/// Reads an `Events` stream's messages of `api`: v2 ones as raw bytes, v1 ones decoded
+/// (both in the reader task, see the module docs); a message over
+/// `limits::MAX_EVENT_BYTES` is dropped at once.
 #[derive(Debug, Clone, Copy)]
 pub struct EventCodec {
     api: Api,
@@ -139,7 +140,7 @@ impl Codec for EventCodec {
 /// A v1 message is neither copied nor sliced: it is read in place in tonic's buffer
 /// into its domain event, which owns copies of its names ([`decode_v1_raw`]), so
 /// nothing keeps tonic's buffer, which is reused for the whole stream.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct EventDecoder {
     /// Where small messages are copied; each is split off as it is complete.
     chunk: BytesMut,
@@ -497,7 +498,7 @@ mod tests {
 
     /// Frames `messages` one by one, as tonic hands them to the decoder.
     fn decode_all(messages: &[&[u8]]) -> Vec<Bytes> {
-        let mut d = EventDecoder::default();
+        let mut d = EventDecoder::for_api(Api::V2);
         messages
             .iter()
             .map(|m| {
@@ -569,11 +570,21 @@ mod tests {
             };
             assert_eq!(
                 m,
-                decode_raw(Api::V1, Bytes::from(message)),
+                decode_raw(Api::V1, Bytes::from(message.clone())),
                 "as decode_raw"
             );
             assert_eq!(matches!(m.payload, Payload::Invalid(_)), !junk.is_empty());
             assert_eq!(tonics.as_ref(), b"abc", "{n} bytes taken, no more");
+            // A buffer in pieces (tonic's is contiguous): the message is copied out
+            // first, with the same result.
+            let (head, tail) = message.split_at(n / 2);
+            let tail = [tail, b"abc"].concat();
+            let mut pieces = head.chain(tail.as_slice());
+            let Frame::Decoded(copied) = d.frame(&mut pieces, n) else {
+                panic!("{n} bytes in pieces");
+            };
+            assert_eq!(copied, m);
+            assert_eq!(pieces.remaining(), 3, "{n} bytes taken, no more");
         }
         let mut over = BytesMut::from(vec![0u8; MAX_EVENT_BYTES + 1].as_slice());
         assert!(matches!(
@@ -636,7 +647,7 @@ mod tests {
 
     #[test]
     fn a_message_over_the_limit_is_skipped_with_its_size() {
-        let mut d = EventDecoder::default();
+        let mut d = EventDecoder::for_api(Api::V2);
         let big = vec![0u8; MAX_EVENT_BYTES + 1];
         let mut src: &[u8] = &big;
         assert!(matches!(

@@ -5,16 +5,17 @@
 //! tonic's receive buffer (see `source::grpc::EventDecoder`); nothing of it outlives
 //! the decode, so its strings need not be `Bytes`. Read through prost, each string
 //! field was a reference-counted slice of the message: two atomic operations per
-//! field, with the copy of the message a large part of the reader's CPU per event
-//! (the reader, not the fold, sets the exporter's pace). Read here, a field is a
-//! `&[u8]` and nothing is counted, copied or allocated.
+//! field, a large part of the reader's CPU per event (the reader, not the fold, sets
+//! the exporter's pace). Read here, a field is a `&[u8]` and nothing is counted,
+//! copied or allocated.
 //!
 //! The semantics are protobuf's, as prost implements them, for this schema: the last
 //! value of a scalar or string field wins, a message field given twice is merged,
 //! a oneof member replaces another member and merges into the same one, unknown
 //! fields (groups included) are skipped, a known field with the wrong wire type and
-//! any malformed framing fail the whole message. `tests` check the result against
-//! prost's decode of the lean `LogEntry` on real streams and on mutations of them.
+//! any malformed framing fail the whole message. `tests/lean_proto.rs` checks the result
+//! against prost's decode of the lean `LogEntry` on real streams and on mutations of
+//! them.
 
 // The fields and members are the proto's (`proto/lean/v1.proto`), named as prost names
 // them; each struct is its message.

@@ -30,6 +30,10 @@ stop() {
   kill -KILL "$pid" 2>/dev/null || true
   { wait "$pid"; } 2>/dev/null || true
   unset "PID_OF[$name]"
+  # Reaped: never signalled again (its pid may be reused).
+  local kept=() p
+  for p in "${PIDS[@]}"; do [ "$p" = "$pid" ] || kept+=("$p"); done
+  PIDS=("${kept[@]}")
 }
 
 stop_all() {
@@ -44,10 +48,16 @@ stop_all() {
 # free_port: a loopback port nothing listens on, below the kernel's ephemeral range
 # (an outgoing connection's local port can then never take it between this check and
 # the listener's bind), and never one this script handed out before: the ports given
-# are kept in a file, as free_port runs in the subshell of a `$(...)`.
-USED_PORTS_FILE=$(mktemp /tmp/real-skaffold-ports.XXXXXX)
-EPHEMERAL_LOW=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
+# are kept in the file USED_PORTS_FILE (set by the script, in its work area), as
+# free_port runs in the subshell of a `$(...)`.
+USED_PORTS_FILE=""
+EPHEMERAL_LOW=32768
+if [ -r /proc/sys/net/ipv4/ip_local_port_range ]; then
+  read -r EPHEMERAL_LOW _ </proc/sys/net/ipv4/ip_local_port_range
+fi
 free_port() {
+  : "${USED_PORTS_FILE:?set USED_PORTS_FILE before free_port}"
+  touch "$USED_PORTS_FILE"
   local p low=10000 high=$((EPHEMERAL_LOW - 1))
   [ "$high" -gt $((low + 1000)) ] || { low=20000 high=60000; }
   while :; do
