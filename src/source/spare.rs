@@ -62,30 +62,29 @@ pub fn count() -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pb::v2;
+    use crate::pb::enums::StatusCode;
+    use crate::simulator::scenario::Script;
 
+    /// The first v2 event of a build of `artifact` that names it, encoded.
     fn encoded(artifact: &str) -> Bytes {
-        let e = v2::Event {
-            timestamp: Some(prost_types::Timestamp {
-                seconds: 1_700_000_000,
-                nanos: 0,
-            }),
-            event_type: Some(v2::event::EventType::BuildSubtaskEvent(
-                v2::BuildSubtaskEvent {
-                    id: "1".into(),
-                    artifact: artifact.into(),
-                    status: "InProgress".into(),
-                    ..Default::default()
-                },
-            )),
-        };
-        Bytes::from(e.encode_to_vec())
+        Script::new()
+            .build(0, artifact, "In Progress", StatusCode::Ok)
+            .events_v2(1_700_000_000_000_000_000)
+            .iter()
+            .map(|e| Bytes::from(e.encode_to_vec()))
+            .find(|b| b.windows(artifact.len()).any(|w| w == artifact.as_bytes()))
+            .expect("a build subtask names its artifact")
     }
 
     #[test]
     fn a_kept_box_is_reused_emptied_and_decodes_as_a_new_one_would() {
         // Other tests on this thread may have left spares: start without any.
         SPARE.with(|s| s.borrow_mut().clear());
+        assert_ne!(
+            encoded("web"),
+            encoded("db"),
+            "the artifact is in the event"
+        );
         let first = decode(encoded("web")).unwrap();
         let at = std::ptr::from_ref::<Event>(&first) as usize;
         keep(first);

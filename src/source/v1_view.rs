@@ -164,23 +164,7 @@ struct Reader<'a> {
 
 impl<'a> Reader<'a> {
     fn varint(&mut self) -> Result<u64, Malformed> {
-        let mut v = 0u64;
-        for i in 0..10 {
-            let (&b, rest) = self
-                .buf
-                .split_first()
-                .ok_or(Malformed("truncated varint"))?;
-            self.buf = rest;
-            // The tenth byte holds the top bit only.
-            if i == 9 && b > 1 {
-                return Err(Malformed("varint overflows 64 bits"));
-            }
-            v |= u64::from(b & 0x7f) << (7 * i);
-            if b & 0x80 == 0 {
-                return Ok(v);
-            }
-        }
-        Err(Malformed("varint overflows 64 bits"))
+        super::wire::read_varint(&mut self.buf).map_err(Malformed)
     }
 
     /// A field's number and wire type.

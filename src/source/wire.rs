@@ -69,19 +69,26 @@ enum Value<'a> {
     Fixed,
 }
 
-fn varint(buf: &mut &[u8]) -> Result<u64, PeekError> {
+/// Reads a varint off the front of `buf`, as prost does: at most 10 bytes, the tenth
+/// holding only the top bit.
+pub(super) fn read_varint(buf: &mut &[u8]) -> Result<u64, &'static str> {
     let mut v = 0u64;
     for i in 0..10 {
-        let (&b, rest) = buf
-            .split_first()
-            .ok_or(PeekError::Malformed("truncated varint"))?;
+        let (&b, rest) = buf.split_first().ok_or("truncated varint")?;
         *buf = rest;
+        if i == 9 && b > 1 {
+            return Err("varint overflows 64 bits");
+        }
         v |= u64::from(b & 0x7f) << (7 * i);
         if b & 0x80 == 0 {
             return Ok(v);
         }
     }
-    Err(PeekError::Malformed("varint too long"))
+    Err("varint overflows 64 bits")
+}
+
+fn varint(buf: &mut &[u8]) -> Result<u64, PeekError> {
+    read_varint(buf).map_err(PeekError::Malformed)
 }
 
 impl<'a> Iterator for Fields<'a> {
