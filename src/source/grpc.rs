@@ -3,12 +3,12 @@
 //! subscribing through [`super::supervisor::run`]: Skaffold may not be up yet, may restart,
 //! or may exit.
 //!
-//! Messages are read as raw bytes (v2: a pass-through codec; v1: decoded inside the
-//! codec's decoder, where they lie in tonic's buffer) and decoded here, in the reader
-//! task, so decoding runs beside the fold: the fingerprint for replay
-//! de-duplication is the hash of the bytes Skaffold sent, a message our proto cannot
-//! decode is counted instead of ending the stream, and v2 log events are skipped
-//! before decoding (see [`super::wire`]). A v1 message is read in place
+//! Messages are decoded here, in the reader task, so decoding runs beside the fold (a
+//! v1 message inside the codec's decoder, where it lies in tonic's buffer; a v2 one
+//! from a copy of its raw bytes): the fingerprint for replay de-duplication is the
+//! hash of the bytes Skaffold sent, a message our proto cannot decode is counted
+//! instead of ending the stream, and v2 log events are skipped before decoding (see
+//! [`super::wire`]). A v1 message is read in place
 //! (`source::v1_view`), becomes its domain event here and is dropped here: the event's
 //! names are copies (see `core::Name`), so nothing the fold reads or frees points into
 //! memory this task wrote and still writes.
