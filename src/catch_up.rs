@@ -55,31 +55,60 @@ pub fn now_nanos() -> Nanos {
 /// A latch opened by the fold once Skaffold's first replay is folded; `/metrics` and
 /// the OTLP metrics push wait for it. Cloning shares it; `default()` is closed.
 #[derive(Debug, Clone, Default)]
-pub struct Gate(Arc<AtomicI64>);
+pub struct Gate(Arc<Latch>);
+
+#[derive(Debug, Default)]
+struct Latch {
+    /// When it opened (nanoseconds since the epoch), 0 while closed.
+    opened: AtomicI64,
+    /// Wakes those waiting for it to open.
+    opening: tokio::sync::Notify,
+}
 
 impl Gate {
     /// A gate that was always open (`replay`, which folds whole files before it
     /// pushes, and tests).
     pub fn open() -> Self {
-        Gate(Arc::new(AtomicI64::new(1)))
+        let g = Gate::default();
+        g.0.opened.store(1, Ordering::Release);
+        g
     }
 
-    /// Opens the gate (the first call sets the time).
+    /// Opens the gate (the first call sets the time, and wakes the waiters).
     pub fn open_now(&self) {
-        let _ = self
+        let first = self
             .0
-            .compare_exchange(0, now_nanos().max(2), Ordering::AcqRel, Ordering::Acquire);
+            .opened
+            .compare_exchange(0, now_nanos().max(2), Ordering::AcqRel, Ordering::Acquire)
+            .is_ok();
+        if first {
+            self.0.opening.notify_waiters();
+        }
     }
 
     /// Whether the gate is open.
     pub fn is_open(&self) -> bool {
-        self.0.load(Ordering::Acquire) != 0
+        self.0.opened.load(Ordering::Acquire) != 0
+    }
+
+    /// Returns once the gate is open.
+    pub async fn wait_open(&self) {
+        loop {
+            // Registered before the look, so an opening in between is not missed.
+            let opening = self.0.opening.notified();
+            tokio::pin!(opening);
+            opening.as_mut().enable();
+            if self.is_open() {
+                return;
+            }
+            opening.await;
+        }
     }
 
     /// When the gate opened, if it did. What was collected before then may be a
     /// partial fold.
     pub fn opened_at(&self) -> Option<SystemTime> {
-        match self.0.load(Ordering::Acquire) {
+        match self.0.opened.load(Ordering::Acquire) {
             0 => None,
             n => Some(UNIX_EPOCH + Duration::from_nanos(u64::try_from(n).unwrap_or(1))),
         }
@@ -101,5 +130,27 @@ mod tests {
         assert_eq!(g.opened_at(), Some(first));
         let o = Gate::open();
         assert!(o.is_open() && o.opened_at().unwrap() < first);
+    }
+
+    #[tokio::test]
+    async fn waiting_for_the_gate_ends_when_it_opens() {
+        let g = Gate::default();
+        let waiting = tokio::spawn({
+            let g = g.clone();
+            async move { g.wait_open().await }
+        });
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        assert!(!waiting.is_finished(), "closed: still waiting");
+        g.open_now();
+        tokio::time::timeout(Duration::from_secs(5), waiting)
+            .await
+            .expect("woken when it opened")
+            .unwrap();
+        // Open already: no wait.
+        tokio::time::timeout(Duration::from_secs(5), g.wait_open())
+            .await
+            .expect("an open gate does not wait");
     }
 }

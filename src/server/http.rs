@@ -87,7 +87,12 @@ pub async fn handle<B>(shared: &Shared, req: Request<B>) -> Response<Full<Bytes>
                         "still folding Skaffold's replay\n",
                     );
                 }
-                tokio::time::sleep(Duration::from_millis(10)).await;
+                // Woken when the gate opens; Skaffold found unreachable is looked
+                // for every 10 ms.
+                tokio::select! {
+                    () = shared.progress.history_folded.wait_open() => {}
+                    () = tokio::time::sleep(Duration::from_millis(10)) => {}
+                }
             }
             metrics(shared, req.headers())
         }
