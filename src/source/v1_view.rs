@@ -23,6 +23,8 @@
 
 use prost_types::Timestamp;
 
+use super::wire::{END_GROUP, I32, I64, LEN, START_GROUP, VARINT};
+
 /// Why bytes are not a `LogEntry`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("malformed protobuf: {0}")]
@@ -147,13 +149,6 @@ pub fn read(bytes: &[u8]) -> Result<LogEntry<'_>, Malformed> {
 }
 
 // === the wire format ===
-
-const VARINT: u8 = 0;
-const I64: u8 = 1;
-const LEN: u8 = 2;
-const START_GROUP: u8 = 3;
-const END_GROUP: u8 = 4;
-const I32: u8 = 5;
 
 /// Nesting allowed (prost's recursion limit).
 const DEPTH: u32 = 100;

@@ -53,10 +53,13 @@ pub enum PeekError {
     Malformed(&'static str),
 }
 
-const VARINT: u8 = 0;
-const I64: u8 = 1;
-const LEN: u8 = 2;
-const I32: u8 = 5;
+// Protobuf's wire types.
+pub(super) const VARINT: u8 = 0;
+pub(super) const I64: u8 = 1;
+pub(super) const LEN: u8 = 2;
+pub(super) const START_GROUP: u8 = 3;
+pub(super) const END_GROUP: u8 = 4;
+pub(super) const I32: u8 = 5;
 
 /// The fields of a message, in order: (number, wire type, value).
 struct Fields<'a> {
