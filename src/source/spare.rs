@@ -55,7 +55,8 @@ pub fn decode(bytes: Bytes) -> Result<Box<Event>, prost::DecodeError> {
 }
 
 /// Spare boxes on this thread.
-pub fn count() -> usize {
+#[cfg(test)]
+fn count() -> usize {
     SPARE.with(|s| s.borrow().len())
 }
 

@@ -72,34 +72,24 @@ free_port() {
 }
 
 # wait_for DESC SECONDS CMD...: retries CMD every 0.2 s until it succeeds.
-wait_for() {
-  local desc=$1 secs=$2
-  shift 2
-  local deadline=$(($(date +%s) + secs))
-  until "$@" >/dev/null 2>&1; do
-    if [ "$(date +%s)" -ge "$deadline" ]; then
-      echo "real-skaffold: timed out after ${secs}s waiting for $desc" >&2
-      return 1
-    fi
-    sleep 0.2
-  done
-}
+wait_for() { wait_up "" "$@"; }
 
 # wait_up NAME DESC SECONDS CMD...: wait_for, for a process started as NAME: fails at
 # once when that process has exited, and prints the tail of its log on any failure.
+# An empty NAME waits on no process.
 wait_up() {
-  local name=$1 desc=$2 secs=$3 pid=${PID_OF[$1]}
+  local name=$1 desc=$2 secs=$3 pid=${PID_OF[${1:-none}]:-} log=${LOG_OF[${1:-none}]:-}
   shift 3
-  local deadline=$(($(date +%s) + secs))
+  local deadline=$(($(date +%s) + secs)) why=""
   until "$@" >/dev/null 2>&1; do
-    if ! kill -0 "$pid" 2>/dev/null; then
-      echo "real-skaffold: $name exited before $desc was ready; the end of ${LOG_OF[$name]}:" >&2
-      tail -n 20 "${LOG_OF[$name]}" >&2
-      return 1
+    if [ -n "$pid" ] && ! kill -0 "$pid" 2>/dev/null; then
+      why="$name exited before $desc was ready"
+    elif [ "$(date +%s)" -ge "$deadline" ]; then
+      why="timed out after ${secs}s waiting for $desc"
     fi
-    if [ "$(date +%s)" -ge "$deadline" ]; then
-      echo "real-skaffold: timed out after ${secs}s waiting for $desc; the end of ${LOG_OF[$name]}:" >&2
-      tail -n 20 "${LOG_OF[$name]}" >&2
+    if [ -n "$why" ]; then
+      echo "real-skaffold: $why${log:+; the end of $log:}" >&2
+      [ -z "$log" ] || tail -n 20 "$log" >&2
       return 1
     fi
     sleep 0.2
