@@ -1,5 +1,8 @@
 //! Quick throughput figures of the fold task alone (prints, asserts nothing): events/s
-//! through decode + fold + Prometheus sink, and with replay de-duplication in front.
+//! through decode + fold + Prometheus sink, and with replay de-duplication in front;
+//! and the reader's decode of v1 messages (read in place, `source::grpc::decode_v1_raw`)
+//! side by side with prost decoding the same bytes into the full message (what a bare
+//! client does), best of five passes each.
 //! The whole path over gRPC, side by side with a bare client: `cargo bench --bench
 //! stream`.
 //!
@@ -22,6 +25,7 @@ fn session(iterations: usize) -> Script {
 fn main() {
     let entries = session(20_000).entries(1_700_000_000_000_000_000);
     let n = entries.len();
+    decode_side_by_side(&entries);
 
     let mut pipeline = Pipeline::builder().build().expect("no OTLP").pipeline;
     let start = Instant::now();
@@ -85,6 +89,35 @@ fn main() {
     println!(
         "de-duplication set: {held} events in {bytes} bytes ({:.1} bytes/event)",
         bytes as f64 / held as f64
+    );
+}
+
+/// The reader's v1 decode against prost's, on the same encoded messages.
+fn decode_side_by_side(entries: &[skaffold_exporter::pb::v1::LogEntry]) {
+    use prost::Message as _;
+    let bytes: Vec<Vec<u8>> = entries.iter().map(|e| e.encode_to_vec()).collect();
+    let best = |f: &dyn Fn(&[u8]) -> usize| {
+        (0..5)
+            .map(|_| {
+                let start = Instant::now();
+                let kept: usize = bytes.iter().map(|b| f(b)).sum();
+                std::hint::black_box(kept);
+                start.elapsed().as_secs_f64() * 1e9 / bytes.len() as f64
+            })
+            .fold(f64::INFINITY, f64::min)
+    };
+    let prost = best(&|b| {
+        skaffold_exporter::pb::v1::LogEntry::decode(b)
+            .map_or(0, |e| usize::from(e.event.is_some()))
+    });
+    let ours = best(&|b| {
+        let m = skaffold_exporter::source::grpc::decode_v1_raw(b);
+        usize::from(m.at.is_some())
+    });
+    println!(
+        "v1 decode of {} messages: in place (reader) {ours:.0} ns/event, prost full message {prost:.0} ns/event, ratio {:.2}",
+        bytes.len(),
+        prost / ours
     );
 }
 

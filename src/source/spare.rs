@@ -20,8 +20,10 @@ use prost::Message as _;
 
 use crate::pb::lean::v2::Event;
 
-/// Most spare boxes kept per thread: four batches' worth (`supervisor::BATCH`).
-pub const MAX: usize = 512;
+/// Most spare boxes kept per thread: two batches' worth (`supervisor::BATCH`), at most
+/// 352 KiB (176 bytes a box) on each thread that ran the reader during a burst. Half a
+/// batch's worth (512) left the other half to malloc and free.
+pub const MAX: usize = 2 * super::supervisor::BATCH;
 
 thread_local! {
     // The boxes themselves are what is reused: a `Vec<Event>` would move each event

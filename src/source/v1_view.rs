@@ -158,11 +158,13 @@ struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
+    #[inline(always)]
     fn varint(&mut self) -> Result<u64, Malformed> {
         super::wire::read_varint(&mut self.buf).map_err(Malformed)
     }
 
     /// A field's number and wire type.
+    #[inline(always)]
     fn key(&mut self) -> Result<(u32, u8), Malformed> {
         let key = u32::try_from(self.varint()?).map_err(|_| Malformed("key over 32 bits"))?;
         let wire = (key & 7) as u8;

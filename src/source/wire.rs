@@ -73,21 +73,37 @@ enum Value<'a> {
 }
 
 /// Reads a varint off the front of `buf`, as prost does: at most 10 bytes, the tenth
-/// holding only the top bit.
+/// holding only the top bit. Keys, lengths and small numbers take one byte (the
+/// inlined first test); a timestamp's seconds and nanoseconds take four or five.
+#[inline(always)]
 pub(super) fn read_varint(buf: &mut &[u8]) -> Result<u64, &'static str> {
+    match buf.first() {
+        Some(&b) if b < 0x80 => {
+            *buf = &buf[1..];
+            Ok(u64::from(b))
+        }
+        _ => read_long_varint(buf),
+    }
+}
+
+/// [`read_varint`] past its first byte: a varint of several bytes (or a truncated one).
+fn read_long_varint(buf: &mut &[u8]) -> Result<u64, &'static str> {
     let mut v = 0u64;
-    for i in 0..10 {
-        let (&b, rest) = buf.split_first().ok_or("truncated varint")?;
-        *buf = rest;
+    for (i, &b) in buf.iter().take(10).enumerate() {
         if i == 9 && b > 1 {
             return Err("varint overflows 64 bits");
         }
         v |= u64::from(b & 0x7f) << (7 * i);
         if b & 0x80 == 0 {
+            *buf = &buf[i + 1..];
             return Ok(v);
         }
     }
-    Err("varint overflows 64 bits")
+    Err(if buf.len() < 10 {
+        "truncated varint"
+    } else {
+        "varint overflows 64 bits"
+    })
 }
 
 fn varint(buf: &mut &[u8]) -> Result<u64, PeekError> {
@@ -315,6 +331,61 @@ mod tests {
     }
 
     use crate::simulator::old_layout::{OldBuildSubtask, OldEvent, OldTaskEvent};
+
+    /// prost's reading of `bytes`: the value and how many bytes it took, or `None`.
+    fn prost_varint(bytes: &[u8]) -> Option<(u64, usize)> {
+        let mut buf = bytes;
+        let v = prost::encoding::decode_varint(&mut buf).ok()?;
+        Some((v, bytes.len() - buf.len()))
+    }
+
+    fn ours(bytes: &[u8]) -> Option<(u64, usize)> {
+        let mut buf = bytes;
+        let v = read_varint(&mut buf).ok()?;
+        Some((v, bytes.len() - buf.len()))
+    }
+
+    #[test]
+    fn varints_read_as_prost_reads_them() {
+        let mut cases: Vec<Vec<u8>> = Vec::new();
+        // Every length from 1 to 10 bytes, at its edges, alone and with bytes after it
+        // (prost takes another path when fewer than 10 bytes are left).
+        for v in (0..64).flat_map(|bits| [(1u64 << bits) - 1, 1u64 << bits]).chain([u64::MAX]) {
+            let mut enc = Vec::new();
+            prost::encoding::encode_varint(v, &mut enc);
+            cases.push(enc.clone());
+            enc.extend([0x01, 0x80, 0x00]);
+            cases.push(enc);
+        }
+        // Truncated: continuation bits up to the end, at every length.
+        for n in 0..=11 {
+            cases.push(vec![0x80; n]);
+            cases.push(vec![0xff; n]);
+        }
+        // Ten bytes whose last holds more than the top bit, or continues.
+        for last in [0x00, 0x01, 0x02, 0x7f, 0x80, 0x81, 0xff] {
+            let mut enc = vec![0xff; 9];
+            enc.push(last);
+            cases.push(enc.clone());
+            enc.push(0x00);
+            cases.push(enc);
+        }
+        // Over-long encodings of small values (padding with 0x80) are varints too.
+        for n in 1..=9 {
+            let mut enc = vec![0x81];
+            enc.extend(std::iter::repeat_n(0x80, n - 1));
+            enc.push(0x00);
+            cases.push(enc);
+        }
+        let mut rng = fastrand::Rng::with_seed(8);
+        for _ in 0..20_000 {
+            let n = rng.usize(0..14);
+            cases.push((0..n).map(|_| rng.u8(..)).collect());
+        }
+        for c in &cases {
+            assert_eq!(ours(c), prost_varint(c), "{c:02x?}");
+        }
+    }
 
     #[test]
     fn current_layout_decodes() {
