@@ -10,8 +10,9 @@
 //!
 //! Each side is timed from the moment the flood server starts sending to the moment
 //! the last message was counted (the drain) or the exporter's `/metrics` shows every
-//! event folded (polled every 25 ms, so at most 25 ms late; the expected totals come
-//! from folding the same messages in this process). `/metrics` answers once the
+//! event folded (read every 2 ms once the exporter's work is done, so at most 2 ms
+//! late, and never while it works; the expected totals come from folding the same
+//! messages in this process). `/metrics` answers once the
 //! replay is folded, which the exporter knows by the pause that ends it
 //! (`core::order::WINDOW`, 100 ms without events, which also releases the last events
 //! held for Skaffold's order), so the exporter's time includes that pause. Printed per
@@ -361,6 +362,9 @@ async fn work_done(pid: u32) -> Instant {
     }
 }
 
+/// How often `/metrics` is read once the exporter's work is done.
+const POLL: Duration = Duration::from_millis(2);
+
 /// How often [`work_done`] samples.
 const BUSY_SAMPLE: Duration = Duration::from_millis(5);
 
@@ -506,7 +510,13 @@ async fn exporter(
     let (_, idle_rss) = rss(pid);
     let cpu_before = cpu_seconds(pid);
     let start = log.release(k).await;
-    let done = tokio::spawn(work_done(pid));
+    // No scrape while the exporter works (a scrape is work for it, and Prometheus
+    // scrapes every few seconds, not every few milliseconds): once its work is done,
+    // /metrics is read every 2 ms until it shows every event.
+    let done = tokio::time::timeout(Duration::from_secs(60), tokio::spawn(work_done(pid)))
+        .await
+        .ok()
+        .and_then(Result::ok);
     // Until every event is folded, or nothing changed for 3 s (events were lost).
     let mut last = (Totals::default(), Instant::now());
     let secs = loop {
@@ -527,7 +537,7 @@ async fn exporter(
                     / folded.max(1.0);
             }
         }
-        tokio::time::sleep(Duration::from_millis(25)).await;
+        tokio::time::sleep(POLL).await;
     };
     let (max_rss, _) = rss(pid);
     let cpu = cpu_seconds(pid) - cpu_before;
@@ -538,10 +548,7 @@ async fn exporter(
     ExporterRun {
         cpu_us: cpu * 1e6 / n as f64,
         rate: n as f64 / secs,
-        work_rate: match tokio::time::timeout(Duration::from_secs(1), done).await {
-            Ok(Ok(at)) => n as f64 / (at - start).as_secs_f64(),
-            _ => f64::NAN,
-        },
+        work_rate: done.map_or(f64::NAN, |at| n as f64 / (at - start).as_secs_f64()),
         max_rss,
         idle_rss,
         // Events the exporter never folded (0 when nothing was lost on the way in).
