@@ -107,8 +107,7 @@ fn decode_side_by_side(entries: &[skaffold_exporter::pb::v1::LogEntry]) {
             .fold(f64::INFINITY, f64::min)
     };
     let prost = best(&|b| {
-        skaffold_exporter::pb::v1::LogEntry::decode(b)
-            .map_or(0, |e| usize::from(e.event.is_some()))
+        skaffold_exporter::pb::v1::LogEntry::decode(b).map_or(0, |e| usize::from(e.event.is_some()))
     });
     let ours = best(&|b| {
         let m = skaffold_exporter::source::grpc::decode_v1_raw(b);

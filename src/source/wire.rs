@@ -350,7 +350,10 @@ mod tests {
         let mut cases: Vec<Vec<u8>> = Vec::new();
         // Every length from 1 to 10 bytes, at its edges, alone and with bytes after it
         // (prost takes another path when fewer than 10 bytes are left).
-        for v in (0..64).flat_map(|bits| [(1u64 << bits) - 1, 1u64 << bits]).chain([u64::MAX]) {
+        for v in (0..64)
+            .flat_map(|bits| [(1u64 << bits) - 1, 1u64 << bits])
+            .chain([u64::MAX])
+        {
             let mut enc = Vec::new();
             prost::encoding::encode_varint(v, &mut enc);
             cases.push(enc.clone());
