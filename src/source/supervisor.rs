@@ -188,7 +188,7 @@ async fn drain<S: EventStream, H: ReaderHealth>(
 
 /// Most deliveries sent to the fold in one batch. Each batch sent wakes the fold when
 /// it has run dry, and a wakeup (a worker unparked, the timer driver turned, a context
-/// switch) cost about as much as folding a hundred events: with 128, a 1M-event
+/// switch) costs about as much as folding fifty events: with 128, a 1M-event
 /// replay's 7,800 batches cost about a tenth more of the exporter's CPU than 1024's
 /// (docs/testing.md, twelfth session). Batching adds no latency: a batch goes as soon
 /// as nothing more is ready to read.

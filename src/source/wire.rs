@@ -99,11 +99,9 @@ fn read_long_varint(buf: &mut &[u8]) -> Result<u64, &'static str> {
             return Ok(v);
         }
     }
-    Err(if buf.len() < 10 {
-        "truncated varint"
-    } else {
-        "varint overflows 64 bits"
-    })
+    // Ten bytes always end the loop above (the tenth has no continuation bit or is
+    // refused): fewer were left.
+    Err("truncated varint")
 }
 
 fn varint(buf: &mut &[u8]) -> Result<u64, PeekError> {
