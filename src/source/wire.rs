@@ -210,8 +210,12 @@ fn major_minor(version: &str) -> Option<(u32, u32)> {
 /// `source::limits` (size, values, nesting), walking the wire format with the
 /// message's descriptor: every field counts one value, every element of a packed
 /// repeated field one per byte (an upper bound), and message fields are walked into.
-/// Bytes that are not a valid message are left for the decoder to report.
-pub fn check_proto(bytes: &[u8], desc: &MessageDescriptor) -> Result<(), TooBig> {
+/// Bytes that are not a valid message are left for the decoder to report. `desc` is
+/// looked up only for a message that must be walked (not for nearly every event).
+pub fn check_proto<'d>(
+    bytes: &[u8],
+    desc: impl FnOnce() -> &'d MessageDescriptor,
+) -> Result<(), TooBig> {
     if bytes.len() > MAX_EVENT_BYTES {
         return Err(TooBig::Bytes(bytes.len(), MAX_EVENT_BYTES));
     }
@@ -224,7 +228,7 @@ pub fn check_proto(bytes: &[u8], desc: &MessageDescriptor) -> Result<(), TooBig>
         return Ok(());
     }
     let mut values = 0usize;
-    walk(bytes, desc, 1, &mut values)
+    walk(bytes, desc(), 1, &mut values)
 }
 
 fn walk(
@@ -261,12 +265,12 @@ fn walk(
 
 /// [`check_proto`] for a v1 `LogEntry`.
 pub fn check_v1(bytes: &[u8]) -> Result<(), TooBig> {
-    check_proto(bytes, descriptor("proto.LogEntry"))
+    check_proto(bytes, || descriptor("proto.LogEntry"))
 }
 
 /// [`check_proto`] for a v2 `Event`.
 pub fn check_v2(bytes: &[u8]) -> Result<(), TooBig> {
-    check_proto(bytes, descriptor("proto.v2.Event"))
+    check_proto(bytes, || descriptor("proto.v2.Event"))
 }
 
 fn descriptor(name: &str) -> &'static MessageDescriptor {
