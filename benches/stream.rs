@@ -12,10 +12,12 @@
 //! the last message was counted (the drain) or the exporter's `/metrics` shows every
 //! event folded (read every 2 ms once the exporter's work is done, so at most 2 ms
 //! late, and never while it works; the expected totals come from folding the same
-//! messages in this process). `/metrics` answers once the
-//! replay is folded, which the exporter knows by the pause that ends it
-//! (`core::order::WINDOW`, 100 ms without events, which also releases the last events
-//! held for Skaffold's order), so the exporter's time includes that pause. Printed per
+//! messages in this process). The replay's last events are held for Skaffold's order
+//! until the pause that ends it (`core::order::WINDOW`, 100 ms without events), so
+//! the exporter's time includes that pause. (`/metrics` itself answers at once here:
+//! the exporter opened it at the pause before the replay was released, as for a
+//! Skaffold with no history; after a real Skaffold's replay it opens at the same
+//! pause that releases the last events.) Printed per
 //! round: both rates, their ratio, the exporter's CPU time per event, its max RSS
 //! (VmHWM) and idle RSS, how many expected events it never folded (dropped), invalid
 //! events, and whether its totals are exact; then the exporter's rate until its work
