@@ -177,9 +177,8 @@ pub struct SourceMessage {
     /// copies each v2 message out of tonic's buffer, a small one into a chunk shared
     /// with its neighbours, which it then counts as keeping: see
     /// `grpc::EventDecoder`); a v1 event's names and errors are copies of parts of it,
-    /// no larger. The reader
-    /// bounds the bytes held for Skaffold's order and queued for the fold by it (see
-    /// `supervisor`).
+    /// no larger. The reader bounds the bytes held for Skaffold's order and queued for
+    /// the fold by it (see `supervisor`).
     pub keeps: u32,
     /// The message.
     pub payload: Payload,
