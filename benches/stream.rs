@@ -4,12 +4,14 @@
 //! run, each round:
 //!
 //! - a bare tonic client (the generated `Events` client: connect, subscribe, decode
-//!   and count messages) drains the stream, in a process of its own;
+//!   and count messages) drains the stream, in a process of its own (in the flood
+//!   server's with `--bare-in-process`);
 //! - the real exporter (the release binary, started as a child process with default
 //!   flags: only `--skaffold-addr`, `--listen` and `--api` set, so its RSS is its own)
 //!   folds it;
 //! - the bare client drains it again. Its rate is over the mean of its two times, so
-//!   a machine whose speed drifts through the round favours neither side.
+//!   a machine whose speed drifts through the round favours neither side (both
+//!   drains' rates are printed too).
 //!
 //! Each side is timed from the moment the flood server starts sending to the moment
 //! the last message was counted (the drain) or the exporter's `/metrics` shows every
@@ -28,7 +30,8 @@
 //! and folded the events) and that rate's ratio. The pause starts at the last
 //! event's arrival; what the exporter still had to fold then (its queue: four
 //! batches, a millisecond or two of folding) is done during the pause, so taking the
-//! whole pause off hides at most that much of its work.
+//! whole pause off hides at most that much of its work. `WINDOW` is this crate's: an
+//! exporter given in `STREAM_BENCH_EXPORTER` must be built with the same window.
 //!
 //! ```text
 //! cargo bench --bench stream                      # 1,000,000 events, v1 and v2, 3 rounds
@@ -525,12 +528,13 @@ async fn exporter(
     // /metrics is read every 2 ms until it shows every event.
     let _ = tokio::time::timeout(Duration::from_secs(60), tokio::spawn(work_done(pid))).await;
     // Until every event is folded, or nothing changed for 3 s (events were lost).
+    // The time, and whether every event was folded.
     let mut last = (Totals::default(), Instant::now());
-    let secs = loop {
+    let (secs, complete) = loop {
         if let Some(text) = scrape(exporter.metrics).await {
             let t = totals(&text);
             if t.events >= want.events && t.skipped >= want.skipped {
-                break start.elapsed().as_secs_f64();
+                break (start.elapsed().as_secs_f64(), true);
             }
             if t != last.0 {
                 last = (t, Instant::now());
@@ -540,8 +544,9 @@ async fn exporter(
                     "  (the exporter stopped at {folded} of {} expected events + skipped logs)",
                     want.events + want.skipped
                 );
-                break (last.1 - start).as_secs_f64() * (want.events + want.skipped)
-                    / folded.max(1.0);
+                let secs =
+                    (last.1 - start).as_secs_f64() * (want.events + want.skipped) / folded.max(1.0);
+                break (secs, false);
             }
         }
         tokio::time::sleep(POLL).await;
@@ -555,7 +560,13 @@ async fn exporter(
     ExporterRun {
         cpu_us: cpu * 1e6 / n as f64,
         rate: n as f64 / secs,
-        unheld_rate: n as f64 / (secs - WINDOW.as_secs_f64()),
+        // Only when every event was folded, after the pause (an extrapolated time
+        // scaled the pause with the work).
+        unheld_rate: if complete && secs > WINDOW.as_secs_f64() {
+            n as f64 / (secs - WINDOW.as_secs_f64())
+        } else {
+            f64::NAN
+        },
         max_rss,
         idle_rss,
         // Events the exporter never folded (0 when nothing was lost on the way in).
