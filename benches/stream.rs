@@ -188,12 +188,20 @@ fn flood<N>(messages: Vec<Bytes>) -> (Flood<N>, Arc<Log>) {
 }
 
 impl Log {
-    /// Waits for subscription `k`, then lets it send; returns when it was released.
-    async fn release(&self, k: u64) -> Instant {
-        while self.subscriptions.load(Ordering::Acquire) < k {
+    /// Whether a subscription waits to be released.
+    fn waiting(&self) -> bool {
+        self.subscriptions.load(Ordering::Acquire) > *self.go.borrow()
+    }
+
+    /// Waits for a subscription, then lets every one that waits send; returns when
+    /// they were released. (Releasing all of them, not one by number, keeps the next
+    /// client from waiting forever if an exporter subscribed twice.)
+    async fn release(&self) -> Instant {
+        while !self.waiting() {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
-        self.go.send_replace(k);
+        self.go
+            .send_replace(self.subscriptions.load(Ordering::Acquire));
         Instant::now()
     }
 }
@@ -238,8 +246,8 @@ fn v2_stream(n: usize) -> Vec<Bytes> {
 
 // === the bare client ===
 
-async fn drain(addr: SocketAddr, api: &str, log: &Log, k: u64, n: usize) -> f64 {
-    let (count, start) = subscribe_and_count(addr, api, n, || log.release(k)).await;
+async fn drain(addr: SocketAddr, api: &str, log: &Log, n: usize) -> f64 {
+    let (count, start) = subscribe_and_count(addr, api, n, || log.release()).await;
     let secs = start.elapsed().as_secs_f64();
     assert_eq!(count, n, "the drain received every message");
     n as f64 / secs
@@ -277,7 +285,7 @@ async fn subscribe_and_count<F: Future>(
 /// The bare client in a process of its own (this binary, `--bare-drain ADDR API N`),
 /// like the exporter: its own runtime, scheduled against the flood server's process
 /// the same way. Returns its rate and its CPU time per event (µs).
-async fn drain_process(addr: SocketAddr, api: &str, log: &Log, k: u64, n: usize) -> (f64, f64) {
+async fn drain_process(addr: SocketAddr, api: &str, log: &Log, n: usize) -> (f64, f64) {
     use std::io::BufRead;
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args(["--bare-drain", &addr.to_string(), api, &n.to_string()])
@@ -293,7 +301,7 @@ async fn drain_process(addr: SocketAddr, api: &str, log: &Log, k: u64, n: usize)
         }
     });
     assert_eq!(rx.recv().await.as_deref(), Some("subscribed"));
-    let start = log.release(k).await;
+    let start = log.release().await;
     let done = rx.recv().await.expect("the bare client reports");
     let secs = start.elapsed().as_secs_f64();
     // It exits right after `done`; waited for off the flood server's workers.
@@ -498,7 +506,6 @@ async fn exporter(
     skaffold: SocketAddr,
     api: &str,
     log: &Log,
-    k: u64,
     n: usize,
     want: Totals,
 ) -> ExporterRun {
@@ -516,13 +523,13 @@ async fn exporter(
     let exporter = Exporter { child, metrics };
     let pid = exporter.child.id();
     // Subscribed and idle: the flood server holds the replay until released.
-    while log.subscriptions.load(Ordering::Acquire) < k {
+    while !log.waiting() {
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     let (_, idle_rss) = rss(pid);
     let cpu_before = cpu_seconds(pid);
-    let start = log.release(k).await;
+    let start = log.release().await;
     // No scrape while the exporter works (a scrape is work for it, and Prometheus
     // scrapes every few seconds, not every few milliseconds): once its work is done,
     // /metrics is read every 2 ms until it shows every event.
@@ -671,7 +678,6 @@ fn main() {
                 args.events,
                 bytes as f64 / (1 << 20) as f64
             );
-            let mut k = 0;
             let mut ratios = Vec::new();
             let mut unheld_ratios = Vec::new();
             for round in 1..=args.rounds {
@@ -679,15 +685,12 @@ fn main() {
                 // The bare client drains before and after the exporter's run, and its
                 // rate is over the mean of the two times: a machine whose speed drifts
                 // through the round (a VM's neighbours) favours neither side.
-                k += 1;
-                let (bare1, cpu1, srv1) = bare_drain(addr, api, &log, k, &args).await;
-                k += 1;
+                let (bare1, cpu1, srv1) = bare_drain(addr, api, &log, &args).await;
                 let cpu = cpu_seconds(me);
-                let exp = exporter(addr, api, &log, k, args.events, want).await;
+                let exp = exporter(addr, api, &log, args.events, want).await;
                 // This process during the exporter's run: flood server (+ polling).
                 let server_cpu = (cpu_seconds(me) - cpu) * 1e6 / args.events as f64;
-                k += 1;
-                let (bare2, cpu2, srv2) = bare_drain(addr, api, &log, k, &args).await;
+                let (bare2, cpu2, srv2) = bare_drain(addr, api, &log, &args).await;
                 let bare = 2.0 / (1.0 / bare1 + 1.0 / bare2);
                 let bare_cpu = (cpu1 + cpu2) / 2.0;
                 let drain_server_cpu = (srv1 + srv2) / 2.0;
@@ -731,21 +734,15 @@ fn main() {
     });
 }
 
-/// One drain by the bare client (subscription `k`): its rate, its CPU time per event
+/// One drain by the bare client: its rate, its CPU time per event
 /// and this process's (the flood server's, and the bare client's when in process).
-async fn bare_drain(
-    addr: SocketAddr,
-    api: &str,
-    log: &Log,
-    k: u64,
-    args: &Args,
-) -> (f64, f64, f64) {
+async fn bare_drain(addr: SocketAddr, api: &str, log: &Log, args: &Args) -> (f64, f64, f64) {
     let me = std::process::id();
     let cpu = cpu_seconds(me);
     let (bare, bare_cpu) = if args.bare_in_process {
-        (drain(addr, api, log, k, args.events).await, f64::NAN)
+        (drain(addr, api, log, args.events).await, f64::NAN)
     } else {
-        drain_process(addr, api, log, k, args.events).await
+        drain_process(addr, api, log, args.events).await
     };
     (
         bare,
