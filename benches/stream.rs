@@ -534,8 +534,8 @@ async fn exporter(
     // scrapes every few seconds, not every few milliseconds): once its work is done,
     // /metrics is read every 2 ms until it shows every event.
     let _ = tokio::time::timeout(Duration::from_secs(60), tokio::spawn(work_done(pid))).await;
-    // Until every event is folded, or nothing changed for 3 s (events were lost).
-    // The time, and whether every event was folded.
+    // Until every event is folded, or nothing changed for 3 s (events were lost): the
+    // time, and whether every event was folded.
     let mut last = (Totals::default(), Instant::now());
     let (secs, complete) = loop {
         if let Some(text) = scrape(exporter.metrics).await {
