@@ -188,18 +188,18 @@ fn flood<N>(messages: Vec<Bytes>) -> (Flood<N>, Arc<Log>) {
 }
 
 impl Log {
-    /// Whether a subscription waits to be released.
-    fn waiting(&self) -> bool {
-        self.subscriptions.load(Ordering::Acquire) > *self.go.borrow()
+    /// Returns once a subscription waits to be released.
+    async fn subscribed(&self) {
+        while self.subscriptions.load(Ordering::Acquire) <= *self.go.borrow() {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
     }
 
     /// Waits for a subscription, then lets every one that waits send; returns when
     /// they were released. (Releasing all of them, not one by number, keeps the next
     /// client from waiting forever if an exporter subscribed twice.)
     async fn release(&self) -> Instant {
-        while !self.waiting() {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
+        self.subscribed().await;
         self.go
             .send_replace(self.subscriptions.load(Ordering::Acquire));
         Instant::now()
@@ -523,9 +523,7 @@ async fn exporter(
     let exporter = Exporter { child, metrics };
     let pid = exporter.child.id();
     // Subscribed and idle: the flood server holds the replay until released.
-    while !log.waiting() {
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
+    log.subscribed().await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let (_, idle_rss) = rss(pid);
     let cpu_before = cpu_seconds(pid);
